@@ -1,0 +1,28 @@
+# `make install` builds .venv in the one order that works on a fresh machine (see SETUP-NOTES):
+# torch first, then sam2 and groundingdino-py built against it without isolation, then us.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: install test bench dry-run clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation sam2==1.1.0
+	$(PIP) install -q --no-build-isolation groundingdino-py==0.4.0 'transformers>=4.40,<5'
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest tests
+
+dry-run: install
+	$(BIN)/engine run --source examples/videos --dry-run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,225 @@
+"""The `engine` command line. Commands only parse flags, build objects and print; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import engine
+from engine import schema
+from engine.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config_text, load_config
+from engine.ingest import IngestReport, ingest
+from engine.plan import Plan, make_plan, measured_tokens
+from engine.store import Store
+
+# "\b" keeps click from re-wrapping the block.
+EXAMPLES = """\b
+Examples:
+  engine init                                      write a commented engine.toml
+  engine run --source examples/videos --dry-run    scan, probe, record, print the plan
+  engine run --source videos/ --limit 100 --dry-run
+  engine status                                    store contents, runs, failures
+"""
+
+app = typer.Typer(
+    help="Turn a folder of raw videos into reviewed, exportable object-level training data.",
+    epilog=EXAMPLES,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+# Pipes and CI logs get 120 columns rather than rich's 80, so the plan table is not truncated.
+console = Console(width=None if Console().is_terminal else 120)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 120)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config file (default: ./engine.toml)")]
+DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="overrides data_dir")]
+DbOpt = Annotated[Optional[str], typer.Option("--database-url", help="overrides database_url")]
+
+
+def _config(path: Path | None, **overrides) -> Config:
+    try:
+        return load_config(path, overrides=overrides)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _store(cfg: Config) -> Store:
+    try:
+        return Store(cfg.resolved_database_url)
+    except Exception as e:  # an unreachable server or a bad URL: say which, never a traceback
+        err.print(f"error: cannot open the store at {_safe_url(cfg.resolved_database_url)}: {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _safe_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+@app.command(short_help="Write a commented default config file.  e.g. engine init engine.toml")
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write it")] = Path(DEFAULT_CONFIG_NAME),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented default config file (example: engine init engine.toml)."""
+    if path.exists() and not force:
+        err.print(f"error: {path} exists; pass --force to overwrite it", highlight=False)
+        raise typer.Exit(1)
+    path.write_text(default_config_text())
+    console.print(f"wrote {path}")
+
+
+@app.command(short_help="Run the engine over a folder of videos.  e.g. engine run --source videos/ --dry-run")
+def run(
+    source: Annotated[Path, typer.Option("--source", "-s", help="folder of videos (searched recursively)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe and record; print the plan; call no model")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="process at most N videos")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Run the engine over a folder of videos (example: engine run --source videos/ --dry-run)."""
+    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    if not source.is_dir():
+        err.print(f"error: --source {source} is not a folder", highlight=False)
+        raise typer.Exit(2)
+    if not dry_run:
+        err.print(
+            "error: only `engine run --dry-run` is available in this version: the agents that make the data "
+            "(Analyzer, Annotator, Segmentor, Reviewer, Refiner) are not built yet. Nothing was run.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    store = _store(cfg)
+    run_id = uuid.uuid4().hex
+    with store.session() as s:
+        s.add(schema.Run(id=run_id, command="run --dry-run", engine_version=engine.__version__,
+                         config=cfg.model_dump(mode="json"), source=str(source.resolve())))
+    report = _ingest_with_progress(store, source, cfg, limit, run_id)
+    plan = make_plan(
+        cfg, [v.info.num_frames for v in report.videos], sum(v.caption is None for v in report.videos),
+        measured_tokens(store),
+    )
+    _print_problems(report)
+    _print_summary(report)
+    _print_plan(plan, cfg)
+    with store.session() as s:
+        r = s.get(schema.Run, run_id)
+        r.status, r.finished_at = "finished", schema.utcnow()
+        r.summary = {"videos": len(report.videos), "new_videos": report.new_videos,
+                     "problems": len(report.problems), "duplicates": len(report.duplicates),
+                     "planned_calls": plan.calls, "planned_cost_usd": plan.cost_usd}
+    console.print(f"store: {_safe_url(cfg.resolved_database_url)}   run id: {run_id}", highlight=False)
+
+
+def _ingest_with_progress(store: Store, source: Path, cfg: Config, limit: int | None, run_id: str) -> IngestReport:
+    columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=None)
+        return ingest(
+            store, source, frame_folder_fps=cfg.sampling.frame_folder_fps, limit=limit, run_id=run_id,
+            on_start=lambda n: progress.update(task, total=n),
+            on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
+        )
+
+
+def _print_problems(report: IngestReport) -> None:
+    if not report.problems:
+        return
+    t = Table(title="Skipped inputs", title_justify="left")
+    for col in ("input", "reason", "code"):
+        t.add_column(col, overflow="fold")
+    for p in report.problems:
+        t.add_row(p.rel, p.reason, p.code)
+    console.print(t)
+
+
+def _print_summary(report: IngestReport) -> None:
+    t = Table(title=f"Source {report.source}", title_justify="left", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    captioned = sum(v.caption is not None for v in report.videos)
+    rows = [
+        ("videos readable", len(report.videos)),
+        ("  new in the store", report.new_videos),
+        ("  already in the store", len(report.videos) - report.new_videos),
+        ("  with a caption", captioned),
+        ("  without (the Captioner writes one)", len(report.videos) - captioned),
+        ("duplicates of another input (same bytes)", len(report.duplicates)),
+        ("skipped (see above)", len(report.problems)),
+        ("frames in readable videos", sum(v.info.num_frames for v in report.videos)),
+    ]
+    for k, v in rows:
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+
+
+def _print_plan(plan: Plan, cfg: Config) -> None:
+    t = Table(title="Plan for a detailed-pipeline run (estimate)", title_justify="left")
+    for col, just in (("agent", "left"), ("model", "left"), ("calls", "right"), ("tokens in", "right"),
+                      ("tokens out", "right"), ("cost USD", "right"), ("basis", "left")):
+        t.add_column(col, justify=just)
+    for a in plan.agents:
+        t.add_row(a.agent, getattr(cfg.agents, a.agent).model, f"{a.calls:,.0f}", f"{a.tokens_in:,.0f}",
+                  f"{a.tokens_out:,.0f}", f"{a.cost_usd:,.4f}", "measured" if a.measured else "estimate")
+    t.add_row("segmentor", cfg.segmentor.sam2_model, "-", "-", "-", "-", f"{plan.mask_frames:,} object-frames on GPU")
+    t.add_section()
+    t.add_row("total", "", f"{plan.calls:,.0f}", f"{sum(a.tokens_in for a in plan.agents):,.0f}",
+              f"{sum(a.tokens_out for a in plan.agents):,.0f}", f"{plan.cost_usd:,.4f}", "")
+    console.print(t)
+    console.print(
+        f"videos {plan.videos:,}   frames to decode {plan.frames:,}   objects (est. "
+        f"{cfg.plan.objects_per_video:g}/video) {plan.objects:,.0f}",
+        highlight=False,
+    )
+
+
+@app.command(short_help="Show what the store holds, recent runs and quarantined failures.  e.g. engine status")
+def status(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+    """Show what the store holds, recent runs and quarantined failures (example: engine status)."""
+    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    store = _store(cfg)
+    counts = store.counts()
+    t = Table(title=f"Store {_safe_url(cfg.resolved_database_url)}", title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in counts.items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    with store.session() as s:
+        runs = s.query(schema.Run).order_by(schema.Run.started_at.desc()).limit(5).all()
+        failures = s.query(schema.Failure).order_by(schema.Failure.updated_at.desc()).limit(50).all()
+        n_failures = s.query(schema.Failure).count()
+    if runs:
+        rt = Table(title="Recent runs", title_justify="left")
+        for col in ("run id", "command", "status", "started", "videos", "new"):
+            rt.add_column(col)
+        for r in runs:
+            rt.add_row(r.id[:12], r.command, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                       str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")))
+        console.print(rt)
+    if failures:
+        ft = Table(title=f"Failures ({n_failures}, newest first)", title_justify="left")
+        for col in ("unit", "stage", "code", "attempts", "message"):
+            ft.add_column(col, overflow="fold")
+        for f in failures:
+            ft.add_row(f.unit_id, f.stage, f.error_code, str(f.attempts), f.message)
+        console.print(ft)
+    else:
+        console.print("no failures")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,242 @@
+"""One validated configuration: a TOML file, overridden by ENGINE_* variables, overridden by CLI flags.
+
+Precedence (last wins): built-in defaults < config file < environment < command-line flags.
+Environment variables use the prefix ``ENGINE_`` and ``__`` between nesting levels, e.g.
+``ENGINE_SAMPLING__MASK_FRAMES=16`` or ``ENGINE_AGENTS__ANNOTATOR__MODEL=gpt-4o``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "ENGINE_"
+DEFAULT_CONFIG_NAME = "engine.toml"
+AGENT_NAMES = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key, the value and where it came from."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(_Strict):
+    mask_frames: int = Field(32, ge=1, le=4096, description="frames per masklet (uniform segment midpoints)")
+    annotator_frames: int = Field(16, ge=1, le=256, description="frames shown to the Annotator")
+    frame_folder_fps: float = Field(30.0, gt=0, description="fps assumed for folders of JPEG/PNG frames")
+
+
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat endpoint for one agent. Empty base_url: the openai package's env vars apply."""
+
+    base_url: str = ""
+    model: str = "gpt-4o-mini"
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key, never the key")
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=1)
+    price_in_per_mtok: float = Field(0.15, ge=0, description="USD per million input tokens")
+    price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, v: str) -> str:
+        # Catches the common mistake of pasting the key itself here (it would then be logged and stored).
+        if v and not v.replace("_", "").isalnum():
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not a key")
+        return v
+
+
+class AgentsConfig(_Strict):
+    captioner: EndpointConfig = EndpointConfig()
+    analyzer: EndpointConfig = EndpointConfig()
+    annotator: EndpointConfig = EndpointConfig()
+    reviewer: EndpointConfig = EndpointConfig()
+    refiner: EndpointConfig = EndpointConfig()
+
+
+class SegmentorConfig(_Strict):
+    backend: str = Field("grounded_sam2", description="a registered name or an import path 'package.module:Class'")
+    sam2_model: Literal[
+        "sam2_hiera_t", "sam2_hiera_s", "sam2_hiera_b+", "sam2_hiera_l",
+        "sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l",
+    ] = "sam2.1_hiera_b+"
+    sam2_checkpoint: str = Field("", description="local path; empty = download from the hub into cache_dir")
+    gdino_model: Literal["swint_ogc", "swinb_cogcoor"] = "swint_ogc"
+    gdino_checkpoint: str = ""
+    text_encoder: str = Field("bert-base-uncased", description="hub name or local folder of GroundingDINO's BERT")
+    cache_dir: str = Field("", description="checkpoint cache; empty = ~/.cache/videorefer-engine")
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    image_size: int = Field(1024, ge=64, le=4096)
+    box_threshold: float = Field(0.35, ge=0, le=1)
+    text_threshold: float = Field(0.25, ge=0, le=1)
+    anchor_candidates: int = Field(4, ge=1, le=64)
+
+
+class ActorResources(_Strict):
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    replicas: int = Field(1, ge=1)
+    max_concurrency: int = Field(16, ge=1, description="requests in flight per async actor")
+
+
+def _default_resources() -> dict[str, ActorResources]:
+    return {
+        "captioner": ActorResources(),
+        "analyzer": ActorResources(),
+        "annotator": ActorResources(),
+        "segmentor": ActorResources(num_gpus=1.0, max_concurrency=1),
+        "reviewer": ActorResources(),
+        "refiner": ActorResources(),
+        "media": ActorResources(num_cpus=1.0, replicas=2, max_concurrency=1),
+    }
+
+
+class RayConfig(_Strict):
+    address: str = Field("", description="empty = start a local Ray instance; 'auto' or ray://host:port joins one")
+    resources: dict[str, ActorResources] = Field(default_factory=_default_resources)
+
+    @field_validator("resources")
+    @classmethod
+    def _known_roles(cls, v: dict[str, ActorResources]) -> dict[str, ActorResources]:
+        known = set(_default_resources())
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(known)}")
+        return {**_default_resources(), **v}
+
+
+class PlanConfig(_Strict):
+    """Assumptions behind the dry-run estimate; measured values replace them once runs exist."""
+
+    objects_per_video: float = Field(3.0, ge=0)
+    tokens_per_image: int = Field(258, ge=0, description="input tokens one image costs at the encoded size")
+    reviewer_mode: Literal["paper", "direct"] = "paper"
+    keep_rate: float = Field(0.4, ge=0, le=1, description="share of objects the Reviewer keeps (paper: about 40%)")
+
+
+class Config(_Strict):
+    data_dir: str = Field("engine-data", description="where the store, caches and exports live")
+    database_url: str = Field("", description="any SQLAlchemy URL; empty = SQLite file in data_dir (WAL mode)")
+    sampling: SamplingConfig = SamplingConfig()
+    agents: AgentsConfig = AgentsConfig()
+    segmentor: SegmentorConfig = SegmentorConfig()
+    ray: RayConfig = RayConfig()
+    plan: PlanConfig = PlanConfig()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'engine.sqlite'}"
+
+    def dump_json(self) -> str:
+        return self.model_dump_json(indent=None)
+
+
+def default_config_text() -> str:
+    """The commented default config that `engine init` writes."""
+    return resources.files("engine").joinpath("default_config.toml").read_text()
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """ENGINE_A__B=value -> {"a": {"b": value}}; also returns which variable set each key."""
+    tree: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "ENGINE_CONFIG":
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another ENGINE_ variable")
+        # JSON lets lists/tables come through env (ENGINE_RAY__RESOURCES='{"segmentor": {...}}').
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        node[path[-1]] = value
+        origin[path] = f"environment variable {name}"
+    return tree, origin
+
+
+def _format_errors(err: ValidationError, origins: dict[tuple[str, ...], str], file_label: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        key = ".".join(loc) or "(root)"
+        where = next((origins[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in origins), file_label)
+        value = e.get("input")
+        shown = "" if e["type"] == "missing" else f" = {value!r}"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}'{shown} (from {where})")
+        else:
+            lines.append(f"config key '{key}'{shown}: {e['msg']} (from {where})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate the configuration.
+
+    Args:
+        path: a TOML file. None: $ENGINE_CONFIG, else ./engine.toml if it exists, else built-in defaults.
+        overrides: values from CLI flags, dotted keys allowed ({"sampling.mask_frames": 8}).
+        environ: the environment to read ENGINE_* variables from (default os.environ).
+    """
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("ENGINE_CONFIG") or (DEFAULT_CONFIG_NAME if Path(DEFAULT_CONFIG_NAME).exists() else None)
+    data: dict[str, Any] = {}
+    file_label = "built-in defaults"
+    if path is not None:
+        p = Path(path)
+        file_label = f"config file {p}"
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (create one with `engine init {p}`)")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    env_tree, origins = _env_overrides(environ)
+    data = _deep_merge(data, env_tree)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        keys = tuple(dotted.split("."))
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+        origins[keys] = f"command-line option for '{dotted}'"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, origins, file_label)) from None

@@ -1,0 +1,207 @@
+"""The SQL store's tables (SQLAlchemy 2.0 typed models). Alembic migrations in engine/migrations create them.
+
+Every row's primary key is a stable id derived from content (engine/ids.py), and each table has
+the unique constraint that makes repeating an insert harmless. Rows written by the pipeline are
+never deleted by it: rejects and failures are kept with their reasons.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = sa.String(32)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _enum(name: str, *values: str) -> sa.Enum:
+    # VARCHAR + CHECK on every backend (no native PostgreSQL enum types to migrate later).
+    return sa.Enum(*values, name=name, native_enum=False, create_constraint=True, length=16)
+
+
+DESCRIPTION_KINDS = ("appearance", "motion", "region", "detailed", "short")
+DATA_TYPES = ("short", "detailed", "qa")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: sa.JSON, list[Any]: sa.JSON, datetime: sa.DateTime(timezone=True)}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    command: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")  # running | finished | failed
+    engine_version: Mapped[str] = mapped_column(sa.String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[Optional[str]] = mapped_column(sa.Text)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+
+
+class Video(Base):
+    """One input video. id = hash of its bytes, so a copy of the same clip elsewhere is the same video."""
+
+    __tablename__ = "videos"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    path: Mapped[str] = mapped_column(sa.Text)  # relative to source_root, POSIX separators
+    source_root: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(_enum("video_kind", "file", "frames"))
+    num_frames: Mapped[int]
+    fps: Mapped[float]
+    width: Mapped[int]
+    height: Mapped[int]
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Caption(Base):
+    __tablename__ = "captions"
+    __table_args__ = (sa.UniqueConstraint("video_id", "source"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    source: Mapped[str] = mapped_column(sa.String(32))  # sidecar | captions.jsonl | captions.csv | captioner
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class VideoObject(Base):
+    """A noun the Analyzer found in a video; one row per instance once the Segmentor splits them."""
+
+    __tablename__ = "objects"
+    __table_args__ = (sa.UniqueConstraint("video_id", "noun", "instance", "stage_version"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    noun: Mapped[str] = mapped_column(sa.String(128))
+    instance: Mapped[int] = mapped_column(default=0)
+    is_subject: Mapped[bool] = mapped_column(default=False)
+    stage_version: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(_enum("object_status", "pending", "grounded", "not_grounded"), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Masklet(Base):
+    """A mask track: RLE per sampled frame ({"<frame>": RLE or null}) plus grounding and quality metrics."""
+
+    __tablename__ = "masklets"
+    __table_args__ = (sa.UniqueConstraint("object_id", "backend_version"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    backend_version: Mapped[str] = mapped_column(sa.String(64))
+    anchor_frame: Mapped[int]
+    box: Mapped[list[Any]]  # [x0, y0, x1, y1] pixels on the anchor frame
+    grounding_score: Mapped[float]
+    mask_score: Mapped[float]
+    height: Mapped[int]
+    width: Mapped[int]
+    frames: Mapped[dict[str, Any]]
+    coverage: Mapped[float]
+    area_variation: Mapped[float]
+    mean_consecutive_iou: Mapped[float]
+    empty_frames: Mapped[int]
+    border_contact: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Description(Base):
+    __tablename__ = "descriptions"
+    __table_args__ = (sa.UniqueConstraint("object_id", "kind", "model", "prompt_version"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    kind: Mapped[str] = mapped_column(_enum("description_kind", *DESCRIPTION_KINDS))
+    text: Mapped[str] = mapped_column(sa.Text)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    prompt_version: Mapped[str] = mapped_column(sa.String(64))
+    model_call_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("model_calls.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (sa.UniqueConstraint("object_id", "mode", "model", "prompt_version"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    mode: Mapped[str] = mapped_column(_enum("review_mode", "paper", "direct"))
+    verdict: Mapped[bool]  # True = keep: the description and the mask refer to the same object
+    confidence: Mapped[float]
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    region_description_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("descriptions.id"))
+    model: Mapped[str] = mapped_column(sa.String(128))
+    prompt_version: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Audit(Base):
+    """A person's judgement of one Reviewer decision: was the description/mask pairing truly correct?"""
+
+    __tablename__ = "audits"
+    __table_args__ = (sa.UniqueConstraint("review_id", "auditor"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    review_id: Mapped[str] = mapped_column(sa.ForeignKey("reviews.id"), index=True)
+    auditor: Mapped[str] = mapped_column(sa.String(64))
+    human_verdict: Mapped[bool]  # True = the pairing is correct
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sample(Base):
+    """One training record in the VideoRefer-700K format (DESIGN.md §3), before export filters."""
+
+    __tablename__ = "samples"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    data_type: Mapped[str] = mapped_column(_enum("data_type", *DATA_TYPES), index=True)
+    qa_type: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    object_ids: Mapped[list[Any]]
+    conversations: Mapped[list[Any]]
+    annotation: Mapped[list[Any]]  # one {"<frame>": {"segmentation": RLE}} per <region>
+    mode: Mapped[str] = mapped_column(_enum("frame_mode", "single", "multi"))
+    split: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelCall(Base):
+    """Every model request, keyed by the hash of its canonical form: the cache and the cost ledger."""
+
+    __tablename__ = "model_calls"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    agent: Mapped[str] = mapped_column(sa.String(32), index=True)
+    model: Mapped[str] = mapped_column(sa.String(128))
+    endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
+    status: Mapped[str] = mapped_column(_enum("call_status", "ok", "error", "refused", "invalid"))
+    tokens_in: Mapped[int] = mapped_column(default=0)
+    tokens_out: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    latency_s: Mapped[float] = mapped_column(default=0.0)
+    response: Mapped[Optional[dict[str, Any]]]
+    error: Mapped[Optional[str]] = mapped_column(sa.Text)
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Failure(Base):
+    """A unit that failed at a stage: retried up to a bound, then quarantined; `engine status` lists them."""
+
+    __tablename__ = "failures"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "stage"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    unit_kind: Mapped[str] = mapped_column(sa.String(32))  # video | file | object | sample
+    unit_id: Mapped[str] = mapped_column(sa.Text)
+    stage: Mapped[str] = mapped_column(sa.String(32))
+    attempts: Mapped[int] = mapped_column(default=1)
+    error_code: Mapped[str] = mapped_column(sa.String(64))
+    message: Mapped[str] = mapped_column(sa.Text)
+    quarantined: Mapped[bool] = mapped_column(default=False)
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
