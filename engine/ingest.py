@@ -64,7 +64,7 @@ class IngestReport:
     source: Path
     videos: list[IngestedVideo] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (rel, rel of the same content seen first)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (rel, stored path of the same bytes)
 
     @property
     def new_videos(self) -> int:
@@ -167,10 +167,9 @@ def ingest(
         candidates = candidates[:limit]
     if on_start:
         on_start(len(candidates))
-    seen: dict[str, str] = {}
     for c in candidates:
         try:
-            _ingest_one(store, source, c, tables, frame_folder_fps, run_id, report, seen)
+            _ingest_one(store, source, c, tables, frame_folder_fps, report)
         except MediaError as e:
             report.problems.append(Problem(c.rel, e.code, e.reason))
             _record_failure(store, c, e.code, e.reason, run_id)
@@ -182,31 +181,32 @@ def ingest(
     return report
 
 
-def _ingest_one(store, source, c, tables, fps, run_id, report, seen) -> None:
+def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport) -> None:
     info = Video(c.path, frame_folder_fps=fps).check()
     vid = _content_id(c)
-    if vid in seen:
-        report.duplicates.append((c.rel, seen[vid]))
-        return
-    seen[vid] = c.rel
-    captions = dict(tables.get(c.rel, {}))
-    sidecar = _sidecar(c)
-    if sidecar.is_file():
-        captions["sidecar"] = sidecar.read_text(encoding="utf-8").strip()
-    captions = {k: v for k, v in captions.items() if v}
     row = dict(
         id=vid, path=c.rel, source_root=str(source), kind=c.kind, num_frames=info.num_frames, fps=info.fps,
         width=info.width, height=info.height, size_bytes=_size_bytes(c),
     )
     with store.session() as s:
         new = store.insert_ignore(s, schema.Video, [row]) == 1
+        # A file that failed before and reads now is no longer a failure.
+        s.query(schema.Failure).filter_by(unit_id=str(c.path), stage="ingest").delete()
+        stored = s.get(schema.Video, vid)
+        # The same bytes under another path: the path recorded first stays the video's path.
+        if (stored.source_root, stored.path) != (str(source), c.rel):
+            report.duplicates.append((c.rel, stored.path))
+            return
+        captions = dict(tables.get(c.rel, {}))
+        sidecar = _sidecar(c)
+        if sidecar.is_file():
+            captions["sidecar"] = sidecar.read_text(encoding="utf-8").strip()
+        captions = {k: v for k, v in captions.items() if v}
         store.upsert(
             s, schema.Caption,
             [dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text) for src, text in captions.items()],
             conflict=("video_id", "source"), update=("text",),
         )
-        # A file that failed before and reads now is no longer a failure.
-        s.query(schema.Failure).filter_by(unit_id=str(c.path), stage="ingest").delete()
     report.videos.append(IngestedVideo(vid, c.rel, info, captions, new))
 
 
