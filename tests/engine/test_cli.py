@@ -1,0 +1,106 @@
+"""The `engine` command line, in process (typer's runner) and as the installed console script."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config import Config, load_config
+from engine.store import Store
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _invoke(*args, env=None):
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
+    return result
+
+
+def test_help_lists_every_command_with_an_example():
+    out = _invoke("--help").output
+    for cmd in ("init", "run", "status"):
+        assert f"\n  {cmd} " in out
+    flat = " ".join(out.split())
+    assert "e.g. engine init" in flat and "e.g. engine run --source" in flat and "e.g. engine status" in flat
+    assert "engine run --source examples/videos --dry-run" in out
+
+
+def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
+    data = tmp_path / "data"
+    r = _invoke("run", "--source", str(mixed_source), "--dry-run", "--data-dir", str(data))
+    assert r.exit_code == 0, r.output
+    out = r.output
+    # every unreadable input is listed with its reason, and the run went on
+    for name, reason in (("broken/empty.mp4", "file is empty"), ("broken/notes.mp4", "cannot open as video"),
+                         ("broken/truncated.mp4", "cannot open as video")):
+        assert name in out and reason in out
+    assert re.search(r"videos readable\s*│\s*3 │", out) and re.search(r"skipped \(see above\)\s*│\s*3 │", out)
+    assert "Plan for a detailed-pipeline run" in out and "annotator" in out and "total" in out
+    counts = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
+    assert (counts["videos"], counts["captions"], counts["failures"], counts["runs"]) == (3, 2, 3, 1)
+
+    again = _invoke("run", "--source", str(mixed_source), "--dry-run", "--data-dir", str(data))
+    assert again.exit_code == 0
+    counts2 = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
+    assert counts2 == {**counts, "runs": 2}  # only the run itself is recorded again
+
+    status = _invoke("status", "--data-dir", str(data))
+    assert status.exit_code == 0
+    assert "empty_file" in status.output and "run --dry-run" in status.output and "finished" in status.output
+
+
+def test_plan_numbers_follow_the_config(tmp_path, mixed_source):
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text('[plan]\nobjects_per_video = 2.0\n[agents.annotator]\nmodel = "my-vlm"\n')
+    r = _invoke("run", "-s", str(mixed_source), "--dry-run", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 0, r.output
+    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
+    assert "my-vlm" in annotator and " 12 " in annotator  # 3 videos x 2 objects x 2 queries
+
+
+def test_limit(tmp_path, mixed_source):
+    r = _invoke("run", "-s", str(mixed_source), "--dry-run", "--limit", "1", "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 0
+    assert Store(f"sqlite:///{tmp_path / 'd' / 'engine.sqlite'}").counts()["videos"] == 1
+
+
+def test_errors_exit_non_zero_with_a_message(tmp_path, mixed_source):
+    r = _invoke("run", "--source", str(tmp_path / "nope"), "--dry-run", "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 2 and "is not a folder" in r.output
+    r = _invoke("run", "--source", str(mixed_source), "--dry-run", env={"ENGINE_SAMPLING__MASK_FRAMES": "zero"})
+    assert r.exit_code == 2 and "sampling.mask_frames" in r.output and "ENGINE_SAMPLING__MASK_FRAMES" in r.output
+    r = _invoke("run", "--source", str(mixed_source), "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 2 and "Nothing was run" in r.output
+    assert not (tmp_path / "d").exists()  # it stopped before touching anything
+    r = _invoke("status", "--database-url", "postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+    assert r.exit_code == 2 and "cannot open the store" in r.output and "secret" not in r.output
+
+
+def test_init_writes_a_loadable_default_and_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "engine.toml"
+    assert _invoke("init", str(path)).exit_code == 0
+    assert load_config(path, environ={}) == Config()
+    r = _invoke("init", str(path))
+    assert r.exit_code == 1 and "--force" in r.output
+    assert _invoke("init", str(path), "--force").exit_code == 0
+
+
+def test_console_script_runs_the_readme_command_on_the_examples(tmp_path):
+    """The README's first command, through the installed `engine` entry point, in a fresh folder."""
+    engine_bin = Path(sys.executable).with_name("engine")
+    assert engine_bin.exists(), "the console script `engine` is not installed"
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    proc = subprocess.run([str(engine_bin), "run", "--source", "examples/videos", "--dry-run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Plan for a detailed-pipeline run" in proc.stdout
+    assert (tmp_path / "engine-data" / "engine.sqlite").exists()
+    assert Store(f"sqlite:///{tmp_path / 'engine-data' / 'engine.sqlite'}").counts()["videos"] == 3
