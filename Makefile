@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install test bench dry-run clean
+.PHONY: install test dry-run clean
 
 install: $(VENV)/.installed
 

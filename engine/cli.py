@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Annotated, Optional
@@ -41,11 +42,29 @@ err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 1
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config file (default: ./engine.toml)")]
 DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="overrides data_dir")]
 DbOpt = Annotated[Optional[str], typer.Option("--database-url", help="overrides database_url")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", metavar="KEY=VALUE", help="override any config key, e.g. --set sampling.mask_frames=16"),
+]
 
 
-def _config(path: Path | None, **overrides) -> Config:
+def _parse_sets(items: list[str] | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set sampling.mask_frames=16")
+        try:  # a TOML literal (16, 0.5, true, "text", [1, 2]); anything else is taken as a plain string
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def _config(path: Path | None, sets: list[str] | None = None, **overrides) -> Config:
     try:
-        return load_config(path, overrides=overrides)
+        return load_config(path, overrides={**_parse_sets(sets), **overrides})
     except ConfigError as e:
         err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -89,9 +108,10 @@ def run(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Run the engine over a folder of videos (example: engine run --source videos/ --dry-run)."""
-    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     if not source.is_dir():
         err.print(f"error: --source {source} is not a folder", highlight=False)
         raise typer.Exit(2)
@@ -187,9 +207,11 @@ def _print_plan(plan: Plan, cfg: Config) -> None:
 
 
 @app.command(short_help="Show what the store holds, recent runs and quarantined failures.  e.g. engine status")
-def status(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+def status(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
+) -> None:
     """Show what the store holds, recent runs and quarantined failures (example: engine status)."""
-    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
     counts = store.counts()
     t = Table(title=f"Store {_safe_url(cfg.resolved_database_url)}", title_justify="left")

@@ -65,6 +65,18 @@ def test_plan_numbers_follow_the_config(tmp_path, mixed_source):
     assert "my-vlm" in annotator and " 12 " in annotator  # 3 videos x 2 objects x 2 queries
 
 
+def test_set_overrides_any_key_and_reports_bad_ones(tmp_path, mixed_source):
+    args = ("run", "-s", str(mixed_source), "--dry-run", "--data-dir", str(tmp_path / "d"))
+    r = _invoke(*args, "--set", "plan.objects_per_video=1", "--set", 'agents.annotator.model="vlm-x"')
+    assert r.exit_code == 0, r.output
+    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
+    assert "vlm-x" in annotator and " 6 " in annotator  # 3 videos x 1 object x 2 queries
+    r = _invoke(*args, "--set", "plan.objects_per_video=lots")
+    assert r.exit_code == 2 and "plan.objects_per_video" in r.output and "command-line" in r.output
+    r = _invoke(*args, "--set", "novalue")
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+
+
 def test_limit(tmp_path, mixed_source):
     r = _invoke("run", "-s", str(mixed_source), "--dry-run", "--limit", "1", "--data-dir", str(tmp_path / "d"))
     assert r.exit_code == 0
