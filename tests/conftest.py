@@ -15,7 +15,7 @@ from engine.schema import Base
 from engine.store import Store
 from engine.synthetic import render, write_frame_folder, write_mp4
 
-PG_ADMIN_URL = os.environ.get("ENGINE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 
 def _pg_reason() -> str | None:
