@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install test dry-run clean
+.PHONY: install test dry-run bench-calls clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: install
 
 dry-run: install
 	$(BIN)/engine run --source examples/videos --dry-run
+
+# 500 model calls against the local fake endpoint with 20% scripted 429/503/timeouts.
+bench-calls: install
+	$(BIN)/python benchmarks/model_client_burst.py --calls 500 --fault-rate 0.2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,6 +14,7 @@ from rich.table import Table
 
 import engine
 from engine import schema
+from engine.call_ledger import call_totals
 from engine.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config_text, load_config
 from engine.ingest import IngestReport, ingest
 from engine.plan import Plan, make_plan, measured_tokens
@@ -232,6 +233,7 @@ def status(
             rt.add_row(r.id[:12], r.command, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
                        str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")))
         console.print(rt)
+    _print_call_totals(store, runs)
     if failures:
         ft = Table(title=f"Failures ({n_failures}, newest first)", title_justify="left")
         for col in ("unit", "stage", "code", "attempts", "message"):
@@ -241,6 +243,26 @@ def status(
         console.print(ft)
     else:
         console.print("no failures")
+
+
+def _print_call_totals(store: Store, runs: list[schema.Run]) -> None:
+    totals = call_totals(store)
+    if not totals:
+        console.print("no model calls yet")
+        return
+    scopes = [("all runs", totals)] + ([(f"run {runs[0].id[:12]}", call_totals(store, runs[0].id))] if runs else [])
+    for title, rows in scopes:
+        t = Table(title=f"Model calls, {title}", title_justify="left")
+        for col in ("agent", "calls", "ok", "failed", "tokens in", "tokens out", "cost USD", "mean latency s"):
+            t.add_column(col, justify="left" if col == "agent" else "right")
+        for r in rows:
+            t.add_row(r.agent, f"{r.calls:,}", f"{r.ok:,}", f"{r.failed:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
+                      f"{r.cost_usd:,.4f}", f"{r.mean_latency_s:.2f}")
+        t.add_section()
+        t.add_row("total", f"{sum(r.calls for r in rows):,}", f"{sum(r.ok for r in rows):,}",
+                  f"{sum(r.failed for r in rows):,}", f"{sum(r.tokens_in for r in rows):,}",
+                  f"{sum(r.tokens_out for r in rows):,}", f"{sum(r.cost_usd for r in rows):,.4f}", "")
+        console.print(t)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,17 @@ class EndpointConfig(_Strict):
     max_tokens: int = Field(1024, ge=1)
     price_in_per_mtok: float = Field(0.15, ge=0, description="USD per million input tokens")
     price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens")
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+        "auto", description="auto: json_schema, degrading to JSON mode, then text, if the server rejects it"
+    )
+    timeout_s: float = Field(120.0, gt=0, description="per request")
+    max_attempts: int = Field(6, ge=1, description="tries per request on 429/5xx/timeouts/connection errors")
+    backoff_max_s: float = Field(60.0, gt=0, description="longest wait between tries")
+    max_concurrent: int = Field(16, ge=1, description="requests in flight to this endpoint")
+    rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
+    tpm: int = Field(0, ge=0, description="tokens per minute; 0 = unlimited")
+    image_max_side: int = Field(768, ge=16, description="frames are scaled so their longest side is at most this")
+    image_quality: int = Field(85, ge=10, le=100, description="JPEG quality of frames sent to the model")
 
     @field_validator("api_key_env")
     @classmethod

@@ -116,3 +116,23 @@ def test_console_script_runs_the_readme_command_on_the_examples(tmp_path):
     assert "Plan for a detailed-pipeline run" in proc.stdout
     assert (tmp_path / "engine-data" / "engine.sqlite").exists()
     assert Store(f"sqlite:///{tmp_path / 'engine-data' / 'engine.sqlite'}").counts()["videos"] == 3
+
+
+def test_status_shows_model_call_totals_per_agent(tmp_path):
+    from engine import schema
+
+    data = tmp_path / "d"
+    store = Store(f"sqlite:///{data / 'engine.sqlite'}")
+    with store.session() as s:
+        s.add(schema.Run(id="r" * 32, command="run", engine_version="0", config={}))
+        s.flush()
+        for i, (agent, status, cost) in enumerate([("annotator", "ok", 0.25), ("annotator", "error", 0.0),
+                                                   ("reviewer", "ok", 0.5)]):
+            s.add(schema.ModelCall(id=f"{i:032d}", request_hash=f"{i:064d}", agent=agent, model="m", status=status,
+                                   tokens_in=100, tokens_out=10, cost_usd=cost, run_id="r" * 32))
+    r = _invoke("status", "--data-dir", str(data))
+    assert r.exit_code == 0, r.output
+    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
+    assert re.search(r"annotator\s*│\s*2 │\s*1 │\s*1 │\s*200 │\s*20 │\s*0.2500", annotator), annotator
+    assert re.search(r"total\s*│\s*3 │\s*2 │\s*1 │\s*300 │\s*30 │\s*0.7500", r.output)
+    assert "Model calls, run rrrrrrrrrrrr" in r.output

@@ -1,0 +1,288 @@
+"""A local OpenAI-compatible endpoint for tests and benchmarks: real HTTP on 127.0.0.1.
+
+- ``POST /v1/chat/completions``: answers that satisfy the JSON schema in the request, deterministic
+  for a given request and derived from it (string fields echo the last user text, so a test can
+  see which noun or description reached the model), with ``usage`` counts.
+- ``GET /v1/models``.
+- A latency distribution (``latency_s`` fixed or ``(low, high)`` uniform, seeded).
+- Scripted faults, by request order (``enqueue_faults``) or at a seeded rate (``fault_rates``):
+  ``429`` (with Retry-After), ``500``, ``503``, ``400``, ``401``, ``hang`` (past the client's timeout),
+  ``malformed`` (a body that is not JSON), ``schema`` (content violating the schema), ``refusal``,
+  ``drop`` (the connection closes without an answer), ``no_json_schema`` (400 for json_schema).
+- A log of received requests (time, body, auth seen) and the peak number in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema")
+
+
+@dataclass
+class Received:
+    t_start: float
+    t_end: float
+    path: str
+    body: dict[str, Any]
+    authorization: str | None
+    fault: str | None
+
+
+@dataclass
+class FakeEndpoint:
+    latency_s: float | tuple[float, float] = 0.0
+    fault_rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    retry_after_s: str = "1"
+    hang_s: float = 5.0
+    supports_json_schema: bool = True
+    model_ids: tuple[str, ...] = ("fake-model",)
+
+    def __post_init__(self) -> None:
+        self.received: list[Received] = []
+        self._queue: list[str | None] = []
+        self._lock = threading.Lock()
+        self._rng = random.Random(self.seed)
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "FakeEndpoint":
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/v1/models":
+                    data = {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in endpoint.model_ids]}
+                    self._send(200, data)
+                else:
+                    self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                endpoint._handle(self, json.loads(raw))
+
+            def _send(self, status: int, data: Any, headers: dict[str, str] | None = None, raw: bytes | None = None):
+                body = raw if raw is not None else json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256
+
+            def handle_error(self, request, client_address):
+                # A client that gave up (timeout, scripted hang) leaves a broken pipe: expected, not news.
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> "FakeEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server, "start() the endpoint first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    # --- scripting -------------------------------------------------------------------------------
+    def enqueue_faults(self, *faults: str | None) -> None:
+        """The next requests, in arrival order, get these faults (None = answer normally)."""
+        unknown = [f for f in faults if f is not None and f not in FAULTS]
+        assert not unknown, f"unknown faults {unknown}; known: {FAULTS}"
+        with self._lock:
+            self._queue.extend(faults)
+
+    def chat_requests(self) -> list[Received]:
+        return [r for r in self.received if r.path.endswith("chat/completions")]
+
+    # --- behaviour -------------------------------------------------------------------------------
+    def _pick_fault(self, body: dict[str, Any]) -> tuple[str | None, float]:
+        """(fault or None, latency before a normal answer)."""
+        with self._lock:
+            if not self.supports_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+                return "no_json_schema", 0.0
+            if self._queue:
+                fault = self._queue.pop(0)
+                if fault is not None:
+                    return fault, 0.0
+            else:
+                roll = self._rng.random()
+                for name, rate in self.fault_rates.items():
+                    if roll < rate:
+                        return name, 0.0
+                    roll -= rate
+            lat = self.latency_s
+            return None, float(lat) if isinstance(lat, (int, float)) else self._rng.uniform(*lat)
+
+    def _handle(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        t0 = time.monotonic()
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        fault, delay = self._pick_fault(body)
+        try:
+            self._answer(h, body, fault, delay)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.received.append(Received(t0, time.monotonic(), h.path, body, h.headers.get("Authorization"), fault))
+
+    def _answer(self, h, body, fault, delay) -> None:
+        err = lambda status, msg, typ="server_error", **hd: h._send(status, {"error": {"message": msg, "type": typ}}, hd)  # noqa: E731
+        if fault == "429":
+            return err(429, "rate limited", "rate_limit_error", **{"Retry-After": self.retry_after_s})
+        if fault in ("500", "503"):
+            return err(int(fault), f"scripted {fault}")
+        if fault == "400":
+            return err(400, "scripted bad request", "invalid_request_error")
+        if fault == "401":
+            return err(401, "invalid api key", "authentication_error")
+        if fault == "no_json_schema":
+            return err(400, "response_format json_schema is not supported by this server", "invalid_request_error")
+        if fault == "hang":
+            time.sleep(self.hang_s)
+            return err(504, "hung")
+        if fault == "drop":
+            h.connection.shutdown(socket.SHUT_RDWR)
+            h.close_connection = True
+            return None
+        if fault == "malformed":
+            return h._send(200, None, raw=b'{"id": "x", "choices": [ {"message": ')
+        time.sleep(delay)
+        content: str | None
+        refusal = None
+        if fault == "refusal":
+            content, refusal = None, "I can't help with that."
+        elif fault == "schema":
+            content = json.dumps({"unexpected": True})
+        else:
+            content = json.dumps(answer_for(body))
+        prompt_tokens = _count_tokens(body)
+        completion_tokens = max(1, len((content or refusal or "")) // 4)
+        h._send(200, {
+            "id": "chatcmpl-" + _digest(body)[:12], "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "fake-model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+
+# --- deterministic answers derived from the request ------------------------------------------------
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [p.get("text", "") for p in content or [] if p.get("type") == "text"]
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    return " ".join(_texts(users[-1])) if users else ""
+
+
+def image_urls(body: dict[str, Any]) -> list[str]:
+    return [p["image_url"]["url"] for m in body.get("messages", []) if isinstance(m.get("content"), list)
+            for p in m["content"] if p.get("type") == "image_url"]
+
+
+def _count_tokens(body: dict[str, Any]) -> int:
+    text = " ".join(t for m in body.get("messages", []) for t in _texts(m))
+    return max(1, len(text) // 4) + 85 * len(image_urls(body))
+
+
+def _schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    rf = body.get("response_format") or {}
+    if rf.get("type") == "json_schema":
+        return rf["json_schema"]["schema"]
+    # JSON mode / text fallback: the client puts the schema in the prompt between <schema> tags
+    for m in body.get("messages", []):
+        for t in _texts(m):
+            found = re.search(r"<schema>(.*?)</schema>", t, re.S)
+            if found:
+                return json.loads(found.group(1))
+    return None
+
+
+def answer_for(body: dict[str, Any]) -> Any:
+    schema = _schema_of(body)
+    echo = last_user_text(body)
+    seed = int(_digest(body)[:8], 16)
+    if schema is None:
+        return {"text": echo[:200]}
+    return _generate(schema, schema.get("$defs", {}), echo, random.Random(seed), "value")
+
+
+def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: random.Random, name: str) -> Any:
+    if "$ref" in schema:
+        return _generate(defs[schema["$ref"].split("/")[-1]], defs, echo, rng, name)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return _generate(options[0], defs, echo, rng, name)
+    if "enum" in schema:
+        return schema["enum"][rng.randrange(len(schema["enum"]))]
+    if "const" in schema:
+        return schema["const"]
+    typ = schema.get("type", "object")
+    if typ == "object":
+        props = schema.get("properties", {})
+        return {k: _generate(v, defs, echo, rng, k) for k, v in props.items()}
+    if typ == "array":
+        n = max(schema.get("minItems", 1), min(2, schema.get("maxItems", 2)))
+        return [_generate(schema.get("items", {"type": "string"}), defs, echo, rng, name) for _ in range(n)]
+    if typ == "string":
+        return f"{name}: {echo[:160]}"
+    if typ == "integer":
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 100)
+        return rng.randint(int(lo), int(hi))
+    if typ == "number":
+        lo, hi = schema.get("minimum", 0.0), schema.get("maximum", 1.0)
+        return round(rng.uniform(lo, hi), 3)
+    if typ == "boolean":
+        return rng.random() < 0.5
+    return None
