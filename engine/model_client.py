@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from engine.call_ledger import CallLedger
 from engine.config import AGENT_NAMES, Config, EndpointConfig
-from engine.images import url_digest
+from engine.images import to_data_url, url_digest
 from engine.limits import EndpointLimiter
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,11 @@ class ModelClient:
             )
         self._endpoints[agent] = _Endpoint(agent, ep, str(client.base_url), client, self._limiters[lim_key])
         return self._endpoints[agent]
+
+    def image_urls(self, agent: str, frames: Sequence[Any]) -> list[str]:
+        """Frames ((H, W, 3) uint8 RGB) as JPEG data URLs at this agent's image_max_side and image_quality."""
+        ep: EndpointConfig = getattr(self.cfg.agents, agent)
+        return [to_data_url(f, ep.image_max_side, ep.image_quality) for f in frames]
 
     def check(self, agents: Sequence[str] = AGENT_NAMES) -> None:
         """Raise EndpointError now if any agent's endpoint settings are missing (before spending)."""
