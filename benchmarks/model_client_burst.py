@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from fake_endpoint import FakeEndpoint  # noqa: E402
 
 from engine.call_ledger import StoreLedger, call_totals  # noqa: E402

@@ -45,6 +45,12 @@ class StoreLedger:
             ).first()
         return row[0] if row else None
 
+    def invalidate(self, request_hash: str, error: str) -> None:
+        """A stored answer the agent could not use: never serve it from the cache again."""
+        with self.store.session() as s:
+            s.execute(sa.update(schema.ModelCall).where(schema.ModelCall.request_hash == request_hash)
+                      .values(status="invalid", error=error[:2000]))
+
     def record(self, row: dict[str, Any]) -> None:
         full = {"id": call_row_id(row["request_hash"]), **row}
         update = [k for k in full if k not in ("id", "request_hash")]

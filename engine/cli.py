@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 import uuid
 from pathlib import Path
@@ -18,6 +19,8 @@ from engine.call_ledger import call_totals
 from engine.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config_text, load_config
 from engine.ingest import IngestReport, ingest
 from engine.plan import Plan, make_plan, measured_tokens
+from engine.runtime import RunAborted
+from engine.summary import run_summary
 from engine.store import Store
 
 # "\b" keeps click from re-wrapping the block.
@@ -105,44 +108,128 @@ def init(
 def run(
     source: Annotated[Path, typer.Option("--source", "-s", help="folder of videos (searched recursively)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe and record; print the plan; call no model")] = False,
+    pipelines: Annotated[str, typer.Option("--pipelines", "-p", help="comma-separated: short,detailed,qa")] = "detailed",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="process at most N videos")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="send every model call, even ones stored")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="try quarantined units again")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join a Ray cluster ('auto', ray://...)")] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Run the engine over a folder of videos (example: engine run --source videos/ --dry-run)."""
-    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
+    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url, **{"ray.address": ray_address})
     if not source.is_dir():
         err.print(f"error: --source {source} is not a folder", highlight=False)
         raise typer.Exit(2)
+    names = [n.strip() for n in pipelines.split(",") if n.strip()]
     if not dry_run:
-        err.print(
-            "error: only `engine run --dry-run` is available in this version: the agents that make the data "
-            "(Analyzer, Annotator, Segmentor, Reviewer, Refiner) are not built yet. Nothing was run.",
-            highlight=False,
-        )
-        raise typer.Exit(2)
+        _preflight(cfg, names)  # stops here, before anything is spent, when a setting is missing
     store = _store(cfg)
     run_id = uuid.uuid4().hex
+    command = "run --dry-run" if dry_run else f"run --pipelines {','.join(names)}"
     with store.session() as s:
-        s.add(schema.Run(id=run_id, command="run --dry-run", engine_version=engine.__version__,
+        s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
                          config=cfg.model_dump(mode="json"), source=str(source.resolve())))
     report = _ingest_with_progress(store, source, cfg, limit, run_id)
-    plan = make_plan(
-        cfg, [v.info.num_frames for v in report.videos], sum(v.caption is None for v in report.videos),
-        measured_tokens(store),
-    )
     _print_problems(report)
     _print_summary(report)
-    _print_plan(plan, cfg)
+    summary: dict = {"videos": len(report.videos), "new_videos": report.new_videos,
+                     "problems": len(report.problems), "duplicates": len(report.duplicates)}
+    status = "finished"
+    if dry_run:
+        plan = make_plan(
+            cfg, [v.info.num_frames for v in report.videos], sum(v.caption is None for v in report.videos),
+            measured_tokens(store),
+        )
+        _print_plan(plan, cfg)
+        summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd)
+    else:
+        try:
+            services = _execute(cfg, store, run_id, [v.id for v in report.videos], names, not no_cache, retry_failed)
+        except RunAborted as e:
+            err.print(f"error: run stopped: {e}", highlight=False)
+            status = "failed"
+            services = None
+        result = run_summary(store, run_id, [v.id for v in report.videos])
+        if services is not None:
+            result["cache_hits"] = services.counters.cache_hits
+        _print_run_summary(result)
+        summary.update(result)
     with store.session() as s:
         r = s.get(schema.Run, run_id)
-        r.status, r.finished_at = "finished", schema.utcnow()
-        r.summary = {"videos": len(report.videos), "new_videos": report.new_videos,
-                     "problems": len(report.problems), "duplicates": len(report.duplicates),
-                     "planned_calls": plan.calls, "planned_cost_usd": plan.cost_usd}
+        r.status, r.finished_at, r.summary = status, schema.utcnow(), summary
     console.print(f"store: {_safe_url(cfg.resolved_database_url)}   run id: {run_id}", highlight=False)
+    if status != "finished":
+        raise typer.Exit(1)
+
+
+def _preflight(cfg: Config, names: list[str]) -> None:
+    """Every missing or unreachable setting, named, before any video is touched."""
+    from engine.model_client import EndpointError, ModelClient
+    from engine.plugins import PluginError, resolve
+    from engine.runtime import build_pipelines
+
+    try:
+        build_pipelines(names)
+        resolve("segmentor", cfg.segmentor.backend)
+        client = ModelClient(cfg, None)
+        agents = [a for a in ("captioner", "analyzer", "annotator", "reviewer", "refiner")
+                  if names != ["short"] or a in ("captioner", "analyzer")]
+        client.check(agents)
+
+        async def ping_all() -> None:
+            try:
+                for agent in agents:
+                    await client.ping(agent)
+            finally:
+                await client.aclose()
+
+        asyncio.run(ping_all())
+    except (ValueError, PluginError, EndpointError) as e:
+        err.print(f"error: {e}\nNothing was run.", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], names: list[str], use_cache: bool,
+             retry_failed: bool):
+    import ray
+
+    from engine.runtime import execute
+
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            return asyncio.run(execute(cfg, store, run_id, video_ids, names, use_cache, retry_failed, on_progress))
+        finally:
+            if not cfg.ray.address:
+                ray.shutdown()
+
+
+def _print_run_summary(r: dict) -> None:
+    t = Table(title="Run summary", title_justify="left", show_header=False)
+    t.add_column()
+    t.add_column(justify="right")
+    keep = f"{r['kept'] / r['reviewed']:.0%}" if r["reviewed"] else "-"
+    rows = [
+        ("videos", f"{r['videos']:,}"), ("objects", f"{r['objects']:,}"), ("  grounded", f"{r['grounded']:,}"),
+        ("  reviewed", f"{r['reviewed']:,}"), ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
+        *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
+        ("model calls sent", f"{r['calls']:,}"), ("  answered from the cache", f"{r.get('cache_hits', 0):,}"),
+        ("tokens in / out", f"{r['tokens_in']:,} / {r['tokens_out']:,}"), ("cost USD", f"{r['cost_usd']:,.4f}"),
+        ("failures (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
 
 
 def _ingest_with_progress(store: Store, source: Path, cfg: Config, limit: int | None, run_id: str) -> IngestReport:

@@ -96,18 +96,16 @@ class ActorResources(_Strict):
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     replicas: int = Field(1, ge=1)
-    max_concurrency: int = Field(16, ge=1, description="requests in flight per async actor")
+    max_concurrency: int = Field(16, ge=1, description="calls in flight per actor")
 
 
 def _default_resources() -> dict[str, ActorResources]:
+    # Roles: media (decode, sample, draw, encode: CPU), segmentor (GPU when there is one) and model
+    # (async actors sending every agent's requests; one pool, so per-endpoint limits hold across agents).
     return {
-        "captioner": ActorResources(),
-        "analyzer": ActorResources(),
-        "annotator": ActorResources(),
-        "segmentor": ActorResources(num_gpus=1.0, max_concurrency=1),
-        "reviewer": ActorResources(),
-        "refiner": ActorResources(),
-        "media": ActorResources(num_cpus=1.0, replicas=2, max_concurrency=1),
+        "media": ActorResources(num_cpus=1.0, replicas=1, max_concurrency=1),
+        "segmentor": ActorResources(num_cpus=1.0, num_gpus=1.0, max_concurrency=1),
+        "model": ActorResources(num_cpus=0.0, replicas=1, max_concurrency=64),
     }
 
 
@@ -125,12 +123,18 @@ class RayConfig(_Strict):
         return {**_default_resources(), **v}
 
 
+class RuntimeConfig(_Strict):
+    videos_in_flight: int = Field(8, ge=1, description="videos being worked on at once (bounds memory)")
+    max_unit_attempts: int = Field(3, ge=1, description="tries of a failing unit in one run before quarantine")
+    multi_frame_ratio: float = Field(0.5, ge=0, le=1, description="share of detailed/QA samples that are multi-frame")
+    reviewer_mode: Literal["paper", "direct"] = "paper"
+
+
 class PlanConfig(_Strict):
     """Assumptions behind the dry-run estimate; measured values replace them once runs exist."""
 
     objects_per_video: float = Field(3.0, ge=0)
     tokens_per_image: int = Field(258, ge=0, description="input tokens one image costs at the encoded size")
-    reviewer_mode: Literal["paper", "direct"] = "paper"
     keep_rate: float = Field(0.4, ge=0, le=1, description="share of objects the Reviewer keeps (paper: about 40%)")
 
 
@@ -141,6 +145,7 @@ class Config(_Strict):
     agents: AgentsConfig = AgentsConfig()
     segmentor: SegmentorConfig = SegmentorConfig()
     ray: RayConfig = RayConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     plan: PlanConfig = PlanConfig()
 
     @property

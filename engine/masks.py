@@ -84,3 +84,28 @@ def area_variation(masklet: Mapping[int, Mapping | None]) -> float:
     if len(areas) < 2:
         return 0.0
     return float(areas.std() / areas.mean())
+
+
+def border_contact(masklet: Mapping[int, Mapping | None]) -> float:
+    """Fraction of non-empty masks that touch the image border (objects cut off by the frame)."""
+    touching = total = 0
+    for rle in _ordered(masklet):
+        box = bbox_xyxy(rle) if rle is not None else None
+        if box is None:
+            continue
+        h, w = rle["size"]
+        total += 1
+        touching += box[0] <= 0 or box[1] <= 0 or box[2] >= w or box[3] >= h
+    return touching / total if total else 0.0
+
+
+def quality(masklet: Mapping[int, Mapping | None]) -> dict[str, float | int]:
+    """The masklet metrics the store keeps, in one dict (column name -> value)."""
+    ious = consecutive_ious(masklet)
+    return {
+        "coverage": coverage(masklet),
+        "area_variation": area_variation(masklet),
+        "mean_consecutive_iou": float(np.mean(ious)) if ious else 1.0,
+        "empty_frames": sum(area(r) == 0 for r in _ordered(masklet)),
+        "border_contact": border_contact(masklet),
+    }

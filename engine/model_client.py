@@ -71,6 +71,7 @@ class CallResult(Generic[T]):
     tokens_out: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    record: dict[str, Any] | None = None  # the model_calls row this call produced (None when cached)
 
     @property
     def ok(self) -> bool:
@@ -95,10 +96,13 @@ def canonical_request(model: str, messages: Sequence[Mapping[str, Any]], params:
                       schema: type[pydantic.BaseModel]) -> dict[str, Any]:
     """The request as the cache sees it: images replaced by their hashes, keys in a fixed order."""
 
+    def digest(url: str) -> str:
+        return url if url.startswith("sha256:") else url_digest(url)  # a placeholder already is the digest
+
     def strip(content: Any) -> Any:
         if isinstance(content, list):
             return [
-                {"type": "image_url", "image_url": url_digest(p["image_url"]["url"])} if p.get("type") == "image_url" else p
+                {"type": "image_url", "image_url": digest(p["image_url"]["url"])} if p.get("type") == "image_url" else p
                 for p in content
             ]
         return content
@@ -238,6 +242,15 @@ class ModelClient:
         self._endpoints[agent] = _Endpoint(agent, ep, str(client.base_url), client, self._limiters[lim_key])
         return self._endpoints[agent]
 
+    @staticmethod
+    def _params(ep: EndpointConfig) -> dict[str, Any]:
+        return {"temperature": ep.temperature, "max_tokens": ep.max_tokens}
+
+    def request_key(self, agent: str, messages: Sequence[Mapping[str, Any]], response_format: type) -> str:
+        """The cache key of a call, computable without sending it (images may be 'sha256:' placeholders)."""
+        ep: EndpointConfig = getattr(self.cfg.agents, agent)
+        return request_hash(canonical_request(ep.model, messages, self._params(ep), response_format))
+
     def image_urls(self, agent: str, frames: Sequence[Any]) -> list[str]:
         """Frames ((H, W, 3) uint8 RGB) as JPEG data URLs at this agent's image_max_side and image_quality."""
         ep: EndpointConfig = getattr(self.cfg.agents, agent)
@@ -248,6 +261,20 @@ class ModelClient:
         for agent in agents:
             self.endpoint(agent)
 
+    async def ping(self, agent: str) -> None:
+        """Raise EndpointError unless the agent's endpoint answers (any HTTP answer but 401/403 counts)."""
+        ep = self.endpoint(agent)
+        where = f"agent {agent}: {ep.base_url} (model {ep.cfg.model})"
+        try:
+            await ep.client.models.list(timeout=min(10.0, ep.cfg.timeout_s))
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            raise EndpointError(f"{where} refused the key in ${ep.cfg.api_key_env}: HTTP {e.status_code}") from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise EndpointError(f"{where} cannot be reached: {type(e).__name__}. Check agents.{agent}.base_url "
+                                "or OPENAI_BASE_URL.") from None
+        except openai.APIStatusError:
+            pass  # it answered; some servers have no /models
+
     async def aclose(self) -> None:
         for ep in self._endpoints.values():
             await ep.client.close()
@@ -257,8 +284,8 @@ class ModelClient:
         self, agent: str, messages: Sequence[Mapping[str, Any]], response_format: type[T]
     ) -> CallResult[T]:
         ep = self.endpoint(agent)
-        params = {"temperature": ep.cfg.temperature, "max_tokens": ep.cfg.max_tokens}
-        rhash = request_hash(canonical_request(ep.cfg.model, messages, params, response_format))
+        params = self._params(ep.cfg)
+        rhash = self.request_key(agent, messages, response_format)
         totals = self.totals.setdefault(agent, AgentTotals())
         totals.calls += 1
         if self.use_cache and self.ledger is not None:
@@ -285,8 +312,9 @@ class ModelClient:
         result.latency_s = time.monotonic() - started
         result.cost_usd = (result.tokens_in * ep.cfg.price_in_per_mtok + result.tokens_out * ep.cfg.price_out_per_mtok) / 1e6
         self._account(totals, result)
+        result.record = self._row(ep, result, content, mode)
         if self.ledger is not None:
-            await asyncio.to_thread(self.ledger.record, self._row(ep, result, content, mode))
+            await asyncio.to_thread(self.ledger.record, result.record)
         if result.error_code in FATAL_STATUS.values():
             raise EndpointError(result.error)
         return result

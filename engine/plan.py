@@ -63,14 +63,14 @@ def _shapes(cfg: Config) -> dict[str, CallShape]:
         "annotator": CallShape(text_in=250, images=n_ann, tokens_out=120),
         # paper mode: a region description on the anchor frame, then a text-only judgement (averaged)
         "reviewer": CallShape(text_in=300, images=1, tokens_out=80)
-        if cfg.plan.reviewer_mode == "paper"
+        if cfg.runtime.reviewer_mode == "paper"
         else CallShape(text_in=400, images=min(8, n_mask), tokens_out=60),
         "refiner": CallShape(text_in=450, images=0, tokens_out=250),
     }
 
 
 def _calls(cfg: Config, videos: int, uncaptioned: int, objects: float) -> dict[str, float]:
-    reviews_per_object = 2 if cfg.plan.reviewer_mode == "paper" else 1
+    reviews_per_object = 2 if cfg.runtime.reviewer_mode == "paper" else 1
     return {
         "captioner": uncaptioned,
         "analyzer": videos,

@@ -11,7 +11,16 @@ from typing import Any
 
 # kind -> name -> import path. Backends that later issues add register here.
 REGISTRY: dict[str, dict[str, str]] = {
-    "segmentor": {},
+    "segmentor": {
+        "dataset_masks": "agents.segmentor:DatasetMasksSegmentor",
+        "grounded_sam2": "agents.grounded_sam2:GroundedSam2Segmentor",
+    },
+    # engine/ never imports pipelines/ (imports run pipelines -> agents -> engine): it names them.
+    "pipeline": {
+        "detailed": "pipelines.detailed:build_pipeline",
+        "short": "pipelines.short:build_pipeline",
+        "qa": "pipelines.qa:build_pipeline",
+    },
 }
 
 

@@ -30,7 +30,7 @@ def test_prices_and_modes_from_config_change_the_plan():
     base = make_plan(load_config(environ={}), [100], 0)
     dearer = make_plan(load_config(environ={"ENGINE_AGENTS__ANNOTATOR__PRICE_IN_PER_MTOK": "30"}), [100], 0)
     assert dearer.cost_usd > base.cost_usd
-    direct = make_plan(load_config(environ={"ENGINE_PLAN__REVIEWER_MODE": "direct"}), [100], 0)
+    direct = make_plan(load_config(environ={"ENGINE_RUNTIME__REVIEWER_MODE": "direct"}), [100], 0)
     assert {a.agent: a.calls for a in direct.agents}["reviewer"] == 3
 
 

@@ -48,6 +48,7 @@ class FakeEndpoint:
     hang_s: float = 5.0
     supports_json_schema: bool = True
     model_ids: tuple[str, ...] = ("fake-model",)
+    fail_matching: dict[str, str] = field(default_factory=dict)  # substring of the last user text -> fault
 
     def __post_init__(self) -> None:
         self.received: list[Received] = []
@@ -139,6 +140,10 @@ class FakeEndpoint:
         with self._lock:
             if not self.supports_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                 return "no_json_schema", 0.0
+            text = last_user_text(body)
+            for needle, fault in self.fail_matching.items():
+                if needle in text:
+                    return fault, 0.0
             if self._queue:
                 fault = self._queue.pop(0)
                 if fault is not None:
@@ -257,6 +262,30 @@ def answer_for(body: dict[str, Any]) -> Any:
     return _generate(schema, schema.get("$defs", {}), echo, random.Random(seed), "value")
 
 
+ADJECTIVES = {"red", "blue", "green", "big", "small", "large", "white", "black", "grey", "gray", "young", "old"}
+
+
+def article_nouns(text: str) -> list[str]:
+    """'A man on a red boat' -> ['man', 'red boat']: a stand-in for an Analyzer that reads the caption."""
+    tokens = re.findall(r"\w+", text.lower())
+    found = []
+    for k, tok in enumerate(tokens):
+        if tok not in ("a", "an", "the"):
+            continue
+        words = []
+        for w in tokens[k + 1:k + 4]:
+            if w in ("a", "an", "the"):
+                break
+            words.append(w)
+        i = next((j for j, w in enumerate(words) if w not in ADJECTIVES), None)
+        if i is None:
+            continue
+        phrase = f"{words[i - 1]} {words[i]}" if i else words[i]
+        if phrase not in found:
+            found.append(phrase)
+    return found
+
+
 def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: random.Random, name: str) -> Any:
     if "$ref" in schema:
         return _generate(defs[schema["$ref"].split("/")[-1]], defs, echo, rng, name)
@@ -269,14 +298,20 @@ def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: rand
     if "const" in schema:
         return schema["const"]
     typ = schema.get("type", "object")
+    nouns = article_nouns(echo)
+    if name == "subject" and typ == "string" and nouns:
+        return nouns[0]
+    if name == "others" and typ == "array":
+        return nouns[1:]
     if typ == "object":
         props = schema.get("properties", {})
         return {k: _generate(v, defs, echo, rng, k) for k, v in props.items()}
     if typ == "array":
         n = max(schema.get("minItems", 1), min(2, schema.get("maxItems", 2)))
         return [_generate(schema.get("items", {"type": "string"}), defs, echo, rng, name) for _ in range(n)]
-    if typ == "string":
-        return f"{name}: {echo[:160]}"
+    if typ == "string":  # tags such as <object1> first, so they survive the truncation
+        tags = " ".join(dict.fromkeys(re.findall(r"<object\d+>", echo)))
+        return f"{name}: {tags + ' ' if tags else ''}{echo[:400]}"
     if typ == "integer":
         lo, hi = schema.get("minimum", 0), schema.get("maximum", 100)
         return rng.randint(int(lo), int(hi))
@@ -286,3 +321,25 @@ def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: rand
     if typ == "boolean":
         return rng.random() < 0.5
     return None
+
+
+def main() -> None:
+    """Serve until interrupted: `python tests/fake_endpoint.py --latency 0.2` prints the base URL."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="local OpenAI-compatible fake endpoint")
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0, help="split evenly between 429, 503 and hang")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    rates = {f: args.fault_rate / 3 for f in ("429", "503", "hang")} if args.fault_rate else {}
+    fe = FakeEndpoint(latency_s=args.latency, fault_rates=rates, seed=args.seed).start()
+    print(fe.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fe.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Detailed descriptions: all five agents.
+
+caption (if missing) -> analyze -> segment (all nouns, one request per video) -> annotate (dynamic
+and static) -> review (keep or discard) -> refine (one detailed description) -> samples
+"""
+
+from engine.runtime import Pipeline
+from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DetailedSamples, RefineStage, ReviewStage,
+                              SegmentStage)
+
+
+def build_pipeline() -> Pipeline:
+    return Pipeline(
+        name="detailed",
+        description="reviewed detailed descriptions of every grounded object",
+        stages=[
+            CaptionStage(),
+            AnalyzeStage(),
+            SegmentStage(),
+            AnnotateStage(),
+            ReviewStage(),
+            RefineStage(),
+            DetailedSamples(),
+        ],
+    )

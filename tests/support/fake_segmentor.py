@@ -1,0 +1,53 @@
+"""A deterministic segmentor backend for pipeline tests and benchmarks (plugged in by import path).
+
+Per noun: from a hash of (video, noun), ~1 in 10 nouns is not grounded, ~1 in 7 has two instances;
+each instance is a rectangle that drifts across the frames. FAKE_SEGMENTOR_S_PER_FRAME adds a fixed
+cost per frame (the benchmark's stand-in for GPU time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import numpy as np
+
+from agents.segmentor import SegmentRequest, Track
+from engine import masks
+
+
+class HashSegmentor:
+    version = "hash@1"
+
+    def __init__(self, cfg=None):
+        self.cost = float(os.environ.get("FAKE_SEGMENTOR_S_PER_FRAME", "0"))
+
+    def segment(self, request: SegmentRequest, frames: np.ndarray) -> list[Track]:
+        assert frames.shape[0] == len(request.frame_indices), "frames must match the requested indices"
+        h, w = frames.shape[1:3]
+        if self.cost:
+            time.sleep(self.cost * len(request.frame_indices))
+        tracks = []
+        for noun in request.nouns:
+            d = int(hashlib.sha256(f"{request.video_id}:{noun}".encode()).hexdigest()[:8], 16)
+            if d % 10 == 0:
+                continue
+            for instance in range(2 if d % 7 == 0 else 1):
+                tracks.append(self._track(noun, instance, d + 97 * instance, request.frame_indices, h, w))
+        return tracks
+
+    @staticmethod
+    def _track(noun, instance, d, indices, h, w) -> Track:
+        bw, bh = max(2, w // 4), max(2, h // 4)
+        x0, y0 = d % max(1, w - bw), (d // 7) % max(1, h - bh)
+        frame_masks = {}
+        for k, f in enumerate(indices):
+            m = np.zeros((h, w), bool)
+            x = (x0 + 2 * k) % max(1, w - bw)
+            m[y0:y0 + bh, x:x + bw] = True
+            frame_masks[f] = masks.encode(m)
+        anchor = indices[len(indices) // 2]
+        box = masks.bbox_xyxy(frame_masks[anchor])
+        return Track(noun, instance, anchor, box, grounding_score=0.5 + (d % 50) / 100, mask_score=0.9,
+                     masks=frame_masks)
