@@ -47,10 +47,12 @@ def uniform_indices(num_frames: int, k: int) -> list[int]:
     """k frames at uniform segment midpoints, as the VideoRefer benchmarks sample them.
 
     With ``seg = (n - 1) / k``, frame i is ``(round(seg * i) + round(seg * (i + 1))) // 2``.
-    Videos shorter than k frames give each distinct index once, in order.
+    Videos of at most k frames give every frame once, in order.
     """
     if num_frames <= 0 or k <= 0:
         return []
+    if num_frames <= k:  # the formula would repeat frames and still miss some: take every frame
+        return list(range(num_frames))
     seg = (num_frames - 1) / k
     idx = [(round(seg * i) + round(seg * (i + 1))) // 2 for i in range(k)]
     return sorted(set(idx))

@@ -185,7 +185,9 @@ class AnnotateStage:
             async def work():
                 if nouns.count(obj.noun) > 1:  # several instances: show which one is meant
                     m = masklet_of(s, obj.id)
-                    images = await s.overlays(video, mask_indices(s, video)[::2], m.frames, "annotator")
+                    idx = mask_indices(s, video)  # overlays exist on mask frames: take annotator_frames of them
+                    idx = [idx[i] for i in uniform_indices(len(idx), s.cfg.sampling.annotator_frames)]
+                    images = await s.overlays(video, idx, m.frames, "annotator")
                 else:
                     images = await plain()
                 text = await s.ask(agent, AnnotateItem(obj.noun, images.digests, nouns.count(obj.noun) > 1), images)

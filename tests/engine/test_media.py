@@ -13,6 +13,7 @@ def test_uniform_indices_follow_the_benchmark_formula():
     assert uniform_indices(n, k) == expected
     assert len(set(expected)) == 32 and expected[0] >= 0 and expected[-1] < n
     assert uniform_indices(5, 32) == [0, 1, 2, 3, 4]  # short video: each frame once
+    assert uniform_indices(12, 16) == list(range(12))
     assert uniform_indices(0, 32) == []
 
 
