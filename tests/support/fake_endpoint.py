@@ -82,7 +82,12 @@ class FakeEndpoint:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "not found"}})
                     return
-                endpoint._handle(self, json.loads(raw))
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:  # a client killed mid-request leaves half a body
+                    self._send(400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}})
+                    return
+                endpoint._handle(self, body)
 
             def _send(self, status: int, data: Any, headers: dict[str, str] | None = None, raw: bytes | None = None):
                 body = raw if raw is not None else json.dumps(data).encode()
