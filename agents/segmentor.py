@@ -13,6 +13,7 @@ Backends are chosen by name (engine/plugins.py) or by an import path 'package.mo
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,16 +70,32 @@ class DatasetMasksSegmentor:
         self.cfg = cfg
 
     def segment(self, request: SegmentRequest, frames: np.ndarray) -> list[Track]:
-        folder = Path(request.video_path)
-        root, name = folder.parent.parent, folder.name
-        meta = json.loads((root / "meta_expressions.json").read_text())["videos"][name]
-        objects = dataset_objects(root, name, meta, request.frame_indices)
+        found = dataset_root(request.video_path)
+        if found is None:
+            raise ValueError(f"{request.video_path} is not a frame folder of a MeViS / Ref-YouTube-VOS dataset")
+        root, meta = found
+        objects = dataset_objects(root, Path(request.video_path).name, meta, request.frame_indices)
         tracks: list[Track] = []
         for noun in request.nouns:
             found = [o for o in objects if set(noun.split()) <= set().union(*map(_words, o["expressions"]))]
             for instance, obj in enumerate(found):
                 tracks.append(_track_from_masks(noun, instance, obj["masks"], request.frame_indices))
         return tracks
+
+
+def dataset_root(video_path: str | Path) -> tuple[Path, dict] | None:
+    """(dataset root, this video's meta) when video_path is `<root>/JPEGImages/<video>` of an annotated dataset."""
+    folder = Path(video_path)
+    meta_file = folder.parent.parent / "meta_expressions.json"
+    if folder.parent.name != "JPEGImages" or not meta_file.is_file():
+        return None
+    meta = _read_meta(meta_file).get(folder.name)
+    return (folder.parent.parent, meta) if meta else None
+
+
+@lru_cache(maxsize=8)
+def _read_meta(meta_file: Path) -> dict:
+    return json.loads(meta_file.read_text())["videos"]
 
 
 def dataset_objects(root: Path, name: str, meta: dict, frame_indices: tuple[int, ...]) -> list[dict]:

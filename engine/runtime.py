@@ -63,11 +63,16 @@ class Stage(Protocol):
     async def run(self, video: VideoTask, s: "Services") -> None: ...
 
 
+def _every_video(video: VideoTask) -> bool:
+    return True
+
+
 @dataclass
 class Pipeline:
     name: str
     stages: list[Stage]
     description: str = ""
+    accepts: Callable[[VideoTask], bool] = _every_video  # which videos this pipeline is for
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,7 @@ async def run_videos(s: Services, pipelines: Sequence[Pipeline], videos: Iterabl
     queue = iter(videos)
 
     async def run_video(video: VideoTask) -> None:
-        for pipeline in pipelines:
+        for pipeline in (p for p in pipelines if p.accepts(video)):
             for stage in pipeline.stages:
                 unit_stage = f"{pipeline.name}.{stage.name}"
                 if await s.attempt("video", video.id, unit_stage, lambda st=stage: _run_stage(st, video, s)) is None:
@@ -358,7 +363,8 @@ def build_pipelines(names: Sequence[str]) -> list[Pipeline]:
     unknown = [n for n in names if n not in REGISTRY["pipeline"]]
     if unknown:
         raise ValueError(f"unknown pipeline(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY['pipeline'])}")
-    return [resolve("pipeline", n)() for n in PIPELINE_ORDER if n in names]
+    built = [resolve("pipeline", n)() for n in PIPELINE_ORDER if n in names]
+    return [p for b in built for p in (b if isinstance(b, list) else [b])]  # a name may stand for several
 
 
 async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[str], pipeline_names: Sequence[str],

@@ -16,7 +16,7 @@ from agents.annotator import AnnotateItem, AnnotatorAgent
 from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, RefineItem, RefinerAgent
 from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
-from agents.segmentor import SegmentRequest
+from agents.segmentor import SegmentRequest, dataset_objects, dataset_root
 from engine import masks, records, schema
 from engine.ids import stable_id
 from engine.ingest import CAPTION_SOURCE_ORDER
@@ -359,9 +359,8 @@ class QAStage:
     agent: QAWriter = field(default_factory=QAWriter)
 
     async def run(self, video: VideoTask, s: Services) -> None:
-        kept = kept_objects(s, video.id)
+        kept = self._kept(s, video.id)
         groups = [[o] for o in kept] + ([kept[:2]] if len(kept) >= 2 else [])
-        refiner = RefinerAgent()
         todo = [g for g in groups if not s.read(lambda q, g=g: q.query(schema.Sample).filter_by(
             data_type="qa", id=self._first_id(g)).first())]
         if not todo:
@@ -372,7 +371,7 @@ class QAStage:
             async def work():
                 objs = []
                 for o in group:
-                    d = description(s, o.id, "detailed", s.model("refiner"), refiner.version)
+                    d = self._description(s, o)
                     if d is None:
                         raise UnitFailure("missing_input", f"object {o.noun} has no detailed description")
                     objs.append(QAObject(o.noun, d.text))
@@ -387,6 +386,12 @@ class QAStage:
 
     def _first_id(self, group: list) -> str:
         return self._sample_id(group, 0)
+
+    def _kept(self, s: Services, video_id: str) -> list[Any]:
+        return kept_objects(s, video_id)
+
+    def _description(self, s: Services, obj: Any) -> Any:
+        return description(s, obj.id, "detailed", s.model("refiner"), RefinerAgent().version)
 
     def _sample_id(self, group: list, index: int) -> str:
         return stable_id("sample", "qa", [o.id for o in group], index, self.agent.version)
@@ -403,3 +408,66 @@ class QAStage:
         human = records.multi_object_turn(len(group), pair.question)
         return _sample_row(s, self._sample_id(group, index), "qa", video, [o.id for o in group], human, pair.answer,
                            annotation, mode, qa_type=pair.type)
+
+
+# --- annotated datasets (MeViS / Ref-YouTube-VOS layout) ------------------------------------------
+
+DATASET_VERSION = "dataset@1"
+EXPRESSIONS = "referring_expressions"  # the descriptions' model field for a dataset's own text
+
+
+def is_dataset_video(video: VideoTask) -> bool:
+    return video.kind == "frames" and dataset_root(video.path) is not None
+
+
+@dataclass
+class DatasetObjectsStage:
+    """A dataset's objects with their masks and referring expressions, as kept objects of this video."""
+
+    name: str = "dataset_objects"
+
+    async def run(self, video: VideoTask, s: Services) -> None:
+        if s.read(lambda q: q.query(schema.VideoObject).filter_by(video_id=video.id, stage_version=DATASET_VERSION)
+                  .first()):
+            return
+        root, meta = dataset_root(video.path)
+        indices = tuple(mask_indices(s, video))
+        rows = []
+        for n, obj in enumerate(dataset_objects(root, video.rel.rsplit("/", 1)[-1], meta, indices)):
+            frames = {str(f): m for f, m in obj["masks"].items()}
+            if not any(frames.values()):
+                continue
+            anchor = max(indices, key=lambda f: masks.area(frames[str(f)]))
+            object_id = stable_id("object", video.id, f"dataset:{obj['obj_id']}", n, DATASET_VERSION)
+            rows.append((object_id, obj, frames, anchor))
+
+        def store(q) -> None:
+            for object_id, obj, frames, anchor in rows:
+                s.store.insert_ignore(q, schema.VideoObject, [dict(
+                    id=object_id, video_id=video.id, noun=obj["expressions"][0][:128], instance=0,
+                    stage_version=DATASET_VERSION, status="grounded")])
+                s.store.insert_ignore(q, schema.Masklet, [dict(
+                    id=stable_id("masklet", object_id, DATASET_VERSION), object_id=object_id,
+                    backend_version=DATASET_VERSION, anchor_frame=anchor,
+                    box=list(masks.bbox_xyxy(frames[str(anchor)])), grounding_score=1.0, mask_score=1.0,
+                    height=video.height, width=video.width, frames=frames, **masks.quality(frames))])
+                s.store.insert_ignore(q, schema.Description, [dict(
+                    id=stable_id("description", object_id, "detailed", EXPRESSIONS), object_id=object_id,
+                    kind="detailed", text=" ".join(e.rstrip(".") + "." for e in obj["expressions"]),
+                    model=EXPRESSIONS, prompt_version=DATASET_VERSION)])
+
+        s.write(store)
+
+
+@dataclass
+class DatasetQAStage(QAStage):
+    """QA from a dataset's referring expressions: its objects count as kept (people annotated them)."""
+
+    name: str = "dataset_qa"
+
+    def _kept(self, s: Services, video_id: str) -> list[Any]:
+        return s.read(lambda q: q.query(schema.VideoObject).filter_by(video_id=video_id, stage_version=DATASET_VERSION)
+                      .order_by(schema.VideoObject.id).all())
+
+    def _description(self, s: Services, obj: Any) -> Any:
+        return description(s, obj.id, "detailed", EXPRESSIONS, DATASET_VERSION)

@@ -1,0 +1,34 @@
+"""QA from an annotated dataset: its objects, masks and expressions replace the first four agents."""
+
+import numpy as np
+import pytest
+
+from dataset_layouts import EXPRESSIONS, make_dataset
+from engine import masks, schema
+from engine_runs import open_store, run_engine
+
+
+@pytest.mark.parametrize("layout", ["ytvos", "mevis"])
+def test_qa_from_a_dataset(endpoint, tmp_path, layout):
+    root = tmp_path / layout
+    gt = make_dataset(root, layout)
+    data = tmp_path / "data"
+    r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa")
+    assert r.exit_code == 0, r.output
+    systems = {q.body["messages"][0]["content"][:40] for q in endpoint.chat_requests()}
+    assert all(s.startswith("You write question-answer pairs") for s in systems)  # only the QA writer was asked
+    with open_store(data).session() as s:
+        samples = s.query(schema.Sample).filter_by(data_type="qa").all()
+        assert samples and {x.qa_type for x in samples} <= {"basic", "reasoning", "future"}
+        objects = {o.id: o for o in s.query(schema.VideoObject)}
+        assert {o.noun for o in objects.values()} == set(EXPRESSIONS.values())
+        multi = [x for x in samples if len(x.object_ids) == 2]
+        assert multi and "There are 2 objects in the video: <object0><region>, <object1><region>." in \
+            multi[0].conversations[0]["value"]
+        for smp in samples:
+            for oid, entry in zip(smp.object_ids, smp.annotation):
+                noun = next(k for k, v in EXPRESSIONS.items() if v == objects[oid].noun)
+                for frame, value in entry.items():
+                    expected = gt[noun][int(frame)]
+                    got = masks.decode(value["segmentation"]) if value else np.zeros_like(expected)
+                    assert np.array_equal(got, expected)
