@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install test dry-run bench-calls clean
+.PHONY: install test dry-run demo bench bench-calls clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,14 @@ test: install
 
 dry-run: install
 	$(BIN)/engine run --source examples/videos --dry-run
+
+# The full engine, offline, on examples/videos: a local stand-in endpoint and the test segmentor.
+demo: install
+	RAY_AUTH_MODE=disabled $(BIN)/python examples/demo.py
+
+# Detailed-pipeline throughput on Ray vs the ideal bound and a naive loop (200 ms calls, 32 concurrent).
+bench: install
+	RAY_AUTH_MODE=disabled $(BIN)/python benchmarks/pipeline_throughput.py --videos 96 --latency 0.2 --concurrency 32
 
 # 500 model calls against the local fake endpoint with 20% scripted 429/503/timeouts.
 bench-calls: install
