@@ -8,7 +8,7 @@ from functools import cache
 
 from pydantic import BaseModel, Field
 
-from agents.prompt import load
+from agents.base import TemplateAgent
 
 MAX_NOUN_CHARS = 48
 
@@ -53,13 +53,10 @@ def normalize_noun(text: str) -> str:
     return noun[:MAX_NOUN_CHARS].strip()
 
 
-class AnalyzerAgent:
+class AnalyzerAgent(TemplateAgent):
     name = "analyzer"
     response_format = Nouns
-
-    def __init__(self) -> None:
-        self.template = load("analyzer")
-        self.version = self.template.tag
+    prompt_name = "analyzer"
 
     def prompt(self, item: AnalyzeItem) -> list[dict]:
         return self.template.messages(caption=item.caption)

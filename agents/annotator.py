@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from agents.prompt import load
+from agents.base import TemplateAgent, one_paragraph
 
 OVERLAY_NOTE = " The {noun} meant here is the one filled with a coloured mask and outlined."
 KIND_OF = {"dynamic": "motion", "static": "appearance"}  # the descriptions table's kinds
@@ -24,22 +24,19 @@ class AnnotateItem:
     overlay: bool = False  # True when the frames show this instance's mask (the noun names several)
 
 
-class AnnotatorAgent:
+class AnnotatorAgent(TemplateAgent):
     name = "annotator"
     response_format = ObjectDescription
 
     def __init__(self, query: Literal["dynamic", "static"]):
         self.query = query
         self.kind = KIND_OF[query]
-        self.template = load(f"annotator_{query}")
-        self.version = self.template.tag
+        self.prompt_name = f"annotator_{query}"
+        super().__init__()
 
     def prompt(self, item: AnnotateItem) -> list[dict]:
         note = OVERLAY_NOTE.format(noun=item.noun) if item.overlay else ""
         return self.template.messages(item.images, n_frames=len(item.images), noun=item.noun, overlay_note=note)
 
     def parse(self, item: AnnotateItem, response: ObjectDescription) -> str:
-        text = " ".join(response.description.split())
-        if not text:
-            raise ValueError("empty description")
-        return text
+        return one_paragraph(response.description, "description")

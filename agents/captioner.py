@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from agents.prompt import load
+from agents.base import TemplateAgent, one_paragraph
 
 
 class Caption(BaseModel):
@@ -18,19 +18,13 @@ class CaptionItem:
     images: tuple[str, ...]  # the annotator frames of the video
 
 
-class CaptionerAgent:
+class CaptionerAgent(TemplateAgent):
     name = "captioner"
     response_format = Caption
-
-    def __init__(self) -> None:
-        self.template = load("captioner")
-        self.version = self.template.tag
+    prompt_name = "captioner"
 
     def prompt(self, item: CaptionItem) -> list[dict]:
         return self.template.messages(item.images, n_frames=len(item.images))
 
     def parse(self, item: CaptionItem, response: Caption) -> str:
-        text = " ".join(response.caption.split())
-        if not text:
-            raise ValueError("empty caption")
-        return text
+        return one_paragraph(response.caption, "caption")

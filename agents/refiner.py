@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from agents.prompt import load
+from agents.base import TemplateAgent, one_paragraph
 
 QA_TYPES = ("basic", "reasoning", "future")
 
@@ -53,31 +53,22 @@ class QAItem:
         return [f"<object{i}>" for i in range(len(self.objects))]
 
 
-class RefinerAgent:
+class RefinerAgent(TemplateAgent):
     name = "refiner"
     response_format = DetailedDescription
-
-    def __init__(self) -> None:
-        self.template = load("refiner_detailed")
-        self.version = self.template.tag
+    prompt_name = "refiner_detailed"
 
     def prompt(self, item: RefineItem) -> list[dict]:
         return self.template.messages(noun=item.noun, static=item.static, dynamic=item.dynamic)
 
     def parse(self, item: RefineItem, response: DetailedDescription) -> str:
-        text = " ".join(response.description.split())
-        if not text:
-            raise ValueError("empty detailed description")
-        return text
+        return one_paragraph(response.description, "detailed description")
 
 
-class QAWriter:
+class QAWriter(TemplateAgent):
     name = "refiner"
     response_format = QASet
-
-    def __init__(self) -> None:
-        self.template = load("refiner_qa")
-        self.version = self.template.tag
+    prompt_name = "refiner_qa"
 
     def prompt(self, item: QAItem) -> list[dict]:
         objects = "\n".join(f"{tag} ({o.noun}): {o.description}" for tag, o in zip(item.tags, item.objects))

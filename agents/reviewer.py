@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
-from agents.prompt import load
+from agents.base import TemplateAgent, one_paragraph
 
 
 class RegionDescription(BaseModel):
@@ -43,32 +43,23 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-class RegionDescriber:
+class RegionDescriber(TemplateAgent):
     name = "reviewer"
     response_format = RegionDescription
-
-    def __init__(self) -> None:
-        self.template = load("reviewer_region")
-        self.version = self.template.tag
+    prompt_name = "reviewer_region"
 
     def prompt(self, item: RegionItem) -> list[dict]:
         return self.template.messages([item.image])
 
     def parse(self, item: RegionItem, response: RegionDescription) -> str:
-        text = " ".join(response.description.split())
-        if not text:
-            raise ValueError("empty region description")
-        return text
+        return one_paragraph(response.description, "region description")
 
 
-class Judge:
+class Judge(TemplateAgent):
     name = "reviewer"
     response_format = Verdict
+    prompt_name = "reviewer_judge"
     mode = "paper"
-
-    def __init__(self) -> None:
-        self.template = load("reviewer_judge")
-        self.version = self.template.tag
 
     def prompt(self, item: JudgeItem) -> list[dict]:
         return self.template.messages(noun=item.noun, region=item.region, static=item.static, dynamic=item.dynamic)
@@ -78,11 +69,8 @@ class Judge:
 
 
 class DirectReviewer(Judge):
+    prompt_name = "reviewer_direct"
     mode = "direct"
-
-    def __init__(self) -> None:
-        self.template = load("reviewer_direct")
-        self.version = self.template.tag
 
     def prompt(self, item: JudgeItem) -> list[dict]:
         return self.template.messages(item.images, noun=item.noun, static=item.static, dynamic=item.dynamic,

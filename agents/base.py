@@ -1,0 +1,32 @@
+"""What every model-calling agent shares: its prompt template, its version, and text clean-up.
+
+An agent subclass sets `name` (its config key under [agents]), `response_format` (a pydantic
+model) and `prompt_name` (a file in agents/prompts/), and writes `prompt(item)` and
+`parse(item, response)`. Transport, retries, caching and accounting are the engine's.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from agents.prompt import Prompt, load
+
+
+class TemplateAgent:
+    name: ClassVar[str]
+    response_format: ClassVar[type[BaseModel]]
+    prompt_name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.template: Prompt = load(self.prompt_name)
+        self.version = self.template.tag  # stored with every row this agent produces
+
+
+def one_paragraph(text: str, what: str) -> str:
+    """Collapse whitespace; an empty answer is unusable (ValueError)."""
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        raise ValueError(f"empty {what}")
+    return cleaned
