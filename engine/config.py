@@ -80,7 +80,8 @@ class SegmentorConfig(_Strict):
         "sam2_hiera_t", "sam2_hiera_s", "sam2_hiera_b+", "sam2_hiera_l",
         "sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l",
     ] = "sam2.1_hiera_b+"
-    sam2_checkpoint: str = Field("", description="local path; empty = download from the hub into cache_dir")
+    sam2_checkpoint: str = Field("", description="local path; empty = download from the hub into cache_dir; "
+                                 "'random' = random weights (tests and speed benchmarks)")
     gdino_model: Literal["swint_ogc", "swinb_cogcoor"] = "swint_ogc"
     gdino_checkpoint: str = ""
     text_encoder: str = Field("bert-base-uncased", description="hub name or local folder of GroundingDINO's BERT")
@@ -90,6 +91,11 @@ class SegmentorConfig(_Strict):
     box_threshold: float = Field(0.35, ge=0, le=1)
     text_threshold: float = Field(0.25, ge=0, le=1)
     anchor_candidates: int = Field(4, ge=1, le=64)
+    gdino_image_size: int = Field(800, ge=64, le=1333, description="GroundingDINO input, shorter side")
+    max_instances: int = Field(3, ge=1, le=32, description="instances kept per noun on its anchor frame")
+    instance_iou: float = Field(0.5, ge=0, le=1, description="boxes overlapping more are one instance (NMS)")
+    offload_frames_over: int = Field(256, ge=1, description="longer videos keep their frames in CPU memory")
+    compile: bool = Field(False, description="torch.compile SAM 2's image encoder (slow start, faster frames)")
 
 
 class ActorResources(_Strict):
