@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install test dry-run demo bench bench-calls clean
+.PHONY: install test dry-run demo bench bench-calls bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ demo: install
 # Detailed-pipeline throughput on Ray vs the ideal bound and a naive loop (200 ms calls, 32 concurrent).
 bench: install
 	RAY_AUTH_MODE=disabled $(BIN)/python benchmarks/pipeline_throughput.py --videos 96 --latency 0.2 --concurrency 32
+
+# Segmentor speed vs the stock SAM 2 loop: hiera-B+, 1024 px, 64 frames of 1280x720 (needs CUDA; < 5 min on an H100).
+bench-gpu: install
+	$(BIN)/python benchmarks/segmentor_speed.py --device cuda --model sam2.1_hiera_b+ --image-size 1024 --frames 64 \
+		--width 1280 --height 720
 
 # 500 model calls against the local fake endpoint with 20% scripted 429/503/timeouts.
 bench-calls: install
