@@ -148,12 +148,32 @@ class Video:
         try:
             return self._reader.get_batch(indices).asnumpy()
         except Exception as e:
+            if "size must exactly match" in str(e) and self._reader is self._native:
+                # decord 0.6 miscopies frames of some small widths (16, 48 px): OpenCV decodes them right
+                return self._decode_opencv(indices)
             if self._reader is not self._native:
                 # decord 0.6 fails on a few output sizes (48x36, "size must exactly match"):
                 # decode at the source size and resize here instead, from now on.
                 self._reader = self._native
                 return np.stack([_resize(f, self.size) for f in self._decode_file(indices)])
             raise MediaError(self.path, "corrupt", f"cannot decode frames {indices[:5]}: {_first_line(e)}") from None
+
+    def _decode_opencv(self, indices: list[int]) -> np.ndarray:
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.path))
+        out = []
+        try:
+            for i in indices:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                ok, frame = cap.read()
+                if not ok:
+                    raise MediaError(self.path, "corrupt", f"cannot decode frame {i}")
+                out.append(frame[:, :, ::-1])
+        finally:
+            cap.release()
+        frames = np.stack(out)
+        return np.stack([_resize(f, self.size) for f in frames]) if self.size else frames
 
     def _decode_folder(self, indices: list[int]) -> np.ndarray:
         out = []

@@ -63,6 +63,21 @@ def test_all_three_pipelines_end_to_end_and_a_rerun_calls_nothing(endpoint, sour
     with store.session() as s:
         assert {x.id for x in s.query(schema.Sample)} == sample_ids
 
+    # the export of this run validates, file by file, against the source videos
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    out = tmp_path / "export"
+    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--val-fraction", "0.25"],
+                           env={"COLUMNS": "160"})
+    assert r.exit_code == 0, r.output
+    print("\n" + r.output)
+    for path in sorted(out.glob("*_*.json")):
+        v = CliRunner().invoke(app, ["validate", str(path), "--video-root", str(source)])
+        print(v.output.strip())
+        assert v.exit_code == 0 and "no defects" in v.output
+
 
 def test_images_reach_the_models(endpoint, source, tmp_path):
     r = run_engine(endpoint, tmp_path / "d", "--source", str(source), "--pipelines", "detailed", "--limit", "2")
