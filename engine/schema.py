@@ -205,3 +205,23 @@ class Failure(Base):
     run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Auditor(Base):
+    """A person who audits Reviewer decisions; the sign-in token is kept only as a hash."""
+
+    __tablename__ = "auditors"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditItem(Base):
+    """A Reviewer decision drawn for audit, with its stratum and that stratum's population at draw time."""
+
+    __tablename__ = "audit_items"
+    review_id: Mapped[str] = mapped_column(sa.ForeignKey("reviews.id"), primary_key=True)
+    stratum: Mapped[str] = mapped_column(sa.String(64))  # "kept" / "discarded" (+ ":<extra>" when stratified more)
+    population: Mapped[int]
+    seed: Mapped[int]
+    drawn_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,245 @@
+"""The audit web UI (FastAPI): sign in, audit the queue with the keyboard, undo, and a dashboard.
+
+Everything a model wrote is shown through Jinja2 autoescaping; media routes take ids and frame
+positions, never paths; state-changing requests need the auditor's session and its CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from PIL import Image
+
+from engine import masks, schema
+from engine.audit import audit_stats, check_auditor
+from engine.ids import stable_id
+from engine.media import MediaError, Video, fit_within
+from engine.overlay import color_for
+from engine.store import Store
+
+COOKIE = "review_session"
+MAX_SIDE = 640
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+
+
+@dataclass
+class Session:
+    auditor: str
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    undo: list[str] = field(default_factory=list)  # review ids decided, newest last
+    skipped: set[str] = field(default_factory=set)
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
+    sessions: dict[str, Session] = {}
+
+    def session_of(request: Request) -> Session | None:
+        return sessions.get(request.cookies.get(COOKIE, ""))
+
+    def require(request: Request, csrf: str | None = None) -> Session:
+        sess = session_of(request)
+        if sess is None:
+            raise HTTPException(401, "sign in first")
+        if csrf is not None and not secrets.compare_digest(csrf, sess.csrf):
+            raise HTTPException(403, "bad or missing CSRF token")
+        return sess
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' "
+                                                       "'unsafe-inline'; script-src 'self' 'unsafe-inline'")
+        return response
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, error: str = ""):
+        return TEMPLATES.TemplateResponse(request, "login.html", {"error": error})
+
+    @app.post("/login")
+    def login(name: str = Form(...), token: str = Form(...)):
+        if not check_auditor(store, name, token):
+            return RedirectResponse("/login?error=unknown+name+or+token", status_code=303)
+        sid = secrets.token_urlsafe(32)
+        sessions[sid] = Session(name)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")):
+        require(request, csrf)
+        sessions.pop(request.cookies.get(COOKIE, ""), None)
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/", response_class=HTMLResponse)
+    def queue(request: Request):
+        sess = session_of(request)
+        if sess is None:
+            return RedirectResponse("/login", status_code=303)
+        nxt = _next_item(store, sess)
+        if nxt is None:
+            return TEMPLATES.TemplateResponse(request, "done.html", {"sess": sess, "progress": _progress(store, sess)})
+        return RedirectResponse(f"/item/{nxt}", status_code=303)
+
+    @app.get("/item/{review_id}", response_class=HTMLResponse)
+    def item(request: Request, review_id: str):
+        sess = session_of(request)
+        if sess is None:
+            return RedirectResponse("/login", status_code=303)
+        data = _item(store, review_id)
+        if data is None:
+            raise HTTPException(404, "no such audit item")
+        decided = _decision(store, review_id, sess.auditor)
+        return TEMPLATES.TemplateResponse(request, "item.html", {
+            "sess": sess, "item": data, "decided": decided, "progress": _progress(store, sess),
+            "can_undo": bool(sess.undo)})
+
+    @app.post("/decide")
+    def decide(request: Request, review_id: str = Form(...), verdict: str = Form(...), note: str = Form(""),
+               csrf: str = Form("")):
+        sess = require(request, csrf)
+        if verdict not in ("correct", "wrong") or _item(store, review_id) is None:
+            raise HTTPException(400, "verdict must be correct or wrong, for an audit item")
+        row = dict(id=stable_id("audit", review_id, sess.auditor), review_id=review_id, auditor=sess.auditor,
+                   human_verdict=verdict == "correct", note=note[:2000])
+        with store.session() as s:
+            store.upsert(s, schema.Audit, [row], conflict=("review_id", "auditor"), update=("human_verdict", "note"))
+        sess.undo.append(review_id)
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/skip")
+    def skip(request: Request, review_id: str = Form(...), csrf: str = Form("")):
+        require(request, csrf).skipped.add(review_id)
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/undo")
+    def undo(request: Request, csrf: str = Form("")):
+        sess = require(request, csrf)
+        if not sess.undo:
+            return RedirectResponse("/", status_code=303)
+        review_id = sess.undo.pop()
+        with store.session() as s:
+            s.query(schema.Audit).filter_by(review_id=review_id, auditor=sess.auditor).delete()
+        return RedirectResponse(f"/item/{review_id}", status_code=303)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(request: Request):
+        sess = session_of(request)
+        if sess is None:
+            return RedirectResponse("/login", status_code=303)
+        return TEMPLATES.TemplateResponse(request, "dashboard.html", {
+            "sess": sess, "st": audit_stats(store), "progress": _progress(store, sess)})
+
+    @app.get("/media/{review_id}/{name}")
+    def media(request: Request, review_id: str, name: str):
+        require(request)
+        stem, _, ext = name.partition(".")
+        if not stem.isdigit() or ext not in ("jpg", "png"):
+            raise HTTPException(404, "no such frame")
+        frames = _frames(store, review_id)
+        pos = int(stem)
+        if frames is None or pos >= len(frames[0]):
+            raise HTTPException(404, "no such frame")
+        images, mask_pngs = frames
+        body = images[pos] if ext == "jpg" else mask_pngs[pos]
+        return Response(body, media_type="image/jpeg" if ext == "jpg" else "image/png",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    return app
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+def _ordered_items(store: Store) -> list[str]:
+    with store.session() as s:
+        ids = [r for (r,) in s.query(schema.AuditItem.review_id)]
+    # a fixed shuffle, so kept and discarded items are interleaved and the auditor cannot guess the stratum
+    return sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+
+
+def _next_item(store: Store, sess: Session) -> str | None:
+    with store.session() as s:
+        done = {r for (r,) in s.query(schema.Audit.review_id).filter_by(auditor=sess.auditor)}
+    return next((i for i in _ordered_items(store) if i not in done and i not in sess.skipped), None)
+
+
+def _progress(store: Store, sess: Session) -> dict[str, int]:
+    items = set(_ordered_items(store))
+    with store.session() as s:
+        done = {r for (r,) in s.query(schema.Audit.review_id).filter_by(auditor=sess.auditor)} & items
+    return {"done": len(done), "total": len(items)}
+
+
+def _decision(store: Store, review_id: str, auditor: str) -> Any:
+    with store.session() as s:
+        return s.query(schema.Audit).filter_by(review_id=review_id, auditor=auditor).one_or_none()
+
+
+def _item(store: Store, review_id: str) -> dict[str, Any] | None:
+    with store.session() as s:
+        if s.get(schema.AuditItem, review_id) is None:
+            return None
+        review = s.get(schema.Review, review_id)
+        obj = s.get(schema.VideoObject, review.object_id)
+        texts = {d.kind: d.text for d in s.query(schema.Description).filter_by(object_id=obj.id)}
+        m = s.query(schema.Masklet).filter_by(object_id=obj.id).first()
+        n = len(m.frames) if m else 0
+        return {"review_id": review_id, "noun": obj.noun, "appearance": texts.get("appearance", ""),
+                "motion": texts.get("motion", ""), "region": texts.get("region", ""), "keep": review.verdict,
+                "confidence": review.confidence, "rationale": review.rationale, "mode": review.mode, "frames": n,
+                "frame_indices": sorted(int(f) for f in (m.frames if m else {}))}
+
+
+def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | None:
+    """The item's sampled frames (JPEG) and its mask (transparent PNG), only for audit items of this store."""
+    return _frames_cached(store, review_id)
+
+
+@lru_cache(maxsize=16)
+def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | None:
+    with store.session() as s:
+        if s.get(schema.AuditItem, review_id) is None:
+            return None
+        review = s.get(schema.Review, review_id)
+        obj = s.get(schema.VideoObject, review.object_id)
+        video = s.get(schema.Video, obj.video_id)
+        m = s.query(schema.Masklet).filter_by(object_id=obj.id).first()
+        if m is None:
+            return None
+        keys = sorted(m.frames, key=int)
+        rles = [m.frames[k] for k in keys]
+        path = Path(video.source_root) / video.path
+    try:
+        reader = Video(path)
+        frames = reader.frames([int(k) for k in keys])
+    except (MediaError, IndexError):
+        return None
+    size = fit_within(reader.info.width, reader.info.height, MAX_SIDE)
+    color = np.array(color_for(3), dtype=np.uint8)  # yellow: stands out on most footage
+    jpgs, pngs = [], []
+    for frame, rle in zip(frames, rles):
+        buf = io.BytesIO()
+        Image.fromarray(frame).resize(size).save(buf, format="JPEG", quality=85)
+        jpgs.append(buf.getvalue())
+        rgba = np.zeros((*frame.shape[:2], 4), np.uint8)
+        if rle is not None:
+            m = masks.decode(rle)
+            rgba[m, :3] = color
+            rgba[m, 3] = 255
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").resize(size, Image.NEAREST).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    return jpgs, pngs

@@ -1,0 +1,104 @@
+"""The review UI in a real browser: Playwright driving Debian's Chromium, headless.
+
+Screenshots go to test-artifacts/ at the repository root. The browser comes from the system
+(`make browser` installs Debian's chromium); no test downloads one. Where none is installed the
+test is skipped with that reason, except under REQUIRE_BROWSER=1 (CI), where it fails.
+"""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from engine import schema
+from engine.audit import add_auditor, draw_sample
+from review_data import make_reviews
+from review_ui.app import create_app
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def server(sqlite_store, tmp_path):
+    make_reviews(sqlite_store, tmp_path, kept=3, discarded=3, evil=True)
+    draw_sample(sqlite_store, kept=3, discarded=3)
+    token = add_auditor(sqlite_store, "ann")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(sqlite_store), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", token, sqlite_store
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page():
+    if CHROMIUM is None:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail("no chromium on PATH: run `make browser` (apt-get install chromium)")
+        pytest.skip("no chromium on PATH: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 800})
+        yield pg
+        browser.close()
+
+
+def test_audit_five_items_with_the_keyboard_undo_one_and_see_the_dashboard(server, page):
+    base, token, store = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(base + "/")
+    page.fill("#name", "ann")
+    page.fill("#token", token)
+    page.click("#signin")
+    page.goto(base + "/dashboard")
+    assert page.inner_text("#n-audited") == "0"
+    page.goto(base + "/")
+
+    keys = ["y", "n", "y", "y", "n"]
+    seen = []
+    for i, key in enumerate(keys):
+        page.wait_for_selector("#noun")
+        seen.append(page.url.rsplit("/", 1)[-1])
+        assert page.inner_text("#progress").startswith(f"{i} / 6")
+        if i == 0:
+            page.wait_for_function("document.getElementById('frame').complete")
+            page.keyboard.press("ArrowRight")  # scrub one frame
+            page.wait_for_function("document.getElementById('frame').src.endsWith('/1.jpg')")
+            page.screenshot(path=str(ARTIFACTS / "review_item.png"), full_page=True)
+        with page.expect_navigation():
+            page.keyboard.press(key)
+    assert len(set(seen)) == 5  # five different items
+    assert page.evaluate("window.__xss") is None  # the model text with <script> and onerror never ran
+
+    with page.expect_navigation():
+        page.keyboard.press("u")  # undo the last decision: back on that item
+    assert page.url.endswith(seen[-1]) and page.inner_text("#progress").startswith("4 / 6")
+
+    with store.session() as s:
+        audits = {a.review_id: a.human_verdict for a in s.query(schema.Audit).filter_by(auditor="ann")}
+    assert audits == {rid: key == "y" for rid, key in zip(seen[:4], keys[:4])}
+
+    page.goto(base + "/dashboard")
+    assert page.inner_text("#n-audited") == "4"
+    with store.session() as s:
+        kept = {r.id: r.verdict for r in s.query(schema.Review)}
+    tp = sum(1 for rid, ok in audits.items() if kept[rid] and ok)
+    assert page.inner_text("#tp") == f"TP {tp}"
+    page.screenshot(path=str(ARTIFACTS / "review_dashboard.png"), full_page=True)
+    assert (ARTIFACTS / "review_item.png").stat().st_size > 5000
