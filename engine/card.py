@@ -23,16 +23,20 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
 
     charts.mkdir(exist_ok=True)
     made = []
+
+    def save(fig, title: str, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(charts / name, dpi=110)
+        plt.close(fig)
+        made.append((title, f"charts/{name}"))
+
     nouns = result.stats["nouns"].most_common(TOP_CATEGORIES)
     if nouns:
         fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(nouns))))
         ax.barh([n for n, _ in reversed(nouns)], [c for _, c in reversed(nouns)], color="#3b7dd8")
         ax.set_xlabel("records")
         ax.set_title(f"Object categories (top {len(nouns)})")
-        fig.tight_layout()
-        fig.savefig(charts / "categories.png", dpi=110)
-        plt.close(fig)
-        made.append(("Object categories", "charts/categories.png"))
+        save(fig, "Object categories", "categories.png")
     lengths = result.stats["answer_words"]
     if lengths:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -42,10 +46,7 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("records")
         ax.legend()
         ax.set_title("Description and answer lengths")
-        fig.tight_layout()
-        fig.savefig(charts / "lengths.png", dpi=110)
-        plt.close(fig)
-        made.append(("Answer lengths", "charts/lengths.png"))
+        save(fig, "Answer lengths", "lengths.png")
     modes = result.stats["modes"]
     if modes:
         types = sorted({t for t, _ in modes})
@@ -57,10 +58,7 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
         ax.set_ylabel("records")
         ax.legend()
         ax.set_title("Single- vs multi-frame records")
-        fig.tight_layout()
-        fig.savefig(charts / "modes.png", dpi=110)
-        plt.close(fig)
-        made.append(("Single- vs multi-frame", "charts/modes.png"))
+        save(fig, "Single- vs multi-frame", "modes.png")
     return made
 
 
