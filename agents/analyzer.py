@@ -58,6 +58,10 @@ class AnalyzerAgent(TemplateAgent):
     response_format = Nouns
     prompt_name = "analyzer"
 
+    def __init__(self) -> None:
+        super().__init__()
+        _inflector()  # importing inflect takes ~2 s: pay it when the pipeline is built, not on the first answer
+
     def prompt(self, item: AnalyzeItem) -> list[dict]:
         return self.template.messages(caption=item.caption)
 

@@ -65,7 +65,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 async def engine_run(cfg, store, video_ids) -> tuple[float, float, object]:
-    from engine.runtime import Services, build_pipelines, check_resources, make_pools, run_videos, segmentor_version
+    from engine.runtime import Services, build_pipelines, check_resources, make_pools, run_videos, start_actors
     from engine.runtime import start_ray, video_tasks
 
     start_ray(cfg)
@@ -75,11 +75,11 @@ async def engine_run(cfg, store, video_ids) -> tuple[float, float, object]:
     with store.session() as q:
         q.add(schema.Run(id=run_id, command="bench", engine_version="bench", config={}))
     s = Services(cfg, store, run_id, pools)
-    s.segmentor_version = await segmentor_version(pools)
-    await asyncio.gather(*(a.pid.remote() for a in pools["model"].actors))  # actors up before the clock starts
+    s.segmentor_version = await start_actors(pools)  # every actor up before the clock starts
+    pipelines = build_pipelines(["detailed"])  # so are the pipeline's agents (and their imports)
     me = psutil.Process()
     cpu0, t0 = cpu_seconds(me), time.perf_counter()
-    await run_videos(s, build_pipelines(["detailed"]), video_tasks(store, video_ids))
+    await run_videos(s, pipelines, video_tasks(store, video_ids))
     return time.perf_counter() - t0, cpu_seconds(me) - cpu0, s
 
 

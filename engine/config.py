@@ -110,7 +110,7 @@ def _default_resources() -> dict[str, ActorResources]:
     # (async actors sending every agent's requests; one pool, so per-endpoint limits hold across agents).
     return {
         "media": ActorResources(num_cpus=1.0, replicas=1, max_concurrency=1),
-        "segmentor": ActorResources(num_cpus=1.0, num_gpus=1.0, max_concurrency=1),
+        "segmentor": ActorResources(num_cpus=1.0, num_gpus=1.0, max_concurrency=2),  # one runs, one is staged
         "model": ActorResources(num_cpus=0.0, replicas=1, max_concurrency=64),
     }
 
@@ -119,14 +119,20 @@ class RayConfig(_Strict):
     address: str = Field("", description="empty = start a local Ray instance; 'auto' or ray://host:port joins one")
     resources: dict[str, ActorResources] = Field(default_factory=_default_resources)
 
-    @field_validator("resources")
+    @field_validator("resources", mode="before")
     @classmethod
-    def _known_roles(cls, v: dict[str, ActorResources]) -> dict[str, ActorResources]:
-        known = set(_default_resources())
-        unknown = sorted(set(v) - known)
+    def _merge_with_role_defaults(cls, v: Any) -> Any:
+        """A role given in part keeps its own defaults for the rest (a segmentor stays at one call at a time)."""
+        if not isinstance(v, Mapping):
+            return v
+        defaults = _default_resources()
+        unknown = sorted(set(v) - set(defaults))
         if unknown:
-            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(known)}")
-        return {**_default_resources(), **v}
+            raise ValueError(f"unknown role(s) {unknown}; known: {sorted(defaults)}")
+        merged = {role: res.model_dump() for role, res in defaults.items()}
+        for role, given in v.items():
+            merged[role] = {**merged[role], **dict(given)} if isinstance(given, Mapping) else given
+        return merged
 
 
 class RuntimeConfig(_Strict):

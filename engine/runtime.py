@@ -305,12 +305,14 @@ def _split_limits(cfg: Config, replicas: int) -> str:
     return json.dumps(data)
 
 
-async def segmentor_version(pools: dict[str, Pool]) -> str:
-    """Wait for the segmentor actors to build their backend (a missing checkpoint fails here, before any call)."""
+async def start_actors(pools: dict[str, Pool]) -> str:
+    """Wait until every actor is up (a missing checkpoint or a bad backend fails here, before any call);
+    returns the segmentor's version."""
     try:
+        await asyncio.gather(*(a.ready.remote() for name, p in pools.items() if name != "segmentor" for a in p.actors))
         versions = await asyncio.gather(*(a.version.remote() for a in pools["segmentor"].actors))
     except ray.exceptions.RayActorError as e:
-        raise RunAborted(f"the segmentor backend could not start: {e}") from None
+        raise RunAborted(f"an actor could not start: {e}") from None
     return versions[0]
 
 
@@ -376,6 +378,6 @@ async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[st
     check_resources(cfg)
     pools = make_pools(cfg)
     s = Services(cfg, store, run_id, pools, use_cache=use_cache, retry_failed=retry_failed, on_progress=on_progress)
-    s.segmentor_version = await segmentor_version(pools)
+    s.segmentor_version = await start_actors(pools)
     await run_videos(s, pipelines, video_tasks(store, video_ids))
     return s

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +23,14 @@ from engine.overlay import OverlayObject, draw_overlay
 
 
 class MediaWorker:
+    def __init__(self) -> None:
+        import decord  # noqa: F401  (loaded now, not on the first video)
+
+    def ready(self) -> int:
+        import os
+
+        return os.getpid()
+
     def frames(self, path: str, indices: Sequence[int], fps: float = 30.0) -> np.ndarray:
         """(T, H, W, 3) uint8 RGB at the given absolute frame indices."""
         return Video(path, frame_folder_fps=fps).frames(list(indices))
@@ -49,21 +58,21 @@ class ModelWorker:
 
     def __init__(self, config_json: str):
         from engine.config import Config
+        from engine.model_client import ModelClient
 
         self.cfg = Config.model_validate(json.loads(config_json))
+        self._client_class = ModelClient  # imported now (openai, tenacity): the first call is not slower
         self.client = None
 
     async def query(self, agent: str, messages: list[dict], schema: type, urls: Sequence[str] = ()):
         """Fill 'sha256:' image placeholders with their data URLs and ask. The result carries its model_calls
         row (result.record) for the driver to write."""
-        from engine.model_client import ModelClient
-
-        if self.client is None:
-            self.client = ModelClient(self.cfg, None, use_cache=False)  # the driver owns the cache and the store
+        if self.client is None:  # created in the actor's event loop, where its connections will live
+            self.client = self._client_class(self.cfg, None, use_cache=False)  # the driver owns cache and store
         by_digest = {url_digest(u): u for u in urls}
         return await self.client.query(agent, [_fill_images(m, by_digest) for m in messages], schema)
 
-    def pid(self) -> int:
+    def ready(self) -> int:
         import os
 
         return os.getpid()
@@ -88,14 +97,13 @@ class SegmentorWorker:
 
         cfg = SegmentorConfig.model_validate(json.loads(segmentor_config_json))
         self.backend = resolve("segmentor", backend)(cfg)  # one model load per actor
+        # The actor takes a second call while one runs (max_concurrency 2), so the next video's frames
+        # are already here when the device frees up; the lock keeps device work to one call at a time.
+        self._device = threading.Lock()
 
     def version(self) -> str:
         return self.backend.version
 
     def segment(self, request, frames: np.ndarray):
-        return self.backend.segment(request, frames)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
+        with self._device:
+            return self.backend.segment(request, frames)

@@ -69,6 +69,7 @@ def test_ray_resources_merge_with_defaults_and_reject_unknown_roles():
     cfg = load_config(environ={"ENGINE_RAY__RESOURCES": '{"segmentor": {"num_gpus": 0.5, "replicas": 2}}'})
     assert cfg.ray.resources["segmentor"].num_gpus == 0.5
     assert cfg.ray.resources["segmentor"].replicas == 2
+    assert cfg.ray.resources["segmentor"].max_concurrency == 2  # the role's own default, not the generic one
     assert cfg.ray.resources["model"].max_concurrency == 64  # roles not given keep their defaults
     with pytest.raises(ConfigError, match="unknown role"):
         load_config(environ={"ENGINE_RAY__RESOURCES": '{"segmenter": {}}'})
