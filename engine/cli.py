@@ -19,7 +19,6 @@ from engine.call_ledger import call_totals
 from engine.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config_text, load_config
 from engine.ingest import IngestReport, ingest
 from engine.plan import Plan, make_plan, measured_tokens
-from engine.runtime import RunAborted
 from engine.summary import run_summary
 from engine.store import Store
 
@@ -148,6 +147,8 @@ def run(
         _print_plan(plan, cfg)
         summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd)
     else:
+        from engine.runtime import RunAborted  # Ray loads only when a real run needs it
+
         try:
             services = _execute(cfg, store, run_id, [v.id for v in report.videos], names, not no_cache, retry_failed)
         except RunAborted as e:

@@ -46,15 +46,16 @@ def _snapshot(data) -> tuple[dict[str, int], set[str]]:
     return counts, ids
 
 
+def _reference(endpoint, tmp_path, args) -> tuple[int, dict[str, int], set[str]]:
+    """An uninterrupted run: its calls, row counts and sample ids."""
+    assert run_engine(endpoint, tmp_path / "ref", *args).exit_code == 0
+    return (len(endpoint.chat_requests()), *_snapshot(tmp_path / "ref"))
+
+
 def test_sigkill_of_the_driver_then_resume_matches_an_uninterrupted_run(endpoint, more_source, tmp_path):
     endpoint.latency_s = 0.25
     args = ("--source", str(more_source), "--pipelines", "short,detailed,qa")
-
-    # the uninterrupted reference
-    ref = tmp_path / "ref"
-    assert run_engine(endpoint, ref, *args).exit_code == 0
-    reference_calls = len(endpoint.chat_requests())
-    ref_counts, ref_ids = _snapshot(ref)
+    reference_calls, ref_counts, ref_ids = _reference(endpoint, tmp_path, args)
 
     # the same run, killed once a third of its calls are stored
     data = tmp_path / "killed"
@@ -91,10 +92,7 @@ def test_sigkill_of_the_driver_then_resume_matches_an_uninterrupted_run(endpoint
 def test_an_actor_killed_mid_run_is_replaced_and_the_run_completes(endpoint, more_source, tmp_path):
     endpoint.latency_s = 0.25
     args = ("--source", str(more_source), "--pipelines", "detailed")
-    ref = tmp_path / "ref"
-    assert run_engine(endpoint, ref, *args).exit_code == 0
-    reference_calls = len(endpoint.chat_requests())
-    ref_counts, ref_ids = _snapshot(ref)
+    reference_calls, ref_counts, ref_ids = _reference(endpoint, tmp_path, args)
 
     killed = []
 
