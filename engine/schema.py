@@ -36,7 +36,7 @@ class Base(DeclarativeBase):
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    command: Mapped[str] = mapped_column(sa.String(32))
+    command: Mapped[str] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16), default="running")  # running | finished | failed
     engine_version: Mapped[str] = mapped_column(sa.String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -83,7 +83,7 @@ class VideoObject(Base):
     noun: Mapped[str] = mapped_column(sa.String(128))
     instance: Mapped[int] = mapped_column(default=0)
     is_subject: Mapped[bool] = mapped_column(default=False)
-    stage_version: Mapped[str] = mapped_column(sa.String(64))
+    stage_version: Mapped[str] = mapped_column(sa.String(200))  # prompt tag | model name
     status: Mapped[str] = mapped_column(_enum("object_status", "pending", "grounded", "not_grounded"), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -95,7 +95,7 @@ class Masklet(Base):
     __table_args__ = (sa.UniqueConstraint("object_id", "backend_version"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
-    backend_version: Mapped[str] = mapped_column(sa.String(64))
+    backend_version: Mapped[str] = mapped_column(sa.String(200))
     anchor_frame: Mapped[int]
     box: Mapped[list[Any]]  # [x0, y0, x1, y1] pixels on the anchor frame
     grounding_score: Mapped[float]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from engine_runs import open_store, run_engine
 from engine import masks, records, schema
 
@@ -176,3 +178,23 @@ def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
         assert sorted(int(f) for f in m.frames) == list(range(6)) and (m.height, m.width) == (72, 96)
         assert all(v is None or v["size"] == [72, 96] for v in m.frames.values())
         assert s.query(schema.Sample).filter_by(data_type="short").count() == 1
+
+
+@pytest.mark.postgres
+def test_a_full_run_on_postgresql(endpoint, source, tmp_path, pg_database):
+    """The same engine with its store on PostgreSQL: samples valid, a rerun calls nothing."""
+    from engine.store import Store
+
+    store = Store(pg_database)
+    with store.engine.begin() as c:  # the session's database is shared: start empty
+        c.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t.name}"' for t in schema.Base.metadata.sorted_tables)
+                          + " CASCADE")
+    args = ("--source", str(source), "--pipelines", "short,detailed,qa", "--database-url", pg_database)
+    r = run_engine(endpoint, tmp_path / "d", *args)
+    assert r.exit_code == 0, r.output
+    counts = assert_valid_records(store)
+    assert counts.get("short") and counts.get("detailed") and counts.get("qa")
+    calls = len(endpoint.chat_requests())
+    assert run_engine(endpoint, tmp_path / "d", *args).exit_code == 0
+    assert len(endpoint.chat_requests()) == calls
+    store.dispose()
