@@ -140,8 +140,8 @@ def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
 
 def population_metrics(p_kept: float, p_disc: float, n_kept: int, n_disc: int) -> tuple[float, float, float]:
     """Recall, accuracy, F1 of the Reviewer over the whole pool, from the share correct in each stratum."""
-    tp, fp = n_kept * p_kept, n_kept * (1 - p_kept)
-    fn, tn = n_disc * p_disc, n_disc * (1 - p_disc)
+    tp = n_kept * p_kept  # kept and correct
+    fn, tn = n_disc * p_disc, n_disc * (1 - p_disc)  # discarded and correct / wrong
     recall = tp / (tp + fn) if tp + fn else 0.0
     accuracy = (tp + tn) / (n_kept + n_disc) if n_kept + n_disc else 0.0
     precision = p_kept

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import tomllib
 import uuid
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import engine
 from engine import schema
 from engine.call_ledger import call_totals
-from engine.config import DEFAULT_CONFIG_NAME, Config, ConfigError, default_config_text, load_config
+from engine.config import DEFAULT_CONFIG_NAME, Config, default_config_text
 from engine.ingest import IngestReport, ingest
 from engine.plan import Plan, make_plan, measured_tokens
-from engine.summary import run_summary
+from engine.cli_audit import audit_app, review
+from engine.cli_common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, _safe_url, _store, console, err
 from engine.store import Store
+from engine.summary import run_summary
 
 # "\b" keeps click from re-wrapping the block.
 EXAMPLES = """\b
@@ -31,6 +31,8 @@ Examples:
   engine status                                    store contents, runs, failures
   engine export --out out/ --val-fraction 0.05     training files, validated, with a card
   engine validate out/detailed_train.json          count the defects of any VideoRefer file
+  engine audit sample --kept 100 --discarded 100   draw Reviewer decisions for people to audit
+  engine review                                    the audit web UI on http://127.0.0.1:8765/
 """
 
 app = typer.Typer(
@@ -40,58 +42,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-# Pipes and CI logs get 120 columns rather than rich's 80, so the plan table is not truncated.
-console = Console(width=None if Console().is_terminal else 120)
-err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 120)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config file (default: ./engine.toml)")]
-DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="overrides data_dir")]
-DbOpt = Annotated[Optional[str], typer.Option("--database-url", help="overrides database_url")]
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", metavar="KEY=VALUE", help="override any config key, e.g. --set sampling.mask_frames=16"),
-]
-
-
-def _parse_sets(items: list[str] | None) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set sampling.mask_frames=16")
-        try:  # a TOML literal (16, 0.5, true, "text", [1, 2]); anything else is taken as a plain string
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
-def _config(path: Path | None, sets: list[str] | None = None, **overrides) -> Config:
-    try:
-        return load_config(path, overrides={**_parse_sets(sets), **overrides})
-    except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _store(cfg: Config) -> Store:
-    try:
-        return Store(cfg.resolved_database_url)
-    except Exception as e:  # an unreachable server or a bad URL: say which, never a traceback
-        err.print(f"error: cannot open the store at {_safe_url(cfg.resolved_database_url)}: {e}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _safe_url(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparseable URL)"
-
-
 @app.command(short_help="Write a commented default config file.  e.g. engine init engine.toml")
 def init(
     path: Annotated[Path, typer.Argument(help="where to write it")] = Path(DEFAULT_CONFIG_NAME),
@@ -412,98 +362,8 @@ def validate(
         raise typer.Exit(1)
 
 
-audit_app = typer.Typer(help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True,
-                        rich_markup_mode=None)
 app.add_typer(audit_app, name="audit", short_help="Audit the Reviewer.  e.g. engine audit sample --kept 100 --discarded 100")
-
-
-@audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
-def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
-                      database_url: DbOpt = None) -> None:
-    """Create an auditor (or give them a new token) and print the token once; it is stored hashed."""
-    from engine.audit import add_auditor
-
-    token = add_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name)
-    console.print(f"auditor {name}: token {token}\n(shown once; sign in to `engine review` with it)", highlight=False)
-
-
-@audit_app.command("sample", short_help="Draw audit items stratified by the Reviewer's verdict.")
-def audit_sample(
-    kept: Annotated[int, typer.Option("--kept", min=0)] = 100,
-    discarded: Annotated[int, typer.Option("--discarded", min=0)] = 100,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    by: Annotated[Optional[str], typer.Option("--by", help="extra strata: category or size")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
-) -> None:
-    """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
-    from engine.audit import draw_sample
-
-    if by not in (None, "category", "size"):
-        err.print("error: --by takes category or size", highlight=False)
-        raise typer.Exit(2)
-    report = draw_sample(_store(_config(config, data_dir=data_dir, database_url=database_url)), kept, discarded,
-                         seed, by)
-    t = Table(title="Audit sample", title_justify="left")
-    for col in ("stratum", "population", "newly drawn"):
-        t.add_column(col, justify="left" if col == "stratum" else "right")
-    for key, (pop, new) in sorted(report.items()):
-        t.add_row(key, f"{pop:,}", f"{new:,}")
-    console.print(t)
-
-
-@audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
-def audit_stats_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
-    """Confusion matrix, the paper's metrics with 95% intervals, population estimates, kappa."""
-    from engine.audit import audit_stats
-
-    st = audit_stats(_store(_config(config, data_dir=data_dir, database_url=database_url)))
-    c = st.sample
-    console.print(f"audited decisions: {c.n:,}   pools: kept {st.kept_population:,}, discarded "
-                  f"{st.discarded_population:,}", highlight=False)
-    m = Table(title="Confusion matrix (sample)", title_justify="left")
-    for col in ("", "person: correct", "person: wrong"):
-        m.add_column(col)
-    m.add_row("reviewer kept", f"TP {c.tp}", f"FP {c.fp}")
-    m.add_row("reviewer discarded", f"FN {c.fn}", f"TN {c.tn}")
-    console.print(m)
-    t = Table(title="Metrics", title_justify="left")
-    for col in ("metric", "sample ratio (paper)", "population estimate", "95% interval", "method"):
-        t.add_column(col)
-    fmt = lambda e: f"{e.low:.2f}-{e.high:.2f}" if e else "-"  # noqa: E731
-    t.add_row("precision", f"{c.precision:.2f}", f"{st.precision.value:.2f}", fmt(st.precision), st.precision.method)
-    for name, sample_value, est in (("recall", c.recall, st.population_recall),
-                                    ("accuracy", c.accuracy, st.population_accuracy),
-                                    ("F1", c.f1, st.population_f1)):
-        t.add_row(name, f"{sample_value:.2f}", f"{est.value:.2f}" if est else "-", fmt(est), est.method if est else
-                  "needs audits in both strata")
-    console.print(t)
-    console.print(f"sample accuracy 95% Wilson: {st.sample_accuracy.low:.2f}-{st.sample_accuracy.high:.2f}",
-                  highlight=False)
-    kappa = "-" if st.kappa is None else f"{st.kappa:.2f} over {st.kappa_items} items"
-    console.print(f"Cohen's kappa (two auditors, same items): {kappa}", highlight=False)
-    console.print(f"further kept-stratum audits for a precision interval of ±0.05: {st.more_for_precision_05}",
-                  highlight=False)
-    for name, pc in sorted(st.per_auditor.items()):
-        console.print(f"  {name}: {pc.n} decisions, accuracy {pc.accuracy:.2f}", highlight=False)
-
-
-@app.command(short_help="Serve the audit web UI.  e.g. engine review --port 8765")
-def review(
-    host: Annotated[str, typer.Option("--host", help="address to bind; 127.0.0.1 keeps it on this machine")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8765,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
-) -> None:
-    """Serve the audit web UI (example: engine review --port 8765)."""
-    import importlib
-
-    import uvicorn
-
-    # engine/ never imports review_ui/ statically (imports run review_ui -> engine)
-    create_app = importlib.import_module("review_ui.app").create_app
-    store = _store(_config(config, data_dir=data_dir, database_url=database_url))
-    console.print(f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)",
-                  highlight=False)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+app.command(short_help="Serve the audit web UI.  e.g. engine review --port 8765")(review)
 
 
 def _print_call_totals(store: Store, runs: list[schema.Run]) -> None:

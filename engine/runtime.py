@@ -219,7 +219,9 @@ class Services:
         if failure is not None and failure.quarantined and not self.retry_failed:
             return None
         failed = failure is not None
-        for n in range(self.cfg.runtime.max_unit_attempts):
+        # Attempts made before a crash count: a resumed run finishes the unit's budget, it does not restart it.
+        start = failure.attempts if failed and not self.retry_failed else 0
+        for n in range(min(start, self.cfg.runtime.max_unit_attempts - 1), self.cfg.runtime.max_unit_attempts):
             try:
                 result = await work()
             except UnitFailure as e:
