@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 from engine import schema
@@ -35,6 +36,15 @@ def _rows(data) -> int:
             return c.execute("SELECT count(*) FROM model_calls").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def _quiet(endpoint, seconds: float = 1.5) -> None:
+    """Wait until the endpoint has received nothing new for `seconds`."""
+    n, since = len(endpoint.chat_requests()), time.monotonic()
+    while time.monotonic() - since < seconds:
+        time.sleep(0.1)
+        if len(endpoint.chat_requests()) != n:
+            n, since = len(endpoint.chat_requests()), time.monotonic()
 
 
 def _snapshot(data) -> tuple[dict[str, int], set[str]]:
@@ -67,9 +77,17 @@ def test_sigkill_of_the_driver_then_resume_matches_an_uninterrupted_run(endpoint
     while _rows(data) < reference_calls // 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    # The driver and everything it started, Ray's workers included (some leave the process group):
+    # otherwise a worker that outlives the driver for a moment sends requests counted as the rerun's.
+    family = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
     proc.wait()
-    time.sleep(0.5)
+    _quiet(endpoint)
     first_calls = len(endpoint.chat_requests()) - before
     stored_at_kill = _rows(data)
     in_flight = first_calls - stored_at_kill  # sent, but their answers never reached the store
