@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 import ray
@@ -106,7 +107,6 @@ class Pool:
 class Counters:
     stages: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, total]
     cache_hits: int = 0
-    calls_sent: int = 0
 
 
 class Services:
@@ -173,7 +173,6 @@ class Services:
 
     async def _remote(self, agent: Any, messages: list, images: ImageSet | None) -> Any:
         args = (agent.name, messages, agent.response_format) + ((images.urls,) if images else ())
-        self.counters.calls_sent += 1
         try:
             result: CallResult = await self.pools["model"].call("query", *args)
         except ray.exceptions.RayTaskError as e:
@@ -348,8 +347,6 @@ async def _run_stage(stage: Stage, video: VideoTask, s: Services) -> bool:
 
 
 def video_tasks(store: Store, video_ids: Sequence[str] | None = None) -> list[VideoTask]:
-    from pathlib import Path
-
     with store.session() as sess:
         q = sess.query(schema.Video).order_by(schema.Video.path)
         if video_ids is not None:

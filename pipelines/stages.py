@@ -362,7 +362,7 @@ class QAStage:
         kept = self._kept(s, video.id)
         groups = [[o] for o in kept] + ([kept[:2]] if len(kept) >= 2 else [])
         todo = [g for g in groups if not s.read(lambda q, g=g: q.query(schema.Sample).filter_by(
-            data_type="qa", id=self._first_id(g)).first())]
+            data_type="qa", id=self._sample_id(g, 0)).first())]
         if not todo:
             return
         s.progress(self.name, total=len(todo))
@@ -383,9 +383,6 @@ class QAStage:
             s.progress(self.name, done=1)
 
         await for_each(todo, one)
-
-    def _first_id(self, group: list) -> str:
-        return self._sample_id(group, 0)
 
     def _kept(self, s: Services, video_id: str) -> list[Any]:
         return kept_objects(s, video_id)
