@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from agents.segmentor import SegmentRequest, Track
-from engine import masks
-from engine.media import uniform_indices
+from engine.media import masks
+from engine.media.video import uniform_indices
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TQDM_DISABLE", "1")  # SAM 2's propagation draws a progress bar per call

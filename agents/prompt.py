@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from engine.images import user_message
+from engine.media.images import user_message
 
 PROMPTS = Path(__file__).with_name("prompts")
 

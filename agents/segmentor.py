@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine import masks
-from engine.media import frame_files
+from engine.media import masks
+from engine.media.video import frame_files
 
 
 @dataclass(frozen=True)

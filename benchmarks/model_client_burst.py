@@ -22,10 +22,10 @@ from pydantic import BaseModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from fake_endpoint import FakeEndpoint  # noqa: E402
 
-from engine.call_ledger import StoreLedger, call_totals  # noqa: E402
+from engine.llm.request_log import StoreLedger, call_totals  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.images import user_message  # noqa: E402
-from engine.model_client import ModelClient  # noqa: E402
+from engine.media.images import user_message  # noqa: E402
+from engine.llm.client import ModelClient  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 

@@ -32,9 +32,9 @@ os.environ["OPENAI_API_KEY"] = "sk-bench"
 
 from engine import schema  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
+from engine.sources.ingest import ingest  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.synthetic import Shape, render, write_mp4  # noqa: E402
+from synthetic import Shape, render, write_mp4  # noqa: E402
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
 
@@ -65,8 +65,8 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 async def engine_run(cfg, store, video_ids) -> tuple[float, float, object]:
-    from engine.runtime import Services, build_pipelines, check_resources, make_pools, run_videos, start_actors
-    from engine.runtime import start_ray, video_tasks
+    from engine.runtime.executor import Services, build_pipelines, check_resources, make_pools, run_videos, start_actors
+    from engine.runtime.executor import start_ray, video_tasks
 
     start_ray(cfg)
     check_resources(cfg)
@@ -92,9 +92,9 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
     from agents.refiner import RefineItem, RefinerAgent
     from agents.reviewer import Judge, JudgeItem, RegionDescriber, RegionItem
     from agents.segmentor import SegmentRequest
-    from engine.images import to_data_url
-    from engine.media import Video, uniform_indices
-    from engine.overlay import OverlayObject, draw_overlay
+    from engine.media.images import to_data_url
+    from engine.media.video import Video, uniform_indices
+    from engine.media.overlay import OverlayObject, draw_overlay
     from fake_segmentor import HashSegmentor
 
     client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
@@ -120,7 +120,7 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
         for t in tracks:
             objects += 1
             texts = {q: ask(AnnotatorAgent(q), AnnotateItem(t.noun, tuple(plain))) for q in ("dynamic", "static")}
-            from engine import masks
+            from engine.media import masks
 
             anchor = frames[mask_idx.index(t.anchor_frame)]
             overlay = to_data_url(draw_overlay(anchor, [OverlayObject(mask=masks.decode(t.masks[t.anchor_frame]))]))

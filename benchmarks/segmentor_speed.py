@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from agents.grounded_sam2 import GroundedSam2Segmentor  # noqa: E402
 from agents.segmentor import SegmentRequest  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.media import Video  # noqa: E402
-from engine.synthetic import Shape, render, write_frame_folder, write_mp4  # noqa: E402
+from engine.media.video import Video  # noqa: E402
+from synthetic import Shape, render, write_frame_folder, write_mp4  # noqa: E402
 
 NOUNS = ("red square", "blue circle", "green square", "yellow circle", "white square")
 

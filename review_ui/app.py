@@ -20,11 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 
-from engine import masks, schema
-from engine.audit import audit_stats, check_auditor
-from engine.ids import stable_id
-from engine.media import MediaError, Video, fit_within
-from engine.overlay import color_for
+from engine.media import masks
+from engine.store import schema
+from engine.audit.sampling import audit_stats, check_auditor
+from engine.store.ids import stable_id
+from engine.media.video import MediaError, Video, fit_within
+from engine.media.overlay import color_for
 from engine.store import Store
 
 COOKIE = "review_session"

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from engine.schema import Base
+from engine.store.schema import Base
 from engine.store import Store
-from engine.synthetic import render, write_frame_folder, write_mp4
 
 # Test helpers (fake endpoint, fake segmentor) live in tests/support: on sys.path here, and on
 # PYTHONPATH for the Ray workers that import the fake segmentor by its import path.
 SUPPORT = str(Path(__file__).with_name("support"))
 sys.path.insert(0, SUPPORT)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SUPPORT, os.environ.get("PYTHONPATH")]))
+
+from synthetic import render, write_frame_folder, write_mp4  # noqa: E402  (tests/support, just put on the path)
 
 PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 

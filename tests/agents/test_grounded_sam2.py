@@ -9,10 +9,10 @@ import torch
 
 from agents.grounded_sam2 import CheckpointError, GroundedSam2Segmentor, build_grounding_dino, build_sam2
 from agents.segmentor import SegmentRequest
-from engine import masks
+from engine.media import masks
 from engine.config import load_config
-from engine.plugins import resolve
-from engine.synthetic import render
+from engine.runtime.plugins import resolve
+from synthetic import render
 
 
 def small_config(**over):

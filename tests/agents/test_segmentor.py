@@ -5,7 +5,7 @@ import pytest
 
 from agents.segmentor import DatasetMasksSegmentor, SegmentRequest, dataset_root
 from dataset_layouts import make_dataset
-from engine import masks
+from engine.media import masks
 
 
 @pytest.mark.parametrize("layout", ["ytvos", "mevis"])

@@ -119,7 +119,7 @@ def test_console_script_runs_the_readme_command_on_the_examples(tmp_path):
 
 
 def test_status_shows_model_call_totals_per_agent(tmp_path):
-    from engine import schema
+    from engine.store import schema
 
     data = tmp_path / "d"
     store = Store(f"sqlite:///{data / 'engine.sqlite'}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.synthetic import Shape, render, write_frame_folder, write_mp4
+from synthetic import Shape, render, write_frame_folder, write_mp4
 from fake_endpoint import FakeEndpoint
 
 

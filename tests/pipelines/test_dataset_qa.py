@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from dataset_layouts import EXPRESSIONS, make_dataset
-from engine import masks, schema
+from engine.media import masks
+from engine.store import schema
 from engine_runs import open_store, run_engine
 
 

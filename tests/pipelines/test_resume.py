@@ -13,9 +13,9 @@ import time
 import psutil
 import pytest
 
-from engine import schema
+from engine.store import schema
 from engine_runs import RUN_FLAGS, open_store, run_engine
-from engine.synthetic import render, write_mp4
+from synthetic import render, write_mp4
 
 COMPARED = ("videos", "captions", "objects", "masklets", "descriptions", "reviews", "samples", "model_calls")
 

@@ -5,8 +5,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from engine import schema
-from engine.audit import add_auditor, draw_sample
+from engine.store import schema
+from engine.audit.sampling import add_auditor, draw_sample
 from review_data import make_reviews
 from review_ui.app import create_app
 
@@ -85,6 +85,6 @@ def test_media_serves_only_the_stores_frames(client, path):
 def test_review_binds_to_loopback_by_default():
     import inspect
 
-    from engine.cli import review
+    from engine.cli.audit import review
 
     assert inspect.signature(review).parameters["host"].default == "127.0.0.1"

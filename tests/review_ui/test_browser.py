@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from engine import schema
-from engine.audit import add_auditor, draw_sample
+from engine.store import schema
+from engine.audit.sampling import add_auditor, draw_sample
 from review_data import make_reviews
 from review_ui.app import create_app
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine import masks
-from engine.synthetic import render, write_frame_folder
+from engine.media import masks
+from synthetic import render, write_frame_folder
 
 EXPRESSIONS = {"red square": "a red square moving to the right", "blue circle": "the blue circle drifting left"}
 

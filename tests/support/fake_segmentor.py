@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from agents.segmentor import SegmentRequest, Track
-from engine import masks
+from engine.media import masks
 
 
 class HashSegmentor:

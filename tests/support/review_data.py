@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import masks, schema
-from engine.ids import stable_id
+from engine.media import masks
+from engine.store import schema
+from engine.store.ids import stable_id
 from engine.store import Store
-from engine.synthetic import render, write_mp4
+from synthetic import render, write_mp4
 
 XSS = ('<script>window.__xss = 1</script>', '"><img src=x onerror="window.__xss=2">')
 

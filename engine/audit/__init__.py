@@ -1,0 +1,1 @@
+"""The human audit of the Reviewer: auditors, stratified sampling and statistics."""

@@ -1,0 +1,101 @@
+"""`engine audit ...` and `engine review`: the human audit of the Reviewer, from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _store, console, err
+
+audit_app = typer.Typer(help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True,
+                        rich_markup_mode=None)
+
+
+@audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
+def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                      database_url: DbOpt = None) -> None:
+    """Create an auditor (or give them a new token) and print the token once; it is stored hashed."""
+    from engine.audit.sampling import add_auditor
+
+    token = add_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name)
+    console.print(f"auditor {name}: token {token}\n(shown once; sign in to `engine review` with it)", highlight=False)
+
+
+@audit_app.command("sample", short_help="Draw audit items stratified by the Reviewer's verdict.")
+def audit_sample(
+    kept: Annotated[int, typer.Option("--kept", min=0)] = 100,
+    discarded: Annotated[int, typer.Option("--discarded", min=0)] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    by: Annotated[Optional[str], typer.Option("--by", help="extra strata: category or size")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
+    from engine.audit.sampling import draw_sample
+
+    if by not in (None, "category", "size"):
+        err.print("error: --by takes category or size", highlight=False)
+        raise typer.Exit(2)
+    report = draw_sample(_store(_config(config, data_dir=data_dir, database_url=database_url)), kept, discarded,
+                         seed, by)
+    t = Table(title="Audit sample", title_justify="left")
+    for col in ("stratum", "population", "newly drawn"):
+        t.add_column(col, justify="left" if col == "stratum" else "right")
+    for key, (pop, new) in sorted(report.items()):
+        t.add_row(key, f"{pop:,}", f"{new:,}")
+    console.print(t)
+
+
+@audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
+def audit_stats_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+    """Confusion matrix, the paper's metrics with 95% intervals, population estimates, kappa."""
+    from engine.audit.sampling import audit_stats
+
+    st = audit_stats(_store(_config(config, data_dir=data_dir, database_url=database_url)))
+    c = st.sample
+    console.print(f"audited decisions: {c.n:,}   pools: kept {st.kept_population:,}, discarded "
+                  f"{st.discarded_population:,}", highlight=False)
+    m = Table(title="Confusion matrix (sample)", title_justify="left")
+    for col in ("", "person: correct", "person: wrong"):
+        m.add_column(col)
+    m.add_row("reviewer kept", f"TP {c.tp}", f"FP {c.fp}")
+    m.add_row("reviewer discarded", f"FN {c.fn}", f"TN {c.tn}")
+    console.print(m)
+    t = Table(title="Metrics", title_justify="left")
+    for col in ("metric", "sample ratio (paper)", "population estimate", "95% interval", "method"):
+        t.add_column(col)
+    fmt = lambda e: f"{e.low:.2f}-{e.high:.2f}" if e else "-"  # noqa: E731
+    t.add_row("precision", f"{c.precision:.2f}", f"{st.precision.value:.2f}", fmt(st.precision), st.precision.method)
+    for name, sample_value, est in (("recall", c.recall, st.population_recall),
+                                    ("accuracy", c.accuracy, st.population_accuracy),
+                                    ("F1", c.f1, st.population_f1)):
+        t.add_row(name, f"{sample_value:.2f}", f"{est.value:.2f}" if est else "-", fmt(est), est.method if est else
+                  "needs audits in both strata")
+    console.print(t)
+    console.print(f"sample accuracy 95% Wilson: {st.sample_accuracy.low:.2f}-{st.sample_accuracy.high:.2f}",
+                  highlight=False)
+    kappa = "-" if st.kappa is None else f"{st.kappa:.2f} over {st.kappa_items} items"
+    console.print(f"Cohen's kappa (two auditors, same items): {kappa}", highlight=False)
+    console.print(f"further kept-stratum audits for a precision interval of ±0.05: {st.more_for_precision_05}",
+                  highlight=False)
+    for name, pc in sorted(st.per_auditor.items()):
+        console.print(f"  {name}: {pc.n} decisions, accuracy {pc.accuracy:.2f}", highlight=False)
+
+
+def review(
+    host: Annotated[str, typer.Option("--host", help="address to bind; 127.0.0.1 keeps it on this machine")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8765,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Serve the audit web UI (example: engine review --port 8765)."""
+    import importlib
+
+    import uvicorn
+
+    # engine/ never imports review_ui/ statically (imports run review_ui -> engine)
+    create_app = importlib.import_module("review_ui.app").create_app
+    store = _store(_config(config, data_dir=data_dir, database_url=database_url))
+    console.print(f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)",
+                  highlight=False)
+    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""Training data out: the record format, export, validation and the dataset card."""

@@ -1,0 +1,123 @@
+"""The dataset card (README.md in the export folder) and its charts (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from engine.store import schema
+from engine.dataset.export import ExportResult
+from engine.audit.stats import Confusion, wilson
+from engine.store import Store
+from engine.dataset.validate import Report
+
+TOP_CATEGORIES = 30
+
+
+def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    charts.mkdir(exist_ok=True)
+    made = []
+
+    def save(fig, title: str, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(charts / name, dpi=110)
+        plt.close(fig)
+        made.append((title, f"charts/{name}"))
+
+    nouns = result.stats["nouns"].most_common(TOP_CATEGORIES)
+    if nouns:
+        fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(nouns))))
+        ax.barh([n for n, _ in reversed(nouns)], [c for _, c in reversed(nouns)], color="#3b7dd8")
+        ax.set_xlabel("records")
+        ax.set_title(f"Object categories (top {len(nouns)})")
+        save(fig, "Object categories", "categories.png")
+    lengths = result.stats["answer_words"]
+    if lengths:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for data_type, values in sorted(lengths.items()):
+            ax.hist(values, bins=30, alpha=0.6, label=f"{data_type} (n={len(values)})")
+        ax.set_xlabel("answer length, words")
+        ax.set_ylabel("records")
+        ax.legend()
+        ax.set_title("Description and answer lengths")
+        save(fig, "Answer lengths", "lengths.png")
+    modes = result.stats["modes"]
+    if modes:
+        types = sorted({t for t, _ in modes})
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        single = [modes[(t, "single")] for t in types]
+        multi = [modes[(t, "multi")] for t in types]
+        ax.bar(types, single, label="single-frame", color="#6aa84f")
+        ax.bar(types, multi, bottom=single, label="multi-frame", color="#e69138")
+        ax.set_ylabel("records")
+        ax.legend()
+        ax.set_title("Single- vs multi-frame records")
+        save(fig, "Single- vs multi-frame", "modes.png")
+    return made
+
+
+def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
+    r, a = schema.Review, schema.Audit
+    with store.session() as s:
+        verdicts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
+        rows = s.execute(sa.select(r.verdict, a.human_verdict).join(a, a.review_id == r.id)).all()
+    kept, dropped = verdicts.get(True, 0), verdicts.get(False, 0)
+    lines = []
+    if kept + dropped:
+        lo, hi = wilson(kept, kept + dropped)
+        lines.append(f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of {kept + dropped:,} "
+                     f"reviewed objects; 95% Wilson interval {lo:.1%}-{hi:.1%})")
+    if not rows:
+        return lines + ["- Audits: none yet (`engine audit sample`, then the review UI)."], None
+    c = Confusion(tp=sum(1 for k, h in rows if k and h), fp=sum(1 for k, h in rows if k and not h),
+                  fn=sum(1 for k, h in rows if not k and h), tn=sum(1 for k, h in rows if not k and not h))
+    p_lo, p_hi = wilson(c.tp, c.tp + c.fp)
+    a_lo, a_hi = wilson(c.tp + c.tn, c.n)
+    lines += [f"- Audits: {c.n:,} decisions: TP {c.tp}, FP {c.fp}, FN {c.fn}, TN {c.tn} (sample ratios)",
+              f"- Precision {c.precision:.2f} (95% Wilson {p_lo:.2f}-{p_hi:.2f}), accuracy {c.accuracy:.2f} "
+              f"({a_lo:.2f}-{a_hi:.2f}), recall {c.recall:.2f}, F1 {c.f1:.2f}"]
+    return lines, c
+
+
+def write_card(store: Store, result: ExportResult, report: list[Report], fmt: str) -> Path:
+    charts = _plots(result, result.out / "charts")
+    review_lines, _ = _review_and_audit(store)
+    counts = result.counts
+    types = sorted({t for t, _ in counts})
+    lines = [
+        "# Dataset card", "",
+        f"Object-level video instruction data in the VideoRefer-700K record format (`{fmt}`), exported by "
+        "videorefer-engine. Each record is one single-turn conversation about the objects marked `<region>`, "
+        "with their masks as COCO RLE keyed by frame index.", "",
+        "## Records", "", "| data type | train | val | total |", "|---|---:|---:|---:|",
+    ]
+    for t in types:
+        tr, va = counts[(t, "train")], counts[(t, "val")]
+        lines.append(f"| {t} | {tr:,} | {va:,} | {tr + va:,} |")
+    qa = result.stats["qa_types"]
+    if qa:
+        lines += ["", "QA types: " + ", ".join(f"{k} {v:,}" for k, v in sorted(qa.items())) + "."]
+    modes = result.stats["modes"]
+    lines += ["", "Single- vs multi-frame: " + ", ".join(
+        f"{t} {modes[(t, 'single')]:,} / {modes[(t, 'multi')]:,}" for t in types) + "."]
+    if result.skipped:
+        lines += ["", "Left out by the filters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.skipped.items()))
+                  + "."]
+    lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
+    for r in report:
+        verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
+        lines.append(f"- `{r.path.name}`: {r.records:,} records, {verdict}")
+    if charts:
+        lines += ["", "## Charts", ""] + [f"![{title}]({path})" for title, path in charts]
+    lines += ["", "Provenance: `*.provenance.jsonl` beside each file has one line per record (models and prompt "
+              "versions of every agent involved, reviewer verdict and confidence, audits, engine version, the "
+              "video's content hash). `manifest.json` holds the filters, the configuration and the counts.", ""]
+    path = result.out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,224 @@
+"""`engine export`: samples from the store to instruction-tuning files, with provenance and splits.
+
+Formats: `videorefer` (one JSON array per data type and split, the record format of DESIGN.md §3),
+`jsonl` (the same records, one per line) and `videollama3` (`masks` per object, `height`, `width`).
+Records stream to disk in chunks, so memory does not grow with the number of records. Splits are
+by source video (no video in two splits), deterministic for a seed. Every record gets a provenance
+line in a sidecar, and the export a manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import sqlalchemy as sa
+
+import engine
+from engine.store import schema
+from engine.store import Store
+
+Format = Literal["videorefer", "jsonl", "videollama3"]
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Filters:
+    types: tuple[str, ...] = ("short", "detailed", "qa")
+    accepted_only: bool = False  # every object kept by the Reviewer (short samples are never reviewed)
+    audited_only: bool = False  # every object's review confirmed correct by a person
+    min_coverage: float = 0.0
+    max_objects: int | None = None
+    val_fraction: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    file_counts: dict[str, int] = field(default_factory=dict)  # file name -> records
+    counts: Counter = field(default_factory=Counter)  # (type, split) -> records
+    skipped: Counter = field(default_factory=Counter)  # reason -> samples left out
+    stats: dict[str, Any] = field(default_factory=dict)  # for the dataset card
+
+
+def split_of(video_id: str, val_fraction: float, seed: int) -> str:
+    """'val' for about val_fraction of the videos, the same for a given seed, whatever else is exported."""
+    if val_fraction <= 0:
+        return "train"
+    bucket = int(hashlib.sha256(f"{seed}:{video_id}".encode()).hexdigest()[:12], 16) % 1_000_000
+    return "val" if bucket < val_fraction * 1_000_000 else "train"
+
+
+class _Writer:
+    """One output file per (type, split), written incrementally; JSON arrays get one record per line."""
+
+    def __init__(self, out: Path, fmt: Format):
+        self.out, self.fmt = out, fmt
+        self.files: dict[tuple[str, str], Any] = {}
+        self.sidecars: dict[tuple[str, str], Any] = {}
+        self.first: dict[tuple[str, str], bool] = {}
+
+    def path(self, key: tuple[str, str]) -> Path:
+        ext = "jsonl" if self.fmt == "jsonl" else "json"
+        return self.out / f"{key[0]}_{key[1]}.{ext}"
+
+    def write(self, key: tuple[str, str], record: dict, provenance: dict) -> None:
+        if key not in self.files:
+            self.files[key] = self.path(key).open("w", encoding="utf-8")
+            self.sidecars[key] = (self.out / f"{key[0]}_{key[1]}.provenance.jsonl").open("w", encoding="utf-8")
+            self.first[key] = True
+            if self.fmt != "jsonl":
+                self.files[key].write("[\n")
+        fh = self.files[key]
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        if self.fmt == "jsonl":
+            fh.write(line + "\n")
+        else:
+            fh.write(("" if self.first[key] else ",\n") + line)
+        self.first[key] = False
+        self.sidecars[key].write(json.dumps(provenance, ensure_ascii=False, sort_keys=True) + "\n")
+
+    def close(self) -> list[Path]:
+        for fh in self.files.values():
+            if self.fmt != "jsonl":
+                fh.write("\n]\n")
+            fh.close()
+        for fh in self.sidecars.values():
+            fh.close()
+        return [self.path(k) for k in self.files]
+
+
+def _chunks(store: Store, types: tuple[str, ...]) -> Iterator[list[schema.Sample]]:
+    last = ""
+    while True:
+        with store.session() as s:
+            rows = s.execute(sa.select(schema.Sample).where(schema.Sample.data_type.in_(types), schema.Sample.id > last)
+                             .order_by(schema.Sample.id).limit(CHUNK)).scalars().all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def _context(store: Store, samples: list[schema.Sample]) -> dict[str, Any]:
+    """What the chunk's records need from other tables, fetched in a few queries."""
+    object_ids = {o for smp in samples for o in smp.object_ids}
+    video_ids = {smp.video_id for smp in samples}
+    with store.session() as s:
+        videos = {v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(video_ids))}
+        objects = {o.id: o for o in s.query(schema.VideoObject).filter(schema.VideoObject.id.in_(object_ids))}
+        masklets = {m.object_id: m for m in s.query(schema.Masklet).filter(schema.Masklet.object_id.in_(object_ids))}
+        reviews = defaultdict(list)
+        for r in s.query(schema.Review).filter(schema.Review.object_id.in_(object_ids)):
+            reviews[r.object_id].append(r)
+        audits = defaultdict(list)
+        review_ids = [r.id for rs in reviews.values() for r in rs]
+        for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(review_ids)):
+            audits[a.review_id].append(a)
+        descriptions = defaultdict(list)
+        for d in s.query(schema.Description).filter(schema.Description.object_id.in_(object_ids)):
+            descriptions[d.object_id].append(d)
+    return {"videos": videos, "objects": objects, "masklets": masklets, "reviews": reviews, "audits": audits,
+            "descriptions": descriptions}
+
+
+def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
+    if f.max_objects is not None and len(smp.object_ids) > f.max_objects:
+        return "max_objects"
+    for oid in smp.object_ids:
+        m = ctx["masklets"].get(oid)
+        if m is not None and m.coverage < f.min_coverage:
+            return "min_coverage"
+        reviews = ctx["reviews"].get(oid, [])
+        if f.accepted_only and (not reviews or not all(r.verdict for r in reviews)):
+            return "not_accepted"
+        if f.audited_only:
+            audits = [a for r in reviews for a in ctx["audits"].get(r.id, [])]
+            if not audits or not all(a.human_verdict for a in audits):
+                return "not_audited"
+    return None
+
+
+def _record(smp: schema.Sample, video: schema.Video, fmt: Format) -> dict[str, Any]:
+    base = {"id": smp.id, "video": video.path, "conversations": smp.conversations}
+    if fmt != "videollama3":
+        return {**base, "annotation": smp.annotation}
+    masks_per_object = [{k: (v["segmentation"] if v else None) for k, v in entry.items()} for entry in smp.annotation]
+    return {**base, "masks": masks_per_object, "height": video.height, "width": video.width}
+
+
+def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
+    objects = []
+    for oid in smp.object_ids:
+        o, m = ctx["objects"].get(oid), ctx["masklets"].get(oid)
+        reviews = ctx["reviews"].get(oid, [])
+        objects.append({
+            "object_id": oid, "noun": o.noun if o else None, "analyzer": o.stage_version if o else None,
+            "segmentor": m.backend_version if m else None, "coverage": m.coverage if m else None,
+            "descriptions": sorted({f"{d.kind}:{d.model}:{d.prompt_version}" for d in ctx["descriptions"].get(oid, [])}),
+            "reviews": [{"mode": r.mode, "model": r.model, "prompt": r.prompt_version, "keep": r.verdict,
+                         "confidence": r.confidence,
+                         "audits": [{"auditor": a.auditor, "correct": a.human_verdict}
+                                    for a in ctx["audits"].get(r.id, [])]} for r in reviews],
+        })
+    return {"id": smp.id, "data_type": smp.data_type, "qa_type": smp.qa_type, "mode": smp.mode,
+            "video_sha256_128": smp.video_id, "engine_version": engine.__version__, "objects": objects}
+
+
+def export(store: Store, out: Path, fmt: Format = "videorefer", filters: Filters = Filters(),
+           config: dict | None = None) -> ExportResult:
+    """Write the export folder: data files, provenance sidecars and manifest.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(out)
+    writer = _Writer(out, fmt)
+    stats = {"nouns": Counter(), "answer_words": defaultdict(list), "modes": Counter(), "qa_types": Counter()}
+    try:
+        for chunk in _chunks(store, filters.types):
+            ctx = _context(store, chunk)
+            for smp in chunk:
+                reason = _skip_reason(smp, ctx, filters)
+                if reason:
+                    result.skipped[reason] += 1
+                    continue
+                video = ctx["videos"][smp.video_id]
+                split = split_of(smp.video_id, filters.val_fraction, filters.seed)
+                writer.write((smp.data_type, split), _record(smp, video, fmt), _provenance(smp, ctx))
+                result.counts[(smp.data_type, split)] += 1
+                stats["modes"][(smp.data_type, smp.mode)] += 1
+                stats["answer_words"][smp.data_type].append(len(smp.conversations[1]["value"].split()))
+                if smp.qa_type:
+                    stats["qa_types"][smp.qa_type] += 1
+                for oid in smp.object_ids:
+                    if oid in ctx["objects"]:
+                        stats["nouns"][ctx["objects"][oid].noun] += 1
+    finally:
+        result.files = writer.close()
+        result.file_counts = {writer.path(k).name: result.counts[k] for k in writer.files}
+    result.stats = stats
+    manifest = {
+        "engine_version": engine.__version__, "created_at": schema.utcnow().isoformat(), "format": fmt,
+        "filters": asdict(filters), "config": config or {},
+        "counts": {f"{t}_{s}": n for (t, s), n in sorted(result.counts.items())},
+        "skipped": dict(result.skipped), "files": [p.name for p in result.files],
+        "source_roots": sorted({r for (r,) in _source_roots(store)}),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return result
+
+
+def _source_roots(store: Store):
+    with store.session() as s:
+        return s.execute(sa.select(schema.Video.source_root).distinct()).all()
+
+
+def frame_counter(store: Store):
+    """frames_of(relative video path) for the validator, from the store's own video records."""
+    with store.session() as s:
+        counts = dict(s.execute(sa.select(schema.Video.path, schema.Video.num_frames)).all())
+    return counts.get

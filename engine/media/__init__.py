@@ -1,0 +1,1 @@
+"""Media: decode and sample videos, masks as RLE, overlays, images for chat models."""

@@ -1,0 +1,1 @@
+"""Inputs: scanning and ingesting a source folder."""

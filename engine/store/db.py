@@ -1,0 +1,134 @@
+"""The SQL store: one SQLAlchemy engine, migrations applied on first use, idempotent writes.
+
+SQLite (the default, a file in the data folder, WAL mode so the review UI can read while a run
+writes) and PostgreSQL are both supported; anything dialect-specific lives in this module.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.store import schema
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")  # a reader (review UI) never fails on the writer's lock
+    cur.close()
+
+
+def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+class Store:
+    """Open (and migrate) the database at `url`.
+
+    >>> store = Store("sqlite:///engine-data/engine.sqlite")
+    >>> with store.session() as s: ...
+    """
+
+    def __init__(self, url: str, migrate: bool = True):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            db_path = url.removeprefix("sqlite:///")
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (no-op when it is current)."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # two processes starting at once must not both migrate
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(722001)"))
+            command.upgrade(alembic_config(conn), "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def _insert(self, model: type[schema.Base]):
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise NotImplementedError(f"idempotent inserts are not implemented for {self.dialect}")
+        return insert(model)
+
+    def insert_ignore(self, session: Session, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows, skipping any that collide with an existing key or unique constraint.
+
+        Returns the number of rows actually inserted.
+        """
+        key = list(model.__table__.primary_key.columns)
+        inserted = 0
+        for row in rows:  # RETURNING tells inserted from skipped on every driver (rowcount does not)
+            stmt = self._insert(model).values(**_with_defaults(model, row)).on_conflict_do_nothing().returning(*key)
+            inserted += session.execute(stmt).first() is not None
+        return inserted
+
+    def upsert(
+        self,
+        session: Session,
+        model: type[schema.Base],
+        rows: Sequence[dict[str, Any]],
+        conflict: Sequence[str],
+        update: Sequence[str],
+    ) -> None:
+        """Insert rows; where `conflict` columns collide, overwrite the `update` columns instead."""
+        for row in rows:
+            stmt = self._insert(model).values(**_with_defaults(model, row))
+            set_ = {c: stmt.excluded[c] for c in update}
+            if "updated_at" in model.__table__.c:
+                set_["updated_at"] = schema.utcnow()
+            session.execute(stmt.on_conflict_do_update(index_elements=list(conflict), set_=set_))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, in schema order."""
+        with self.session() as s:
+            return {
+                t.name: s.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in schema.Base.metadata.sorted_tables
+            }
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _with_defaults(model: type[schema.Base], row: dict[str, Any]) -> dict[str, Any]:
+    # Core inserts skip ORM defaults only when the column is given; fill Python-side defaults explicitly
+    # so insert_ignore/upsert rows look the same as ORM-added ones.
+    out = dict(row)
+    for col in model.__table__.columns:
+        if col.name not in out and col.default is not None and col.default.is_callable:
+            out[col.name] = col.default.arg(None)
+        elif col.name not in out and col.default is not None and col.default.is_scalar:
+            out[col.name] = col.default.arg
+    return out

@@ -1,0 +1,322 @@
+"""The model client against the local fake endpoint: typed outputs, faults, cache, limits, accounting."""
+
+import asyncio
+import base64
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from engine.store import schema
+from engine.llm.request_log import MemoryLedger, StoreLedger, call_totals
+from engine.config import load_config
+from engine.media.images import to_data_url, user_message
+from engine.llm.client import EndpointError, ModelClient, canonical_request, request_hash
+from fake_endpoint import FakeEndpoint, image_urls, last_user_text
+
+KEY = "sk-test-DO-NOT-LEAK-1234567890"
+
+
+class Nouns(BaseModel):
+    subject: str
+    others: list[str]
+    confidence: float = Field(ge=0, le=1)
+
+
+@pytest.fixture
+def fake():
+    with FakeEndpoint() as fe:
+        yield fe
+
+
+def make_client(fe, ledger=None, use_cache=True, environ=None, **endpoint):
+    env = {"ENGINE_AGENTS__ANALYZER__BASE_URL": fe.base_url, "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
+           "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2"}
+    env.update({f"ENGINE_AGENTS__ANALYZER__{k.upper()}": str(v) for k, v in endpoint.items()})
+    cfg = load_config(environ=env)
+    return ModelClient(cfg, ledger if ledger is not None else MemoryLedger(), run_id=None, use_cache=use_cache,
+                       environ={"OPENAI_API_KEY": KEY, **(environ or {})})
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def ask(client, text, images=(), schema_=Nouns):
+    try:
+        return await client.query("analyzer", [user_message(text, list(images))], schema_)
+    finally:
+        await client.aclose()
+
+
+def test_typed_answer_derived_from_the_request_with_schema_and_images_sent(fake):
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    client = make_client(fake, image_max_side=320, image_quality=60)
+    (url,) = client.image_urls("analyzer", [frame])
+    assert url == to_data_url(frame, 320, 60)
+    r = run(ask(client, "Caption: a man on a boat", [url]))
+    assert r.ok and isinstance(r.value, Nouns) and (r.value.subject, r.value.others) == ("man", ["boat"])
+    assert r.attempts == 1 and r.tokens_in > 0 and r.tokens_out > 0 and r.cost_usd > 0
+    (req,) = fake.chat_requests()
+    rf = req.body["response_format"]
+    assert rf["type"] == "json_schema" and set(rf["json_schema"]["schema"]["properties"]) == {"subject", "others", "confidence"}
+    assert last_user_text(req.body) == "Caption: a man on a boat"
+    (sent,) = image_urls(req.body)
+    image = Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1])))
+    assert image.format == "JPEG" and image.size == (320, 240)
+    assert req.authorization == f"Bearer {KEY}"
+
+
+def test_429_is_retried_after_retry_after(fake):
+    fake.enqueue_faults("429")
+    r = run(ask(make_client(fake), "x"))
+    assert r.ok and r.attempts == 2
+    first, second = fake.chat_requests()
+    assert second.t_start - first.t_end >= 0.9  # Retry-After: 1
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "malformed", "drop"])
+def test_transient_faults_are_retried_and_succeed(fake, fault):
+    fake.enqueue_faults(fault)
+    r = run(ask(make_client(fake), f"fault {fault}"))
+    assert r.ok and r.attempts == 2 and [q.fault for q in fake.chat_requests()] == [fault, None]
+
+
+def test_a_hang_past_the_timeout_is_retried(fake):
+    fake.hang_s = 3
+    fake.enqueue_faults("hang")
+    r = run(ask(make_client(fake, timeout_s=0.5), "slow"))
+    assert r.ok and r.attempts == 2
+
+
+def test_retries_are_bounded_and_the_failure_is_recorded(fake):
+    ledger = MemoryLedger()
+    fake.enqueue_faults("503", "503", "503")
+    r = run(ask(make_client(fake, ledger, max_attempts=3), "always down"))
+    assert (r.status, r.error_code, r.attempts) == ("error", "http_503", 3)
+    assert "retries exhausted" in r.error and "fake-model" in r.error
+    (row,) = ledger.rows.values()
+    assert row["status"] == "error" and row["error"].startswith("http_503")
+    r2 = run(ask(make_client(fake, ledger), "always down"))  # not cached: asked again, and now it works
+    assert r2.ok and not r2.cached and len(fake.chat_requests()) == 4
+    assert ledger.rows[r.request_hash]["status"] == "ok"  # the same row, now a success
+
+
+def test_400_is_not_retried(fake):
+    fake.enqueue_faults("400")
+    r = run(ask(make_client(fake), "bad"))
+    assert (r.status, r.error_code, r.attempts) == ("error", "http_400", 1)
+
+
+def test_401_raises_naming_endpoint_and_model_but_not_the_key(fake, caplog):
+    fake.enqueue_faults("401")
+    with pytest.raises(EndpointError) as e:
+        run(ask(make_client(fake), "who am i"))
+    assert fake.base_url in str(e.value) and "fake-model" in str(e.value) and "OPENAI_API_KEY" in str(e.value)
+    assert KEY not in str(e.value)
+    assert len(fake.chat_requests()) == 1
+
+
+def test_schema_violation_gets_one_repair_that_shows_the_error(fake):
+    fake.enqueue_faults("schema")
+    r = run(ask(make_client(fake), "repair me"))
+    assert r.ok and r.attempts == 2
+    repair = fake.chat_requests()[1].body["messages"]
+    assert repair[-2]["role"] == "assistant" and "unexpected" in repair[-2]["content"]
+    assert "does not match the required JSON schema" in repair[-1]["content"] and "subject" in repair[-1]["content"]
+
+
+def test_invalid_twice_is_recorded_as_invalid_and_never_cached(fake):
+    ledger = MemoryLedger()
+    fake.enqueue_faults("schema", "schema")
+    r = run(ask(make_client(fake, ledger), "hopeless"))
+    assert (r.status, r.error_code) == ("invalid", "schema_violation")
+    assert ledger.rows[r.request_hash]["status"] == "invalid" and ledger.lookup(r.request_hash) is None
+
+
+def test_refusal_is_recorded_not_retried_not_cached(fake):
+    ledger = MemoryLedger()
+    fake.enqueue_faults("refusal")
+    r = run(ask(make_client(fake, ledger), "something bad"))
+    assert (r.status, r.error_code, r.attempts) == ("refused", "refusal", 1) and "can't help" in r.error
+    assert ledger.lookup(r.request_hash) is None
+    assert run(ask(make_client(fake, ledger), "something bad")).ok  # asked again, not served from the cache
+
+
+def test_degrades_to_json_mode_then_remembers(fake):
+    fake.supports_json_schema = False
+    client = make_client(fake)
+
+    async def two():
+        try:
+            return [await client.query("analyzer", [user_message(t)], Nouns) for t in ("first", "second")]
+        finally:
+            await client.aclose()
+
+    a, b = run(two())
+    assert a.ok and b.ok and a.attempts == 2 and b.attempts == 1  # the rejection is learnt once
+    last = fake.chat_requests()[-1].body
+    assert last["response_format"] == {"type": "json_object"} and "<schema>" in last["messages"][0]["content"]
+
+
+def test_text_mode_extracts_json_from_prose():
+    from engine.llm.client import ModelClient as MC
+
+    assert MC._validate('Sure! ```json\n{"subject": "man", "others": [], "confidence": 0.5}\n```', Nouns).subject == "man"
+    assert "no JSON object" in MC._validate("no json here", Nouns)
+
+
+def test_text_mode_end_to_end(fake):
+    r = run(ask(make_client(fake, structured_output="text"), "plain text please"))
+    body = fake.chat_requests()[0].body
+    assert r.ok and "response_format" not in body and "<schema>" in body["messages"][0]["content"]
+
+
+def test_cache_answers_without_http_and_no_cache_bypasses_it(fake, sqlite_store):
+    img = to_data_url(np.zeros((32, 32, 3), np.uint8))
+    first = run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [img]))
+    again = run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [img]))  # a new client, same store
+    assert first.ok and again.cached and again.value == first.value and again.attempts == 0
+    assert len(fake.chat_requests()) == 1
+    other = to_data_url(np.full((32, 32, 3), 255, np.uint8))
+    assert not run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [other])).cached
+    fresh = run(ask(make_client(fake, StoreLedger(sqlite_store), use_cache=False), "cache me", [img]))
+    assert not fresh.cached and len(fake.chat_requests()) == 3
+    with sqlite_store.session() as s:
+        rows = s.query(schema.ModelCall).all()
+    assert len(rows) == 2 and all(r.status == "ok" for r in rows)
+    assert all(json.dumps(r.response).find("base64") == -1 for r in rows)  # images are not stored in responses
+
+
+def test_request_hash_replaces_images_by_their_hash():
+    img = to_data_url(np.zeros((8, 8, 3), np.uint8))
+    c = canonical_request("m", [user_message("t", [img])], {"temperature": 0}, Nouns)
+    assert "base64" not in json.dumps(c) and c["messages"][0]["content"][1]["image_url"].startswith("sha256:")
+    assert request_hash(c) != request_hash(canonical_request("m", [user_message("t", [img])], {"temperature": 1}, Nouns))
+
+
+def test_concurrency_limit_holds(fake):
+    fake.latency_s = 0.15
+    client = make_client(fake, max_concurrent=3)
+
+    async def many():
+        try:
+            return await asyncio.gather(*(client.query("analyzer", [user_message(f"q{i}")], Nouns) for i in range(12)))
+        finally:
+            await client.aclose()
+
+    results = run(many())
+    assert all(r.ok for r in results) and fake.peak_in_flight == 3
+
+
+def test_requests_per_minute_hold_from_the_servers_timestamps(fake):
+    client = make_client(fake, rpm=600, max_concurrent=16)  # one request every 0.1 s
+
+    async def many():
+        try:
+            return await asyncio.gather(*(client.query("analyzer", [user_message(f"r{i}")], Nouns) for i in range(10)))
+        finally:
+            await client.aclose()
+
+    run(many())
+    starts = sorted(r.t_start for r in fake.chat_requests())
+    gaps = np.diff(starts)
+    assert gaps.min() >= 0.08 and starts[-1] - starts[0] >= 0.85
+
+
+def test_tokens_per_minute_hold(fake):
+    # each request is estimated at about max_tokens + prompt/4 tokens; 6000 tpm = 100 tokens/s
+    client = make_client(fake, tpm=6000, max_tokens=40, max_concurrent=16)
+
+    async def many():
+        try:
+            return await asyncio.gather(*(client.query("analyzer", [user_message(f"t{i}")], Nouns) for i in range(6)))
+        finally:
+            await client.aclose()
+
+    results = run(many())
+    starts = sorted(r.t_start for r in fake.chat_requests())
+    used = sum(r.tokens_in + r.tokens_out for r in results[:-1])
+    # the tokens of all but the last request were spent before the last could start
+    assert starts[-1] - starts[0] >= 0.8 * used / 100
+
+
+def test_cost_totals_add_up(fake, sqlite_store):
+    client = make_client(fake, StoreLedger(sqlite_store), price_in_per_mtok=2.0, price_out_per_mtok=8.0)
+
+    async def some():
+        try:
+            return [await client.query("analyzer", [user_message(f"c{i}")], Nouns) for i in range(5)]
+        finally:
+            await client.aclose()
+
+    results = run(some())
+    for r in results:
+        assert r.cost_usd == pytest.approx((r.tokens_in * 2.0 + r.tokens_out * 8.0) / 1e6)
+    t = client.totals["analyzer"]
+    assert (t.calls, t.ok, t.failed, t.http_requests) == (5, 5, 0, 5)
+    assert t.cost_usd == pytest.approx(sum(r.cost_usd for r in results))
+    (stored,) = call_totals(sqlite_store)
+    assert stored.agent == "analyzer" and stored.calls == 5
+    assert stored.tokens_in == sum(r.tokens_in for r in results) and stored.cost_usd == pytest.approx(t.cost_usd)
+
+
+def test_no_api_key_in_logs_or_rows(fake, sqlite_store, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake.enqueue_faults("500", "schema", "400")
+    client = make_client(fake, StoreLedger(sqlite_store))
+
+    async def some():
+        try:
+            for t in ("a", "b"):
+                await client.query("analyzer", [user_message(t)], Nouns)
+        finally:
+            await client.aclose()
+
+    run(some())
+    assert caplog.records  # the openai/httpx debug logs were captured...
+    assert KEY not in caplog.text  # ...and hold no key
+    with sqlite_store.session() as s:
+        dumped = json.dumps([{c.name: str(getattr(r, c.name)) for c in schema.ModelCall.__table__.columns}
+                             for r in s.query(schema.ModelCall)])
+    assert KEY not in dumped and "http_400" in dumped
+
+
+def test_missing_key_is_reported_before_any_call(fake):
+    client = make_client(fake, environ={"OPENAI_API_KEY": ""})
+    with pytest.raises(EndpointError, match=r"OPENAI_API_KEY \(agents.analyzer.api_key_env\) is not set"):
+        client.check(["analyzer"])
+    assert not fake.received
+    keyless = make_client(fake, api_key_env="", environ={"OPENAI_API_KEY": ""})
+    assert run(ask(keyless, "local server")).ok
+
+
+def test_fake_endpoint_lists_models_and_answers_nested_schemas(fake):
+    import openai
+
+    class Box(BaseModel):
+        label: str
+        score: float = Field(ge=0, le=1)
+
+    class Scene(BaseModel):
+        boxes: list[Box]
+        kind: str | None
+        mode: bool
+
+    async def go():
+        oc = openai.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
+        try:
+            models = await oc.models.list()
+            parsed = await oc.chat.completions.parse(model="fake-model", response_format=Scene,
+                                                     messages=[{"role": "user", "content": "two cars"}])
+            return [m.id for m in models.data], parsed.choices[0].message.parsed
+        finally:
+            await oc.close()
+
+    ids, scene = run(go())
+    assert ids == ["fake-model"]
+    assert isinstance(scene, Scene) and scene.boxes and "two cars" in scene.boxes[0].label
