@@ -54,7 +54,8 @@ def normalize_noun(text: str) -> str:
 
 
 class AnalyzerAgent(TemplateAgent):
-    name = "analyzer"
+    role = "analyzer"
+    endpoint = "analyzer"
     response_format = Nouns
     prompt_name = "analyzer"
 

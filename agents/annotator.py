@@ -25,13 +25,14 @@ class AnnotateItem:
 
 
 class AnnotatorAgent(TemplateAgent):
-    name = "annotator"
+    endpoint = "annotator"
     response_format = ObjectDescription
 
     def __init__(self, query: Literal["dynamic", "static"]):
         self.query = query
         self.kind = KIND_OF[query]
         self.prompt_name = f"annotator_{query}"
+        self.role = f"annotator.{query}"
         super().__init__()
 
     def prompt(self, item: AnnotateItem) -> list[dict]:

@@ -1,8 +1,9 @@
 """What every model-calling agent shares: its prompt template, its version, and text clean-up.
 
-An agent subclass sets `name` (its config key under [agents]), `response_format` (a pydantic
-model) and `prompt_name` (a file in agents/prompts/), and writes `prompt(item)` and
-`parse(item, response)`. Transport, retries, caching and accounting are the engine's.
+An agent subclass sets `role` (its name in accounting: "reviewer.judge", "refiner.qa" ...),
+`endpoint` (the [agents.<key>] table whose endpoint and model it uses; agents may share one),
+`response_format` (a pydantic model) and `prompt_name` (a file in agents/prompts/), and writes
+`prompt(item)` and `parse(item, response)`. Transport, retries, caching and accounting are the engine's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from agents.prompt import Prompt, load
 
 
 class TemplateAgent:
-    name: ClassVar[str]
+    role: ClassVar[str]
+    endpoint: ClassVar[str]
     response_format: ClassVar[type[BaseModel]]
     prompt_name: ClassVar[str]
 

@@ -19,7 +19,8 @@ class CaptionItem:
 
 
 class CaptionerAgent(TemplateAgent):
-    name = "captioner"
+    role = "captioner"
+    endpoint = "captioner"
     response_format = Caption
     prompt_name = "captioner"
 

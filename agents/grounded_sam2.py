@@ -16,6 +16,7 @@ use; "random" builds random weights (tests and speed benchmarks only).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import time
@@ -24,14 +25,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from agents.segmentor import SegmentRequest, Track
 from engine.media import masks
+from engine.store.ids import stable_id
 from engine.media.video import uniform_indices
 
 log = logging.getLogger(__name__)
+
+
+class _OnFirstUse:
+    """A module imported when first touched: the driver loads this class only to read its version (no torch)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _OnFirstUse("torch")
+F = _OnFirstUse("torch.nn.functional")
 os.environ.setdefault("TQDM_DISABLE", "1")  # SAM 2's propagation draws a progress bar per call
 
 RANDOM = "random"
@@ -153,19 +167,27 @@ class GroundedSam2Segmentor:
         self.device = _device(cfg.device)
         self.sam2, self.image_predictor = build_sam2(cfg, self.device)
         self.gdino = build_grounding_dino(cfg, self.device)
-        self.version = f"grounded_sam2@1|{cfg.sam2_model}|{cfg.gdino_model}|{cfg.image_size}"
+        self.version = self.version_for(cfg)
         self.seconds = {"ground": 0.0, "track": 0.0}  # cumulative, for benchmarks and logs
+
+    @classmethod
+    def version_for(cls, cfg: Any) -> str:
+        """Models and size, readable, then a digest of every other setting that changes the masks: changing
+        a threshold or a checkpoint gives a new version, so the next run re-segments (and reruns what follows)."""
+        settings = [getattr(cfg, k) for k in ("sam2_checkpoint", "gdino_checkpoint", "text_encoder", "box_threshold",
+                                              "text_threshold", "anchor_candidates", "gdino_image_size",
+                                              "max_instances", "instance_iou")]
+        return f"grounded_sam2@1|{cfg.sam2_model}|{cfg.gdino_model}|{cfg.image_size}|{stable_id('settings', *settings)[:8]}"
 
     def _autocast(self):
         # bf16 on CUDA for speed; on the CPU too, because SAM 2 keeps its memory features in bf16 and
         # its attention fails on mixed dtypes without autocast
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    @torch.inference_mode()
     def segment(self, request: SegmentRequest, frames: np.ndarray) -> list[Track]:
         if not request.nouns or len(frames) == 0:
             return []
-        with self._autocast():
+        with torch.inference_mode(), self._autocast():
             t0 = time.perf_counter()
             detections = self.ground(request.nouns, frames)
             t1 = time.perf_counter()

@@ -54,7 +54,8 @@ class QAItem:
 
 
 class RefinerAgent(TemplateAgent):
-    name = "refiner"
+    role = "refiner.detailed"
+    endpoint = "refiner"
     response_format = DetailedDescription
     prompt_name = "refiner_detailed"
 
@@ -66,7 +67,8 @@ class RefinerAgent(TemplateAgent):
 
 
 class QAWriter(TemplateAgent):
-    name = "refiner"
+    role = "refiner.qa"
+    endpoint = "refiner"
     response_format = QASet
     prompt_name = "refiner_qa"
 

@@ -44,7 +44,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class RegionDescriber(TemplateAgent):
-    name = "reviewer"
+    role = "reviewer.region"
+    endpoint = "reviewer"
     response_format = RegionDescription
     prompt_name = "reviewer_region"
 
@@ -56,7 +57,8 @@ class RegionDescriber(TemplateAgent):
 
 
 class Judge(TemplateAgent):
-    name = "reviewer"
+    role = "reviewer.judge"
+    endpoint = "reviewer"
     response_format = Verdict
     prompt_name = "reviewer_judge"
     mode = "paper"
@@ -69,6 +71,7 @@ class Judge(TemplateAgent):
 
 
 class DirectReviewer(Judge):
+    role = "reviewer.direct"
     prompt_name = "reviewer_direct"
     mode = "direct"
 

@@ -4,7 +4,7 @@ caption (if missing) -> analyze -> segment (all nouns, one request per video) ->
 and static) -> review (keep or discard) -> refine (one detailed description) -> samples
 """
 
-from engine.runtime.executor import Pipeline
+from engine.runtime.pipeline import Pipeline
 from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DetailedSamples, RefineStage, ReviewStage,
                               SegmentStage)
 

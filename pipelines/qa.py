@@ -5,7 +5,7 @@
   expressions stand in for the Analyzer, Segmentor, Annotator and Reviewer, as the paper did.
 """
 
-from engine.runtime.executor import Pipeline
+from engine.runtime.pipeline import Pipeline
 from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DatasetObjectsStage, DatasetQAStage,
                               QAStage, RefineStage, ReviewStage, SegmentStage, is_dataset_video)
 

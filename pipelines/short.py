@@ -3,7 +3,7 @@
 caption (if missing) -> analyze (subject) -> segment (subject only) -> single-frame samples
 """
 
-from engine.runtime.executor import Pipeline
+from engine.runtime.pipeline import Pipeline
 from pipelines.stages import AnalyzeStage, CaptionStage, SegmentStage, ShortSamples
 
 

@@ -1,15 +1,17 @@
 """Stages: each wraps one agent (or the segmentor) and moves one video forward by one step.
 
-Every stage reads its inputs from the store, skips what the store already holds (so a rerun
-resumes), sends work through the driver's Services, and writes each result as soon as it has
-it. Object-level work runs concurrently and fails per object; the other objects go on.
+A stage reads the video's current results from its in-memory state (loaded once per video), skips
+what is already done at its lineage (so a rerun resumes, and a new prompt, model or segmentor version
+reruns that stage and those after it), sends work through the driver's Services, and saves each
+unit's results with its completion marker as one group. Object-level work runs concurrently and fails
+per object; the other objects go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from agents.analyzer import AnalyzeItem, AnalyzerAgent
 from agents.annotator import AnnotateItem, AnnotatorAgent
@@ -17,396 +19,397 @@ from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, RefineItem, RefinerAgent
 from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
 from agents.segmentor import SegmentRequest, dataset_objects, dataset_root
-from engine.media import masks
+from engine.config import Config
 from engine.dataset import records
-from engine.store import schema
-from engine.store.ids import stable_id
-from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.media import masks
 from engine.media.video import uniform_indices
-from engine.runtime.executor import ImageSet, Services, UnitFailure, VideoTask
+from engine.runtime.pipeline import CallEstimate, Stage, UnitFailure, VersionContext, VideoTask
+from engine.runtime.services import ImageSet, StageContext, gather_units
+from engine.store import schema
+from engine.store.current import Row
+from engine.store.ids import stable_id
 
 DIRECT_REVIEW_FRAMES = 8
+RECORDS_VERSION = "records@1"  # the sample format: a change gives samples a new lineage
 
 
-# --- store lookups shared by the stages ------------------------------------------------------------
-
-def caption_of(s: Services, video_id: str) -> str | None:
-    caps = s.read(lambda q: {c.source: c.text for c in q.query(schema.Caption).filter_by(video_id=video_id)})
-    return next((caps[src] for src in CAPTION_SOURCE_ORDER if src in caps), None)
+def mask_indices(cfg: Config, video: VideoTask) -> list[int]:
+    return uniform_indices(video.num_frames, cfg.sampling.mask_frames)
 
 
-def analyzer_version(s: Services) -> str:
-    return f"{AnalyzerAgent().version}|{s.model('analyzer')}"
+def description_row(ctx: StageContext, obj: Row, kind: str, text: str, agent: Any) -> dict:
+    return dict(id=stable_id("description", obj["id"], kind, ctx.lineage), object_id=obj["id"], kind=kind, text=text,
+                model=getattr(ctx.cfg.agents, agent.endpoint).model, prompt_version=agent.version)
 
-
-def objects_of(s: Services, video_id: str, status: str | None = None, subject_only: bool = False) -> list[Any]:
-    def q(sess):
-        rows = sess.query(schema.VideoObject).filter_by(video_id=video_id, stage_version=analyzer_version(s))
-        if status:
-            rows = rows.filter_by(status=status)
-        if subject_only:
-            rows = rows.filter_by(is_subject=True)
-        return rows.order_by(schema.VideoObject.noun, schema.VideoObject.instance).all()
-
-    return s.read(q)
-
-
-def masklet_of(s: Services, object_id: str) -> Any:
-    return s.read(lambda q: q.query(schema.Masklet).filter_by(object_id=object_id).first())
-
-
-def description(s: Services, object_id: str, kind: str, model: str, version: str) -> Any:
-    return s.read(lambda q: q.query(schema.Description).filter_by(
-        object_id=object_id, kind=kind, model=model, prompt_version=version).first())
-
-
-def add_description(s: Services, object_id: str, kind: str, text: str, agent: Any) -> str:
-    model = s.model(agent.name)
-    row = dict(id=stable_id("description", object_id, kind, model, agent.version), object_id=object_id, kind=kind,
-               text=text, model=model, prompt_version=agent.version)
-    s.write(lambda q: s.store.insert_ignore(q, schema.Description, [row]))
-    return row["id"]
-
-
-def mask_indices(s: Services, video: VideoTask) -> list[int]:
-    return uniform_indices(video.num_frames, s.cfg.sampling.mask_frames)
-
-
-async def for_each(items: list[Any], work: Callable[[Any], Any]) -> None:
-    await asyncio.gather(*(work(item) for item in items))
-
-
-# --- stages ----------------------------------------------------------------------------------------
 
 @dataclass
-class CaptionStage:
+class CaptionStage(Stage):
     """Write a scene caption for a video that came without one."""
 
-    name: str = "caption"
+    name = "caption"
+    uses = ("media", "model")
     agent: CaptionerAgent = field(default_factory=CaptionerAgent)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        if caption_of(s, video.id) is not None:
+    def agents(self, cfg: Config) -> tuple:
+        return (self.agent,)
+
+    def version(self, vc: VersionContext) -> None:
+        return None  # a caption is an input: written once for a video that has none, never re-versioned
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        return [CallEstimate("captioner", "captioner", "uncaptioned", 1, 150, cfg.sampling.annotator_frames, 80)]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        if ctx.state.caption is not None:
             return
-        s.progress(self.name, total=1)
-        images = await s.encode(video, uniform_indices(video.num_frames, s.cfg.sampling.annotator_frames), "captioner")
-        text = await s.ask(self.agent, CaptionItem(images.digests), images)
-        row = dict(id=stable_id("caption", video.id, "captioner"), video_id=video.id, source="captioner", text=text)
-        s.write(lambda q: s.store.insert_ignore(q, schema.Caption, [row]))
-        s.progress(self.name, done=1)
+        idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
+        images = await ctx.s.encode(video, idx, "captioner")
+        text = await ctx.s.ask(self.agent, CaptionItem(images.digests), images)
+        ctx.save((schema.Caption, [dict(id=stable_id("caption", video.id, "captioner"), video_id=video.id,
+                                        source="captioner", text=text)]))
 
 
 @dataclass
-class AnalyzeStage:
+class AnalyzeStage(Stage):
     """Nouns of the caption's physical objects, the subject marked: one object row per noun."""
 
-    name: str = "analyze"
+    name = "analyze"
+    uses = ("model",)
+    outputs = ("objects",)
     agent: AnalyzerAgent = field(default_factory=AnalyzerAgent)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        if objects_of(s, video.id):
+    def agents(self, cfg: Config) -> tuple:
+        return (self.agent,)
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        return [CallEstimate("analyzer", "analyzer", "video", 1, 300, 0, 40)]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        if ctx.done(video.id):
             return
-        caption = caption_of(s, video.id)
+        caption = ctx.state.caption
         if caption is None:
             raise UnitFailure("no_caption", "the video has no caption (add a sidecar, or run the caption stage)")
-        s.progress(self.name, total=1)
-        analysis = await s.ask(self.agent, AnalyzeItem(caption))
-        version = analyzer_version(s)
-        rows = [dict(id=stable_id("object", video.id, noun, 0, version), video_id=video.id, noun=noun, instance=0,
-                     is_subject=noun == analysis.subject, stage_version=version) for noun in analysis.nouns]
-        s.write(lambda q: s.store.insert_ignore(q, schema.VideoObject, rows))
-        s.progress(self.name, done=1)
+        analysis = await ctx.s.ask(self.agent, AnalyzeItem(caption))
+        rows = [dict(id=stable_id("object", video.id, noun, 0, ctx.version), video_id=video.id, noun=noun, instance=0,
+                     is_subject=noun == analysis.subject, stage_version=ctx.version) for noun in analysis.nouns]
+        ctx.save((schema.VideoObject, rows), done=[video.id])
 
 
 @dataclass
-class SegmentStage:
+class SegmentStage(Stage):
     """All pending nouns of a video in one segmentor request; each instance becomes its own object."""
 
-    name: str = "segment"
+    name = "segment"
+    uses = ("media", "segmentor")
+    outputs = ("masklets",)
     subject_only: bool = False
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        pending = objects_of(s, video.id, status="pending", subject_only=self.subject_only)
-        if not pending:
-            return
-        s.progress(self.name, total=1)
-        indices = tuple(mask_indices(s, video))
-        request = SegmentRequest(video.id, video.path, indices, tuple(o.noun for o in pending), video.height,
-                                 video.width)
-        tracks = await s.segment(request)
-        s.write(lambda q: self._store(q, s, video, pending, tracks))
-        s.progress(self.name, done=1)
+    def version(self, vc: VersionContext) -> str:
+        return vc.segmentor_version
 
-    @staticmethod
-    def _store(q, s: Services, video: VideoTask, pending: list, tracks: list) -> None:
-        for obj in pending:
-            mine = [t for t in tracks if t.noun == obj.noun]
-            row = q.get(schema.VideoObject, obj.id)
-            row.status = "grounded" if mine else "not_grounded"
-            for t in mine:
-                object_id = obj.id if t.instance == 0 else stable_id("object", video.id, obj.noun, t.instance,
-                                                                    obj.stage_version)
-                if t.instance:
-                    s.store.insert_ignore(q, schema.VideoObject, [dict(
-                        id=object_id, video_id=video.id, noun=obj.noun, instance=t.instance, is_subject=obj.is_subject,
-                        stage_version=obj.stage_version, status="grounded")])
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        nouns = [o for o in ctx.state.objects(ctx.objects_version, self.subject_only)
+                 if o["instance"] == 0 and not ctx.done(o["id"])]
+        if not nouns:
+            return
+        indices = tuple(mask_indices(ctx.cfg, video))
+        request = SegmentRequest(video.id, video.path, indices, tuple(o["noun"] for o in nouns), video.height,
+                                 video.width)
+        tracks = await ctx.s.segment(request)
+        new_objects, masklets = [], []
+        for obj in nouns:
+            for t in (t for t in tracks if t.noun == obj["noun"]):
+                object_id = obj["id"]
+                if t.instance:  # each further instance is an object of its own
+                    object_id = stable_id("object", video.id, obj["noun"], t.instance, obj["stage_version"])
+                    new_objects.append(dict(id=object_id, video_id=video.id, noun=obj["noun"], instance=t.instance,
+                                            is_subject=obj["is_subject"], stage_version=obj["stage_version"]))
                 frames = {str(f): m for f, m in t.masks.items()}
-                s.store.insert_ignore(q, schema.Masklet, [dict(
-                    id=stable_id("masklet", object_id, s.segmentor_version), object_id=object_id,
-                    backend_version=s.segmentor_version, anchor_frame=t.anchor_frame, box=list(t.box),
+                masklets.append(dict(
+                    id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id,
+                    backend_version=ctx.version, anchor_frame=t.anchor_frame, box=list(t.box),
                     grounding_score=t.grounding_score, mask_score=t.mask_score, height=video.height, width=video.width,
-                    frames=frames, **masks.quality(frames))])
+                    frames=frames, **masks.quality(frames)))
+        # a noun without a track is done too: not grounded at this lineage
+        ctx.save((schema.VideoObject, new_objects), (schema.Masklet, masklets), done=[o["id"] for o in nouns])
 
 
 @dataclass
-class AnnotateStage:
+class AnnotateStage(Stage):
     """Two descriptions per grounded object: dynamic (motion) and static (appearance)."""
 
-    name: str = "annotate"
-    agents: tuple[AnnotatorAgent, ...] = field(default_factory=lambda: (AnnotatorAgent("dynamic"), AnnotatorAgent("static")))
+    name = "annotate"
+    uses = ("media", "model")
+    outputs = ("descriptions:appearance", "descriptions:motion")
+    annotators: tuple[AnnotatorAgent, ...] = field(
+        default_factory=lambda: (AnnotatorAgent("dynamic"), AnnotatorAgent("static")))
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        objects = objects_of(s, video.id, status="grounded")
-        model = s.model("annotator")
-        todo = [(o, a) for o in objects for a in self.agents if not description(s, o.id, a.kind, model, a.version)]
+    def agents(self, cfg: Config) -> tuple:
+        return self.annotators
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        n = cfg.sampling.annotator_frames
+        return [CallEstimate(a.role, a.endpoint, "object", 1, 250, n, 120) for a in self.annotators]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        state = ctx.state
+        objects = state.grounded(ctx.objects_version)
+        todo = [(o, a) for o in objects for a in self.annotators if state.description(o["id"], a.kind) is None]
         if not todo:
             return
-        s.progress(self.name, total=len(todo))
-        shared: dict[str, ImageSet] = {}
-        nouns = [o.noun for o in objects]
+        nouns = [o["noun"] for o in objects]
+        shared: dict[str, asyncio.Future] = {}
 
         async def plain() -> ImageSet:
             if "plain" not in shared:  # encoded once per video, shared by all its objects
-                idx = uniform_indices(video.num_frames, s.cfg.sampling.annotator_frames)
-                shared["plain"] = await s.encode(video, idx, "annotator")
-            return shared["plain"]
+                idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
+                shared["plain"] = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
+            return await shared["plain"]
 
         async def one(pair) -> None:
             obj, agent = pair
+            several = nouns.count(obj["noun"]) > 1
 
-            async def work():
-                if nouns.count(obj.noun) > 1:  # several instances: show which one is meant
-                    m = masklet_of(s, obj.id)
-                    idx = mask_indices(s, video)  # overlays exist on mask frames: take annotator_frames of them
-                    idx = [idx[i] for i in uniform_indices(len(idx), s.cfg.sampling.annotator_frames)]
-                    images = await s.overlays(video, idx, m.frames, "annotator")
+            async def work() -> None:
+                if several:  # several instances: show which one is meant
+                    m = state.masklet(obj["id"])
+                    idx = mask_indices(ctx.cfg, video)  # overlays exist on mask frames: take annotator_frames of them
+                    idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
+                    images = await ctx.s.overlays(video, idx, m["frames"], "annotator")
                 else:
                     images = await plain()
-                text = await s.ask(agent, AnnotateItem(obj.noun, images.digests, nouns.count(obj.noun) > 1), images)
-                add_description(s, obj.id, agent.kind, text, agent)
+                text = await ctx.s.ask(agent, AnnotateItem(obj["noun"], images.digests, several), images)
+                ctx.save((schema.Description, [description_row(ctx, obj, agent.kind, text, agent)]))
 
-            await s.attempt("object", obj.id, f"{self.name}.{agent.query}", work)
-            s.progress(self.name, done=1)
+            await ctx.attempt("object", obj["id"], work, stage=f"{self.name}.{agent.query}")
 
-        await for_each(todo, one)
+        await gather_units(todo, one)
 
 
 @dataclass
-class ReviewStage:
+class ReviewStage(Stage):
     """Keep or discard each annotated object: does the description match the mask?"""
 
-    name: str = "review"
+    name = "review"
+    uses = ("media", "model")
+    outputs = ("reviews", "descriptions:region")
     region: RegionDescriber = field(default_factory=RegionDescriber)
     judge: Judge = field(default_factory=Judge)
     direct: DirectReviewer = field(default_factory=DirectReviewer)
 
-    def _reviewer(self, s: Services) -> Judge:
-        return self.judge if s.cfg.runtime.reviewer_mode == "paper" else self.direct
+    def agents(self, cfg: Config) -> tuple:
+        return (self.region, self.judge) if cfg.runtime.reviewer_mode == "paper" else (self.direct,)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        judge = self._reviewer(s)
-        model = s.model("reviewer")
-        todo = [o for o in objects_of(s, video.id, status="grounded")
-                if not s.read(lambda q, o=o: q.query(schema.Review).filter_by(
-                    object_id=o.id, mode=judge.mode, model=model, prompt_version=judge.version).first())]
-        if not todo:
-            return
-        s.progress(self.name, total=len(todo))
+    def version(self, vc: VersionContext) -> str:
+        return f"{vc.cfg.runtime.reviewer_mode}: " + " ".join(vc.agent_version(a) for a in self.agents(vc.cfg))
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        if cfg.runtime.reviewer_mode == "paper":
+            return [CallEstimate(self.region.role, "reviewer", "object", 1, 100, 1, 80),
+                    CallEstimate(self.judge.role, "reviewer", "object", 1, 500, 0, 60)]
+        return [CallEstimate(self.direct.role, "reviewer", "object", 1, 400,
+                             min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames), 60)]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        todo = [o for o in ctx.state.grounded(ctx.objects_version) if ctx.state.review(o["id"]) is None]
 
         async def one(obj) -> None:
-            await s.attempt("object", obj.id, self.name, lambda: self._review(video, obj, judge, s))
-            s.progress(self.name, done=1)
+            await ctx.attempt("object", obj["id"], lambda: self._review(video, obj, ctx))
 
-        await for_each(todo, one)
+        await gather_units(todo, one)
 
-    async def _review(self, video: VideoTask, obj: Any, judge: Judge, s: Services) -> None:
-        ann_model = s.model("annotator")
-        texts = {a.kind: description(s, obj.id, a.kind, ann_model, a.version) for a in AnnotateStage().agents}
+    async def _review(self, video: VideoTask, obj: Row, ctx: StageContext) -> None:
+        state = ctx.state
+        texts = {kind: state.description(obj["id"], kind) for kind in ("appearance", "motion")}
         if not all(texts.values()):
             return  # the Annotator failed on this object: nothing to review
-        m = masklet_of(s, obj.id)
+        m = state.masklet(obj["id"])
+        rows: list[dict] = []
         region_id = None
-        if judge.mode == "paper":
-            region = description(s, obj.id, "region", s.model("reviewer"), self.region.version)
+        if ctx.cfg.runtime.reviewer_mode == "paper":
+            region = state.description(obj["id"], "region")
             if region is None:
-                images = await s.overlays(video, [m.anchor_frame], m.frames, "reviewer")
-                text = await s.ask(self.region, RegionItem(images.digests[0]), images)
-                region_id = add_description(s, obj.id, "region", text, self.region)
-                region_text = text
-            else:
-                region_id, region_text = region.id, region.text
-            item = JudgeItem(obj.noun, region_text, texts["appearance"].text, texts["motion"].text)
-            verdict = await s.ask(judge, item)
+                images = await ctx.s.overlays(video, [m["anchor_frame"]], m["frames"], "reviewer")
+                text = await ctx.s.ask(self.region, RegionItem(images.digests[0]), images)
+                region = description_row(ctx, obj, "region", text, self.region)
+                rows.append(region)
+            region_id = region["id"]
+            item = JudgeItem(obj["noun"], region["text"], texts["appearance"]["text"], texts["motion"]["text"])
+            judge = self.judge
+            verdict = await ctx.s.ask(judge, item)
         else:
-            idx = uniform_indices(len(m.frames), DIRECT_REVIEW_FRAMES)
-            frames = [sorted(int(f) for f in m.frames)[i] for i in idx]
-            images = await s.overlays(video, frames, m.frames, "reviewer")
-            item = JudgeItem(obj.noun, "", texts["appearance"].text, texts["motion"].text, images.digests)
-            verdict = await s.ask(judge, item, images)
-        row = dict(id=stable_id("review", obj.id, judge.mode, s.model("reviewer"), judge.version), object_id=obj.id,
-                   mode=judge.mode, verdict=verdict.same_object, confidence=verdict.confidence,
-                   rationale=verdict.rationale, region_description_id=region_id, model=s.model("reviewer"),
-                   prompt_version=judge.version)
-        s.write(lambda q: s.store.insert_ignore(q, schema.Review, [row]))
-
-
-def kept_objects(s: Services, video_id: str) -> list[Any]:
-    """Grounded objects the Reviewer kept (under the configured mode), in noun order."""
-    judge = Judge() if s.cfg.runtime.reviewer_mode == "paper" else DirectReviewer()
-    kept_ids = set(s.read(lambda q: [r.object_id for r in q.query(schema.Review).filter_by(
-        mode=judge.mode, model=s.model("reviewer"), prompt_version=judge.version, verdict=True)]))
-    return [o for o in objects_of(s, video_id, status="grounded") if o.id in kept_ids]
+            keys = sorted(int(f) for f in m["frames"])
+            frames = [keys[i] for i in uniform_indices(len(keys), DIRECT_REVIEW_FRAMES)]
+            images = await ctx.s.overlays(video, frames, m["frames"], "reviewer")
+            item = JudgeItem(obj["noun"], "", texts["appearance"]["text"], texts["motion"]["text"], images.digests)
+            judge = self.direct
+            verdict = await ctx.s.ask(judge, item, images)
+        review = dict(id=stable_id("review", obj["id"], ctx.lineage), object_id=obj["id"], mode=judge.mode,
+                      verdict=verdict.same_object, confidence=verdict.confidence, rationale=verdict.rationale,
+                      region_description_id=region_id, model=ctx.cfg.agents.reviewer.model,
+                      prompt_version=judge.version, masklet_id=m["id"],
+                      description_ids=[texts["appearance"]["id"], texts["motion"]["id"]])
+        ctx.save((schema.Description, rows), (schema.Review, [review]))
 
 
 @dataclass
-class RefineStage:
+class RefineStage(Stage):
     """One detailed description per kept object, from its two annotations."""
 
-    name: str = "refine"
+    name = "refine"
+    uses = ("model",)
+    outputs = ("descriptions:detailed",)
     agent: RefinerAgent = field(default_factory=RefinerAgent)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        model = s.model("refiner")
-        todo = [o for o in kept_objects(s, video.id) if not description(s, o.id, "detailed", model, self.agent.version)]
-        if not todo:
-            return
-        s.progress(self.name, total=len(todo))
-        ann_model = s.model("annotator")
+    def agents(self, cfg: Config) -> tuple:
+        return (self.agent,)
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        return [CallEstimate(self.agent.role, "refiner", "kept", 1, 450, 0, 250)]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        state = ctx.state
+        todo = [o for o in state.grounded(ctx.objects_version)
+                if state.kept(o) and state.description(o["id"], "detailed") is None]
 
         async def one(obj) -> None:
-            async def work():
-                texts = {a.kind: description(s, obj.id, a.kind, ann_model, a.version).text for a in AnnotateStage().agents}
-                text = await s.ask(self.agent, RefineItem(obj.noun, texts["appearance"], texts["motion"]))
-                add_description(s, obj.id, "detailed", text, self.agent)
+            async def work() -> None:
+                app, motion = state.description(obj["id"], "appearance"), state.description(obj["id"], "motion")
+                text = await ctx.s.ask(self.agent, RefineItem(obj["noun"], app["text"], motion["text"]))
+                ctx.save((schema.Description, [description_row(ctx, obj, "detailed", text, self.agent)]))
 
-            await s.attempt("object", obj.id, self.name, work)
-            s.progress(self.name, done=1)
+            await ctx.attempt("object", obj["id"], work)
 
-        await for_each(todo, one)
+        await gather_units(todo, one)
 
 
 def _usable(annotation: list[dict]) -> bool:
     return all(any(v is not None for v in entry.values()) for entry in annotation)
 
 
-def _sample_row(s: Services, sample_id: str, data_type: str, video: VideoTask, object_ids: list[str], human: str,
-                answer: str, annotation: list[dict], mode: str, qa_type: str | None = None) -> dict:
+def _sample_row(ctx: StageContext, sample_id: str, data_type: str, video: VideoTask, object_ids: list[str],
+                human: str, answer: str, annotation: list[dict], mode: str, qa_type: str | None = None) -> dict:
     conversations = records.conversation(human, answer)
     records.check(conversations, annotation)
     return dict(id=sample_id, data_type=data_type, qa_type=qa_type, video_id=video.id, object_ids=object_ids,
-                conversations=conversations, annotation=annotation, mode=mode, run_id=s.run_id)
+                conversations=conversations, annotation=annotation, mode=mode, run_id=ctx.s.run_id)
+
+
+class _SamplesStage(Stage):
+    uses = ()
+
+    def version(self, vc: VersionContext) -> str:
+        return f"{RECORDS_VERSION}|multi_frame_ratio={vc.cfg.runtime.multi_frame_ratio}"
 
 
 @dataclass
-class DetailedSamples:
+class DetailedSamples(_SamplesStage):
     """A detailed-description record per refined object; single- or multi-frame per the configured ratio."""
 
-    name: str = "detailed_samples"
+    name = "detailed_samples"
+    outputs = ("samples:detailed",)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        refiner = RefinerAgent()
-        rows = []
-        for obj in kept_objects(s, video.id):
-            text = description(s, obj.id, "detailed", s.model("refiner"), refiner.version)
-            m = masklet_of(s, obj.id)
-            if text is None or m is None:
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        state, rows = ctx.state, []
+        for obj in state.grounded(ctx.objects_version):
+            sample_id = stable_id("sample", "detailed", obj["id"], ctx.lineage)
+            text, m = state.description(obj["id"], "detailed"), state.masklet(obj["id"])
+            if state.has_sample(sample_id) or not state.kept(obj) or text is None:
                 continue
-            mode = records.frame_mode(obj.id, s.cfg.runtime.multi_frame_ratio)
-            annotation = [records.region(m.frames, m.anchor_frame, mode)]
+            mode = records.frame_mode(obj["id"], ctx.cfg.runtime.multi_frame_ratio)
+            annotation = [records.region(m["frames"], m["anchor_frame"], mode)]
             if not _usable(annotation):
                 continue
-            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj.id))
-            rows.append(_sample_row(s, stable_id("sample", "detailed", obj.id, text.id), "detailed", video, [obj.id],
-                                    human, text.text, annotation, mode))
-        s.write(lambda q: s.store.insert_ignore(q, schema.Sample, rows))
+            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj["id"]))
+            rows.append(_sample_row(ctx, sample_id, "detailed", video, [obj["id"]], human, text["text"], annotation,
+                                    mode))
+        if rows:
+            ctx.save((schema.Sample, rows))
 
 
 @dataclass
-class ShortSamples:
+class ShortSamples(_SamplesStage):
     """A short-description record for the subject: the answer is the raw caption, single-frame."""
 
-    name: str = "short_samples"
+    name = "short_samples"
+    outputs = ("samples:short",)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        caption = caption_of(s, video.id)
-        rows = []
-        for obj in objects_of(s, video.id, status="grounded", subject_only=True):
-            m = masklet_of(s, obj.id)
-            if caption is None or m is None:
+    def version(self, vc: VersionContext) -> str:
+        return RECORDS_VERSION
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        state, rows = ctx.state, []
+        caption = state.caption
+        for obj in state.grounded(ctx.objects_version, subject_only=True):
+            sample_id = stable_id("sample", "short", obj["id"], ctx.lineage)
+            m = state.masklet(obj["id"])
+            if caption is None or state.has_sample(sample_id):
                 continue
-            annotation = [records.region(m.frames, m.anchor_frame, "single")]
+            annotation = [records.region(m["frames"], m["anchor_frame"], "single")]
             if not _usable(annotation):
                 continue
-            human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj.id))
-            rows.append(_sample_row(s, stable_id("sample", "short", obj.id, caption), "short", video, [obj.id], human,
-                                    caption, annotation, "single"))
-        s.write(lambda q: s.store.insert_ignore(q, schema.Sample, rows))
+            human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj["id"]))
+            rows.append(_sample_row(ctx, sample_id, "short", video, [obj["id"]], human, caption, annotation, "single"))
+        if rows:
+            ctx.save((schema.Sample, rows))
 
 
 @dataclass
-class QAStage:
+class QAStage(Stage):
     """QA pairs about kept objects: one set per object, and one about the first two objects together."""
 
-    name: str = "qa"
+    name = "qa"
+    uses = ("model",)
+    outputs = ("samples:qa",)
     agent: QAWriter = field(default_factory=QAWriter)
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        kept = self._kept(s, video.id)
+    def agents(self, cfg: Config) -> tuple:
+        return (self.agent,)
+
+    def version(self, vc: VersionContext) -> str:
+        return f"{vc.agent_version(self.agent)}|{RECORDS_VERSION}|multi_frame_ratio={vc.cfg.runtime.multi_frame_ratio}"
+
+    def estimate(self, cfg: Config) -> list[CallEstimate]:
+        return [CallEstimate(self.agent.role, "refiner", "kept", 1, 500, 0, 300),
+                CallEstimate(self.agent.role, "refiner", "pair", 1, 800, 0, 300)]
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        state = ctx.state
+        kept = [o for o in state.grounded(ctx.objects_version) if state.kept(o)]
         groups = [[o] for o in kept] + ([kept[:2]] if len(kept) >= 2 else [])
-        todo = [g for g in groups if not s.read(lambda q, g=g: q.query(schema.Sample).filter_by(
-            data_type="qa", id=self._sample_id(g, 0)).first())]
-        if not todo:
-            return
-        s.progress(self.name, total=len(todo))
+        todo = [g for g in groups if not ctx.done("+".join(o["id"] for o in g))]
 
         async def one(group) -> None:
-            async def work():
+            unit = "+".join(o["id"] for o in group)
+
+            async def work() -> None:
                 objs = []
                 for o in group:
-                    d = self._description(s, o)
+                    d = state.description(o["id"], "detailed")
                     if d is None:
-                        raise UnitFailure("missing_input", f"object {o.noun} has no detailed description")
-                    objs.append(QAObject(o.noun, d.text))
-                pairs = await s.ask(self.agent, QAItem(tuple(objs)))
-                rows = [r for r in (self._row(s, video, group, i, p) for i, p in enumerate(pairs)) if r]
-                s.write(lambda q: s.store.insert_ignore(q, schema.Sample, rows))
+                        raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
+                    objs.append(QAObject(o["noun"], d["text"]))
+                pairs = await ctx.s.ask(self.agent, QAItem(tuple(objs)))
+                rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(pairs)) if r]
+                ctx.save((schema.Sample, rows), done=[unit])
 
-            await s.attempt("object", "+".join(o.id for o in group), self.name, work)
-            s.progress(self.name, done=1)
+            await ctx.attempt("object", unit, work)
 
-        await for_each(todo, one)
+        await gather_units(todo, one)
 
-    def _kept(self, s: Services, video_id: str) -> list[Any]:
-        return kept_objects(s, video_id)
-
-    def _description(self, s: Services, obj: Any) -> Any:
-        return description(s, obj.id, "detailed", s.model("refiner"), RefinerAgent().version)
-
-    def _sample_id(self, group: list, index: int) -> str:
-        return stable_id("sample", "qa", [o.id for o in group], index, self.agent.version)
-
-    def _row(self, s: Services, video: VideoTask, group: list, index: int, pair: Any) -> dict | None:
-        key = "+".join(o.id for o in group)
-        mode = records.frame_mode(key, s.cfg.runtime.multi_frame_ratio)
+    def _row(self, ctx: StageContext, video: VideoTask, group: list, index: int, pair: Any) -> dict | None:
+        ids = [o["id"] for o in group]
+        mode = records.frame_mode("+".join(ids), ctx.cfg.runtime.multi_frame_ratio)
         annotation = []
         for o in group:
-            m = masklet_of(s, o.id)
-            annotation.append(records.region(m.frames, m.anchor_frame, mode))
+            m = ctx.state.masklet(o["id"])
+            annotation.append(records.region(m["frames"], m["anchor_frame"], mode))
         if not _usable(annotation):
             return None
         human = records.multi_object_turn(len(group), pair.question)
-        return _sample_row(s, self._sample_id(group, index), "qa", video, [o.id for o in group], human, pair.answer,
-                           annotation, mode, qa_type=pair.type)
+        return _sample_row(ctx, stable_id("sample", "qa", ids, index, ctx.lineage), "qa", video, ids, human,
+                           pair.answer, annotation, mode, qa_type=pair.type)
 
 
 # --- annotated datasets (MeViS / Ref-YouTube-VOS layout) ------------------------------------------
@@ -420,53 +423,45 @@ def is_dataset_video(video: VideoTask) -> bool:
 
 
 @dataclass
-class DatasetObjectsStage:
-    """A dataset's objects with their masks and referring expressions, as kept objects of this video."""
+class DatasetObjectsStage(Stage):
+    """A dataset's objects with their masks and referring expressions: kept objects of this video."""
 
-    name: str = "dataset_objects"
+    name = "dataset_objects"
+    outputs = ("objects", "masklets", "descriptions:detailed")
+    counts_as_kept = True  # people annotated them
 
-    async def run(self, video: VideoTask, s: Services) -> None:
-        if s.read(lambda q: q.query(schema.VideoObject).filter_by(video_id=video.id, stage_version=DATASET_VERSION)
-                  .first()):
+    def version(self, vc: VersionContext) -> str:
+        return DATASET_VERSION
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        if ctx.done(video.id):
             return
         root, meta = dataset_root(video.path)
-        indices = tuple(mask_indices(s, video))
-        rows = []
-        for n, obj in enumerate(dataset_objects(root, video.rel.rsplit("/", 1)[-1], meta, indices)):
+        indices = tuple(mask_indices(ctx.cfg, video))
+        found = await asyncio.to_thread(dataset_objects, root, video.rel.rsplit("/", 1)[-1], meta, indices)
+        objects, masklets, descriptions = [], [], []
+        for n, obj in enumerate(found):
             frames = {str(f): m for f, m in obj["masks"].items()}
             if not any(frames.values()):
                 continue
             anchor = max(indices, key=lambda f: masks.area(frames[str(f)]))
             object_id = stable_id("object", video.id, f"dataset:{obj['obj_id']}", n, DATASET_VERSION)
-            rows.append((object_id, obj, frames, anchor))
-
-        def store(q) -> None:
-            for object_id, obj, frames, anchor in rows:
-                s.store.insert_ignore(q, schema.VideoObject, [dict(
-                    id=object_id, video_id=video.id, noun=obj["expressions"][0][:128], instance=0,
-                    stage_version=DATASET_VERSION, status="grounded")])
-                s.store.insert_ignore(q, schema.Masklet, [dict(
-                    id=stable_id("masklet", object_id, DATASET_VERSION), object_id=object_id,
-                    backend_version=DATASET_VERSION, anchor_frame=anchor,
-                    box=list(masks.bbox_xyxy(frames[str(anchor)])), grounding_score=1.0, mask_score=1.0,
-                    height=video.height, width=video.width, frames=frames, **masks.quality(frames))])
-                s.store.insert_ignore(q, schema.Description, [dict(
-                    id=stable_id("description", object_id, "detailed", EXPRESSIONS), object_id=object_id,
-                    kind="detailed", text=" ".join(e.rstrip(".") + "." for e in obj["expressions"]),
-                    model=EXPRESSIONS, prompt_version=DATASET_VERSION)])
-
-        s.write(store)
+            objects.append(dict(id=object_id, video_id=video.id, noun=obj["expressions"][0][:128], instance=0,
+                                stage_version=DATASET_VERSION))
+            masklets.append(dict(
+                id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id, backend_version=DATASET_VERSION,
+                anchor_frame=anchor, box=list(masks.bbox_xyxy(frames[str(anchor)])), grounding_score=1.0,
+                mask_score=1.0, height=video.height, width=video.width, frames=frames, **masks.quality(frames)))
+            descriptions.append(dict(
+                id=stable_id("description", object_id, "detailed", ctx.lineage), object_id=object_id, kind="detailed",
+                text=" ".join(e.rstrip(".") + "." for e in obj["expressions"]), model=EXPRESSIONS,
+                prompt_version=DATASET_VERSION))
+        ctx.save((schema.VideoObject, objects), (schema.Masklet, masklets), (schema.Description, descriptions),
+                 done=[video.id])
 
 
 @dataclass
 class DatasetQAStage(QAStage):
     """QA from a dataset's referring expressions: its objects count as kept (people annotated them)."""
 
-    name: str = "dataset_qa"
-
-    def _kept(self, s: Services, video_id: str) -> list[Any]:
-        return s.read(lambda q: q.query(schema.VideoObject).filter_by(video_id=video_id, stage_version=DATASET_VERSION)
-                      .order_by(schema.VideoObject.id).all())
-
-    def _description(self, s: Services, obj: Any) -> Any:
-        return description(s, obj.id, "detailed", EXPRESSIONS, DATASET_VERSION)
+    name = "dataset_qa"

@@ -22,6 +22,7 @@ from PIL import Image
 
 from engine.media import masks
 from engine.store import schema
+from engine.store.current import judged
 from engine.audit.sampling import audit_stats, check_auditor
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
@@ -195,8 +196,7 @@ def _item(store: Store, review_id: str) -> dict[str, Any] | None:
             return None
         review = s.get(schema.Review, review_id)
         obj = s.get(schema.VideoObject, review.object_id)
-        texts = {d.kind: d.text for d in s.query(schema.Description).filter_by(object_id=obj.id)}
-        m = s.query(schema.Masklet).filter_by(object_id=obj.id).first()
+        m, texts = judged(s, review)
         n = len(m.frames) if m else 0
         return {"review_id": review_id, "noun": obj.noun, "appearance": texts.get("appearance", ""),
                 "motion": texts.get("motion", ""), "region": texts.get("region", ""), "keep": review.verdict,
@@ -217,7 +217,7 @@ def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[byte
         review = s.get(schema.Review, review_id)
         obj = s.get(schema.VideoObject, review.object_id)
         video = s.get(schema.Video, obj.video_id)
-        m = s.query(schema.Masklet).filter_by(object_id=obj.id).first()
+        m, _ = judged(s, review)
         if m is None:
             return None
         keys = sorted(m.frames, key=int)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from engine.store import schema
+from engine.store.current import Current, current_reviews
 from engine.audit.stats import Confusion, wilson
 from engine.store import Store
 
@@ -56,17 +57,17 @@ def _size_bucket(area_fraction: float) -> str:
     return "small" if area_fraction < 0.01 else "medium" if area_fraction < 0.1 else "large"
 
 
-def draw_sample(store: Store, kept: int = 100, discarded: int = 100, seed: int = 0,
+def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int = 100, seed: int = 0,
                 extra: str | None = None) -> dict[str, tuple[int, int]]:
-    """Draw audit items stratified by the Reviewer's verdict (and optionally 'category' or 'size').
+    """Draw audit items among the current reviews, stratified by the Reviewer's verdict (and optionally
+    'category' or 'size').
 
     Each stratum's quota is split over its sub-strata in proportion to their sizes. Items already
     drawn stay; returns {stratum: (population, newly drawn)}.
     """
-    r, o, m = schema.Review, schema.VideoObject, schema.Masklet
     with store.session() as s:
-        rows = s.execute(sa.select(r.id, r.verdict, o.noun, m.frames, m.height, m.width)
-                         .join(o, o.id == r.object_id).outerjoin(m, m.object_id == o.id).order_by(r.id)).all()
+        rows = [(rid, verdict, noun, frames, h, w) for rid, verdict, _, noun, frames, h, w
+                in s.execute(current_reviews(current)).all()]
         already = {i for (i,) in s.execute(sa.select(schema.AuditItem.review_id))}
     pools: dict[str, list[str]] = defaultdict(list)
     for rid, verdict, noun, frames, h, w in rows:

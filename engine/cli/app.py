@@ -12,15 +12,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import engine
-from engine.store import schema
-from engine.llm.request_log import call_totals
-from engine.config import DEFAULT_CONFIG_NAME, Config, default_config_text
-from engine.sources.ingest import IngestReport, ingest
-from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.cli.audit import audit_app, review
 from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, _safe_url, _store, console, err
-from engine.store import Store
+from engine.cli.data import export, validate
+from engine.cli.registry import PIPELINES, build_pipelines, configured_current, version_context
+from engine.config import DEFAULT_CONFIG_NAME, Config, default_config_text
+from engine.llm.request_log import RoleTotals, add_totals, request_totals
+from engine.runtime.pipeline import Pipeline, VersionContext, VideoTask, agents_of, current_of
+from engine.runtime.plan import Plan, make_plan, measured_tokens
+from engine.runtime.plugins import PluginError
 from engine.runtime.summary import run_summary
+from engine.sources.ingest import IngestReport, ingest
+from engine.store import schema
+from engine.store.current import stage_counts
+from engine.store.db import Store
 
 # "\b" keeps click from re-wrapping the block.
 EXAMPLES = """\b
@@ -28,7 +33,7 @@ Examples:
   engine init                                      write a commented engine.toml
   engine run --source examples/videos --dry-run    scan, probe, record, print the plan
   engine run --source videos/ --limit 100 --dry-run
-  engine status                                    store contents, runs, failures
+  engine status                                    store contents, versions, runs, requests, failures
   engine export --out out/ --val-fraction 0.05     training files, validated, with a card
   engine validate out/detailed_train.json          count the defects of any VideoRefer file
   engine audit sample --kept 100 --discarded 100   draw Reviewer decisions for people to audit
@@ -42,6 +47,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+
+
 @app.command(short_help="Write a commented default config file.  e.g. engine init engine.toml")
 def init(
     path: Annotated[Path, typer.Argument(help="where to write it")] = Path(DEFAULT_CONFIG_NAME),
@@ -59,7 +66,7 @@ def init(
 def run(
     source: Annotated[Path, typer.Option("--source", "-s", help="folder of videos (searched recursively)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe and record; print the plan; call no model")] = False,
-    pipelines: Annotated[str, typer.Option("--pipelines", "-p", help="comma-separated: short,detailed,qa")] = "detailed",
+    pipelines: Annotated[str, typer.Option("--pipelines", "-p", help=f"comma-separated: {','.join(PIPELINES)}")] = "detailed",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="process at most N videos")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="send every model call, even ones stored")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="try quarantined units again")] = False,
@@ -75,8 +82,14 @@ def run(
         err.print(f"error: --source {source} is not a folder", highlight=False)
         raise typer.Exit(2)
     names = [n.strip() for n in pipelines.split(",") if n.strip()]
+    try:
+        built = build_pipelines(names)
+        vc, seg_path = version_context(cfg)
+    except (ValueError, PluginError) as e:
+        err.print(f"error: {e}\nNothing was run.", highlight=False)
+        raise typer.Exit(2) from None
     if not dry_run:
-        _preflight(cfg, names)  # stops here, before anything is spent, when a setting is missing
+        _preflight(cfg, built)  # stops here, before anything is spent, when a setting is missing
     store = _store(cfg)
     run_id = uuid.uuid4().hex
     command = "run --dry-run" if dry_run else f"run --pipelines {','.join(names)}"
@@ -90,24 +103,24 @@ def run(
                      "problems": len(report.problems), "duplicates": len(report.duplicates)}
     status = "finished"
     if dry_run:
-        plan = make_plan(
-            cfg, [v.info.num_frames for v in report.videos], sum(v.caption is None for v in report.videos),
-            measured_tokens(store),
-        )
-        _print_plan(plan, cfg)
+        tasks = [VideoTask(v.id, str(report.source / v.rel), v.rel, v.info.kind, v.info.num_frames, v.info.fps,
+                           v.info.width, v.info.height) for v in report.videos]
+        plan = make_plan(cfg, built, vc, tasks, {v.id for v in report.videos if v.caption is None},
+                         measured_tokens(store))
+        _print_plan(plan, cfg, built, names)
         summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd)
     else:
-        from engine.runtime.executor import RunAborted  # Ray loads only when a real run needs it
+        from engine.runtime.pipeline import RunAborted  # Ray loads only when a real run needs it
 
         try:
-            services = _execute(cfg, store, run_id, [v.id for v in report.videos], names, not no_cache, retry_failed)
+            execution = _execute(cfg, store, run_id, [v.id for v in report.videos], built, seg_path, vc,
+                                 not no_cache, retry_failed)
         except RunAborted as e:
             err.print(f"error: run stopped: {e}", highlight=False)
-            status = "failed"
-            services = None
-        result = run_summary(store, run_id, [v.id for v in report.videos])
-        if services is not None:
-            result["cache_hits"] = services.counters.cache_hits
+            status, execution = "failed", None
+        result = run_summary(store, run_id, [v.id for v in report.videos], current_of(built, vc))
+        if execution is not None:
+            result["cache_hits"] = dict(execution.cache_hits)
         _print_run_summary(result)
         summary.update(result)
     with store.session() as s:
@@ -118,35 +131,30 @@ def run(
         raise typer.Exit(1)
 
 
-def _preflight(cfg: Config, names: list[str]) -> None:
-    """Every missing or unreachable setting, named, before any video is touched."""
+def _preflight(cfg: Config, pipelines: list[Pipeline]) -> None:
+    """Every missing or unreachable endpoint the pipelines' agents use, named, before any video is touched."""
     from engine.llm.client import EndpointError, ModelClient
-    from engine.runtime.plugins import PluginError, resolve
-    from engine.runtime.executor import build_pipelines
 
+    keys = sorted({a.endpoint for a in agents_of(pipelines, cfg)})
     try:
-        build_pipelines(names)
-        resolve("segmentor", cfg.segmentor.backend)
-        client = ModelClient(cfg, None)
-        agents = [a for a in ("captioner", "analyzer", "annotator", "reviewer", "refiner")
-                  if names != ["short"] or a in ("captioner", "analyzer")]
-        client.check(agents)
+        client = ModelClient(cfg)
+        client.check(keys)
 
         async def ping_all() -> None:
             try:
-                for agent in agents:
-                    await client.ping(agent)
+                for key in keys:
+                    await client.ping(key)
             finally:
                 await client.aclose()
 
         asyncio.run(ping_all())
-    except (ValueError, PluginError, EndpointError) as e:
+    except EndpointError as e:
         err.print(f"error: {e}\nNothing was run.", highlight=False)
         raise typer.Exit(2) from None
 
 
-def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], names: list[str], use_cache: bool,
-             retry_failed: bool):
+def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipelines: list[Pipeline], seg_path: str,
+             vc: VersionContext, use_cache: bool, retry_failed: bool):
     import ray
 
     from engine.runtime.executor import execute
@@ -161,9 +169,10 @@ def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], names
             progress.update(tasks[stage], completed=done, total=total)
 
         try:
-            return asyncio.run(execute(cfg, store, run_id, video_ids, names, use_cache, retry_failed, on_progress))
+            return asyncio.run(execute(cfg, store, run_id, video_ids, pipelines, seg_path, vc.segmentor_version,
+                                       use_cache, retry_failed, on_progress))
         finally:
-            if not cfg.ray.address:
+            if not cfg.ray.address and ray.is_initialized():
                 ray.shutdown()
 
 
@@ -176,12 +185,34 @@ def _print_run_summary(r: dict) -> None:
         ("videos", f"{r['videos']:,}"), ("objects", f"{r['objects']:,}"), ("  grounded", f"{r['grounded']:,}"),
         ("  reviewed", f"{r['reviewed']:,}"), ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
-        ("model calls sent", f"{r['calls']:,}"), ("  answered from the cache", f"{r.get('cache_hits', 0):,}"),
-        ("tokens in / out", f"{r['tokens_in']:,} / {r['tokens_out']:,}"), ("cost USD", f"{r['cost_usd']:,.4f}"),
+        ("requests sent", f"{r['requests']:,}"),
+        ("  answered from the cache (no request)", f"{sum(r.get('cache_hits', {}).values()):,}"),
+        ("tokens in / out", f"{r['tokens_in']:,} / {r['tokens_out']:,}"
+                            + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else "")),
+        ("cost USD", f"{r['cost_usd']:,.4f}"),
         ("failures (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
     ]
     for k, v in rows:
         t.add_row(k, v)
+    console.print(t)
+    if r["roles"]:
+        hits = r.get("cache_hits", {})
+        _print_role_table("Requests by agent role, this run", [
+            RoleTotals(role, x["requests"], x["ok"], x["requests"] - x["ok"], 0, x["tokens_unknown"], x["tokens_in"],
+                       x["tokens_out"], x["cost_usd"], 0.0) for role, x in sorted(r["roles"].items())], hits)
+
+
+def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] | None = None) -> None:
+    t = Table(title=title, title_justify="left")
+    cols = ["role", "requests", "ok", "failed", "cache hits", "tokens in", "tokens out", "tokens unknown", "cost USD"]
+    for col in cols:
+        t.add_column(col, justify="left" if col == "role" else "right")
+    for x in [*rows, add_totals(rows)]:
+        if x.role == "total":
+            t.add_section()
+        hit = sum((hits or {}).values()) if x.role == "total" else (hits or {}).get(x.role, 0)
+        t.add_row(x.role, f"{x.requests:,}", f"{x.ok:,}", f"{x.failed:,}", f"{hit:,}" if hits is not None else "-",
+                  f"{x.tokens_in:,}", f"{x.tokens_out:,}", f"{x.tokens_unknown:,}", f"{x.cost_usd:,.4f}")
     console.print(t)
 
 
@@ -216,6 +247,7 @@ def _print_summary(report: IngestReport) -> None:
         ("videos readable", len(report.videos)),
         ("  new in the store", report.new_videos),
         ("  already in the store", len(report.videos) - report.new_videos),
+        ("  unchanged since stored (not probed again)", report.unchanged),
         ("  with a caption", captioned),
         ("  without (the Captioner writes one)", len(report.videos) - captioned),
         ("duplicates of another input (same bytes)", len(report.duplicates)),
@@ -227,18 +259,22 @@ def _print_summary(report: IngestReport) -> None:
     console.print(t)
 
 
-def _print_plan(plan: Plan, cfg: Config) -> None:
-    t = Table(title="Plan for a detailed-pipeline run (estimate)", title_justify="left")
-    for col, just in (("agent", "left"), ("model", "left"), ("calls", "right"), ("tokens in", "right"),
-                      ("tokens out", "right"), ("cost USD", "right"), ("basis", "left")):
+def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:
+    t = Table(title=f"Plan for a run of {', '.join(names)} (estimate)", title_justify="left")
+    for col, just in (("agent role", "left"), ("endpoint", "left"), ("model", "left"), ("calls", "right"),
+                      ("tokens in", "right"), ("tokens out", "right"), ("cost USD", "right"), ("basis", "left")):
         t.add_column(col, justify=just)
-    for a in plan.agents:
-        t.add_row(a.agent, getattr(cfg.agents, a.agent).model, f"{a.calls:,.0f}", f"{a.tokens_in:,.0f}",
+    for a in plan.roles:
+        t.add_row(a.role, a.endpoint, getattr(cfg.agents, a.endpoint).model, f"{a.calls:,.0f}", f"{a.tokens_in:,.0f}",
                   f"{a.tokens_out:,.0f}", f"{a.cost_usd:,.4f}", "measured" if a.measured else "estimate")
-    t.add_row("segmentor", cfg.segmentor.sam2_model, "-", "-", "-", "-", f"{plan.mask_frames:,} object-frames on GPU")
+    if any("segmentor" in st.uses for p in pipelines for st in p.stages):
+        seg = cfg.segmentor
+        where = "GPU" if cfg.ray.resources["segmentor"].num_gpus > 0 else "CPU"
+        t.add_row("segmentor", seg.backend, seg.sam2_model if seg.backend == "grounded_sam2" else "-", "-", "-", "-",
+                  "-", f"{plan.mask_frames:,} object-frames on {where}")
     t.add_section()
-    t.add_row("total", "", f"{plan.calls:,.0f}", f"{sum(a.tokens_in for a in plan.agents):,.0f}",
-              f"{sum(a.tokens_out for a in plan.agents):,.0f}", f"{plan.cost_usd:,.4f}", "")
+    t.add_row("total", "", "", f"{plan.calls:,.0f}", f"{sum(a.tokens_in for a in plan.roles):,.0f}",
+              f"{sum(a.tokens_out for a in plan.roles):,.0f}", f"{plan.cost_usd:,.4f}", "")
     console.print(t)
     console.print(
         f"videos {plan.videos:,}   frames to decode {plan.frames:,}   objects (est. "
@@ -247,11 +283,11 @@ def _print_plan(plan: Plan, cfg: Config) -> None:
     )
 
 
-@app.command(short_help="Show what the store holds, recent runs and quarantined failures.  e.g. engine status")
+@app.command(short_help="Show what the store holds, which results are current, runs and failures.  e.g. engine status")
 def status(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
 ) -> None:
-    """Show what the store holds, recent runs and quarantined failures (example: engine status)."""
+    """Show what the store holds, which results are current, recent runs, requests and failures (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
     counts = store.counts()
@@ -261,6 +297,20 @@ def status(
     for name, n in counts.items():
         t.add_row(name, f"{n:,}")
     console.print(t)
+    try:
+        current = configured_current(cfg)
+    except PluginError as e:
+        err.print(f"warning: {e}; current versions not shown", highlight=False)
+    else:
+        with store.session() as s:
+            stages = stage_counts(s, current)
+        vt = Table(title="Results by version (current = what this configuration's versions select)",
+                   title_justify="left")
+        for col in ("result", "current", "outdated only"):
+            vt.add_column(col, justify="left" if col == "result" else "right")
+        for c in stages:
+            vt.add_row(c.result, f"{c.current:,}", f"{c.outdated:,}")
+        console.print(vt)
     with store.session() as s:
         runs = s.query(schema.Run).order_by(schema.Run.started_at.desc()).limit(5).all()
         failures = s.query(schema.Failure).order_by(schema.Failure.updated_at.desc()).limit(50).all()
@@ -273,117 +323,31 @@ def status(
             rt.add_row(r.id[:12], r.command, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
                        str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")))
         console.print(rt)
-    _print_call_totals(store, runs)
+    totals = request_totals(store)
+    if totals:
+        _print_role_table("Requests by agent role, all runs", totals)
+        real = [r for r in runs if r.command.startswith("run --pipelines")]
+        if real:
+            _print_role_table(f"Requests by agent role, run {real[0].id[:12]}", request_totals(store, real[0].id),
+                              real[0].summary.get("cache_hits", {}))
+    else:
+        console.print("no model requests yet")
     if failures:
         ft = Table(title=f"Failures ({n_failures}, newest first)", title_justify="left")
-        for col in ("unit", "stage", "code", "attempts", "message"):
+        for col in ("unit", "stage", "code", "attempts", "quarantined", "message"):
             ft.add_column(col, overflow="fold")
         for f in failures:
-            ft.add_row(f.unit_id, f.stage, f.error_code, str(f.attempts), f.message)
+            ft.add_row(f.unit_id, f.stage, f.error_code, str(f.attempts), "yes" if f.quarantined else "no", f.message)
         console.print(ft)
     else:
         console.print("no failures")
 
 
-@app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")
-def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write")],
-    types: Annotated[str, typer.Option("--types", help="comma-separated data types")] = "short,detailed,qa",
-    fmt: Annotated[str, typer.Option("--format", help="videorefer | jsonl | videollama3")] = "videorefer",
-    accepted_only: Annotated[bool, typer.Option("--accepted-only", help="only objects the Reviewer kept")] = False,
-    audited_only: Annotated[bool, typer.Option("--audited-only", help="only objects a person confirmed")] = False,
-    min_coverage: Annotated[float, typer.Option("--min-coverage", min=0, max=1, help="mask coverage floor")] = 0.0,
-    max_objects: Annotated[Optional[int], typer.Option("--max-objects", min=1, help="objects per record")] = None,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=1, help="videos held out")] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="split seed")] = 0,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbOpt = None,
-    set_: SetOpt = None,
-) -> None:
-    """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
-    from engine.dataset.card import write_card
-    from engine.dataset.export import Filters, export as run_export, frame_counter
-    from engine.dataset.validate import validate_file
-
-    if fmt not in ("videorefer", "jsonl", "videollama3"):
-        err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
-        raise typer.Exit(2)
-    names = tuple(t.strip() for t in types.split(",") if t.strip())
-    if bad := [t for t in names if t not in schema.DATA_TYPES]:
-        err.print(f"error: --types {','.join(bad)}: choose from {', '.join(schema.DATA_TYPES)}", highlight=False)
-        raise typer.Exit(2)
-    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
-    store = _store(cfg)
-    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed)
-    result = run_export(store, out, fmt, filters, cfg.model_dump(mode="json"))
-    frames_of = frame_counter(store)
-    reports = [validate_file(p, frames_of=frames_of) for p in result.files if fmt != "videollama3"]
-    card = write_card(store, result, reports, fmt)
-    t = Table(title=f"Export {out}", title_justify="left")
-    for col in ("file", "records", "validation"):
-        t.add_column(col)
-    by_name = {r.path.name: r for r in reports}
-    for path in result.files:
-        r = by_name.get(path.name)
-        verdict = "-" if r is None else ("ok" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items())))
-        t.add_row(path.name, f"{result.file_counts[path.name]:,}", verdict)
-    console.print(t)
-    if result.skipped:
-        console.print("left out: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.skipped.items())), highlight=False)
-    console.print(f"card: {card}", highlight=False)
-    if not all(r.ok for r in reports):
-        raise typer.Exit(1)
-
-
-@app.command(short_help="Check a VideoRefer-format file and count defects.  e.g. engine validate out/detailed_train.json")
-def validate(
-    file: Annotated[Path, typer.Argument(help="a .json array or .jsonl file")],
-    video_root: Annotated[Optional[Path], typer.Option("--video-root", help="where the records' videos are")] = None,
-    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="accept null or empty masks")] = False,
-) -> None:
-    """Check a VideoRefer-format file and count records per defect (example: engine validate out/detailed_train.json)."""
-    from engine.dataset.validate import DEFECTS, validate_file
-
-    if not file.is_file():
-        err.print(f"error: {file} is not a file", highlight=False)
-        raise typer.Exit(2)
-    report = validate_file(file, video_root=video_root, allow_empty=allow_empty)
-    t = Table(title=f"{file}: {report.records:,} records", title_justify="left")
-    for col in ("defect", "records", "first record", "meaning"):
-        t.add_column(col)
-    for name, meaning in DEFECTS.items():
-        if report.defects[name]:
-            t.add_row(name, f"{report.defects[name]:,}", report.examples[name], meaning)
-    if report.ok:
-        console.print(f"{file}: {report.records:,} records, no defects", highlight=False)
-    else:
-        console.print(t)
-        raise typer.Exit(1)
-
-
+app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(export)
+app.command(short_help="Check a VideoRefer-format file and count defects.  e.g. engine validate out/detailed_train.json")(
+    validate)
 app.add_typer(audit_app, name="audit", short_help="Audit the Reviewer.  e.g. engine audit sample --kept 100 --discarded 100")
 app.command(short_help="Serve the audit web UI.  e.g. engine review --port 8765")(review)
-
-
-def _print_call_totals(store: Store, runs: list[schema.Run]) -> None:
-    totals = call_totals(store)
-    if not totals:
-        console.print("no model calls yet")
-        return
-    scopes = [("all runs", totals)] + ([(f"run {runs[0].id[:12]}", call_totals(store, runs[0].id))] if runs else [])
-    for title, rows in scopes:
-        t = Table(title=f"Model calls, {title}", title_justify="left")
-        for col in ("agent", "calls", "ok", "failed", "tokens in", "tokens out", "cost USD", "mean latency s"):
-            t.add_column(col, justify="left" if col == "agent" else "right")
-        for r in rows:
-            t.add_row(r.agent, f"{r.calls:,}", f"{r.ok:,}", f"{r.failed:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
-                      f"{r.cost_usd:,.4f}", f"{r.mean_latency_s:.2f}")
-        t.add_section()
-        t.add_row("total", f"{sum(r.calls for r in rows):,}", f"{sum(r.ok for r in rows):,}",
-                  f"{sum(r.failed for r in rows):,}", f"{sum(r.tokens_in for r in rows):,}",
-                  f"{sum(r.tokens_out for r in rows):,}", f"{sum(r.cost_usd for r in rows):,.4f}", "")
-        console.print(t)
 
 
 if __name__ == "__main__":

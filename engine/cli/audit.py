@@ -37,8 +37,10 @@ def audit_sample(
     if by not in (None, "category", "size"):
         err.print("error: --by takes category or size", highlight=False)
         raise typer.Exit(2)
-    report = draw_sample(_store(_config(config, data_dir=data_dir, database_url=database_url)), kept, discarded,
-                         seed, by)
+    from engine.cli.registry import configured_current
+
+    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    report = draw_sample(_store(cfg), configured_current(cfg), kept, discarded, seed, by)
     t = Table(title="Audit sample", title_justify="left")
     for col in ("stratum", "population", "newly drawn"):
         t.add_column(col, justify="left" if col == "stratum" else "right")

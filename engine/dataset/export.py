@@ -1,10 +1,11 @@
 """`engine export`: samples from the store to instruction-tuning files, with provenance and splits.
 
-Formats: `videorefer` (one JSON array per data type and split, the record format of DESIGN.md §3),
+Formats: `videorefer` (one JSON array per data type and split, the record format of docs/record-format.md),
 `jsonl` (the same records, one per line) and `videollama3` (`masks` per object, `height`, `width`).
 Records stream to disk in chunks, so memory does not grow with the number of records. Splits are
 by source video (no video in two splits), deterministic for a seed. Every record gets a provenance
-line in a sidecar, and the export a manifest.
+line in a sidecar, and the export a manifest. The samples, reviews and masks are the current ones of
+the configured versions (engine/store/current.py), unless every version is asked for.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 
 import engine
 from engine.store import schema
-from engine.store import Store
+from engine.store.current import Current, ObjectView, object_views, samples_query
+from engine.store.db import Store
 
 Format = Literal["videorefer", "jsonl", "videollama3"]
 CHUNK = 500
@@ -94,11 +96,11 @@ class _Writer:
         return [self.path(k) for k in self.files]
 
 
-def _chunks(store: Store, types: tuple[str, ...]) -> Iterator[list[schema.Sample]]:
+def _chunks(store: Store, current: Current | None, types: tuple[str, ...]) -> Iterator[list[schema.Sample]]:
     last = ""
     while True:
         with store.session() as s:
-            rows = s.execute(sa.select(schema.Sample).where(schema.Sample.data_type.in_(types), schema.Sample.id > last)
+            rows = s.execute(samples_query(current, types).where(schema.Sample.id > last)
                              .order_by(schema.Sample.id).limit(CHUNK)).scalars().all()
         if not rows:
             return
@@ -106,40 +108,32 @@ def _chunks(store: Store, types: tuple[str, ...]) -> Iterator[list[schema.Sample
         last = rows[-1].id
 
 
-def _context(store: Store, samples: list[schema.Sample]) -> dict[str, Any]:
+def _context(store: Store, current: Current, samples: list[schema.Sample]) -> dict[str, Any]:
     """What the chunk's records need from other tables, fetched in a few queries."""
     object_ids = {o for smp in samples for o in smp.object_ids}
     video_ids = {smp.video_id for smp in samples}
     with store.session() as s:
         videos = {v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(video_ids))}
-        objects = {o.id: o for o in s.query(schema.VideoObject).filter(schema.VideoObject.id.in_(object_ids))}
-        masklets = {m.object_id: m for m in s.query(schema.Masklet).filter(schema.Masklet.object_id.in_(object_ids))}
-        reviews = defaultdict(list)
-        for r in s.query(schema.Review).filter(schema.Review.object_id.in_(object_ids)):
-            reviews[r.object_id].append(r)
+        views = object_views(s, current, sorted(object_ids))
         audits = defaultdict(list)
-        review_ids = [r.id for rs in reviews.values() for r in rs]
+        review_ids = [v.review["id"] for v in views.values() if v.review]
         for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(review_ids)):
             audits[a.review_id].append(a)
-        descriptions = defaultdict(list)
-        for d in s.query(schema.Description).filter(schema.Description.object_id.in_(object_ids)):
-            descriptions[d.object_id].append(d)
-    return {"videos": videos, "objects": objects, "masklets": masklets, "reviews": reviews, "audits": audits,
-            "descriptions": descriptions}
+    return {"videos": videos, "views": views, "audits": audits}
 
 
 def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
     if f.max_objects is not None and len(smp.object_ids) > f.max_objects:
         return "max_objects"
     for oid in smp.object_ids:
-        m = ctx["masklets"].get(oid)
-        if m is not None and m.coverage < f.min_coverage:
+        view: ObjectView | None = ctx["views"].get(oid)
+        m = view.masklet if view else None
+        if m is not None and m["coverage"] < f.min_coverage:
             return "min_coverage"
-        reviews = ctx["reviews"].get(oid, [])
-        if f.accepted_only and (not reviews or not all(r.verdict for r in reviews)):
+        if f.accepted_only and (view is None or view.review is None or not view.kept):
             return "not_accepted"
         if f.audited_only:
-            audits = [a for r in reviews for a in ctx["audits"].get(r.id, [])]
+            audits = ctx["audits"].get(view.review["id"], []) if view and view.review else []
             if not audits or not all(a.human_verdict for a in audits):
                 return "not_audited"
     return None
@@ -156,31 +150,37 @@ def _record(smp: schema.Sample, video: schema.Video, fmt: Format) -> dict[str, A
 def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
     objects = []
     for oid in smp.object_ids:
-        o, m = ctx["objects"].get(oid), ctx["masklets"].get(oid)
-        reviews = ctx["reviews"].get(oid, [])
+        view: ObjectView | None = ctx["views"].get(oid)
+        o, m, r = (view.object, view.masklet, view.review) if view else (None, None, None)
         objects.append({
-            "object_id": oid, "noun": o.noun if o else None, "analyzer": o.stage_version if o else None,
-            "segmentor": m.backend_version if m else None, "coverage": m.coverage if m else None,
-            "descriptions": sorted({f"{d.kind}:{d.model}:{d.prompt_version}" for d in ctx["descriptions"].get(oid, [])}),
-            "reviews": [{"mode": r.mode, "model": r.model, "prompt": r.prompt_version, "keep": r.verdict,
-                         "confidence": r.confidence,
-                         "audits": [{"auditor": a.auditor, "correct": a.human_verdict}
-                                    for a in ctx["audits"].get(r.id, [])]} for r in reviews],
+            "object_id": oid, "noun": o["noun"] if o else None, "analyzer": o["stage_version"] if o else None,
+            "segmentor": m["backend_version"] if m else None, "coverage": m["coverage"] if m else None,
+            "descriptions": sorted(f"{d['kind']}:{d['model']}:{d['prompt_version']}"
+                                   for d in (view.descriptions.values() if view else ())),
+            "review": None if r is None else {
+                "mode": r["mode"], "model": r["model"], "prompt": r["prompt_version"], "keep": r["verdict"],
+                "confidence": r["confidence"],
+                "audits": [{"auditor": a.auditor, "correct": a.human_verdict} for a in ctx["audits"].get(r["id"], [])]},
+            "kept": view.kept if view else None,
         })
     return {"id": smp.id, "data_type": smp.data_type, "qa_type": smp.qa_type, "mode": smp.mode,
-            "video_sha256_128": smp.video_id, "engine_version": engine.__version__, "objects": objects}
+            "lineage": smp.lineage, "video_sha256_128": smp.video_id, "engine_version": engine.__version__,
+            "objects": objects}
 
 
-def export(store: Store, out: Path, fmt: Format = "videorefer", filters: Filters = Filters(),
-           config: dict | None = None) -> ExportResult:
-    """Write the export folder: data files, provenance sidecars and manifest.json."""
+def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer", filters: Filters = Filters(),
+           config: dict | None = None, all_versions: bool = False) -> ExportResult:
+    """Write the export folder: data files, provenance sidecars and manifest.json.
+
+    Samples of the current versions only, unless `all_versions`; reviews and masks are always the current ones.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out)
     writer = _Writer(out, fmt)
     stats = {"nouns": Counter(), "answer_words": defaultdict(list), "modes": Counter(), "qa_types": Counter()}
     try:
-        for chunk in _chunks(store, filters.types):
-            ctx = _context(store, chunk)
+        for chunk in _chunks(store, None if all_versions else current, filters.types):
+            ctx = _context(store, current, chunk)
             for smp in chunk:
                 reason = _skip_reason(smp, ctx, filters)
                 if reason:
@@ -195,15 +195,15 @@ def export(store: Store, out: Path, fmt: Format = "videorefer", filters: Filters
                 if smp.qa_type:
                     stats["qa_types"][smp.qa_type] += 1
                 for oid in smp.object_ids:
-                    if oid in ctx["objects"]:
-                        stats["nouns"][ctx["objects"][oid].noun] += 1
+                    if oid in ctx["views"]:
+                        stats["nouns"][ctx["views"][oid].object["noun"]] += 1
     finally:
         result.files = writer.close()
         result.file_counts = {writer.path(k).name: result.counts[k] for k in writer.files}
     result.stats = stats
     manifest = {
         "engine_version": engine.__version__, "created_at": schema.utcnow().isoformat(), "format": fmt,
-        "filters": asdict(filters), "config": config or {},
+        "filters": asdict(filters), "config": config or {}, "versions": "all" if all_versions else "current",
         "counts": {f"{t}_{s}": n for (t, s), n in sorted(result.counts.items())},
         "skipped": dict(result.skipped), "files": [p.name for p in result.files],
         "source_roots": sorted({r for (r,) in _source_roots(store)}),

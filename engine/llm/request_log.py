@@ -1,13 +1,18 @@
-"""Where model calls are remembered: the cache of successful answers and the cost ledger.
+"""Where model calls are remembered: the cache of answers and the request log, kept apart.
 
-The client talks to a ledger through two methods (`lookup`, `record`), so the same client works
-in the driver against the SQL store, and in a Ray actor against a ledger that hands records back
-to the driver (the driver is the store's single writer).
+- The cache (`model_calls`): one row per canonical request hash holding a successful answer, so a
+  repeated call is answered without any HTTP request.
+- The request log (`requests`): one row per HTTP request, written before the request leaves and
+  completed when its answer arrives: attempts, retries, repairs, probes and re-sends after a crash
+  all count, with the tokens the answer's `usage` reported (unknown, never zero, when it reported
+  none or never arrived).
+
+The client talks to both through small protocols, so the same client runs against the store (through
+the driver's StoreIO thread) or in memory (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -15,90 +20,133 @@ import sqlalchemy as sa
 
 from engine.store import schema
 from engine.store.ids import stable_id
-from engine.store import Store
+from engine.store.db import Store
+from engine.store.io import Delete, Insert, StoreIO, Upsert
+
+REQUEST_COLUMNS = tuple(c.name for c in schema.Request.__table__.c)
 
 
-class CallLedger(Protocol):
-    def lookup(self, request_hash: str) -> dict[str, Any] | None:
+class Cache(Protocol):
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
         """The stored response of a successful call with this hash, or None."""
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Keep one call's outcome (a model_calls row without id)."""
+    def put(self, row: dict[str, Any]) -> None:
+        """Keep a successful call's answer (a model_calls row without id)."""
+
+    def invalidate(self, request_hash: str) -> None:
+        """An answer the agent could not use: never serve it again."""
 
 
-def call_row_id(request_hash: str) -> str:
+class RequestLog(Protocol):
+    async def sent(self, row: dict[str, Any]) -> None:
+        """Record a request before it leaves; returns once the record is durable."""
+
+    def answered(self, row: dict[str, Any]) -> None:
+        """Complete a request's record (status, tokens, latency, the raw answer on failure)."""
+
+
+def cache_row_id(request_hash: str) -> str:
     return stable_id("model_call", request_hash)
 
 
-class StoreLedger:
-    """A ledger on the SQL store. A failed call's row is overwritten when the call later succeeds."""
+class StoreCache:
+    def __init__(self, io: StoreIO):
+        self.io = io
 
-    def __init__(self, store: Store):
-        self.store = store
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
+        return await self.io.cached(request_hash)
 
-    def lookup(self, request_hash: str) -> dict[str, Any] | None:
-        with self.store.session() as s:
-            row = s.execute(
-                sa.select(schema.ModelCall.response).where(
-                    schema.ModelCall.request_hash == request_hash, schema.ModelCall.status == "ok"
-                )
-            ).first()
-        return row[0] if row else None
+    def put(self, row: dict[str, Any]) -> None:
+        full = {"id": cache_row_id(row["request_hash"]), **row}
+        self.io.submit([Upsert(schema.ModelCall, [full], ("request_hash",),
+                               tuple(k for k in full if k not in ("id", "request_hash")))])
 
-    def invalidate(self, request_hash: str, error: str) -> None:
-        """A stored answer the agent could not use: never serve it from the cache again."""
-        with self.store.session() as s:
-            s.execute(sa.update(schema.ModelCall).where(schema.ModelCall.request_hash == request_hash)
-                      .values(status="invalid", error=error[:2000]))
-
-    def record(self, row: dict[str, Any]) -> None:
-        full = {"id": call_row_id(row["request_hash"]), **row}
-        update = [k for k in full if k not in ("id", "request_hash")]
-        with self.store.session() as s:
-            self.store.upsert(s, schema.ModelCall, [full], conflict=("request_hash",), update=update)
+    def invalidate(self, request_hash: str) -> None:
+        self.io.submit([Delete(schema.ModelCall, {"request_hash": request_hash})])
 
 
-class MemoryLedger:
-    """A ledger in memory: for tests, and for actors that send their records to the driver."""
+class StoreRequestLog:
+    def __init__(self, io: StoreIO):
+        self.io = io
 
+    async def sent(self, row: dict[str, Any]) -> None:
+        self.io.submit([Insert(schema.Request, [row])])
+        await self.io.flush()
+
+    def answered(self, row: dict[str, Any]) -> None:
+        self.io.submit([Upsert(schema.Request, [row], ("id",), tuple(k for k in row if k != "id"))])
+
+
+class MemoryCache:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
 
-    def lookup(self, request_hash: str) -> dict[str, Any] | None:
+    async def get(self, request_hash: str) -> dict[str, Any] | None:
         row = self.rows.get(request_hash)
-        return row["response"] if row and row["status"] == "ok" else None
+        return row["response"] if row else None
 
-    def record(self, row: dict[str, Any]) -> None:
-        with self._lock:
-            self.rows[row["request_hash"]] = dict(row)
+    def put(self, row: dict[str, Any]) -> None:
+        self.rows[row["request_hash"]] = dict(row)
 
+    def invalidate(self, request_hash: str) -> None:
+        self.rows.pop(request_hash, None)
+
+
+class MemoryLog:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    async def sent(self, row: dict[str, Any]) -> None:
+        self.rows[row["id"]] = dict(row)
+
+    def answered(self, row: dict[str, Any]) -> None:
+        self.rows[row["id"]] = {**self.rows.get(row["id"], {}), **row}
+
+
+# --- totals ----------------------------------------------------------------------------------------
 
 @dataclass
-class CallTotals:
-    agent: str
-    calls: int
-    ok: int
-    failed: int
-    tokens_in: int
+class RoleTotals:
+    """Requests of one agent role (or of all, role "total"), from the request log."""
+
+    role: str
+    requests: int  # HTTP requests sent
+    ok: int  # answered 2xx
+    failed: int  # every other outcome, the unanswered included
+    unanswered: int  # sent, no answer recorded (the process died with it in flight)
+    tokens_unknown: int  # requests whose tokens are unknown (no usage, or no answer)
+    tokens_in: int  # over the requests whose tokens are known
     tokens_out: int
     cost_usd: float
     mean_latency_s: float
 
 
-def call_totals(store: Store, run_id: str | None = None) -> list[CallTotals]:
-    """Per-agent totals over the store's model calls, optionally for one run."""
-    mc = schema.ModelCall
+def request_totals(store: Store, run_id: str | None = None) -> list[RoleTotals]:
+    """Per-role totals over the request log, optionally for one run."""
+    r = schema.Request
     query = sa.select(
-        mc.agent, sa.func.count(), sa.func.sum(sa.case((mc.status == "ok", 1), else_=0)),
-        sa.func.sum(mc.tokens_in), sa.func.sum(mc.tokens_out), sa.func.sum(mc.cost_usd), sa.func.avg(mc.latency_s),
-    ).group_by(mc.agent).order_by(mc.agent)
+        r.role, sa.func.count(), sa.func.sum(sa.case((r.status == "ok", 1), else_=0)),
+        sa.func.sum(sa.case((r.status == "sent", 1), else_=0)),
+        sa.func.sum(sa.case((r.tokens_in.is_(None), 1), else_=0)),
+        sa.func.sum(r.tokens_in), sa.func.sum(r.tokens_out), sa.func.sum(r.cost_usd), sa.func.avg(r.latency_s),
+    ).group_by(r.role).order_by(r.role)
     if run_id is not None:
-        query = query.where(mc.run_id == run_id)
+        query = query.where(r.run_id == run_id)
     with store.session() as s:
         rows = s.execute(query).all()
-    return [
-        CallTotals(agent, n, int(ok or 0), n - int(ok or 0), int(tin or 0), int(tout or 0), float(cost or 0),
-                   float(lat or 0))
-        for agent, n, ok, tin, tout, cost, lat in rows
-    ]
+    return [RoleTotals(role, n, int(ok or 0), n - int(ok or 0), int(sent or 0), int(unknown or 0), int(tin or 0),
+                       int(tout or 0), float(cost or 0), float(lat or 0))
+            for role, n, ok, sent, unknown, tin, tout, cost, lat in rows]
+
+
+def add_totals(rows: list[RoleTotals], role: str = "total") -> RoleTotals:
+    n = sum(t.requests for t in rows)
+    return RoleTotals(role, n, sum(t.ok for t in rows), sum(t.failed for t in rows), sum(t.unanswered for t in rows),
+                      sum(t.tokens_unknown for t in rows), sum(t.tokens_in for t in rows),
+                      sum(t.tokens_out for t in rows), sum(t.cost_usd for t in rows),
+                      sum(t.mean_latency_s * t.requests for t in rows) / n if n else 0.0)
+
+
+def request_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """A request row with exactly the table's columns (the client may carry more)."""
+    return {k: row[k] for k in REQUEST_COLUMNS if k in row}

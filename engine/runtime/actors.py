@@ -1,39 +1,54 @@
-"""The Ray actors. They compute and return; only the driver writes to the store.
+"""The Ray actors. They compute and return; only the driver writes to the store, and only the driver calls models.
 
-- MediaWorker (CPU): decode, sample, draw overlays, encode JPEG data URLs. Kept apart so GPUs and
-  API slots never wait on it. Images come back as two object refs: their digests (small, the driver
-  needs them for cache keys) and the data URLs (large, passed on to the model worker unread).
-- ModelWorker (async, CPU-light): sends requests for every agent through one ModelClient, many in
-  flight at once; returns each result with the row the driver writes to model_calls.
+- MediaWorker (CPU): decode, sample, draw overlays, encode JPEG data URLs. It keeps the videos it
+  works on open (a few, least recently used first out), since one video's stages ask it several times.
 - SegmentorWorker (GPU when configured): builds the segmentor backend once, then segments videos.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
 
 from engine.media import masks
 from engine.media.images import to_data_url, url_digest
-from engine.media.video import Video
 from engine.media.overlay import OverlayObject, draw_overlay
+from engine.media.video import Video
+
+OPEN_VIDEOS = 8
 
 
 class MediaWorker:
     def __init__(self) -> None:
         import decord  # noqa: F401  (loaded now, not on the first video)
 
-    def ready(self) -> int:
-        import os
+        self._open: OrderedDict[tuple[str, float], tuple[Video, threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()  # calls may run in several threads (max_concurrency > 1)
 
+    def ready(self) -> int:
         return os.getpid()
+
+    def _video(self, path: str, fps: float) -> tuple[Video, threading.Lock]:
+        with self._lock:
+            key = (path, fps)
+            if key in self._open:
+                self._open.move_to_end(key)
+            else:
+                self._open[key] = (Video(path, frame_folder_fps=fps), threading.Lock())
+                while len(self._open) > OPEN_VIDEOS:
+                    self._open.popitem(last=False)
+            return self._open[key]
 
     def frames(self, path: str, indices: Sequence[int], fps: float = 30.0) -> np.ndarray:
         """(T, H, W, 3) uint8 RGB at the given absolute frame indices."""
-        return Video(path, frame_folder_fps=fps).frames(list(indices))
+        video, lock = self._video(path, fps)
+        with lock:  # a decoder is not safe to share between threads
+            return video.frames(list(indices))
 
     def encode(self, path: str, indices: Sequence[int], max_side: int, quality: int, fps: float = 30.0):
         """Frames as JPEG data URLs -> (digests, urls)."""
@@ -53,53 +68,19 @@ class MediaWorker:
         return [url_digest(u) for u in urls], urls
 
 
-class ModelWorker:
-    """Holds one ModelClient (created inside the actor's event loop) for all agents."""
-
-    def __init__(self, config_json: str):
-        from engine.config import Config
-        from engine.llm.client import ModelClient
-
-        self.cfg = Config.model_validate(json.loads(config_json))
-        self._client_class = ModelClient  # imported now (openai, tenacity): the first call is not slower
-        self.client = None
-
-    async def query(self, agent: str, messages: list[dict], schema: type, urls: Sequence[str] = ()):
-        """Fill 'sha256:' image placeholders with their data URLs and ask. The result carries its model_calls
-        row (result.record) for the driver to write."""
-        if self.client is None:  # created in the actor's event loop, where its connections will live
-            self.client = self._client_class(self.cfg, None, use_cache=False)  # the driver owns cache and store
-        by_digest = {url_digest(u): u for u in urls}
-        return await self.client.query(agent, [_fill_images(m, by_digest) for m in messages], schema)
-
-    def ready(self) -> int:
-        import os
-
-        return os.getpid()
-
-
-def _fill_images(message: dict, by_digest: dict[str, str]) -> dict:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return message
-    parts = []
-    for p in content:
-        if p.get("type") == "image_url" and p["image_url"]["url"].startswith("sha256:"):
-            p = {"type": "image_url", "image_url": {"url": by_digest[p["image_url"]["url"]]}}
-        parts.append(p)
-    return {**message, "content": parts}
-
-
 class SegmentorWorker:
-    def __init__(self, backend: str, segmentor_config_json: str):
+    def __init__(self, backend_path: str, segmentor_config_json: str):
         from engine.config import SegmentorConfig
-        from engine.runtime.plugins import resolve
+        from engine.runtime.plugins import load_segmentor
 
         cfg = SegmentorConfig.model_validate(json.loads(segmentor_config_json))
-        self.backend = resolve("segmentor", backend)(cfg)  # one model load per actor
+        self.backend = load_segmentor(backend_path)(cfg)  # one model load per actor
         # The actor takes a second call while one runs (max_concurrency 2), so the next video's frames
         # are already here when the device frees up; the lock keeps device work to one call at a time.
         self._device = threading.Lock()
+
+    def ready(self) -> int:
+        return os.getpid()
 
     def version(self) -> str:
         return self.backend.version

@@ -1,7 +1,10 @@
-"""The dry-run plan: what a full run over the ingested videos would decode, call and cost.
+"""The dry-run plan: what a run of the chosen pipelines over the ingested videos would decode, call and cost.
 
-Token counts per call are estimates of our own prompts until runs exist; once the store holds
-enough successful calls for an agent, their measured means replace the estimate for that agent.
+Derived from the pipelines' own declarations: each distinct stage (pipelines that share a stage at
+one lineage run it once) says which calls it makes per video, per object, per kept object or per
+object pair (`Stage.estimate`). Token counts per call are estimates of our own prompts until runs
+exist; once the store holds enough answered requests of an agent role, their measured means replace
+the estimate for that role.
 """
 
 from __future__ import annotations
@@ -11,110 +14,86 @@ from typing import Sequence
 
 import sqlalchemy as sa
 
-from engine.store import schema
 from engine.config import Config
 from engine.media.video import uniform_indices
-from engine.store import Store
+from engine.runtime.pipeline import Pipeline, VersionContext, VideoTask, distinct_stages
+from engine.store import schema
+from engine.store.db import Store
 
 MIN_MEASURED_CALLS = 20  # below this, measured means are too noisy to replace the estimate
 
 
 @dataclass(frozen=True)
-class CallShape:
-    """Expected size of one call of an agent: text tokens in, images in, tokens out."""
-
-    text_in: int
-    images: int
-    tokens_out: int
-
-
-@dataclass(frozen=True)
-class AgentEstimate:
-    agent: str
+class RoleEstimate:
+    role: str
+    endpoint: str
     calls: float
     tokens_in: float
     tokens_out: float
     cost_usd: float
-    measured: bool  # True when the per-call tokens come from this store's past calls
+    measured: bool  # True when the per-call tokens come from this store's past requests
 
 
 @dataclass(frozen=True)
 class Plan:
     videos: int
     frames: int  # at full resolution, mask frames and annotator frames together
-    mask_frames: int  # frames the segmentor propagates over, all objects together
+    mask_frames: int  # object-frames the segmentor propagates over (0 when no stage segments)
     objects: float
-    agents: list[AgentEstimate]
+    roles: list[RoleEstimate]
 
     @property
     def calls(self) -> float:
-        return sum(a.calls for a in self.agents)
+        return sum(a.calls for a in self.roles)
 
     @property
     def cost_usd(self) -> float:
-        return sum(a.cost_usd for a in self.agents)
-
-
-def _shapes(cfg: Config) -> dict[str, CallShape]:
-    n_ann, n_mask = cfg.sampling.annotator_frames, cfg.sampling.mask_frames
-    return {
-        "captioner": CallShape(text_in=150, images=n_ann, tokens_out=80),
-        "analyzer": CallShape(text_in=300, images=0, tokens_out=40),
-        "annotator": CallShape(text_in=250, images=n_ann, tokens_out=120),
-        # paper mode: a region description on the anchor frame, then a text-only judgement (averaged)
-        "reviewer": CallShape(text_in=300, images=1, tokens_out=80)
-        if cfg.runtime.reviewer_mode == "paper"
-        else CallShape(text_in=400, images=min(8, n_mask), tokens_out=60),
-        "refiner": CallShape(text_in=450, images=0, tokens_out=250),
-    }
-
-
-def _calls(cfg: Config, videos: int, uncaptioned: int, objects: float) -> dict[str, float]:
-    reviews_per_object = 2 if cfg.runtime.reviewer_mode == "paper" else 1
-    return {
-        "captioner": uncaptioned,
-        "analyzer": videos,
-        "annotator": 2 * objects,  # dynamic and static queries, as the paper
-        "reviewer": reviews_per_object * objects,
-        "refiner": objects * cfg.plan.keep_rate,  # only what the Reviewer keeps is refined
-    }
+        return sum(a.cost_usd for a in self.roles)
 
 
 def measured_tokens(store: Store) -> dict[str, tuple[float, float, int]]:
-    """{agent: (mean tokens in, mean tokens out, number of calls)} over successful calls."""
-    mc = schema.ModelCall
+    """{role: (mean tokens in, mean tokens out, number of requests)} over answered requests of kind call."""
+    r = schema.Request
     with store.session() as s:
         rows = s.execute(
-            sa.select(mc.agent, sa.func.avg(mc.tokens_in), sa.func.avg(mc.tokens_out), sa.func.count())
-            .where(mc.status == "ok")
-            .group_by(mc.agent)
+            sa.select(r.role, sa.func.avg(r.tokens_in), sa.func.avg(r.tokens_out), sa.func.count())
+            .where(r.status == "ok", r.kind == "call", r.tokens_in.is_not(None)).group_by(r.role)
         ).all()
-    return {agent: (float(i), float(o), int(n)) for agent, i, o, n in rows}
+    return {role: (float(i), float(o), int(n)) for role, i, o, n in rows}
 
 
-def make_plan(
-    cfg: Config,
-    num_frames: Sequence[int],
-    uncaptioned: int,
-    measured: dict[str, tuple[float, float, int]] | None = None,
-) -> Plan:
-    """Estimate a detailed-pipeline run over videos with the given frame counts."""
+def make_plan(cfg: Config, pipelines: Sequence[Pipeline], vc: VersionContext, videos: Sequence[VideoTask],
+              uncaptioned: set[str], measured: dict[str, tuple[float, float, int]] | None = None) -> Plan:
+    """Estimate a run of `pipelines` over `videos` (the ids in `uncaptioned` have no caption yet)."""
     measured = measured or {}
     n_mask, n_ann = cfg.sampling.mask_frames, cfg.sampling.annotator_frames
-    frames = sum(len(set(uniform_indices(n, n_mask)) | set(uniform_indices(n, n_ann))) for n in num_frames)
-    objects = cfg.plan.objects_per_video * len(num_frames)
-    mask_frames = round(sum(len(uniform_indices(n, n_mask)) for n in num_frames) * cfg.plan.objects_per_video)
-    shapes = _shapes(cfg)
-    agents = []
-    for agent, calls in _calls(cfg, len(num_frames), uncaptioned, objects).items():
-        shape = shapes[agent]
-        m = measured.get(agent)
+    per_video = cfg.plan.objects_per_video
+    calls: dict[tuple[str, str], float] = {}
+    shapes: dict[str, tuple[int, int, int]] = {}
+    segmented: set[str] = set()
+    for pipeline, stage in distinct_stages(list(pipelines), vc):
+        mine = [v for v in videos if pipeline.accepts(v)]
+        kept_rate = 1.0 if any(st.counts_as_kept for st in pipeline.stages) else cfg.plan.keep_rate
+        kept_per_video = per_video * kept_rate
+        count = {"uncaptioned": sum(v.id in uncaptioned for v in mine), "video": len(mine),
+                 "object": len(mine) * per_video, "kept": len(mine) * kept_per_video,
+                 "pair": len(mine) * min(1.0, max(0.0, kept_per_video - 1))}
+        if "segmentor" in stage.uses:
+            segmented.update(v.id for v in mine)
+        for e in stage.estimate(cfg):
+            calls[(e.role, e.endpoint)] = calls.get((e.role, e.endpoint), 0.0) + count[e.per] * e.calls
+            shapes.setdefault(e.role, (e.text_in + e.images * cfg.plan.tokens_per_image, e.tokens_out, 0))
+    roles = []
+    for (role, endpoint), n in calls.items():
+        m = measured.get(role)
         is_measured = m is not None and m[2] >= MIN_MEASURED_CALLS
-        per_in, per_out = (m[0], m[1]) if is_measured else (
-            shape.text_in + shape.images * cfg.plan.tokens_per_image, shape.tokens_out
-        )
-        endpoint = getattr(cfg.agents, agent)
-        tin, tout = calls * per_in, calls * per_out
-        cost = (tin * endpoint.price_in_per_mtok + tout * endpoint.price_out_per_mtok) / 1e6
-        agents.append(AgentEstimate(agent, calls, tin, tout, cost, is_measured))
-    return Plan(len(num_frames), frames, mask_frames, objects, agents)
+        per_in, per_out = (m[0], m[1]) if is_measured else shapes[role][:2]
+        ep = getattr(cfg.agents, endpoint)
+        tin, tout = n * per_in, n * per_out
+        roles.append(RoleEstimate(role, endpoint, n, tin, tout,
+                                  (tin * ep.price_in_per_mtok + tout * ep.price_out_per_mtok) / 1e6, is_measured))
+    frames = sum(len(set(uniform_indices(v.num_frames, n_mask)) | set(uniform_indices(v.num_frames, n_ann)))
+                 for v in videos)
+    mask_frames = round(sum(len(uniform_indices(v.num_frames, n_mask)) for v in videos if v.id in segmented)
+                        * per_video)
+    return Plan(len(videos), frames, mask_frames, len(videos) * per_video, sorted(roles, key=lambda r: r.role))

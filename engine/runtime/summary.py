@@ -1,4 +1,8 @@
-"""End-of-run figures, read back from the store (so they are true after a crash and resume too)."""
+"""End-of-run figures, read back from the store (so they are true after a crash and resume too).
+
+Every query is bounded by the run's videos or the run's id, so the summary costs the same in a
+store of any size.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,43 @@ from typing import Any, Sequence
 
 import sqlalchemy as sa
 
+from engine.llm.request_log import add_totals, request_totals
 from engine.store import schema
-from engine.llm.request_log import call_totals
-from engine.store import Store
+from engine.store.current import Current
+from engine.store.db import Store
+
+CHUNK = 500
 
 
-def run_summary(store: Store, run_id: str, video_ids: Sequence[str]) -> dict[str, Any]:
+def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Current) -> dict[str, Any]:
     ids = list(video_ids)
-    o, r, smp, f = schema.VideoObject, schema.Review, schema.Sample, schema.Failure
+    o, m, r, smp, f = schema.VideoObject, schema.Masklet, schema.Review, schema.Sample, schema.Failure
+    objects = grounded = 0
+    verdicts: dict[bool, int] = {}
+    samples: dict[str, int] = {}
     with store.session() as s:
-        objects = s.scalar(sa.select(sa.func.count()).where(o.video_id.in_(ids))) or 0
-        grounded = s.scalar(sa.select(sa.func.count()).where(o.video_id.in_(ids), o.status == "grounded")) or 0
-        reviews = s.execute(sa.select(r.verdict, sa.func.count()).join(o, o.id == r.object_id)
-                            .where(o.video_id.in_(ids)).group_by(r.verdict)).all()
-        samples = dict(s.execute(sa.select(smp.data_type, sa.func.count()).where(smp.video_id.in_(ids))
-                                 .group_by(smp.data_type)).all())
+        for i in range(0, len(ids), CHUNK):
+            part = ids[i:i + CHUNK]
+            mine = sa.select(o.id).where(o.video_id.in_(part), o.stage_version.in_(sorted(current.objects) or [""]))
+            objects += s.scalar(sa.select(sa.func.count()).select_from(mine.subquery())) or 0
+            grounded += s.scalar(sa.select(sa.func.count()).where(
+                m.object_id.in_(mine), m.lineage.in_(sorted(current.masklets) or [""]))) or 0
+            for verdict, n in s.execute(sa.select(r.verdict, sa.func.count()).where(
+                    r.object_id.in_(mine), r.lineage.in_(sorted(current.reviews) or [""])).group_by(r.verdict)):
+                verdicts[bool(verdict)] = verdicts.get(bool(verdict), 0) + n
+            for data_type, n in s.execute(sa.select(smp.data_type, sa.func.count()).where(
+                    smp.video_id.in_(part), smp.lineage.in_(current.sample_lineages or [""])).group_by(smp.data_type)):
+                samples[data_type] = samples.get(data_type, 0) + n
         failures = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)) or 0
         quarantined = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id, f.quarantined)) or 0
-    calls = call_totals(store, run_id)
-    by_verdict = {bool(v): n for v, n in reviews}
+    roles = request_totals(store, run_id)
+    total = add_totals(roles)
     return {
         "videos": len(ids), "objects": objects, "grounded": grounded,
-        "reviewed": sum(by_verdict.values()), "kept": by_verdict.get(True, 0), "samples": samples,
-        "calls": sum(c.calls for c in calls), "tokens_in": sum(c.tokens_in for c in calls),
-        "tokens_out": sum(c.tokens_out for c in calls), "cost_usd": sum(c.cost_usd for c in calls),
+        "reviewed": sum(verdicts.values()), "kept": verdicts.get(True, 0), "samples": samples,
+        "requests": total.requests, "unanswered": total.unanswered, "tokens_unknown": total.tokens_unknown,
+        "tokens_in": total.tokens_in, "tokens_out": total.tokens_out, "cost_usd": total.cost_usd,
+        "roles": {t.role: {"requests": t.requests, "ok": t.ok, "tokens_in": t.tokens_in, "tokens_out": t.tokens_out,
+                           "tokens_unknown": t.tokens_unknown, "cost_usd": t.cost_usd} for t in roles},
         "failures": failures, "quarantined": quarantined,
     }

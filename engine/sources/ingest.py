@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+import sqlalchemy as sa
+
 from engine.store import schema
 from engine.store.ids import file_content_id, folder_content_id, stable_id
 from engine.media.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, Video, VideoInfo, frame_files
@@ -65,6 +67,7 @@ class IngestReport:
     videos: list[IngestedVideo] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (rel, stored path of the same bytes)
+    unchanged: int = 0  # videos whose path, size and mtime matched the store: not probed or hashed again
 
     @property
     def new_videos(self) -> int:
@@ -143,10 +146,37 @@ def _content_id(c: Candidate) -> str:
     return folder_content_id(c.path, frame_files(c.path)) if c.kind == "frames" else file_content_id(c.path)
 
 
-def _size_bytes(c: Candidate) -> int:
+def _file_stamp(c: Candidate) -> tuple[int, int]:
+    """(size in bytes, newest mtime in ns): a frame folder's over its frames."""
     if c.kind == "frames":
-        return sum(f.stat().st_size for f in frame_files(c.path))
-    return c.path.stat().st_size
+        stats = [f.stat() for f in frame_files(c.path)]
+        return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+    st = c.path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class _Stored:
+    id: str
+    size_bytes: int
+    mtime_ns: int | None
+    info: VideoInfo
+    captions: dict[str, str]
+
+
+def _stored_videos(store: Store, source: Path) -> dict[str, _Stored]:
+    """What the store holds for this source root, by relative path: two queries, whatever the store's size."""
+    v, c = schema.Video, schema.Caption
+    with store.session() as s:
+        rows = s.execute(sa.select(v).where(v.source_root == str(source))).scalars().all()
+        captions: dict[str, dict[str, str]] = {}
+        ids = [r.id for r in rows]
+        for i in range(0, len(ids), 500):
+            for vid, src, text in s.execute(sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids[i:i + 500]))):
+                captions.setdefault(vid, {})[src] = text
+    return {r.path: _Stored(r.id, r.size_bytes, r.mtime_ns,
+                            VideoInfo(source / r.path, r.kind, r.num_frames, r.fps, r.width, r.height),
+                            captions.get(r.id, {})) for r in rows}
 
 
 def ingest(
@@ -158,7 +188,10 @@ def ingest(
     on_progress: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> IngestReport:
-    """Scan, probe and record every video under source. Idempotent: a second call inserts nothing."""
+    """Scan, probe and record every video under source. Idempotent: a second call inserts nothing.
+
+    A file whose path, size and modification time match what is stored is not probed or hashed again.
+    """
     source = source.resolve()
     candidates, problems = scan(source)
     tables, caption_problems = load_caption_tables(source)
@@ -167,9 +200,10 @@ def ingest(
         candidates = candidates[:limit]
     if on_start:
         on_start(len(candidates))
+    stored = _stored_videos(store, source)
     for c in candidates:
         try:
-            _ingest_one(store, source, c, tables, frame_folder_fps, report)
+            _ingest_one(store, source, c, tables, frame_folder_fps, report, stored.get(c.rel))
         except MediaError as e:
             report.problems.append(Problem(c.rel, e.code, e.reason))
             _record_failure(store, c, e.code, e.reason, run_id)
@@ -181,12 +215,31 @@ def ingest(
     return report
 
 
-def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport) -> None:
+def _captions_of(c: Candidate, tables) -> dict[str, str]:
+    captions = dict(tables.get(c.rel, {}))
+    sidecar = _sidecar(c)
+    if sidecar.is_file():
+        captions["sidecar"] = sidecar.read_text(encoding="utf-8").strip()
+    return {k: v for k, v in captions.items() if v}
+
+
+def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport,
+                known: _Stored | None) -> None:
+    size, mtime_ns = _file_stamp(c)
+    captions = _captions_of(c, tables)
+    if known is not None and (known.size_bytes, known.mtime_ns) == (size, mtime_ns):
+        report.unchanged += 1  # the same file as stored: no probe, no hash
+        changed = {k: v for k, v in captions.items() if known.captions.get(k) != v}
+        if changed:
+            with store.session() as s:
+                _save_captions(store, s, known.id, changed)
+        report.videos.append(IngestedVideo(known.id, c.rel, known.info, captions, False))
+        return
     info = Video(c.path, frame_folder_fps=fps).check()
     vid = _content_id(c)
     row = dict(
         id=vid, path=c.rel, source_root=str(source), kind=c.kind, num_frames=info.num_frames, fps=info.fps,
-        width=info.width, height=info.height, size_bytes=_size_bytes(c),
+        width=info.width, height=info.height, size_bytes=size, mtime_ns=mtime_ns,
     )
     with store.session() as s:
         new = store.insert_ignore(s, schema.Video, [row]) == 1
@@ -197,17 +250,18 @@ def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, re
         if (stored.source_root, stored.path) != (str(source), c.rel):
             report.duplicates.append((c.rel, stored.path))
             return
-        captions = dict(tables.get(c.rel, {}))
-        sidecar = _sidecar(c)
-        if sidecar.is_file():
-            captions["sidecar"] = sidecar.read_text(encoding="utf-8").strip()
-        captions = {k: v for k, v in captions.items() if v}
-        store.upsert(
-            s, schema.Caption,
-            [dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text) for src, text in captions.items()],
-            conflict=("video_id", "source"), update=("text",),
-        )
+        if not new:  # stored before, at this path, and touched since: remember the new stamp
+            stored.size_bytes, stored.mtime_ns = size, mtime_ns
+        _save_captions(store, s, vid, captions)
     report.videos.append(IngestedVideo(vid, c.rel, info, captions, new))
+
+
+def _save_captions(store: Store, s, vid: str, captions: dict[str, str]) -> None:
+    store.upsert(
+        s, schema.Caption,
+        [dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text) for src, text in captions.items()],
+        conflict=("video_id", "source"), update=("text",),
+    )
 
 
 def _record_failure(store: Store, c: Candidate, code: str, message: str, run_id: str | None) -> None:
@@ -215,7 +269,6 @@ def _record_failure(store: Store, c: Candidate, code: str, message: str, run_id:
         store.upsert(
             s, schema.Failure,
             [dict(id=stable_id("failure", str(c.path), "ingest"), unit_kind="file", unit_id=str(c.path), stage="ingest",
-                  attempts=1, error_code=code, message=message, quarantined=True, run_id=run_id)],
-            conflict=("unit_id", "stage"), update=("error_code", "message", "run_id"),
+                  lineage="", attempts=1, error_code=code, message=message, quarantined=True, run_id=run_id)],
+            conflict=("unit_id", "stage", "lineage"), update=("error_code", "message", "run_id"),
         )
-

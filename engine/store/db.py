@@ -49,7 +49,8 @@ class Store:
             db_path = url.removeprefix("sqlite:///")
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        # PostgreSQL: no pre-ping round trip per checkout; connections are recycled before servers drop them.
+        self.engine = sa.create_engine(url, pool_recycle=1800)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -90,9 +91,14 @@ class Store:
         key = list(model.__table__.primary_key.columns)
         inserted = 0
         for row in rows:  # RETURNING tells inserted from skipped on every driver (rowcount does not)
-            stmt = self._insert(model).values(**_with_defaults(model, row)).on_conflict_do_nothing().returning(*key)
+            stmt = self._insert(model).values(**with_defaults(model, row)).on_conflict_do_nothing().returning(*key)
             inserted += session.execute(stmt).first() is not None
         return inserted
+
+    def insert_many(self, session: Session, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> None:
+        """insert_ignore for many rows in one executemany (no count of what was inserted: the hot path)."""
+        if rows:
+            session.execute(self._insert(model).on_conflict_do_nothing(), [with_defaults(model, r) for r in rows])
 
     def upsert(
         self,
@@ -102,13 +108,15 @@ class Store:
         conflict: Sequence[str],
         update: Sequence[str],
     ) -> None:
-        """Insert rows; where `conflict` columns collide, overwrite the `update` columns instead."""
-        for row in rows:
-            stmt = self._insert(model).values(**_with_defaults(model, row))
-            set_ = {c: stmt.excluded[c] for c in update}
-            if "updated_at" in model.__table__.c:
-                set_["updated_at"] = schema.utcnow()
-            session.execute(stmt.on_conflict_do_update(index_elements=list(conflict), set_=set_))
+        """Insert rows (one executemany); where `conflict` columns collide, overwrite the `update` columns instead."""
+        if not rows:
+            return
+        stmt = self._insert(model)
+        set_ = {c: stmt.excluded[c] for c in update}
+        if "updated_at" in model.__table__.c:
+            set_["updated_at"] = schema.utcnow()
+        session.execute(stmt.on_conflict_do_update(index_elements=list(conflict), set_=set_),
+                        [with_defaults(model, r) for r in rows])
 
     def counts(self) -> dict[str, int]:
         """Rows per table, in schema order."""
@@ -122,7 +130,7 @@ class Store:
         self.engine.dispose()
 
 
-def _with_defaults(model: type[schema.Base], row: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(model: type[schema.Base], row: dict[str, Any]) -> dict[str, Any]:
     # Core inserts skip ORM defaults only when the column is given; fill Python-side defaults explicitly
     # so insert_ignore/upsert rows look the same as ORM-added ones.
     out = dict(row)

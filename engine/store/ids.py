@@ -40,3 +40,12 @@ def stable_id(kind: str, *parts: object) -> str:
     """Id of a derived unit, e.g. stable_id("object", video_id, "man", 0, "analyzer@1")."""
     payload = json.dumps([kind, *parts], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:ID_HEX]
+
+
+def lineage_key(parent: str | None, own_version: str) -> str:
+    """The lineage of a stage's results: its own version chained to the lineage of the stage before it.
+
+    Two runs give the same key exactly when every stage up to this one has the same version, so a new
+    prompt, model or backend version gives new keys to its stage and every stage after it.
+    """
+    return stable_id("lineage", parent, own_version)

@@ -1,8 +1,14 @@
-"""The SQL store's tables (SQLAlchemy 2.0 typed models). Alembic migrations in engine/migrations create them.
+"""The SQL store's tables (SQLAlchemy 2.0 typed models). Alembic migrations in engine/store/migrations create them.
 
-Every row's primary key is a stable id derived from content (engine/ids.py), and each table has
+Every row's primary key is a stable id derived from content (engine/store/ids.py), and each table has
 the unique constraint that makes repeating an insert harmless. Rows written by the pipeline are
-never deleted by it: rejects and failures are kept with their reasons.
+never deleted by it: rejects, failures and the results of older versions are kept.
+
+Versions: every result a stage writes (masklets, descriptions, reviews, samples, completions)
+carries `lineage`, a key of the versions of that stage and of every stage before it (see
+engine/store/current.py). The rows whose lineage the configuration names are "current"; a new
+prompt, model or backend version gives new rows beside the old ones. Rows written before lineages
+existed have lineage NULL: kept, addressable, never current.
 """
 
 from __future__ import annotations
@@ -33,16 +39,22 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: sa.JSON, list[Any]: sa.JSON, datetime: sa.DateTime(timezone=True)}
 
 
+LINEAGE = sa.String(32)
+
+
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     command: Mapped[str] = mapped_column(sa.Text)
-    status: Mapped[str] = mapped_column(sa.String(16), default="running")  # running | finished | failed
+    # running | finished | finished_with_failures | aborted | interrupted (engine/runtime/run_state.py)
+    status: Mapped[str] = mapped_column(sa.String(32), default="running")
     engine_version: Mapped[str] = mapped_column(sa.String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[Optional[str]] = mapped_column(sa.Text)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[Optional[datetime]]  # a running run that stopped beating was interrupted
+    reason: Mapped[Optional[str]] = mapped_column(sa.Text)  # why it aborted
     finished_at: Mapped[Optional[datetime]]
 
 
@@ -59,7 +71,9 @@ class Video(Base):
     width: Mapped[int]
     height: Mapped[int]
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    mtime_ns: Mapped[Optional[int]] = mapped_column(sa.BigInteger)  # unchanged path, size and mtime: not re-probed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (sa.Index("ix_videos_source_path", "source_root", "path"),)
 
 
 class Caption(Base):
@@ -83,7 +97,8 @@ class VideoObject(Base):
     noun: Mapped[str] = mapped_column(sa.String(128))
     instance: Mapped[int] = mapped_column(default=0)
     is_subject: Mapped[bool] = mapped_column(default=False)
-    stage_version: Mapped[str] = mapped_column(sa.String(200))  # prompt tag | model name
+    stage_version: Mapped[str] = mapped_column(sa.String(200))  # the Analyzer's lineage: prompt tag | model name
+    # Written by engines before lineages; never read (grounded = a masklet at the current segment lineage).
     status: Mapped[str] = mapped_column(_enum("object_status", "pending", "grounded", "not_grounded"), default="pending")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -92,10 +107,11 @@ class Masklet(Base):
     """A mask track: RLE per sampled frame ({"<frame>": RLE or null}) plus grounding and quality metrics."""
 
     __tablename__ = "masklets"
-    __table_args__ = (sa.UniqueConstraint("object_id", "backend_version"),)
+    __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_masklets_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
     backend_version: Mapped[str] = mapped_column(sa.String(200))
+    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
     anchor_frame: Mapped[int]
     box: Mapped[list[Any]]  # [x0, y0, x1, y1] pixels on the anchor frame
     grounding_score: Mapped[float]
@@ -113,10 +129,11 @@ class Masklet(Base):
 
 class Description(Base):
     __tablename__ = "descriptions"
-    __table_args__ = (sa.UniqueConstraint("object_id", "kind", "model", "prompt_version"),)
+    __table_args__ = (sa.UniqueConstraint("object_id", "kind", "lineage", name="uq_descriptions_object_kind_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
     kind: Mapped[str] = mapped_column(_enum("description_kind", *DESCRIPTION_KINDS))
+    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
     text: Mapped[str] = mapped_column(sa.Text)
     model: Mapped[str] = mapped_column(sa.String(128))
     prompt_version: Mapped[str] = mapped_column(sa.String(64))
@@ -126,9 +143,13 @@ class Description(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
-    __table_args__ = (sa.UniqueConstraint("object_id", "mode", "model", "prompt_version"),)
+    __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_reviews_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
+    # What was judged, so an audit shows exactly that (NULL on rows from before lineages).
+    masklet_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("masklets.id", name="fk_reviews_masklet_id"))
+    description_ids: Mapped[Optional[list[Any]]]
     mode: Mapped[str] = mapped_column(_enum("review_mode", "paper", "direct"))
     verdict: Mapped[bool]  # True = keep: the description and the mask refer to the same object
     confidence: Mapped[float]
@@ -165,12 +186,17 @@ class Sample(Base):
     annotation: Mapped[list[Any]]  # one {"<frame>": {"segmentation": RLE}} per <region>
     mode: Mapped[str] = mapped_column(_enum("frame_mode", "single", "multi"))
     split: Mapped[Optional[str]] = mapped_column(sa.String(16))
+    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
     run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelCall(Base):
-    """Every model request, keyed by the hash of its canonical form: the cache and the cost ledger."""
+    """The cache of answers, one row per canonical request hash: a stored success answers a repeated call.
+
+    Accounting is the request log's (`requests`), not this table's: rows written before the request log
+    existed were copied there by migration 0003.
+    """
 
     __tablename__ = "model_calls"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -189,15 +215,65 @@ class ModelCall(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Request(Base):
+    """One HTTP request to a model endpoint: every attempt, retry, repair, probe and re-send after a crash.
+
+    A row is written (status "sent") before the request leaves, and completed when its answer arrives,
+    so a request whose answer never reached the engine still counts as sent, with tokens unknown (NULL).
+    Tokens are NULL too when the answer carried no `usage`: unknown, never zero.
+    """
+
+    __tablename__ = "requests"
+    __table_args__ = (sa.Index("ix_requests_run_role", "run_id", "role"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    role: Mapped[str] = mapped_column(sa.String(48))  # the agent role: annotator.dynamic, reviewer.judge, refiner.qa ...
+    endpoint_key: Mapped[str] = mapped_column(sa.String(32))  # the [agents.<key>] table whose endpoint it used
+    model: Mapped[str] = mapped_column(sa.String(128))
+    endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
+    request_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # call | repair | probe
+    attempt: Mapped[int] = mapped_column(default=1)  # 1 for the first try of a call or repair, then 2, 3 ...
+    output_mode: Mapped[str] = mapped_column(sa.String(32), default="")
+    status: Mapped[str] = mapped_column(sa.String(32))  # sent | ok | http_<code> | timeout | connection | ...
+    http_status: Mapped[Optional[int]]
+    tokens_in: Mapped[Optional[int]]
+    tokens_out: Mapped[Optional[int]]
+    cost_usd: Mapped[Optional[float]]
+    latency_s: Mapped[Optional[float]]
+    answer: Mapped[Optional[str]] = mapped_column(sa.Text)  # the raw body, truncated, when the request failed
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+
+
+class Completion(Base):
+    """A stage that finished one unit (a video, a noun, a group of objects) at a lineage: resume skips it."""
+
+    __tablename__ = "completions"
+    __table_args__ = (sa.UniqueConstraint("unit_id", "stage", "lineage", name="uq_completions_unit_stage_lineage"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    unit_id: Mapped[str] = mapped_column(sa.Text)
+    stage: Mapped[str] = mapped_column(sa.String(64))
+    lineage: Mapped[str] = mapped_column(LINEAGE)
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Failure(Base):
-    """A unit that failed at a stage: retried up to a bound, then quarantined; `engine status` lists them."""
+    """A unit that failed at a stage: retried up to a bound, then quarantined; `engine status` lists them.
+
+    Keyed by the stage's lineage too, so a new prompt or model version tries a unit that an older one quarantined.
+    """
 
     __tablename__ = "failures"
-    __table_args__ = (sa.UniqueConstraint("unit_id", "stage"),)
+    __table_args__ = (sa.UniqueConstraint("unit_id", "stage", "lineage", name="uq_failures_unit_stage_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     unit_kind: Mapped[str] = mapped_column(sa.String(32))  # video | file | object | sample
     unit_id: Mapped[str] = mapped_column(sa.Text)
-    stage: Mapped[str] = mapped_column(sa.String(32))
+    video_id: Mapped[Optional[str]] = mapped_column(ID, index=True)  # no foreign key: ingest failures have no video
+    lineage: Mapped[str] = mapped_column(LINEAGE, default="", server_default="")
+    stage: Mapped[str] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(default=1)
     error_code: Mapped[str] = mapped_column(sa.String(64))
     message: Mapped[str] = mapped_column(sa.Text)

@@ -11,7 +11,7 @@ from agents.grounded_sam2 import CheckpointError, GroundedSam2Segmentor, build_g
 from agents.segmentor import SegmentRequest
 from engine.media import masks
 from engine.config import load_config
-from engine.runtime.plugins import resolve
+from engine.runtime.plugins import load_segmentor
 from synthetic import render
 
 
@@ -38,7 +38,9 @@ def clip():
 
 
 def test_registered_by_name():
-    assert resolve("segmentor", "grounded_sam2") is GroundedSam2Segmentor
+    from engine.cli.registry import SEGMENTORS
+
+    assert load_segmentor(SEGMENTORS["grounded_sam2"]) is GroundedSam2Segmentor
 
 
 def test_segment_grounds_masks_and_propagates_both_ways(backend, clip, monkeypatch):

@@ -42,7 +42,7 @@ def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
                          ("broken/truncated.mp4", "cannot open as video")):
         assert name in out and reason in out
     assert re.search(r"videos readable\s*│\s*3 │", out) and re.search(r"skipped \(see above\)\s*│\s*3 │", out)
-    assert "Plan for a detailed-pipeline run" in out and "annotator" in out and "total" in out
+    assert "Plan for a run of detailed" in out and "annotator.dynamic" in out and "total" in out
     counts = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
     assert (counts["videos"], counts["captions"], counts["failures"], counts["runs"]) == (3, 2, 3, 1)
 
@@ -61,16 +61,16 @@ def test_plan_numbers_follow_the_config(tmp_path, mixed_source):
     cfg.write_text('[plan]\nobjects_per_video = 2.0\n[agents.annotator]\nmodel = "my-vlm"\n')
     r = _invoke("run", "-s", str(mixed_source), "--dry-run", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
     assert r.exit_code == 0, r.output
-    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
-    assert "my-vlm" in annotator and " 12 " in annotator  # 3 videos x 2 objects x 2 queries
+    annotator = next(line for line in r.output.splitlines() if "annotator.dynamic" in line)
+    assert "my-vlm" in annotator and " 6 " in annotator  # 3 videos x 2 objects (and as many static)
 
 
 def test_set_overrides_any_key_and_reports_bad_ones(tmp_path, mixed_source):
     args = ("run", "-s", str(mixed_source), "--dry-run", "--data-dir", str(tmp_path / "d"))
     r = _invoke(*args, "--set", "plan.objects_per_video=1", "--set", 'agents.annotator.model="vlm-x"')
     assert r.exit_code == 0, r.output
-    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
-    assert "vlm-x" in annotator and " 6 " in annotator  # 3 videos x 1 object x 2 queries
+    annotator = next(line for line in r.output.splitlines() if "annotator.static" in line)
+    assert "vlm-x" in annotator and " 3 " in annotator  # 3 videos x 1 object
     r = _invoke(*args, "--set", "plan.objects_per_video=lots")
     assert r.exit_code == 2 and "plan.objects_per_video" in r.output and "command-line" in r.output
     r = _invoke(*args, "--set", "novalue")
@@ -113,26 +113,31 @@ def test_console_script_runs_the_readme_command_on_the_examples(tmp_path):
     proc = subprocess.run([str(engine_bin), "run", "--source", "examples/videos", "--dry-run"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "Plan for a detailed-pipeline run" in proc.stdout
+    assert "Plan for a run of detailed" in proc.stdout
     assert (tmp_path / "engine-data" / "engine.sqlite").exists()
     assert Store(f"sqlite:///{tmp_path / 'engine-data' / 'engine.sqlite'}").counts()["videos"] == 3
 
 
-def test_status_shows_model_call_totals_per_agent(tmp_path):
+def test_status_shows_request_totals_per_agent_role(tmp_path):
     from engine.store import schema
 
     data = tmp_path / "d"
     store = Store(f"sqlite:///{data / 'engine.sqlite'}")
     with store.session() as s:
-        s.add(schema.Run(id="r" * 32, command="run", engine_version="0", config={}))
+        s.add(schema.Run(id="r" * 32, command="run --pipelines detailed", engine_version="0", config={},
+                         summary={"cache_hits": {"annotator.static": 4}}))
         s.flush()
-        for i, (agent, status, cost) in enumerate([("annotator", "ok", 0.25), ("annotator", "error", 0.0),
-                                                   ("reviewer", "ok", 0.5)]):
-            s.add(schema.ModelCall(id=f"{i:032d}", request_hash=f"{i:064d}", agent=agent, model="m", status=status,
-                                   tokens_in=100, tokens_out=10, cost_usd=cost, run_id="r" * 32))
+        for i, (role, status, tin, cost) in enumerate([
+                ("annotator.static", "ok", 100, 0.25), ("annotator.static", "http_503", None, None),
+                ("reviewer.judge", "ok", 100, 0.5), ("reviewer.judge", "sent", None, None)]):
+            s.add(schema.Request(id=f"{i:032d}", run_id="r" * 32, role=role, endpoint_key=role.split(".")[0],
+                                 model="m", endpoint="", request_hash=f"{i:064d}", kind="call", attempt=1,
+                                 status=status, tokens_in=tin, tokens_out=10 if tin else None, cost_usd=cost))
     r = _invoke("status", "--data-dir", str(data))
     assert r.exit_code == 0, r.output
-    annotator = next(line for line in r.output.splitlines() if "annotator" in line)
-    assert re.search(r"annotator\s*│\s*2 │\s*1 │\s*1 │\s*200 │\s*20 │\s*0.2500", annotator), annotator
-    assert re.search(r"total\s*│\s*3 │\s*2 │\s*1 │\s*300 │\s*30 │\s*0.7500", r.output)
-    assert "Model calls, run rrrrrrrrrrrr" in r.output
+    # role, requests, ok, failed, cache hits, tokens in, tokens out, tokens unknown, cost
+    line = next(line for line in r.output.splitlines() if "annotator.static" in line)
+    assert re.search(r"annotator.static\s*│\s*2 │\s*1 │\s*1 │\s*- │\s*100 │\s*10 │\s*1 │\s*0.2500", line), line
+    assert re.search(r"total\s*│\s*4 │\s*2 │\s*2 │\s*- │\s*200 │\s*20 │\s*2 │\s*0.7500", r.output)
+    assert "Requests by agent role, run rrrrrrrrrrrr" in r.output
+    assert re.search(r"annotator.static\s*│\s*2 │\s*1 │\s*1 │\s*4 │", r.output)  # this run's cache hits

@@ -115,7 +115,7 @@ def test_a_video_whose_calls_all_fail_is_quarantined_and_can_be_retried(endpoint
     with store.session() as s:
         bikes = s.query(schema.Video).filter_by(path="bikes.mp4").one()
         f = s.query(schema.Failure).filter_by(unit_id=bikes.id).one()
-        assert (f.stage, f.error_code, f.quarantined, f.attempts) == ("detailed.analyze", "http_400", True, 3)
+        assert (f.stage, f.error_code, f.quarantined, f.attempts) == ("analyze", "http_400", True, 3)
         assert s.query(schema.VideoObject).filter_by(video_id=bikes.id).count() == 0
         others = s.query(schema.VideoObject).filter(schema.VideoObject.video_id != bikes.id).count()
         assert others > 0  # the other videos completed
@@ -124,7 +124,7 @@ def test_a_video_whose_calls_all_fail_is_quarantined_and_can_be_retried(endpoint
     from engine.cli import app
 
     status = CliRunner().invoke(app, ["status", "--data-dir", str(data)], env={"COLUMNS": "200"})
-    assert "detailed.analyze" in status.output and "http_400" in status.output
+    assert "analyze" in status.output and "http_400" in status.output
 
     before = len(endpoint.chat_requests())
     r = run_engine(endpoint, data, "--source", str(source), "--pipelines", "detailed")

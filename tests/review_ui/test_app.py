@@ -7,14 +7,14 @@ from fastapi.testclient import TestClient
 
 from engine.store import schema
 from engine.audit.sampling import add_auditor, draw_sample
-from review_data import make_reviews
+from review_data import CURRENT, make_reviews
 from review_ui.app import create_app
 
 
 @pytest.fixture
 def client(sqlite_store, tmp_path):
     reviews = make_reviews(sqlite_store, tmp_path, kept=2, discarded=2, evil=True)
-    draw_sample(sqlite_store, kept=2, discarded=2)
+    draw_sample(sqlite_store, CURRENT, kept=2, discarded=2)
     token = add_auditor(sqlite_store, "ann")
     c = TestClient(create_app(sqlite_store))
     return c, token, reviews, sqlite_store

@@ -17,7 +17,7 @@ import uvicorn
 
 from engine.store import schema
 from engine.audit.sampling import add_auditor, draw_sample
-from review_data import make_reviews
+from review_data import CURRENT, make_reviews
 from review_ui.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -27,7 +27,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture
 def server(sqlite_store, tmp_path):
     make_reviews(sqlite_store, tmp_path, kept=3, discarded=3, evil=True)
-    draw_sample(sqlite_store, kept=3, discarded=3)
+    draw_sample(sqlite_store, CURRENT, kept=3, discarded=3)
     token = add_auditor(sqlite_store, "ann")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,7 +8,8 @@
 - Scripted faults, by request order (``enqueue_faults``) or at a seeded rate (``fault_rates``):
   ``429`` (with Retry-After), ``500``, ``503``, ``400``, ``401``, ``hang`` (past the client's timeout),
   ``malformed`` (a body that is not JSON), ``schema`` (content violating the schema), ``refusal``,
-  ``drop`` (the connection closes without an answer), ``no_json_schema`` (400 for json_schema).
+  ``drop`` (the connection closes without an answer), ``no_json_schema`` (the status in
+  ``unsupported_status``, 400 by default, for json_schema), ``no_usage`` (an answer without ``usage``).
 - A log of received requests (time, body, auth seen) and the peak number in flight.
 """
 
@@ -26,17 +27,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema")
+FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema",
+          "no_usage")
 
 
 @dataclass
 class Received:
     t_start: float
-    t_end: float
+    t_end: float | None  # None while the answer is being written
     path: str
     body: dict[str, Any]
     authorization: str | None
     fault: str | None
+    usage: dict[str, int] | None = None  # what the answer reported (None: no answer, or no usage in it)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class FakeEndpoint:
     retry_after_s: str = "1"
     hang_s: float = 5.0
     supports_json_schema: bool = True
+    unsupported_status: int = 400  # what a server that rejects json_schema answers (llama.cpp's: 500)
     model_ids: tuple[str, ...] = ("fake-model",)
     fail_matching: dict[str, str] = field(default_factory=dict)  # substring of the last user text -> fault
 
@@ -84,7 +88,11 @@ class FakeEndpoint:
                     return
                 try:
                     body = json.loads(raw)
-                except json.JSONDecodeError:  # a client killed mid-request leaves half a body
+                except json.JSONDecodeError:  # a client killed mid-request leaves half a body: still a request
+                    t = time.monotonic()
+                    with endpoint._lock:
+                        endpoint.received.append(Received(t, t, self.path, {}, self.headers.get("Authorization"),
+                                                          "truncated"))
                     self._send(400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}})
                     return
                 endpoint._handle(self, body)
@@ -168,15 +176,22 @@ class FakeEndpoint:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         fault, delay = self._pick_fault(body)
+        # Logged on arrival, so a client that has its answer always finds its request here.
+        entry = Received(t0, None, h.path, body, h.headers.get("Authorization"), fault)
+        with self._lock:
+            self.received.append(entry)
         try:
-            self._answer(h, body, fault, delay)
+            entry.usage = self._answer(h, body, fault, delay, entry)
         finally:
             with self._lock:
                 self.in_flight -= 1
-                self.received.append(Received(t0, time.monotonic(), h.path, body, h.headers.get("Authorization"), fault))
+                entry.t_end = entry.t_end or time.monotonic()
 
-    def _answer(self, h, body, fault, delay) -> None:
-        err = lambda status, msg, typ="server_error", **hd: h._send(status, {"error": {"message": msg, "type": typ}}, hd)  # noqa: E731
+    def _answer(self, h, body, fault, delay, entry: Received) -> dict | None:
+        def err(status: int, msg: str, typ: str = "server_error", **hd: str) -> None:
+            entry.t_end = time.monotonic()
+            h._send(status, {"error": {"message": msg, "type": typ}}, hd)
+
         if fault == "429":
             return err(429, "rate limited", "rate_limit_error", **{"Retry-After": self.retry_after_s})
         if fault in ("500", "503"):
@@ -186,7 +201,8 @@ class FakeEndpoint:
         if fault == "401":
             return err(401, "invalid api key", "authentication_error")
         if fault == "no_json_schema":
-            return err(400, "response_format json_schema is not supported by this server", "invalid_request_error")
+            return err(self.unsupported_status, "response_format json_schema is not supported by this server",
+                       "invalid_request_error")
         if fault == "hang":
             time.sleep(self.hang_s)
             return err(504, "hung")
@@ -207,14 +223,20 @@ class FakeEndpoint:
             content = json.dumps(answer_for(body))
         prompt_tokens = _count_tokens(body)
         completion_tokens = max(1, len((content or refusal or "")) // 4)
-        h._send(200, {
+        answer = {
             "id": "chatcmpl-" + _digest(body)[:12], "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake-model"),
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": content, "refusal": refusal}}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
-        })
+        }
+        if fault == "no_usage":
+            del answer["usage"]
+        entry.usage = answer.get("usage")  # before the answer leaves: the client may look right after
+        entry.t_end = time.monotonic()
+        h._send(200, answer)
+        return answer.get("usage")
 
 
 # --- deterministic answers derived from the request ------------------------------------------------

@@ -9,7 +9,7 @@ from engine.audit.sampling import (add_auditor, audit_stats, check_auditor, cohe
 from engine.cli import app
 from engine.store.ids import stable_id
 from engine.audit.stats import Confusion, wilson
-from review_data import make_reviews
+from review_data import CURRENT, make_reviews
 
 
 def test_the_papers_table_a5():
@@ -59,18 +59,18 @@ def test_auditor_tokens_are_stored_hashed(sqlite_store):
 
 def test_stratified_sample_records_populations_and_is_idempotent(sqlite_store, tmp_path):
     make_reviews(sqlite_store, tmp_path, kept=8, discarded=12)
-    report = draw_sample(sqlite_store, kept=5, discarded=5, seed=1)
+    report = draw_sample(sqlite_store, CURRENT, kept=5, discarded=5, seed=1)
     assert report == {"kept": (8, 5), "discarded": (12, 5)}
     with sqlite_store.session() as s:
         items = s.query(schema.AuditItem).all()
     assert len(items) == 10 and {i.population for i in items if i.stratum == "kept"} == {8}
-    assert draw_sample(sqlite_store, kept=5, discarded=5, seed=1) == {"kept": (8, 0), "discarded": (12, 0)}
-    assert draw_sample(sqlite_store, kept=6, discarded=5, seed=2)["kept"] == (8, 1)  # tops up
+    assert draw_sample(sqlite_store, CURRENT, kept=5, discarded=5, seed=1) == {"kept": (8, 0), "discarded": (12, 0)}
+    assert draw_sample(sqlite_store, CURRENT, kept=6, discarded=5, seed=2)["kept"] == (8, 1)  # tops up
 
 
 def test_stats_from_audits(sqlite_store, tmp_path):
     reviews = make_reviews(sqlite_store, tmp_path, kept=6, discarded=6)
-    draw_sample(sqlite_store, kept=6, discarded=6)
+    draw_sample(sqlite_store, CURRENT, kept=6, discarded=6)
     truth = [True, True, True, True, True, False] + [True, False, False, False, False, False]
     with sqlite_store.session() as s:
         for rid, correct in zip(reviews, truth):

@@ -14,6 +14,7 @@ from engine.dataset.export import Filters, export, split_of
 from engine.store.ids import stable_id
 from synthetic import render, write_mp4
 from engine.dataset.validate import validate_file
+from review_data import ANALYZER_VERSION, CURRENT, LINEAGE, lineage_of
 
 
 @pytest.fixture
@@ -35,31 +36,34 @@ def filled(tmp_path, sqlite_store):
                 oids.append(oid)
                 frame_masks = {str(f): masks.encode(np.roll(gt[noun][f], v, axis=1)) for f in (0, 3, 6, 9)}
                 expected_masks[oid] = frame_masks
-                s.add(schema.VideoObject(id=oid, video_id=vid, noun=noun, stage_version="a@1", status="grounded"))
+                s.add(schema.VideoObject(id=oid, video_id=vid, noun=noun, stage_version=ANALYZER_VERSION))
                 s.flush()
                 s.add(schema.Masklet(id=stable_id("m", oid), object_id=oid, backend_version="t@1", anchor_frame=3,
+                                     lineage=LINEAGE["segment"],
                                      box=[0, 0, 1, 1], grounding_score=1, mask_score=1, height=48, width=64,
                                      frames=frame_masks, coverage=1.0 if k == 0 else 0.25, area_variation=0,
                                      mean_consecutive_iou=1, empty_frames=0, border_contact=0))
                 rid = stable_id("r", oid)
                 s.add(schema.Review(id=rid, object_id=oid, mode="paper", verdict=k == 0, confidence=0.9,
-                                    rationale="r", model="m", prompt_version="reviewer_judge@1"))
+                                    rationale="r", model="m", prompt_version="reviewer_judge@1",
+                                    lineage=LINEAGE["review"]))
                 s.flush()
                 if v == 0 and k == 0:
                     s.add(schema.Audit(id=stable_id("a", rid), review_id=rid, auditor="ann", human_verdict=True))
                 mode = "multi" if (v + k) % 2 else "single"
                 ann = [records.region(frame_masks, 3, mode)]
                 s.add(schema.Sample(id=stable_id("s", "detailed", oid), data_type="detailed", video_id=vid,
-                                    object_ids=[oid], mode=mode, annotation=ann,
+                                    object_ids=[oid], mode=mode, annotation=ann, lineage=LINEAGE["detailed_samples"],
                                     conversations=records.conversation(
                                         records.single_object_turn(records.DETAILED_PROMPTS[0]), f"About {noun}.")))
                 s.add(schema.Sample(id=stable_id("s", "short", oid), data_type="short", video_id=vid,
+                                    lineage=lineage_of("short", "short_samples"),
                                     object_ids=[oid], mode="single", annotation=[records.region(frame_masks, 3, "single")],
                                     conversations=records.conversation(
                                         records.single_object_turn(records.SHORT_PROMPTS[0]), "A caption.")))
             qa_ann = [records.region(expected_masks[o], 3, "single") for o in oids]
             s.add(schema.Sample(id=stable_id("s", "qa", vid), data_type="qa", qa_type="basic", video_id=vid,
-                                object_ids=oids, mode="single", annotation=qa_ann,
+                                object_ids=oids, mode="single", annotation=qa_ann, lineage=lineage_of("qa", "qa"),
                                 conversations=records.conversation(
                                     records.multi_object_turn(2, "Is <object0> left of <object1>?"), "Yes.")))
     return store, src, expected_masks
@@ -74,7 +78,7 @@ def _load(path):
 def test_videorefer_export_round_trips_masks_and_splits_by_video(filled, tmp_path):
     store, src, expected = filled
     out = tmp_path / "out"
-    result = export(store, out, "videorefer", Filters(val_fraction=0.5, seed=3))
+    result = export(store, out, CURRENT, "videorefer", Filters(val_fraction=0.5, seed=3))
     assert sum(result.counts.values()) == 6 * 2 * 2 + 6
     videos_in = {"train": set(), "val": set()}
     for path in result.files:
@@ -95,7 +99,7 @@ def test_videorefer_export_round_trips_masks_and_splits_by_video(filled, tmp_pat
                                               masks.decode(expected[oid][frame]))
                 assert p["video_sha256_128"] == smp.video_id and p["objects"][0]["segmentor"] == "t@1"
     assert videos_in["train"] and videos_in["val"] and not videos_in["train"] & videos_in["val"]  # no leak
-    again = export(store, tmp_path / "again", "videorefer", Filters(val_fraction=0.5, seed=3))
+    again = export(store, tmp_path / "again", CURRENT, "videorefer", Filters(val_fraction=0.5, seed=3))
     assert again.counts == result.counts  # deterministic for a seed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["filters"]["seed"] == 3 and sum(manifest["counts"].values()) == 30
@@ -111,23 +115,23 @@ def test_split_is_stable_and_near_the_fraction():
 def test_filters(filled, tmp_path):
     store, _, _ = filled
     # kept: the first object of each video; every qa record also holds a discarded object
-    assert export(store, tmp_path / "a", filters=Filters(accepted_only=True)).counts == {
+    assert export(store, tmp_path / "a", CURRENT, filters=Filters(accepted_only=True)).counts == {
         ("detailed", "train"): 6, ("short", "train"): 6}
-    audited = export(store, tmp_path / "b", filters=Filters(audited_only=True))
+    audited = export(store, tmp_path / "b", CURRENT, filters=Filters(audited_only=True))
     assert dict(audited.counts) == {("detailed", "train"): 1, ("short", "train"): 1}
     assert audited.skipped["not_audited"] == 28
-    cov = export(store, tmp_path / "c", filters=Filters(min_coverage=0.5))
+    cov = export(store, tmp_path / "c", CURRENT, filters=Filters(min_coverage=0.5))
     assert sum(cov.counts.values()) == 12 and cov.skipped["min_coverage"] == 18
-    one = export(store, tmp_path / "d", filters=Filters(types=("qa", "short"), max_objects=1))
+    one = export(store, tmp_path / "d", CURRENT, filters=Filters(types=("qa", "short"), max_objects=1))
     assert dict(one.counts) == {("short", "train"): 12} and one.skipped["max_objects"] == 6
 
 
 def test_jsonl_and_videollama3_formats(filled, tmp_path):
     store, src, _ = filled
-    jl = export(store, tmp_path / "jl", "jsonl", Filters(types=("qa",)))
+    jl = export(store, tmp_path / "jl", CURRENT, "jsonl", Filters(types=("qa",)))
     (path,) = jl.files
     assert path.suffix == ".jsonl" and len(path.read_text().splitlines()) == 6 and validate_file(path, src).ok
-    vl = export(store, tmp_path / "vl", "videollama3", Filters(types=("qa",)))
+    vl = export(store, tmp_path / "vl", CURRENT, "videollama3", Filters(types=("qa",)))
     rec = _load(vl.files[0])[0]
     assert set(rec) == {"id", "video", "conversations", "masks", "height", "width"}
     assert (rec["height"], rec["width"]) == (48, 64) and len(rec["masks"]) == 2
@@ -138,7 +142,7 @@ def test_reload_with_the_datasets_library(filled, tmp_path):
     import datasets
 
     store, _, _ = filled
-    result = export(store, tmp_path / "out", "videorefer", Filters(types=("detailed",)))
+    result = export(store, tmp_path / "out", CURRENT, "videorefer", Filters(types=("detailed",)))
     (path,) = result.files
     ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
     assert len(ds) == 12 and set(ds["id"]) == {r["id"] for r in _load(path)}

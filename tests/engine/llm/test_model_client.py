@@ -1,21 +1,23 @@
-"""The model client against the local fake endpoint: typed outputs, faults, cache, limits, accounting."""
+"""The model client against the local fake endpoint: typed outputs, faults, cache, request log, limits."""
 
 import asyncio
 import base64
 import io
 import json
 import logging
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from engine.store import schema
-from engine.llm.request_log import MemoryLedger, StoreLedger, call_totals
 from engine.config import load_config
-from engine.media.images import to_data_url, user_message
 from engine.llm.client import EndpointError, ModelClient, canonical_request, request_hash
+from engine.llm.request_log import MemoryCache, MemoryLog, StoreCache, StoreRequestLog, request_totals
+from engine.media.images import to_data_url, user_message
+from engine.store import schema
+from engine.store.io import StoreIO
 from fake_endpoint import FakeEndpoint, image_urls, last_user_text
 
 KEY = "sk-test-DO-NOT-LEAK-1234567890"
@@ -33,13 +35,13 @@ def fake():
         yield fe
 
 
-def make_client(fe, ledger=None, use_cache=True, environ=None, **endpoint):
+def make_client(fe, cache=None, log=None, use_cache=True, environ=None, **endpoint):
     env = {"ENGINE_AGENTS__ANALYZER__BASE_URL": fe.base_url, "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
            "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2"}
     env.update({f"ENGINE_AGENTS__ANALYZER__{k.upper()}": str(v) for k, v in endpoint.items()})
     cfg = load_config(environ=env)
-    return ModelClient(cfg, ledger if ledger is not None else MemoryLedger(), run_id=None, use_cache=use_cache,
-                       environ={"OPENAI_API_KEY": KEY, **(environ or {})})
+    return ModelClient(cfg, cache if cache is not None else MemoryCache(), log if log is not None else MemoryLog(),
+                       run_id=None, use_cache=use_cache, environ={"OPENAI_API_KEY": KEY, **(environ or {})})
 
 
 def run(coro):
@@ -47,10 +49,23 @@ def run(coro):
 
 
 async def ask(client, text, images=(), schema_=Nouns):
+    """One call; images (data URLs) go through the messages as they are."""
     try:
         return await client.query("analyzer", [user_message(text, list(images))], schema_)
     finally:
         await client.aclose()
+
+
+@asynccontextmanager
+async def store_client(fe, store, **kw):
+    """A client whose cache and request log are the store's, through a StoreIO thread."""
+    io = StoreIO(store)
+    client = make_client(fe, StoreCache(io), StoreRequestLog(io), **kw)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await io.aclose()
 
 
 def test_typed_answer_derived_from_the_request_with_schema_and_images_sent(fake):
@@ -93,17 +108,20 @@ def test_a_hang_past_the_timeout_is_retried(fake):
     assert r.ok and r.attempts == 2
 
 
-def test_retries_are_bounded_and_the_failure_is_recorded(fake):
-    ledger = MemoryLedger()
+def test_retries_are_bounded_and_every_request_is_logged(fake):
+    log, cache = MemoryLog(), MemoryCache()
     fake.enqueue_faults("503", "503", "503")
-    r = run(ask(make_client(fake, ledger, max_attempts=3), "always down"))
+    r = run(ask(make_client(fake, cache, log, max_attempts=3), "always down"))
     assert (r.status, r.error_code, r.attempts) == ("error", "http_503", 3)
     assert "retries exhausted" in r.error and "fake-model" in r.error
-    (row,) = ledger.rows.values()
-    assert row["status"] == "error" and row["error"].startswith("http_503")
-    r2 = run(ask(make_client(fake, ledger), "always down"))  # not cached: asked again, and now it works
-    assert r2.ok and not r2.cached and len(fake.chat_requests()) == 4
-    assert ledger.rows[r.request_hash]["status"] == "ok"  # the same row, now a success
+    rows = sorted(log.rows.values(), key=lambda x: x["attempt"])
+    assert [(x["attempt"], x["status"], x["http_status"]) for x in rows] == [(1, "http_503", 503), (2, "http_503", 503),
+                                                                            (3, "http_503", 503)]
+    assert all("scripted 503" in x["answer"] and x["tokens_in"] is None for x in rows)  # raw answer kept, no tokens
+    assert not cache.rows  # a failure is never cached
+    r2 = run(ask(make_client(fake, cache, log), "always down"))  # asked again, and now it works
+    assert r2.ok and not r2.cached and len(fake.chat_requests()) == 4 and len(log.rows) == 4
+    assert r.request_hash in cache.rows
 
 
 def test_400_is_not_retried(fake):
@@ -131,36 +149,46 @@ def test_schema_violation_gets_one_repair_that_shows_the_error(fake):
 
 
 def test_invalid_twice_is_recorded_as_invalid_and_never_cached(fake):
-    ledger = MemoryLedger()
+    cache, log = MemoryCache(), MemoryLog()
     fake.enqueue_faults("schema", "schema")
-    r = run(ask(make_client(fake, ledger), "hopeless"))
+    r = run(ask(make_client(fake, cache, log), "hopeless"))
     assert (r.status, r.error_code) == ("invalid", "schema_violation")
-    assert ledger.rows[r.request_hash]["status"] == "invalid" and ledger.lookup(r.request_hash) is None
+    assert not cache.rows
+    assert sorted(x["kind"] for x in log.rows.values()) == ["call", "repair"]  # the repair is a request too
 
 
 def test_refusal_is_recorded_not_retried_not_cached(fake):
-    ledger = MemoryLedger()
+    cache = MemoryCache()
     fake.enqueue_faults("refusal")
-    r = run(ask(make_client(fake, ledger), "something bad"))
+    r = run(ask(make_client(fake, cache), "something bad"))
     assert (r.status, r.error_code, r.attempts) == ("refused", "refusal", 1) and "can't help" in r.error
-    assert ledger.lookup(r.request_hash) is None
-    assert run(ask(make_client(fake, ledger), "something bad")).ok  # asked again, not served from the cache
+    assert not cache.rows
+    assert run(ask(make_client(fake, cache), "something bad")).ok  # asked again, not served from the cache
 
 
-def test_degrades_to_json_mode_then_remembers(fake):
+@pytest.mark.parametrize("status", [400, 422, 500])
+def test_degrades_when_the_format_is_refused_whatever_the_status_then_remembers(fake, status):
     fake.supports_json_schema = False
-    client = make_client(fake)
+    fake.unsupported_status = status
+    log = MemoryLog()
+    client = make_client(fake, log=log)
 
     async def two():
         try:
-            return [await client.query("analyzer", [user_message(t)], Nouns) for t in ("first", "second")]
+            return [await client.query("analyzer", [{"role": "system", "content": "You list nouns."},
+                                                    user_message(t)], Nouns) for t in ("first", "second")]
         finally:
             await client.aclose()
 
     a, b = run(two())
-    assert a.ok and b.ok and a.attempts == 2 and b.attempts == 1  # the rejection is learnt once
+    assert a.ok and b.ok and a.attempts == 2 and b.attempts == 1  # the rejection is learnt once, never retried
     last = fake.chat_requests()[-1].body
-    assert last["response_format"] == {"type": "json_object"} and "<schema>" in last["messages"][0]["content"]
+    assert last["response_format"]["type"] == "json_object" and "properties" in last["response_format"]["schema"]
+    # the schema instructions join the agent's own system message: one system message, the agent's first
+    systems = [m for m in last["messages"] if m["role"] == "system"]
+    assert len(systems) == 1 and systems[0]["content"].startswith("You list nouns.") and "<schema>" in systems[0]["content"]
+    assert sorted(x["output_mode"] for x in log.rows.values()) == ["json_object_schema", "json_object_schema",
+                                                                   "json_schema"]
 
 
 def test_text_mode_extracts_json_from_prose():
@@ -176,20 +204,68 @@ def test_text_mode_end_to_end(fake):
     assert r.ok and "response_format" not in body and "<schema>" in body["messages"][0]["content"]
 
 
+def test_an_answer_without_usage_has_unknown_tokens_not_zero(fake):
+    log = MemoryLog()
+    fake.enqueue_faults("no_usage")
+    r = run(ask(make_client(fake, log=log), "how many tokens"))
+    assert r.ok and r.tokens_unknown == 1 and r.tokens_in == 0
+    (row,) = log.rows.values()
+    assert row["status"] == "ok" and row["tokens_in"] is None and row["tokens_out"] is None and row["cost_usd"] is None
+
+
 def test_cache_answers_without_http_and_no_cache_bypasses_it(fake, sqlite_store):
     img = to_data_url(np.zeros((32, 32, 3), np.uint8))
-    first = run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [img]))
-    again = run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [img]))  # a new client, same store
+
+    async def once(text, image, **kw):
+        async with store_client(fake, sqlite_store, **kw) as client:  # a new client each time, the same store
+            return await client.query("analyzer", [user_message(text, [image])], Nouns)
+
+    first = run(once("cache me", img))
+    again = run(once("cache me", img))
     assert first.ok and again.cached and again.value == first.value and again.attempts == 0
     assert len(fake.chat_requests()) == 1
     other = to_data_url(np.full((32, 32, 3), 255, np.uint8))
-    assert not run(ask(make_client(fake, StoreLedger(sqlite_store)), "cache me", [other])).cached
-    fresh = run(ask(make_client(fake, StoreLedger(sqlite_store), use_cache=False), "cache me", [img]))
+    assert not run(once("cache me", other)).cached
+    fresh = run(once("cache me", img, use_cache=False))
     assert not fresh.cached and len(fake.chat_requests()) == 3
     with sqlite_store.session() as s:
         rows = s.query(schema.ModelCall).all()
-    assert len(rows) == 2 and all(r.status == "ok" for r in rows)
+        requests = s.query(schema.Request).count()
+    assert len(rows) == 2 and all(r.status == "ok" for r in rows) and requests == 3
     assert all(json.dumps(r.response).find("base64") == -1 for r in rows)  # images are not stored in responses
+
+
+def test_identical_calls_in_flight_share_one_request(fake):
+    fake.latency_s = 0.2
+    client = make_client(fake)
+
+    async def same():
+        try:
+            return await asyncio.gather(*(client.query("analyzer", [user_message("same")], Nouns) for _ in range(5)))
+        finally:
+            await client.aclose()
+
+    results = run(same())
+    assert all(r.ok for r in results) and len(fake.chat_requests()) == 1
+
+
+def test_images_go_as_placeholders_filled_only_on_the_wire(fake):
+    from engine.media.images import url_digest
+
+    img = to_data_url(np.full((16, 16, 3), 90, np.uint8))
+    placeholder = url_digest(img)
+    client = make_client(fake)
+
+    async def go():
+        try:
+            return await client.query("analyzer", [user_message("a frame", [placeholder])], Nouns,
+                                      images={placeholder: img})
+        finally:
+            await client.aclose()
+
+    r = run(go())
+    assert r.ok and image_urls(fake.chat_requests()[0].body) == [img]
+    assert r.request_hash == client.request_key("analyzer", [user_message("a frame", [img])], Nouns)
 
 
 def test_request_hash_replaces_images_by_their_hash():
@@ -246,43 +322,36 @@ def test_tokens_per_minute_hold(fake):
 
 
 def test_cost_totals_add_up(fake, sqlite_store):
-    client = make_client(fake, StoreLedger(sqlite_store), price_in_per_mtok=2.0, price_out_per_mtok=8.0)
-
     async def some():
-        try:
-            return [await client.query("analyzer", [user_message(f"c{i}")], Nouns) for i in range(5)]
-        finally:
-            await client.aclose()
+        async with store_client(fake, sqlite_store, price_in_per_mtok=2.0, price_out_per_mtok=8.0) as client:
+            return [await client.query("analyzer", [user_message(f"c{i}")], Nouns, role="analyzer") for i in range(5)]
 
     results = run(some())
     for r in results:
         assert r.cost_usd == pytest.approx((r.tokens_in * 2.0 + r.tokens_out * 8.0) / 1e6)
-    t = client.totals["analyzer"]
-    assert (t.calls, t.ok, t.failed, t.http_requests) == (5, 5, 0, 5)
-    assert t.cost_usd == pytest.approx(sum(r.cost_usd for r in results))
-    (stored,) = call_totals(sqlite_store)
-    assert stored.agent == "analyzer" and stored.calls == 5
-    assert stored.tokens_in == sum(r.tokens_in for r in results) and stored.cost_usd == pytest.approx(t.cost_usd)
+    (stored,) = request_totals(sqlite_store)
+    assert (stored.role, stored.requests, stored.ok, stored.failed) == ("analyzer", 5, 5, 0)
+    assert stored.tokens_in == sum(r.tokens_in for r in results)
+    assert stored.cost_usd == pytest.approx(sum(r.cost_usd for r in results))
+    served = sum(q.usage["prompt_tokens"] for q in fake.chat_requests())
+    assert stored.tokens_in == served  # what the endpoint itself reported
 
 
 def test_no_api_key_in_logs_or_rows(fake, sqlite_store, caplog):
     caplog.set_level(logging.DEBUG)
     fake.enqueue_faults("500", "schema", "400")
-    client = make_client(fake, StoreLedger(sqlite_store))
 
     async def some():
-        try:
+        async with store_client(fake, sqlite_store) as client:
             for t in ("a", "b"):
                 await client.query("analyzer", [user_message(t)], Nouns)
-        finally:
-            await client.aclose()
 
     run(some())
-    assert caplog.records  # the openai/httpx debug logs were captured...
+    assert caplog.records  # debug logs were captured...
     assert KEY not in caplog.text  # ...and hold no key
     with sqlite_store.session() as s:
-        dumped = json.dumps([{c.name: str(getattr(r, c.name)) for c in schema.ModelCall.__table__.columns}
-                             for r in s.query(schema.ModelCall)])
+        dumped = json.dumps([{c.name: str(getattr(r, c.name)) for c in table.__table__.columns}
+                             for table in (schema.ModelCall, schema.Request) for r in s.query(table)])
     assert KEY not in dumped and "http_400" in dumped
 
 

@@ -1,51 +1,79 @@
 import pytest
 
-from engine.store import schema
+from engine.cli.registry import build_pipelines, version_context
 from engine.config import load_config
 from engine.media.video import uniform_indices
+from engine.runtime.pipeline import VideoTask
 from engine.runtime.plan import MIN_MEASURED_CALLS, make_plan, measured_tokens
+from engine.store import schema
 
 
-def test_plan_counts_calls_frames_and_cost():
+def videos(*frames: int) -> list[VideoTask]:
+    return [VideoTask(f"v{i}", f"/src/v{i}.mp4", f"v{i}.mp4", "file", n, 25.0, 640, 360) for i, n in enumerate(frames)]
+
+
+def plan_for(cfg, names, vids, uncaptioned=(), measured=None):
+    vc, _ = version_context(cfg)
+    return make_plan(cfg, build_pipelines(names), vc, vids, set(uncaptioned), measured)
+
+
+def test_plan_counts_calls_frames_and_cost_per_agent_role():
     cfg = load_config(environ={})
-    plan = make_plan(cfg, [250, 10], uncaptioned=1)
-    agents = {a.agent: a for a in plan.agents}
+    plan = plan_for(cfg, ["detailed"], videos(250, 10), uncaptioned=["v1"])
+    roles = {a.role: a for a in plan.roles}
     objects = 2 * cfg.plan.objects_per_video
     assert plan.objects == objects
-    assert agents["captioner"].calls == 1 and agents["analyzer"].calls == 2
-    assert agents["annotator"].calls == 2 * objects
-    assert agents["reviewer"].calls == 2 * objects  # paper mode: region description + judgement
-    assert agents["refiner"].calls == pytest.approx(objects * cfg.plan.keep_rate)
+    assert roles["captioner"].calls == 1 and roles["analyzer"].calls == 2
+    assert roles["annotator.dynamic"].calls == objects and roles["annotator.static"].calls == objects
+    assert roles["reviewer.region"].calls == objects and roles["reviewer.judge"].calls == objects  # paper mode
+    assert roles["refiner.detailed"].calls == pytest.approx(objects * cfg.plan.keep_rate)
+    assert "refiner.qa" not in roles  # the detailed pipeline writes no QA
     expected_frames = len(set(uniform_indices(250, 32)) | set(uniform_indices(250, 16))) + 10
     assert plan.frames == expected_frames
-    ann = agents["annotator"]
-    per_call_in = 250 + 16 * cfg.plan.tokens_per_image
-    assert ann.tokens_in == pytest.approx(ann.calls * per_call_in)
+    ann = roles["annotator.dynamic"]
+    assert ann.tokens_in == pytest.approx(ann.calls * (250 + 16 * cfg.plan.tokens_per_image))
     price = cfg.agents.annotator
     assert ann.cost_usd == pytest.approx((ann.tokens_in * price.price_in_per_mtok + ann.tokens_out * price.price_out_per_mtok) / 1e6)
-    assert plan.cost_usd == pytest.approx(sum(a.cost_usd for a in plan.agents))
+    assert plan.cost_usd == pytest.approx(sum(a.cost_usd for a in plan.roles))
+    assert plan.mask_frames == round((32 + 10) * cfg.plan.objects_per_video)
+
+
+def test_the_plan_follows_the_pipelines_and_counts_shared_stages_once():
+    cfg = load_config(environ={})
+    detailed = {a.role: a.calls for a in plan_for(cfg, ["detailed"], videos(100)).roles}
+    both = {a.role: a.calls for a in plan_for(cfg, ["detailed", "qa"], videos(100)).roles}
+    assert both["annotator.dynamic"] == detailed["annotator.dynamic"]  # qa shares detailed's stages
+    assert both["refiner.qa"] > 0
+    short = plan_for(cfg, ["short"], videos(100))
+    assert {a.role for a in short.roles} == {"captioner", "analyzer"}  # no annotator, no reviewer
 
 
 def test_prices_and_modes_from_config_change_the_plan():
-    base = make_plan(load_config(environ={}), [100], 0)
-    dearer = make_plan(load_config(environ={"ENGINE_AGENTS__ANNOTATOR__PRICE_IN_PER_MTOK": "30"}), [100], 0)
+    base = plan_for(load_config(environ={}), ["detailed"], videos(100))
+    dearer = plan_for(load_config(environ={"ENGINE_AGENTS__ANNOTATOR__PRICE_IN_PER_MTOK": "30"}), ["detailed"],
+                      videos(100))
     assert dearer.cost_usd > base.cost_usd
-    direct = make_plan(load_config(environ={"ENGINE_RUNTIME__REVIEWER_MODE": "direct"}), [100], 0)
-    assert {a.agent: a.calls for a in direct.agents}["reviewer"] == 3
+    direct = plan_for(load_config(environ={"ENGINE_RUNTIME__REVIEWER_MODE": "direct"}), ["detailed"], videos(100))
+    roles = {a.role: a.calls for a in direct.roles}
+    assert roles["reviewer.direct"] == 3 and "reviewer.judge" not in roles
 
 
 def test_measured_tokens_replace_estimates_once_there_are_enough(store):
     cfg = load_config(environ={})
+
+    def request(i, role, status="ok", tin=1000, tout=10):
+        return schema.Request(id=f"{i:032d}", role=role, endpoint_key=role.split(".")[0], model="m", endpoint="",
+                              request_hash=f"{i:064d}", kind="call", attempt=1, status=status, tokens_in=tin,
+                              tokens_out=tout)
+
     with store.session() as s:
         for i in range(MIN_MEASURED_CALLS):
-            s.add(schema.ModelCall(id=f"{i:032d}", request_hash=f"{i:064d}", agent="analyzer", model="m",
-                                   status="ok", tokens_in=1000, tokens_out=10))
-        s.add(schema.ModelCall(id="e" * 32, request_hash="e" * 64, agent="analyzer", model="m", status="error",
-                               tokens_in=99999))
-        s.add(schema.ModelCall(id="f" * 32, request_hash="f" * 64, agent="refiner", model="m", status="ok",
-                               tokens_in=5, tokens_out=5))
+            s.add(request(i, "analyzer"))
+        s.add(request(100, "analyzer", status="http_500", tin=99999))
+        s.add(request(101, "analyzer", tin=None, tout=None))  # no usage: not a measurement
+        s.add(request(102, "refiner.detailed", tin=5, tout=5))
     measured = measured_tokens(store)
-    assert measured["analyzer"] == (1000.0, 10.0, MIN_MEASURED_CALLS)  # failed calls excluded
-    agents = {a.agent: a for a in make_plan(cfg, [50, 50], 0, measured).agents}
-    assert agents["analyzer"].measured and agents["analyzer"].tokens_in == 2000
-    assert not agents["refiner"].measured  # one call is too few to trust
+    assert measured["analyzer"] == (1000.0, 10.0, MIN_MEASURED_CALLS)  # failed and unknown excluded
+    roles = {a.role: a for a in plan_for(cfg, ["detailed"], videos(50, 50), measured=measured).roles}
+    assert roles["analyzer"].measured and roles["analyzer"].tokens_in == 2000
+    assert not roles["refiner.detailed"].measured  # one call is too few to trust

@@ -1,22 +1,68 @@
 import pytest
 
-from engine.runtime.plugins import PluginError, register, resolve
+from engine.cli.registry import segmentor_path
+from engine.config import SegmentorConfig, load_config
+from engine.runtime.plugins import PluginError, backend_version, load_segmentor, resolve
 
 
 class DummySegmentor:
-    pass
+    version = "dummy@1"
+
+    def __init__(self, cfg=None):
+        pass
+
+    def segment(self, request, frames):
+        return []
+
+
+class ConfiguredSegmentor(DummySegmentor):
+    @classmethod
+    def version_for(cls, cfg):
+        return f"configured@1|{cfg.image_size}"
+
+
+class NoSegment:
+    version = "x@1"
+
+
+class NoVersion:
+    def segment(self, request, frames):
+        return []
+
+
+class OneArgument:
+    version = "x@1"
+
+    def segment(self, request):
+        return []
 
 
 def test_import_path_and_registered_name():
-    assert resolve("segmentor", f"{__name__}:DummySegmentor") is DummySegmentor
-    register("segmentor", "dummy-test", f"{__name__}:DummySegmentor")
-    assert resolve("segmentor", "dummy-test") is DummySegmentor
+    assert resolve(f"{__name__}:DummySegmentor") is DummySegmentor
+    assert load_segmentor(f"{__name__}:DummySegmentor") is DummySegmentor
+    cfg = load_config(environ={"ENGINE_SEGMENTOR__BACKEND": "dataset_masks"})
+    assert segmentor_path(cfg) == "agents.segmentor:DatasetMasksSegmentor"
+    with pytest.raises(PluginError, match="unknown segmentor backend 'nope'"):
+        segmentor_path(load_config(environ={"ENGINE_SEGMENTOR__BACKEND": "nope"}))
+
+
+def test_version_from_the_class_or_from_the_config_without_building():
+    assert backend_version(DummySegmentor, SegmentorConfig()) == "dummy@1"
+    assert backend_version(ConfiguredSegmentor, SegmentorConfig(image_size=512)) == "configured@1|512"
+    grounded = load_segmentor("agents.grounded_sam2:GroundedSam2Segmentor")
+    a = backend_version(grounded, SegmentorConfig())
+    b = backend_version(grounded, SegmentorConfig(box_threshold=0.5))
+    assert a.startswith("grounded_sam2@1|sam2.1_hiera_b+") and a != b  # a threshold is part of the version
 
 
 def test_errors_are_specific():
-    with pytest.raises(PluginError, match="unknown segmentor backend 'nope'"):
-        resolve("segmentor", "nope")
     with pytest.raises(PluginError, match="cannot import module 'no_such_pkg.mod'"):
-        resolve("segmentor", "no_such_pkg.mod:X")
+        resolve("no_such_pkg.mod:X")
     with pytest.raises(PluginError, match="has no attribute 'Missing'"):
-        resolve("segmentor", f"{__name__}:Missing")
+        resolve(f"{__name__}:Missing")
+    with pytest.raises(PluginError, match=r"lacks a segment\(request, frames\) method"):
+        load_segmentor(f"{__name__}:NoSegment")
+    with pytest.raises(PluginError, match="lacks a `version` string class attribute"):
+        load_segmentor(f"{__name__}:NoVersion")
+    with pytest.raises(PluginError, match="taking two arguments"):
+        load_segmentor(f"{__name__}:OneArgument")

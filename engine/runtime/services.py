@@ -1,0 +1,199 @@
+"""What stages use: model calls (one client, one cache), the media and segmentor pools, and the store writer.
+
+The driver is the store's single writer: stages hand their rows to `StageContext.save`, which updates
+the video's in-memory state at once and queues the rows, with the unit's completion marker, as one
+group for the StoreIO thread. No stage runs SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+import ray
+
+from engine.config import Config
+from engine.llm.client import EndpointError, ModelClient
+from engine.runtime.pipeline import RunAborted, UnitFailure, VideoTask
+from engine.runtime.pool import Pool
+from engine.runtime.state import VideoState
+from engine.store import schema
+from engine.store.db import with_defaults
+from engine.store.ids import stable_id
+from engine.store.io import Delete, Insert, Op, StoreError, StoreIO, Upsert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Frames encoded by a MediaWorker: their digests (the messages' placeholders) and data URLs."""
+
+    digests: tuple[str, ...]
+    urls: tuple[str, ...]
+
+    @property
+    def by_digest(self) -> dict[str, str]:
+        return dict(zip(self.digests, self.urls))
+
+
+@dataclass
+class Progress:
+    """Units per stage: total when a unit is taken up, done when it ends (succeeded or given up)."""
+
+    stages: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, total]
+    on_change: Callable[[str, int, int], None] | None = None
+
+    def add(self, stage: str, done: int = 0, total: int = 0) -> None:
+        c = self.stages.setdefault(stage, [0, 0])
+        c[0] += done
+        c[1] += total
+        if self.on_change:
+            self.on_change(stage, c[0], c[1])
+
+
+class Services:
+    def __init__(self, cfg: Config, io: StoreIO, client: ModelClient, pools: dict[str, Pool], run_id: str,
+                 retry_failed: bool = False, progress: Progress | None = None):
+        self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
+        self.retry_failed = retry_failed
+        self.progress = progress or Progress()
+
+    # --- model calls ---------------------------------------------------------------------------------
+    async def ask(self, agent: Any, item: Any, images: ImageSet | None = None) -> Any:
+        """prompt() -> the client (cache, or HTTP) -> parse(). Raises UnitFailure; RunAborted for fatal errors."""
+        messages = agent.prompt(item)
+        try:
+            result = await self.client.query(agent.endpoint, messages, agent.response_format, role=agent.role,
+                                             images=images.by_digest if images else None)
+        except EndpointError as e:
+            raise RunAborted(str(e)) from None
+        if not result.ok:
+            raise UnitFailure(result.error_code or result.status, result.error or result.status)
+        try:
+            return agent.parse(item, result.value)
+        except ValueError as e:
+            # valid JSON the agent cannot use: drop it from the cache, so a retry asks the model again
+            self.client.forget(result.request_hash)
+            raise UnitFailure("unusable_output", f"{agent.role}: {e}") from None
+
+    # --- media and segmentation ----------------------------------------------------------------------
+    async def encode(self, video: VideoTask, indices: Sequence[int], endpoint_key: str) -> ImageSet:
+        ep = getattr(self.cfg.agents, endpoint_key)
+        digests, urls = await self.pools["media"].call(
+            "encode", video.path, list(indices), ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps)
+        return ImageSet(tuple(digests), tuple(urls))
+
+    async def overlays(self, video: VideoTask, indices: Sequence[int], frame_masks: dict[str, Any], endpoint_key: str,
+                       label: str | None = None) -> ImageSet:
+        ep = getattr(self.cfg.agents, endpoint_key)
+        digests, urls = await self.pools["media"].call(
+            "overlays", video.path, list(indices), frame_masks, ep.image_max_side, ep.image_quality, label,
+            self.cfg.sampling.frame_folder_fps)
+        return ImageSet(tuple(digests), tuple(urls))
+
+    async def segment(self, request: Any) -> list:
+        # The frames go from a MediaWorker to a SegmentorWorker through Ray's object store: the driver
+        # passes the reference and never holds the pixels.
+        frames = self.pools["media"].submit("frames", request.video_path, list(request.frame_indices),
+                                            self.cfg.sampling.frame_folder_fps)
+        try:
+            return await self.pools["segmentor"].call("segment", request, frames)
+        except ray.exceptions.RayTaskError as e:
+            raise UnitFailure("segmentor_error", f"{type(e.cause).__name__}: {e.cause}") from None
+
+    # --- failures and quarantine ---------------------------------------------------------------------
+    async def attempt(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str,
+                      work: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+        """Run one unit's work with bounded retries; on the last failure, quarantine it.
+
+        Returns (succeeded, result). Attempts made before a crash count: a resumed run finishes the
+        unit's budget, it does not restart it.
+        """
+        failure = ctx.state.failure(unit_id, stage, ctx.lineage)
+        if failure is not None and failure["quarantined"] and not self.retry_failed:
+            return False, None
+        budget = self.cfg.runtime.max_unit_attempts
+        made = failure["attempts"] if failure is not None and not self.retry_failed else 0
+        failed = failure is not None
+        for n in range(min(made, budget - 1), budget):
+            try:
+                result = await work()
+            except UnitFailure as e:
+                failed = True
+                self._record_failure(ctx, unit_kind, unit_id, stage, e, attempts=n + 1, quarantine=n == budget - 1)
+                continue
+            except StoreError as e:
+                raise RunAborted(str(e)) from None
+            if failed:  # it works now: it is no longer a failure
+                ctx.forget_failure(unit_id, stage)
+            return True, result
+        return False, None
+
+    def _record_failure(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str, e: UnitFailure,
+                        attempts: int, quarantine: bool) -> None:
+        row = dict(id=stable_id("failure", unit_id, stage, ctx.lineage), unit_kind=unit_kind, unit_id=unit_id,
+                   video_id=ctx.video.id, lineage=ctx.lineage, stage=stage, attempts=attempts, error_code=e.code,
+                   message=e.message[:2000], quarantined=quarantine, run_id=self.run_id, updated_at=schema.utcnow())
+        ctx.state.apply(schema.Failure, [row])
+        self.io.submit([Upsert(schema.Failure, [row], ("unit_id", "stage", "lineage"),
+                               ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at"))])
+
+
+@dataclass
+class StageContext:
+    """One stage of one pipeline on one video: where its results go and under which lineage."""
+
+    s: Services
+    video: VideoTask
+    state: VideoState
+    stage: str  # the stage's name: completion markers and failures are keyed by it
+    lineage: str | None
+    version: str | None  # the stage's own version (objects.stage_version for the Analyzer)
+    objects_version: str | None  # the pipeline's objects: the stage_version its Analyzer (or dataset) writes
+
+    @property
+    def cfg(self) -> Config:
+        return self.s.cfg
+
+    def save(self, *items: tuple[type[schema.Base], Sequence[dict[str, Any]]], done: Sequence[str] = ()) -> None:
+        """Keep rows (in memory now, in the store with the next batch) as one group.
+
+        `done` names the units this group completes: their completion markers go in the same group, so a
+        unit is either done with all its results stored, or not done at all.
+        """
+        ops: list[Op] = []
+        for model, rows in items:
+            # complete rows (defaults, lineage) so the in-memory state holds what a load from the store would
+            rows = [with_defaults(model, {"lineage": self.lineage, **r} if _versioned(model) else r) for r in rows]
+            if rows:
+                self.state.apply(model, rows)
+                ops.append(Insert(model, rows))
+        markers = [dict(id=stable_id("completion", unit, self.stage, self.lineage), video_id=self.video.id,
+                        unit_id=unit, stage=self.stage, lineage=self.lineage, run_id=self.s.run_id) for unit in done]
+        if markers:
+            self.state.apply(schema.Completion, markers)
+            ops.append(Insert(schema.Completion, markers))
+        self.s.io.submit(ops)
+
+    def done(self, unit_id: str) -> bool:
+        return self.state.done(unit_id, self.stage, self.lineage)
+
+    def forget_failure(self, unit_id: str, stage: str) -> None:
+        self.state.rows.failures.pop((unit_id, stage, self.lineage), None)
+        self.s.io.submit([Delete(schema.Failure, {"unit_id": unit_id, "stage": stage, "lineage": self.lineage})])
+
+    async def attempt(self, unit_kind: str, unit_id: str, work: Callable[[], Awaitable[Any]],
+                      stage: str | None = None) -> tuple[bool, Any]:
+        return await self.s.attempt(self, unit_kind, unit_id, stage or self.stage, work)
+
+
+def _versioned(model: type[schema.Base]) -> bool:
+    return "lineage" in model.__table__.c and model is not schema.Failure
+
+
+async def gather_units(items: Sequence[Any], work: Callable[[Any], Awaitable[Any]]) -> None:
+    """Object-level work of one stage, concurrently; each item fails on its own (attempt() records it)."""
+    await asyncio.gather(*(work(item) for item in items))

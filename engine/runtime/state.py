@@ -1,0 +1,76 @@
+"""An in-flight video's current results, held by the driver: loaded once, kept up to date in memory.
+
+Stages read from here instead of the store, and what they write lands here at once (and in the store
+with the next batch), so a later stage of the same video sees it without a query.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.store import schema
+from engine.store.current import Current, Row, VideoRows
+
+
+class VideoState:
+    def __init__(self, rows: VideoRows, current: Current):
+        self.rows, self.current = rows, current
+
+    # --- reads ---------------------------------------------------------------------------------------
+    @property
+    def caption(self) -> str | None:
+        caps = self.rows.captions
+        return next((caps[src] for src in CAPTION_SOURCE_ORDER if src in caps), None)
+
+    def objects(self, stage_version: str, subject_only: bool = False) -> list[Row]:
+        """Objects of one Analyzer version (or dataset), in (noun, instance) order."""
+        found = [o for o in self.rows.objects.values()
+                 if o["stage_version"] == stage_version and (o["is_subject"] or not subject_only)]
+        return sorted(found, key=lambda o: (o["noun"], o["instance"], o["id"]))
+
+    def grounded(self, stage_version: str, subject_only: bool = False) -> list[Row]:
+        """Objects with a current masklet."""
+        return [o for o in self.objects(stage_version, subject_only) if o["id"] in self.rows.masklets]
+
+    def masklet(self, object_id: str) -> Row | None:
+        return self.rows.masklets.get(object_id)
+
+    def description(self, object_id: str, kind: str) -> Row | None:
+        return self.rows.descriptions.get((object_id, kind))
+
+    def review(self, object_id: str) -> Row | None:
+        return self.rows.reviews.get(object_id)
+
+    def kept(self, obj: Row) -> bool:
+        return self.current.kept(obj, self.review(obj["id"]))
+
+    def has_sample(self, sample_id: str) -> bool:
+        return sample_id in self.rows.samples
+
+    def done(self, unit_id: str, stage: str, lineage: str) -> bool:
+        return (unit_id, stage, lineage) in self.rows.done
+
+    def failure(self, unit_id: str, stage: str, lineage: str) -> Row | None:
+        return self.rows.failures.get((unit_id, stage, lineage))
+
+    # --- writes (in memory; the caller queues the same rows for the store) ---------------------------
+    def apply(self, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> None:
+        r = self.rows
+        for row in rows:
+            if model is schema.Caption:
+                r.captions.setdefault(row["source"], row["text"])
+            elif model is schema.VideoObject:
+                r.objects.setdefault(row["id"], row)
+            elif model is schema.Masklet:
+                r.masklets.setdefault(row["object_id"], row)
+            elif model is schema.Description:
+                r.descriptions.setdefault((row["object_id"], row["kind"]), row)
+            elif model is schema.Review:
+                r.reviews.setdefault(row["object_id"], row)
+            elif model is schema.Sample:
+                r.samples.add(row["id"])
+            elif model is schema.Completion:
+                r.done.add((row["unit_id"], row["stage"], row["lineage"]))
+            elif model is schema.Failure:
+                r.failures[(row["unit_id"], row["stage"], row["lineage"])] = row

@@ -1,0 +1,246 @@
+"""One query layer for "current": which of the store's results the configured versions select.
+
+Each stage's results carry a lineage (engine/store/ids.py `lineage_key`): its own version (prompt
+tag and model, or backend version) chained to the stage before it. The pipelines, built from the
+configuration, say which lineages are current (`Current`); every reader (the stages, export, the
+summary, the review UI and the audit) goes through this module, so "current" and "kept" mean one
+thing everywhere. For one object there is at most one current row per kind of result.
+
+Every query here is bounded by the videos or objects it is asked about and runs on an index, so the
+rows read per video do not grow with the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from engine.store import schema
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Current:
+    """The lineages the configuration names, per kind of result.
+
+    `objects` holds the Analyzer's stage versions (objects.stage_version); `kept_as_is` the stage
+    versions whose objects count as kept without a review (objects people annotated in a dataset).
+    """
+
+    objects: frozenset[str] = frozenset()
+    kept_as_is: frozenset[str] = frozenset()
+    masklets: frozenset[str] = frozenset()
+    descriptions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> lineages
+    reviews: frozenset[str] = frozenset()
+    samples: Mapping[str, frozenset[str]] = field(default_factory=dict)  # data type -> lineages
+    stages: frozenset[str] = frozenset()  # every stage's lineage: completion markers and failures
+
+    @property
+    def description_lineages(self) -> list[str]:
+        return sorted(set().union(*self.descriptions.values())) if self.descriptions else []
+
+    @property
+    def sample_lineages(self) -> list[str]:
+        return sorted(set().union(*self.samples.values())) if self.samples else []
+
+    def kept(self, obj: Row, review: Row | None) -> bool:
+        """The one definition of kept: the current review says keep, or people annotated the object."""
+        if review is not None:
+            return bool(review["verdict"])
+        return obj["stage_version"] in self.kept_as_is
+
+
+def _rows(s: Session, stmt) -> list[Row]:
+    return [dict(r._mapping) for r in s.execute(stmt)]
+
+
+def _cols(model: type[schema.Base], *, without: Sequence[str] = ()) -> list:
+    return [c for c in model.__table__.c if c.name not in without]
+
+
+# --- the runtime: every in-flight video's current rows, one query per table ------------------------
+
+@dataclass
+class VideoRows:
+    """One video's current results, as plain dicts keyed for the stages."""
+
+    video_id: str
+    captions: dict[str, str] = field(default_factory=dict)  # source -> text
+    objects: dict[str, Row] = field(default_factory=dict)  # id -> row
+    masklets: dict[str, Row] = field(default_factory=dict)  # object id -> row
+    descriptions: dict[tuple[str, str], Row] = field(default_factory=dict)  # (object id, kind) -> row
+    reviews: dict[str, Row] = field(default_factory=dict)  # object id -> row
+    samples: set[str] = field(default_factory=set)  # ids
+    done: set[tuple[str, str, str]] = field(default_factory=set)  # (unit id, stage, lineage)
+    failures: dict[tuple[str, str, str], Row] = field(default_factory=dict)  # (unit id, stage, lineage) -> row
+
+
+def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[str, VideoRows]:
+    """The current rows of these videos: a few queries for all of them, each on an index."""
+    ids = list(video_ids)
+    out = {v: VideoRows(v) for v in ids}
+    if not ids:
+        return out
+    c = schema.Caption
+    for r in s.execute(sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids))):
+        out[r.video_id].captions[r.source] = r.text
+    o = schema.VideoObject
+    objects = _rows(s, sa.select(*_cols(o)).where(o.video_id.in_(ids), o.stage_version.in_(sorted(current.objects))))
+    for r in objects:
+        out[r["video_id"]].objects[r["id"]] = r
+    video_of = {r["id"]: r["video_id"] for r in objects}
+    for row in _object_rows(s, current, list(video_of)):
+        kind, r = row
+        rows = out[video_of[r["object_id"]]]
+        if kind == "masklet":
+            rows.masklets[r["object_id"]] = r
+        elif kind == "review":
+            rows.reviews[r["object_id"]] = r
+        else:
+            rows.descriptions[(r["object_id"], r["kind"])] = r
+    smp = schema.Sample
+    if current.samples:
+        for r in s.execute(sa.select(smp.id, smp.video_id).where(smp.video_id.in_(ids),
+                                                                 smp.lineage.in_(current.sample_lineages))):
+            out[r.video_id].samples.add(r.id)
+    stages = sorted(current.stages)
+    cp = schema.Completion
+    for r in s.execute(sa.select(cp.video_id, cp.unit_id, cp.stage, cp.lineage)
+                       .where(cp.video_id.in_(ids), cp.lineage.in_(stages))):
+        out[r.video_id].done.add((r.unit_id, r.stage, r.lineage))
+    f = schema.Failure
+    for r in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
+        out[r["video_id"]].failures[(r["unit_id"], r["stage"], r["lineage"])] = r
+    return out
+
+
+def _object_rows(s: Session, current: Current, object_ids: list[str]) -> Iterable[tuple[str, Row]]:
+    """Current masklets, descriptions and reviews of these objects (one query each, on (object_id, lineage))."""
+    if not object_ids:
+        return
+    m, d, r = schema.Masklet, schema.Description, schema.Review
+    if current.masklets:
+        for row in _rows(s, sa.select(*_cols(m)).where(m.object_id.in_(object_ids),
+                                                       m.lineage.in_(sorted(current.masklets)))):
+            yield "masklet", row
+    if current.descriptions:
+        for row in _rows(s, sa.select(*_cols(d)).where(d.object_id.in_(object_ids),
+                                                       d.lineage.in_(current.description_lineages))):
+            if row["lineage"] in current.descriptions.get(row["kind"], ()):
+                yield "description", row
+    if current.reviews:
+        for row in _rows(s, sa.select(*_cols(r)).where(r.object_id.in_(object_ids),
+                                                       r.lineage.in_(sorted(current.reviews)))):
+            yield "review", row
+
+
+# --- readers outside the runtime: export, the review UI, the audit ---------------------------------
+
+@dataclass
+class ObjectView:
+    """One object with its current results."""
+
+    object: Row
+    masklet: Row | None
+    descriptions: dict[str, Row]  # kind -> row
+    review: Row | None
+    kept: bool
+
+
+def object_views(s: Session, current: Current, object_ids: Sequence[str]) -> dict[str, ObjectView]:
+    """Current results of these objects (any version of the object itself: samples name their objects)."""
+    ids = list(dict.fromkeys(object_ids))
+    if not ids:
+        return {}
+    o = schema.VideoObject
+    objects = {r["id"]: r for r in _rows(s, sa.select(*_cols(o)).where(o.id.in_(ids)))}
+    views = {i: ObjectView(obj, None, {}, None, False) for i, obj in objects.items()}
+    for kind, row in _object_rows(s, current, list(objects)):
+        v = views[row["object_id"]]
+        if kind == "masklet":
+            v.masklet = row
+        elif kind == "review":
+            v.review = row
+        else:
+            v.descriptions[row["kind"]] = row
+    for v in views.values():
+        v.kept = current.kept(v.object, v.review)
+    return views
+
+
+def current_reviews(current: Current):
+    """SELECT of every current review with its object's noun and its current masklet (at most one per object),
+    for the audit population: (review id, verdict, confidence, noun, frames, height, width)."""
+    r, o, m = schema.Review, schema.VideoObject, schema.Masklet
+    masklet = sa.and_(m.object_id == o.id, m.lineage.in_(sorted(current.masklets) or [""]))
+    return (sa.select(r.id, r.verdict, r.confidence, o.noun, m.frames, m.height, m.width)
+            .join(o, o.id == r.object_id).outerjoin(m, masklet)
+            .where(r.lineage.in_(sorted(current.reviews) or [""])).order_by(r.id))
+
+
+def samples_query(current: Current | None, types: Sequence[str]):
+    """SELECT of the samples to export: the current lineage of each type (every version when current is None)."""
+    smp = schema.Sample
+    q = sa.select(smp).where(smp.data_type.in_(list(types)))
+    if current is not None:
+        wanted = sorted(set().union(*(current.samples.get(t, frozenset()) for t in types)))
+        q = q.where(smp.lineage.in_(wanted or [""]))
+    return q
+
+
+# --- `engine status`: per stage, how many objects are current and how many only outdated -----------
+
+@dataclass(frozen=True)
+class StageCount:
+    result: str  # masklets, descriptions:<kind>, reviews, samples:<type>
+    current: int
+    outdated: int  # objects (samples: records) that have this result only at other lineages
+
+
+def stage_counts(s: Session, current: Current) -> list[StageCount]:
+    m, d, r, smp = schema.Masklet, schema.Description, schema.Review, schema.Sample
+    out = [_count(s, "masklets", m.object_id, m.lineage, current.masklets)]
+    for kind in sorted(current.descriptions):
+        out.append(_count(s, f"descriptions:{kind}", d.object_id, d.lineage, current.descriptions[kind], d.kind == kind))
+    out.append(_count(s, "reviews", r.object_id, r.lineage, current.reviews))
+    for t in sorted(current.samples):
+        cur = s.scalar(sa.select(sa.func.count()).where(smp.data_type == t, smp.lineage.in_(sorted(current.samples[t]))))
+        other = s.scalar(sa.select(sa.func.count()).where(
+            smp.data_type == t, sa.or_(smp.lineage.is_(None), smp.lineage.not_in(sorted(current.samples[t])))))
+        out.append(StageCount(f"samples:{t}", cur or 0, other or 0))
+    return out
+
+
+def _count(s: Session, name: str, key, lineage, wanted: frozenset[str], *extra) -> StageCount:
+    wanted_list = sorted(wanted) or [""]
+    table = key.table
+    cur = sa.select(key).where(lineage.in_(wanted_list), *extra)
+    n_cur = s.scalar(sa.select(sa.func.count(sa.distinct(key))).where(lineage.in_(wanted_list), *extra)) or 0
+    n_old = s.scalar(sa.select(sa.func.count(sa.distinct(key))).select_from(table).where(
+        sa.or_(lineage.is_(None), lineage.not_in(wanted_list)), key.not_in(cur), *extra)) or 0
+    return StageCount(name, n_cur, n_old)
+
+
+def judged(s: Session, review: schema.Review) -> tuple[schema.Masklet | None, dict[str, str]]:
+    """What a review judged: its masklet and its descriptions' texts by kind (the review UI shows exactly these).
+
+    Reviews from before lineages did not record their inputs: their object's oldest masklet and descriptions
+    stand in.
+    """
+    m, d = schema.Masklet, schema.Description
+    if review.masklet_id is not None:
+        masklet = s.get(m, review.masklet_id)
+        ids = [*(review.description_ids or []), *([review.region_description_id] if review.region_description_id else [])]
+        texts = {row.kind: row.text for row in s.execute(sa.select(d.kind, d.text).where(d.id.in_(ids)))}
+        return masklet, texts
+    masklet = s.execute(sa.select(m).where(m.object_id == review.object_id)
+                        .order_by(m.created_at, m.id).limit(1)).scalar_one_or_none()
+    texts: dict[str, str] = {}
+    for row in s.execute(sa.select(d.kind, d.text).where(d.object_id == review.object_id)
+                         .order_by(d.created_at.desc(), d.id)):
+        texts.setdefault(row.kind, row.text)
+    return masklet, texts
