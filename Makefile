@@ -1,4 +1,4 @@
-# `make install` builds .venv in the one order that works on a fresh machine (see SETUP-NOTES):
+# `make install` builds .venv in the one order that works on a fresh machine (docs/install.md):
 # torch first, then sam2 and groundingdino-py built against it without isolation, then us.
 PY ?= python3.11
 VENV := .venv

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,7 @@ def _inflector():
     return inflect.engine()
 
 
+@lru_cache(maxsize=8192)  # inflect is slow, and captions repeat their nouns
 def normalize_noun(text: str) -> str:
     """'The Boats.' -> 'boat'; keeps one leading adjective ('red car'); '' when nothing usable is left."""
     words = re.sub(r"[^a-z0-9\- ]", " ", text.lower()).split()
@@ -59,9 +60,9 @@ class AnalyzerAgent(TemplateAgent):
     response_format = Nouns
     prompt_name = "analyzer"
 
-    def __init__(self) -> None:
-        super().__init__()
-        _inflector()  # importing inflect takes ~2 s: pay it when the pipeline is built, not on the first answer
+    def setup(self) -> None:
+        """Load inflect now (about 2 s, with its type checks): a run calls this before its first video."""
+        _inflector()
 
     def prompt(self, item: AnalyzeItem) -> list[dict]:
         return self.template.messages(caption=item.caption)

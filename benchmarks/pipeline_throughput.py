@@ -1,12 +1,20 @@
-"""Throughput of the detailed pipeline on Ray against a fixed-latency fake endpoint and fake segmentor.
+"""Throughput and CPU cost of the detailed pipeline against a stand-in endpoint and a stand-in segmentor.
 
     .venv/bin/python benchmarks/pipeline_throughput.py [--videos 96] [--latency 0.2] [--concurrency 32]
+    .venv/bin/python benchmarks/pipeline_throughput.py --cpu [--prefill 100000]
 
-Prints objects/s achieved by the engine beside:
-- the ideal bound set by the slowest stage: model calls (concurrency / latency calls/s, divided by
-  the calls each object needs) or the segmentor (its cost per frame x mask frames per video);
-- a naive sequential loop over the same agents and segmentor (measured on a few videos);
-- the engine's own CPU time per object (driver and Ray workers, model waits excluded).
+Prints objects/s achieved by the engine beside the bound set by the slowest of:
+- model calls: concurrency / latency requests per second, divided by the requests each object needs;
+- the segmentor: its cost per frame x mask frames per video (one actor);
+- the CPU: this machine's cores divided by the CPU each object costs the engine and the stand-in
+  endpoint (both run here), measured in the same run.
+It also prints the CPU per object of the driver and of the engine's own Ray workers (MediaWorker,
+SegmentorWorker), not counting the stand-in endpoint or Ray's own daemons.
+
+--cpu runs at 1 ms model latency with a 0 ms segmentor, where the engine's own CPU is the limit.
+--prefill N runs the same videos twice, side by side: in an empty store, and in a store pre-filled with N
+objects (straight into the tables), and prints both.
+A naive sequential loop over the same agents (no Ray, no overlap) runs on a few videos for comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -28,15 +37,17 @@ SUPPORT = ROOT / "tests" / "support"
 sys.path.insert(0, str(SUPPORT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ["OPENAI_API_KEY"] = "sk-bench"
 
-from engine import schema  # noqa: E402
+from engine.cli.registry import build_pipelines, version_context  # noqa: E402
 from engine.config import load_config  # noqa: E402
+from engine.runtime.executor import execute  # noqa: E402
 from engine.sources.ingest import ingest  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.store import Store, schema  # noqa: E402
+from prefill import prefill  # noqa: E402
 from synthetic import Shape, render, write_mp4  # noqa: E402
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
+AGENTS = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
 
 
 def make_source(folder: Path, n: int) -> None:
@@ -53,34 +64,65 @@ def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-def cpu_seconds(proc: psutil.Process) -> float:
+def cpu_of(pids) -> float:
     total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
+    for pid in pids:
         try:
-            t = p.cpu_times()
+            t = psutil.Process(pid).cpu_times()
             total += t.user + t.system
         except psutil.Error:
             pass
     return total
 
 
-async def engine_run(cfg, store, video_ids) -> tuple[float, float, object]:
-    from engine.runtime.executor import Services, build_pipelines, check_resources, make_pools, run_videos, start_actors
-    from engine.runtime.executor import start_ray, video_tasks
+@dataclass
+class Measure:
+    objects: int
+    requests: int
+    samples: int
+    wall: float
+    driver_cpu: float
+    worker_cpu: float
+    endpoint_cpu: float
+    role_cpu: dict[str, float]
 
-    start_ray(cfg)
-    check_resources(cfg)
-    pools = make_pools(cfg)
+    def per_object_ms(self, seconds: float) -> float:
+        return seconds / self.objects * 1000
+
+
+def run_engine(cfg, store: Store, ids: list[str], endpoint_pid: int) -> Measure:
+    import ray
+
+    vc, path = version_context(cfg)
     run_id = uuid.uuid4().hex
     with store.session() as q:
         q.add(schema.Run(id=run_id, command="bench", engine_version="bench", config={}))
-    s = Services(cfg, store, run_id, pools)
-    s.segmentor_version = await start_actors(pools)  # every actor up before the clock starts
-    pipelines = build_pipelines(["detailed"])  # so are the pipeline's agents (and their imports)
-    me = psutil.Process()
-    cpu0, t0 = cpu_seconds(me), time.perf_counter()
-    await run_videos(s, pipelines, video_tasks(store, video_ids))
-    return time.perf_counter() - t0, cpu_seconds(me) - cpu0, s
+    marks: dict[str, float] = {}
+    workers: list[int] = []
+    roles: dict[str, list[int]] = {}
+
+    def ready(pids: dict[str, list[int]]) -> None:  # every actor up, before the first video: the clock starts
+        roles.update(pids)
+        workers.extend(p for role in pids.values() for p in role)
+        marks.update(t=time.perf_counter(), driver=cpu_of([os.getpid()]), workers=cpu_of(workers),
+                     endpoint=cpu_of([endpoint_pid]), **{f"role:{r}": cpu_of(p) for r, p in pids.items()})
+
+    environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"]}
+    try:
+        asyncio.run(execute(cfg, store, run_id, ids, build_pipelines(["detailed"]), path, vc.segmentor_version,
+                            environ=environ, on_ready=ready))
+        wall = time.perf_counter() - marks["t"]
+        m = Measure(0, 0, 0, wall, cpu_of([os.getpid()]) - marks["driver"], cpu_of(workers) - marks["workers"],
+                    cpu_of([endpoint_pid]) - marks["endpoint"],
+                    {r: cpu_of(p) - marks[f"role:{r}"] for r, p in roles.items()})
+    finally:
+        ray.shutdown()
+    with store.session() as q:
+        m.objects = q.query(schema.Masklet).join(schema.VideoObject, schema.VideoObject.id == schema.Masklet.object_id) \
+            .filter(schema.VideoObject.video_id.in_(ids)).count()
+        m.requests = q.query(schema.Request).filter_by(run_id=run_id).count()
+        m.samples = q.query(schema.Sample).filter_by(run_id=run_id).count()
+    return m
 
 
 def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
@@ -92,9 +134,10 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
     from agents.refiner import RefineItem, RefinerAgent
     from agents.reviewer import Judge, JudgeItem, RegionDescriber, RegionItem
     from agents.segmentor import SegmentRequest
+    from engine.media import masks
     from engine.media.images import to_data_url
-    from engine.media.video import Video, uniform_indices
     from engine.media.overlay import OverlayObject, draw_overlay
+    from engine.media.video import Video, uniform_indices
     from fake_segmentor import HashSegmentor
 
     client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
@@ -120,8 +163,6 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
         for t in tracks:
             objects += 1
             texts = {q: ask(AnnotatorAgent(q), AnnotateItem(t.noun, tuple(plain))) for q in ("dynamic", "static")}
-            from engine.media import masks
-
             anchor = frames[mask_idx.index(t.anchor_frame)]
             overlay = to_data_url(draw_overlay(anchor, [OverlayObject(mask=masks.decode(t.masks[t.anchor_frame]))]))
             region = ask(RegionDescriber(), RegionItem(overlay))
@@ -129,6 +170,30 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
             if verdict.same_object:
                 ask(RefinerAgent(), RefineItem(t.noun, texts["static"], texts["dynamic"]))
     return time.perf_counter() - t0, objects
+
+
+def report(label: str, m: Measure, args, cfg) -> None:
+    cores = psutil.cpu_count()
+    engine_cpu = m.driver_cpu + m.worker_cpu
+    llm_bound = m.objects / (m.requests / (args.concurrency / args.latency))
+    seg_time = args.seg_s_per_frame * cfg.sampling.mask_frames * args.videos
+    seg_bound = m.objects / seg_time if seg_time else float("inf")
+    cpu_bound = cores / ((engine_cpu + m.endpoint_cpu) / m.objects)
+    bound = min(llm_bound, seg_bound, cpu_bound)
+    achieved = m.objects / m.wall
+    print(f"--- {label}")
+    print(f"videos={args.videos} objects={m.objects} requests={m.requests} ({m.requests / m.objects:.2f}/object) "
+          f"samples={m.samples}")
+    print(f"{'':34}{'objects/s':>10}{'vs bound':>10}")
+    print(f"{'bound (slowest of the three)':34}{bound:10.2f}{1:10.0%}   (model calls {llm_bound:.1f}, segmentor "
+          f"{seg_bound:.1f}, CPU {cpu_bound:.1f} = {cores} cores / "
+          f"{m.per_object_ms(engine_cpu + m.endpoint_cpu):.1f} ms per object)")
+    print(f"{'engine':34}{achieved:10.2f}{achieved / bound:10.0%}   wall {m.wall:.1f} s")
+    print(f"CPU per object: driver {m.per_object_ms(m.driver_cpu):.1f} ms, engine Ray workers "
+          f"{m.per_object_ms(m.worker_cpu):.1f} ms ("
+          + ", ".join(f"{r} {m.per_object_ms(c):.1f}" for r, c in sorted(m.role_cpu.items()))
+          + f"), engine in all {m.per_object_ms(engine_cpu):.1f} ms "
+          f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)")
 
 
 def main() -> None:
@@ -139,7 +204,11 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seg-s-per-frame", type=float, default=0.005)
     p.add_argument("--videos-in-flight", type=int, default=48)
+    p.add_argument("--cpu", action="store_true", help="1 ms model latency, 0 ms segmentor: the engine's CPU is the limit")
+    p.add_argument("--prefill", type=int, default=0, help="also run in a store pre-filled with this many objects")
     args = p.parse_args()
+    if args.cpu:
+        args.latency, args.seg_s_per_frame = 0.001, 0.0
     os.environ["FAKE_SEGMENTOR_S_PER_FRAME"] = str(args.seg_s_per_frame)
     endpoint, url = start_endpoint(args.latency)
     os.environ["OPENAI_BASE_URL"] = url
@@ -148,46 +217,40 @@ def main() -> None:
             src = Path(tmp) / "videos"
             src.mkdir()
             make_source(src, args.videos)
-            env = {"ENGINE_DATA_DIR": str(Path(tmp) / "data"),
-                   "ENGINE_SEGMENTOR__BACKEND": "fake_segmentor:HashSegmentor",
-                   "ENGINE_RAY__RESOURCES": '{"segmentor": {"num_gpus": 0, "num_cpus": 0.5}, '
-                                            '"media": {"num_cpus": 0.5, "max_concurrency": 4}}',
-                   "ENGINE_RUNTIME__VIDEOS_IN_FLIGHT": str(args.videos_in_flight)}
-            for agent in ("captioner", "analyzer", "annotator", "reviewer", "refiner"):
-                env[f"ENGINE_AGENTS__{agent.upper()}__MAX_CONCURRENT"] = str(args.concurrency)
-            cfg = load_config(environ=env)
-            store = Store(cfg.resolved_database_url)
-            ids = [v.id for v in ingest(store, src).videos]
-            wall, cpu, s = asyncio.run(engine_run(cfg, store, ids))
-            counts = store.counts()
-            with store.session() as q:
-                objects = q.query(schema.VideoObject).filter_by(status="grounded").count()
-                calls = q.query(schema.ModelCall).count()
-                mask_frames = sum(len(m.frames) for m in q.query(schema.Masklet)) / max(1, objects)
-            seg_time = args.seg_s_per_frame * cfg.sampling.mask_frames * len(ids)  # one segmentor actor
-            llm_bound = objects / (calls / (args.concurrency / args.latency))
-            seg_bound = objects / seg_time if seg_time else float("inf")
-            bound = min(llm_bound, seg_bound)
-            naive_wall, naive_objects = naive_loop(cfg, Store(cfg.resolved_database_url), ids[:args.naive_videos], url)
+            overrides = {"segmentor.backend": "fake_segmentor:HashSegmentor",
+                         "ray.resources": {"segmentor": {"num_gpus": 0, "num_cpus": 0.5},
+                                           "media": {"num_cpus": 0.5, "max_concurrency": 4}},
+                         "runtime.videos_in_flight": args.videos_in_flight,
+                         **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS}}
+            stores = [("empty store", Path(tmp) / "empty")]
+            if args.prefill:
+                stores.append((f"store pre-filled with {args.prefill:,} objects", Path(tmp) / "full"))
+            results = []
+            for label, data in stores:
+                cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
+                store = Store(cfg.resolved_database_url)
+                if data.name == "full":
+                    vc, _ = version_context(cfg)
+                    took = prefill(store, build_pipelines(["detailed"]), vc, args.prefill)
+                    print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
+                ids = [v.id for v in ingest(store, src).videos]
+                results.append((label, run_engine(cfg, store, ids, endpoint.pid), cfg, store, ids))
+            print(f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
+                  f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {results[0][2].sampling.mask_frames} frames/video")
+            for label, m, cfg, _, _ in results:
+                report(label, m, args, cfg)
+            if len(results) == 2:
+                (_, e, *_), (_, f, *_) = results
+                ratio = (f.driver_cpu + f.worker_cpu) / f.objects / ((e.driver_cpu + e.worker_cpu) / e.objects)
+                print(f"--- engine CPU per object, pre-filled / empty: {ratio:.3f} (driver "
+                      f"{f.per_object_ms(f.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f})")
+            label, m, cfg, store, ids = results[0]
+            naive_wall, naive_objects = naive_loop(cfg, store, ids[:args.naive_videos], url)
             naive = naive_objects / naive_wall
-            achieved = objects / wall
-            print(f"videos={len(ids)} objects={objects} model calls={calls} ({calls / objects:.2f}/object) "
-                  f"samples={counts['samples']} failures={counts['failures']}")
-            print(f"endpoint latency={args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
-                  f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video")
-            print(f"{'':28}{'objects/s':>10}{'vs bound':>10}")
-            print(f"{'ideal bound (slowest stage)':28}{bound:10.2f}{1:10.0%}   "
-                  f"(model calls {llm_bound:.2f}, segmentor {seg_bound:.2f})")
-            print(f"{'engine (Ray)':28}{achieved:10.2f}{achieved / bound:10.0%}   wall {wall:.1f} s")
-            print(f"{'naive sequential loop':28}{naive:10.2f}{naive / bound:10.0%}   "
-                  f"({naive_objects} objects in {naive_wall:.1f} s)")
-            print(f"engine vs naive: {achieved / naive:.1f}x; engine CPU per object: {cpu / objects * 1000:.0f} ms "
-                  f"(driver + Ray workers, {cpu:.1f} s in all; mask frames/object {mask_frames:.0f})")
+            print(f"naive sequential loop: {naive:.2f} objects/s ({naive_objects} objects in {naive_wall:.1f} s); "
+                  f"engine vs naive {m.objects / m.wall / naive:.1f}x")
     finally:
         endpoint.terminate()
-        import ray
-
-        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ class CaptionStage(Stage):
             return
         idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
         images = await ctx.s.encode(video, idx, "captioner")
-        text = await ctx.s.ask(self.agent, CaptionItem(images.digests), images)
+        text = await ctx.ask(self.agent, CaptionItem(images.digests), images)
         ctx.save((schema.Caption, [dict(id=stable_id("caption", video.id, "captioner"), video_id=video.id,
                                         source="captioner", text=text)]))
 
@@ -90,7 +90,7 @@ class AnalyzeStage(Stage):
         caption = ctx.state.caption
         if caption is None:
             raise UnitFailure("no_caption", "the video has no caption (add a sidecar, or run the caption stage)")
-        analysis = await ctx.s.ask(self.agent, AnalyzeItem(caption))
+        analysis = await ctx.ask(self.agent, AnalyzeItem(caption))
         rows = [dict(id=stable_id("object", video.id, noun, 0, ctx.version), video_id=video.id, noun=noun, instance=0,
                      is_subject=noun == analysis.subject, stage_version=ctx.version) for noun in analysis.nouns]
         ctx.save((schema.VideoObject, rows), done=[video.id])
@@ -119,7 +119,7 @@ class SegmentStage(Stage):
         tracks = await ctx.s.segment(request)
         new_objects, masklets = [], []
         for obj in nouns:
-            for t in (t for t in tracks if t.noun == obj["noun"]):
+            for t, quality in (tq for tq in tracks if tq[0].noun == obj["noun"]):
                 object_id = obj["id"]
                 if t.instance:  # each further instance is an object of its own
                     object_id = stable_id("object", video.id, obj["noun"], t.instance, obj["stage_version"])
@@ -130,7 +130,7 @@ class SegmentStage(Stage):
                     id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id,
                     backend_version=ctx.version, anchor_frame=t.anchor_frame, box=list(t.box),
                     grounding_score=t.grounding_score, mask_score=t.mask_score, height=video.height, width=video.width,
-                    frames=frames, **masks.quality(frames)))
+                    frames=frames, **quality))
         # a noun without a track is done too: not grounded at this lineage
         ctx.save((schema.VideoObject, new_objects), (schema.Masklet, masklets), done=[o["id"] for o in nouns])
 
@@ -159,27 +159,31 @@ class AnnotateStage(Stage):
         if not todo:
             return
         nouns = [o["noun"] for o in objects]
+        marked = sorted({o["id"] for o, _ in todo if nouns.count(o["noun"]) > 1})  # several instances of a noun
         shared: dict[str, asyncio.Future] = {}
 
-        async def plain() -> ImageSet:
-            if "plain" not in shared:  # encoded once per video, shared by all its objects
-                idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
-                shared["plain"] = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
-            return await shared["plain"]
+        async def images_for(obj: Row) -> ImageSet:
+            """Plain frames, encoded once per video; frames with the object marked where its noun names several
+            (made in one media call for all of them, shared by both queries)."""
+            if obj["id"] not in marked:
+                if "plain" not in shared:
+                    idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
+                    shared["plain"] = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
+                return await shared["plain"]
+            if "marked" not in shared:
+                idx = mask_indices(ctx.cfg, video)  # overlays exist on mask frames: take annotator_frames of them
+                idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
+                shared["marked"] = asyncio.ensure_future(ctx.s.overlays(
+                    video, [(idx, state.masklet(i)["frames"]) for i in marked], "annotator"))
+            return (await shared["marked"])[marked.index(obj["id"])]
 
         async def one(pair) -> None:
             obj, agent = pair
-            several = nouns.count(obj["noun"]) > 1
+            several = obj["id"] in marked
 
             async def work() -> None:
-                if several:  # several instances: show which one is meant
-                    m = state.masklet(obj["id"])
-                    idx = mask_indices(ctx.cfg, video)  # overlays exist on mask frames: take annotator_frames of them
-                    idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
-                    images = await ctx.s.overlays(video, idx, m["frames"], "annotator")
-                else:
-                    images = await plain()
-                text = await ctx.s.ask(agent, AnnotateItem(obj["noun"], images.digests, several), images)
+                images = await images_for(obj)
+                text = await ctx.ask(agent, AnnotateItem(obj["noun"], images.digests, several), images)
                 ctx.save((schema.Description, [description_row(ctx, obj, agent.kind, text, agent)]))
 
             await ctx.attempt("object", obj["id"], work, stage=f"{self.name}.{agent.query}")
@@ -212,39 +216,53 @@ class ReviewStage(Stage):
                              min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames), 60)]
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        todo = [o for o in ctx.state.grounded(ctx.objects_version) if ctx.state.review(o["id"]) is None]
+        state = ctx.state
+        todo = [o for o in state.grounded(ctx.objects_version) if state.review(o["id"]) is None
+                and all(state.description(o["id"], k) for k in ("appearance", "motion"))]  # the Annotator's done
+        paper = ctx.cfg.runtime.reviewer_mode == "paper"
+        shown = [o for o in todo if not (paper and state.description(o["id"], "region"))]
+        shared: dict[str, asyncio.Future] = {}
+
+        async def images_for(obj: Row) -> ImageSet:
+            """The frames the reviewer sees, with the mask drawn: one media call for all of the video's objects."""
+            if "images" not in shared:
+                items = []
+                for o in shown:
+                    m = state.masklet(o["id"])
+                    keys = sorted(int(f) for f in m["frames"])
+                    frames = [m["anchor_frame"]] if paper else [keys[i] for i in uniform_indices(len(keys),
+                                                                                                 DIRECT_REVIEW_FRAMES)]
+                    items.append((frames, m["frames"]))
+                shared["images"] = asyncio.ensure_future(ctx.s.overlays(video, items, "reviewer"))
+            return (await shared["images"])[shown.index(obj)]
 
         async def one(obj) -> None:
-            await ctx.attempt("object", obj["id"], lambda: self._review(video, obj, ctx))
+            await ctx.attempt("object", obj["id"], lambda: self._review(obj, ctx, images_for))
 
         await gather_units(todo, one)
 
-    async def _review(self, video: VideoTask, obj: Row, ctx: StageContext) -> None:
+    async def _review(self, obj: Row, ctx: StageContext, images_for) -> None:
         state = ctx.state
         texts = {kind: state.description(obj["id"], kind) for kind in ("appearance", "motion")}
-        if not all(texts.values()):
-            return  # the Annotator failed on this object: nothing to review
         m = state.masklet(obj["id"])
         rows: list[dict] = []
         region_id = None
         if ctx.cfg.runtime.reviewer_mode == "paper":
             region = state.description(obj["id"], "region")
             if region is None:
-                images = await ctx.s.overlays(video, [m["anchor_frame"]], m["frames"], "reviewer")
-                text = await ctx.s.ask(self.region, RegionItem(images.digests[0]), images)
+                images = await images_for(obj)
+                text = await ctx.ask(self.region, RegionItem(images.digests[0]), images)
                 region = description_row(ctx, obj, "region", text, self.region)
                 rows.append(region)
             region_id = region["id"]
             item = JudgeItem(obj["noun"], region["text"], texts["appearance"]["text"], texts["motion"]["text"])
             judge = self.judge
-            verdict = await ctx.s.ask(judge, item)
+            verdict = await ctx.ask(judge, item)
         else:
-            keys = sorted(int(f) for f in m["frames"])
-            frames = [keys[i] for i in uniform_indices(len(keys), DIRECT_REVIEW_FRAMES)]
-            images = await ctx.s.overlays(video, frames, m["frames"], "reviewer")
+            images = await images_for(obj)
             item = JudgeItem(obj["noun"], "", texts["appearance"]["text"], texts["motion"]["text"], images.digests)
             judge = self.direct
-            verdict = await ctx.s.ask(judge, item, images)
+            verdict = await ctx.ask(judge, item, images)
         review = dict(id=stable_id("review", obj["id"], ctx.lineage), object_id=obj["id"], mode=judge.mode,
                       verdict=verdict.same_object, confidence=verdict.confidence, rationale=verdict.rationale,
                       region_description_id=region_id, model=ctx.cfg.agents.reviewer.model,
@@ -276,7 +294,7 @@ class RefineStage(Stage):
         async def one(obj) -> None:
             async def work() -> None:
                 app, motion = state.description(obj["id"], "appearance"), state.description(obj["id"], "motion")
-                text = await ctx.s.ask(self.agent, RefineItem(obj["noun"], app["text"], motion["text"]))
+                text = await ctx.ask(self.agent, RefineItem(obj["noun"], app["text"], motion["text"]))
                 ctx.save((schema.Description, [description_row(ctx, obj, "detailed", text, self.agent)]))
 
             await ctx.attempt("object", obj["id"], work)
@@ -390,7 +408,7 @@ class QAStage(Stage):
                     if d is None:
                         raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
                     objs.append(QAObject(o["noun"], d["text"]))
-                pairs = await ctx.s.ask(self.agent, QAItem(tuple(objs)))
+                pairs = await ctx.ask(self.agent, QAItem(tuple(objs)))
                 rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(pairs)) if r]
                 ctx.save((schema.Sample, rows), done=[unit])
 

@@ -1,4 +1,4 @@
-"""Sample records in the VideoRefer-700K format (DESIGN.md §3): one single-turn conversation plus
+"""Sample records in the VideoRefer-700K format (docs/record-format.md): one single-turn conversation plus
 one `annotation` dict per `<region>` placeholder, keyed by absolute frame index (as a string).
 """
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from functools import cache
 from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar
 
 import aiohttp
+import orjson
 import pydantic
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -125,7 +127,25 @@ def canonical_request(model: str, messages: Sequence[Mapping[str, Any]], params:
 
 
 def request_hash(canonical: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_canonical_json(canonical).encode()).hexdigest()
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@cache
+def _schema_part(schema: type[pydantic.BaseModel]) -> str:
+    return _canonical_json({"name": schema.__name__, "json": _schema_json(schema)})
+
+
+def _request_hash(model: str, messages: list, params: Mapping[str, Any], schema: type[pydantic.BaseModel]) -> str:
+    """request_hash(canonical_request(...)), with the schema's part serialised once per schema: the same bytes
+    (keys in sorted order: messages, model, params, schema)."""
+    c = canonical_request(model, messages, params, schema)
+    text = (f'{{"messages":{_canonical_json(c["messages"])},"model":{_canonical_json(model)},'
+            f'"params":{_canonical_json(c["params"])},"schema":{_schema_part(schema)}}}')
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- transport errors -------------------------------------------------------------------------------
@@ -177,13 +197,43 @@ def _retry_after(e: BaseException | None) -> float | None:
 
 
 class _WaitRetryAfterOrBackoff:
+    """Retry-After when the answer gives one, else exponential backoff with jitter. The first try is made outside
+    tenacity (the fast path), so tenacity's attempt numbers are one behind the request's."""
+
     def __init__(self, max_s: float):
         self.max_s = max_s
         self.backoff = wait_exponential_jitter(multiplier=0.5, max=max_s, jitter=0.5)
 
     def __call__(self, state) -> float:
         hinted = _retry_after(state.outcome.exception() if state.outcome else None)
-        return min(hinted, self.max_s) if hinted is not None else self.backoff(state)
+        if hinted is not None:
+            return min(hinted, self.max_s)
+        return self.backoff(_Shifted(state.attempt_number + 1))
+
+
+@dataclass
+class _Shifted:
+    attempt_number: int
+
+
+class _Outcome1:
+    def __init__(self, e: BaseException):
+        self._e = e
+
+    def exception(self) -> BaseException:
+        return self._e
+
+
+@dataclass
+class _FirstFailure:
+    """What tenacity's wait strategies read of a retry state, for the first try made outside tenacity."""
+
+    error: BaseException
+    attempt_number: int = 0
+
+    @property
+    def outcome(self) -> _Outcome1:
+        return _Outcome1(self.error)
 
 
 def _error_code(e: BaseException) -> str:
@@ -272,6 +322,9 @@ class ModelClient:
         self._modes: dict[tuple[str, str], str] = {}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._inflight: dict[str, asyncio.Future] = {}
+        import openai.lib._pydantic  # noqa: F401  (the strict schemas need it: imported now, not on the first call)
+
+        self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()  # request log ids, unique per client
         self.cache_hits: Counter[str] = Counter()  # per role: calls answered from the cache (no request)
 
     # --- endpoints ---------------------------------------------------------------------------------
@@ -310,8 +363,12 @@ class ModelClient:
 
     def _session(self, ep: _Endpoint) -> aiohttp.ClientSession:
         if ep.base_url not in self._sessions:
-            # One connection pool per server; the limiter, not the pool, bounds requests in flight.
-            self._sessions[ep.base_url] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            # One connection pool per server; the limiter, not the pool, bounds requests in flight. The trace
+            # tells a request that left from one stopped before it did (the request log keeps only the former).
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(_mark_sent)
+            self._sessions[ep.base_url] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                                trace_configs=[trace])
         return self._sessions[ep.base_url]
 
     @staticmethod
@@ -321,7 +378,7 @@ class ModelClient:
     def request_key(self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type) -> str:
         """The cache key of a call, computable without sending it (images may be 'sha256:' placeholders)."""
         ep: EndpointConfig = getattr(self.cfg.agents, key)
-        return request_hash(canonical_request(ep.model, messages, self._params(ep), response_format))
+        return _request_hash(ep.model, list(messages), self._params(ep), response_format)
 
     def image_urls(self, key: str, frames: Sequence[Any]) -> list[str]:
         """Frames ((H, W, 3) uint8 RGB) as JPEG data URLs at this agent's image_max_side and image_quality."""
@@ -347,25 +404,40 @@ class ModelClient:
             raise EndpointError(f"{ep.where} refused the key in ${ep.cfg.api_key_env}: HTTP {status}")
 
     async def aclose(self) -> None:
+        """Close the connections (calls run in their callers' tasks, which an abort cancels)."""
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
 
     # --- the call ----------------------------------------------------------------------------------
     async def query(self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type[T],
-                    role: str | None = None, images: Mapping[str, str] | None = None) -> CallResult[T]:
-        """Ask agent endpoint `key`; `images` maps the messages' 'sha256:' placeholders to data URLs."""
+                    role: str | None = None, images: Mapping[str, str] | None = None,
+                    scope: str | None = None) -> CallResult[T]:
+        """Ask agent endpoint `key`; `images` maps the messages' 'sha256:' placeholders to data URLs; `scope` is
+        the video the call is for (its cached answers may be preloaded)."""
         rhash = self.request_key(key, messages, response_format)
-        if rhash not in self._inflight:  # identical calls in flight at once share one request
-            self._inflight[rhash] = asyncio.ensure_future(
-                self._call(key, role or key, rhash, list(messages), response_format, images or {}))
-            self._inflight[rhash].add_done_callback(lambda _f, h=rhash: self._inflight.pop(h, None))
-        return await asyncio.shield(self._inflight[rhash])
+        shared = self._inflight.get(rhash)
+        if shared is not None:  # an identical call is in flight: share its answer
+            return await asyncio.shield(shared)
+        # The first caller makes the call in its own task (no task per call); later identical callers wait on it.
+        shared = self._inflight[rhash] = asyncio.get_running_loop().create_future()
+        try:
+            result = await self._call(key, role or key, rhash, list(messages), response_format, images or {}, scope)
+        except BaseException as e:
+            if not shared.done():
+                shared.set_exception(e)
+                shared.exception()  # retrieved here, so a call nobody shared logs no warning
+            raise
+        else:
+            shared.set_result(result)
+            return result
+        finally:
+            del self._inflight[rhash]
 
-    async def _call(self, key, role, rhash, messages, schema, images) -> CallResult:
+    async def _call(self, key, role, rhash, messages, schema, images, scope) -> CallResult:
         ep = self.endpoint(key)
         if self.use_cache and self.cache is not None:
-            stored = await self.cache.get(rhash)
+            stored = await self.cache.get(rhash, scope)
             if stored is not None:
                 try:
                     value = schema.model_validate(stored["parsed"])
@@ -387,7 +459,7 @@ class ModelClient:
         if result.ok and self.cache is not None:
             self.cache.put(dict(request_hash=rhash, agent=role, model=ep.cfg.model, endpoint=ep.base_url, status="ok",
                                 tokens_in=result.tokens_in, tokens_out=result.tokens_out, cost_usd=result.cost_usd,
-                                latency_s=result.latency_s, run_id=self.run_id,
+                                latency_s=result.latency_s, run_id=self.run_id, video_id=scope,
                                 response={"parsed": result.value.model_dump(mode="json"), "content": content,
                                           "mode": result.mode}))
         if result.error_code in FATAL_STATUS.values():
@@ -461,22 +533,31 @@ class ModelClient:
 
     async def _send(self, ep, role, rhash, kind, messages, schema, mode, result) -> tuple[str | None, str | None]:
         """One logical request with retries, each HTTP attempt logged. Returns (content, refusal)."""
-        data = json.dumps(self.body(ep, messages, schema, mode)).encode()
+        data = orjson.dumps(self.body(ep, messages, schema, mode))
         est = len(data) // 4 + ep.cfg.max_tokens
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(ep.cfg.max_attempts),
-            wait=_WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s),
-            retry=retry_if_exception(_transient),
-            reraise=True,
-        )
         attempt = 0
+
+        async def one() -> dict:
+            nonlocal attempt
+            attempt += 1
+            async with ep.limiter.slot(est) as slot:
+                completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result)
+                slot.settle(_known_tokens(completion))
+                return completion
+
         try:
-            async for tenacity_attempt in retrying:
-                with tenacity_attempt:
-                    attempt += 1
-                    async with ep.limiter.slot(est) as slot:
-                        completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result)
-                        slot.settle(_known_tokens(completion))
+            try:
+                completion = await one()  # most requests succeed at once: no retry machinery for them
+            except Exception as first:
+                if not _transient(first) or ep.cfg.max_attempts == 1:
+                    raise
+                wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
+                await asyncio.sleep(wait(_FirstFailure(first)))
+                retrying = AsyncRetrying(stop=stop_after_attempt(ep.cfg.max_attempts - 1), wait=wait,
+                                         retry=retry_if_exception(_transient), reraise=True)
+                async for tenacity_attempt in retrying:
+                    with tenacity_attempt:
+                        completion = await one()
         except _HTTPError as e:
             raise self._status_outcome(ep, e, attempt) from None
         except (asyncio.TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
@@ -487,27 +568,40 @@ class ModelClient:
 
     async def _post(self, ep, role, rhash, kind, attempt, mode, data: bytes, result) -> dict:
         """One HTTP request: logged before it leaves, completed with what came back."""
-        row = dict(id=uuid.uuid4().hex, run_id=self.run_id, role=role, endpoint_key=ep.key, model=ep.cfg.model,
+        row = dict(id=f"{self._id_prefix}{next(self._ids):016x}", run_id=self.run_id, role=role, endpoint_key=ep.key, model=ep.cfg.model,
                    endpoint=ep.base_url, request_hash=rhash, kind=kind, attempt=attempt, output_mode=mode,
                    status="sent", sent_at=utcnow())
         if self.log is not None:
-            await self.log.sent(request_columns(row))
+            try:
+                await self.log.sent(request_columns(row))
+            except asyncio.CancelledError:  # the run stopped before this request left: it was never sent
+                self.log.withdraw(row["id"])
+                raise
         result.attempts += 1
         t0 = time.monotonic()
         status, text = None, ""
+        left = _Left()
         try:
             async with self._session(ep).post(f"{ep.base_url}/chat/completions", data=data, headers=ep.headers,
-                                              timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s)) as r:
+                                              timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s),
+                                              trace_request_ctx=left) as r:
                 status = r.status
                 text = await r.text(errors="replace")
                 headers = r.headers
             if status >= 400:
                 raise _HTTPError(status, headers, text)
             try:
-                completion = json.loads(text)
+                completion = orjson.loads(text)
                 completion["choices"][0]  # noqa: B018  (a chat completion has one)
             except (ValueError, KeyError, IndexError, TypeError):
                 raise _MalformedResponse(f"HTTP {status} body is not a chat completion") from None
+        except asyncio.CancelledError:  # the run stopped: sent with its answer unknown, or never sent at all
+            if left.sent or self.log is None:
+                row.update(status="cancelled")
+                self._finish(row, t0, ep, None)
+            else:
+                self.log.withdraw(row["id"])
+            raise
         except Exception as e:
             row.update(status=_error_code(e), http_status=status, answer=text[:ANSWER_CHARS] or None)
             self._finish(row, t0, ep, None)
@@ -543,6 +637,17 @@ class ModelClient:
             return _Outcome("error", FATAL_STATUS[code], f"{ep.where} answered HTTP {code}: {text} ({hint})")
         kind = f"retries exhausted after {attempts} attempts" if _transient(e) else "not retried"
         return _Outcome("error", f"http_{code}", f"{ep.where} answered HTTP {code} ({kind}): {text}")
+
+
+class _Left:
+    """Whether a request's headers went out (set by aiohttp's trace)."""
+
+    sent = False
+
+
+async def _mark_sent(session, ctx, params) -> None:
+    if isinstance(ctx.trace_request_ctx, _Left):
+        ctx.trace_request_ctx.sent = True
 
 
 def _known_tokens(completion: Mapping[str, Any]) -> int:

@@ -61,6 +61,9 @@ class EndpointLimiter:
     async def slot(self, estimated_tokens: int) -> AsyncIterator[Reservation]:
         """Hold one concurrent slot, after waiting for the request and token rates to allow it."""
         async with self._slots:
+            if not (self.rpm or self.tpm):  # only a concurrency limit: nothing to reserve
+                yield Reservation(self, estimated_tokens)
+                return
             async with self._lock:
                 # a single request larger than a minute's tokens waits one minute, not forever
                 tokens = min(estimated_tokens, self.tpm) if self.tpm else estimated_tokens

@@ -13,6 +13,7 @@ the driver's StoreIO thread) or in memory (tests, benchmarks).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,8 +28,9 @@ REQUEST_COLUMNS = tuple(c.name for c in schema.Request.__table__.c)
 
 
 class Cache(Protocol):
-    async def get(self, request_hash: str) -> dict[str, Any] | None:
-        """The stored response of a successful call with this hash, or None."""
+    async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
+        """The stored response of a successful call with this hash, or None. `scope` (a video id) is where the
+        call comes from: a cache that preloaded that video's answers needs no query."""
 
     def put(self, row: dict[str, Any]) -> None:
         """Keep a successful call's answer (a model_calls row without id)."""
@@ -44,24 +46,53 @@ class RequestLog(Protocol):
     def answered(self, row: dict[str, Any]) -> None:
         """Complete a request's record (status, tokens, latency, the raw answer on failure)."""
 
+    def withdraw(self, request_id: str) -> None:
+        """Remove the record of a request that never left (the run was stopped just before it)."""
+
 
 def cache_row_id(request_hash: str) -> str:
     return stable_id("model_call", request_hash)
 
 
 class StoreCache:
+    """The store's cache through the StoreIO thread.
+
+    The runtime preloads each in-flight video's answers with the video's state (`preload`), so a call from
+    a preloaded video is answered, or known to be new, without a query; answers stored in this run are
+    kept too, for a while (identical calls from other videos). Calls from elsewhere are looked up.
+    """
+
+    RECENT = 20_000  # answers of this run kept in memory, newest last
+
     def __init__(self, io: StoreIO):
         self.io = io
+        self._preloaded: dict[str, dict[str, Any]] = {}
+        self._recent: OrderedDict[str, Any] = OrderedDict()
 
-    async def get(self, request_hash: str) -> dict[str, Any] | None:
+    def preload(self, scope: str, answers: dict[str, Any]) -> None:
+        self._preloaded[scope] = answers
+
+    def release(self, scope: str) -> None:
+        self._preloaded.pop(scope, None)
+
+    async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
+        if request_hash in self._recent:
+            return self._recent[request_hash]
+        if scope is not None and scope in self._preloaded and request_hash in self._preloaded[scope]:
+            return self._preloaded[scope][request_hash]
         return await self.io.cached(request_hash)
 
     def put(self, row: dict[str, Any]) -> None:
         full = {"id": cache_row_id(row["request_hash"]), **row}
-        self.io.submit([Upsert(schema.ModelCall, [full], ("request_hash",),
-                               tuple(k for k in full if k not in ("id", "request_hash")))])
+        self._recent[row["request_hash"]] = row["response"]
+        while len(self._recent) > self.RECENT:
+            self._recent.popitem(last=False)
+        self.io.submit([Insert(schema.ModelCall, [full])])  # an answer already stored stays
 
     def invalidate(self, request_hash: str) -> None:
+        self._recent.pop(request_hash, None)
+        for answers in self._preloaded.values():
+            answers.pop(request_hash, None)
         self.io.submit([Delete(schema.ModelCall, {"request_hash": request_hash})])
 
 
@@ -76,12 +107,15 @@ class StoreRequestLog:
     def answered(self, row: dict[str, Any]) -> None:
         self.io.submit([Upsert(schema.Request, [row], ("id",), tuple(k for k in row if k != "id"))])
 
+    def withdraw(self, request_id: str) -> None:
+        self.io.submit([Delete(schema.Request, {"id": request_id})])
+
 
 class MemoryCache:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
 
-    async def get(self, request_hash: str) -> dict[str, Any] | None:
+    async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
         row = self.rows.get(request_hash)
         return row["response"] if row else None
 
@@ -102,6 +136,9 @@ class MemoryLog:
     def answered(self, row: dict[str, Any]) -> None:
         self.rows[row["id"]] = {**self.rows.get(row["id"], {}), **row}
 
+    def withdraw(self, request_id: str) -> None:
+        self.rows.pop(request_id, None)
+
 
 # --- totals ----------------------------------------------------------------------------------------
 
@@ -113,7 +150,7 @@ class RoleTotals:
     requests: int  # HTTP requests sent
     ok: int  # answered 2xx
     failed: int  # every other outcome, the unanswered included
-    unanswered: int  # sent, no answer recorded (the process died with it in flight)
+    unanswered: int  # sent, no answer recorded (the process died, or the run stopped, with it in flight)
     tokens_unknown: int  # requests whose tokens are unknown (no usage, or no answer)
     tokens_in: int  # over the requests whose tokens are known
     tokens_out: int
@@ -126,7 +163,7 @@ def request_totals(store: Store, run_id: str | None = None) -> list[RoleTotals]:
     r = schema.Request
     query = sa.select(
         r.role, sa.func.count(), sa.func.sum(sa.case((r.status == "ok", 1), else_=0)),
-        sa.func.sum(sa.case((r.status == "sent", 1), else_=0)),
+        sa.func.sum(sa.case((r.status.in_(("sent", "cancelled")), 1), else_=0)),
         sa.func.sum(sa.case((r.tokens_in.is_(None), 1), else_=0)),
         sa.func.sum(r.tokens_in), sa.func.sum(r.tokens_out), sa.func.sum(r.cost_usd), sa.func.avg(r.latency_s),
     ).group_by(r.role).order_by(r.role)

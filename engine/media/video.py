@@ -44,7 +44,7 @@ class VideoInfo:
 
 
 def uniform_indices(num_frames: int, k: int) -> list[int]:
-    """k frames at uniform segment midpoints, as the VideoRefer benchmarks sample them.
+    """k frames at uniform segment midpoints, as the VideoRefer benchmarks sample them (docs/frame-sampling.md).
 
     With ``seg = (n - 1) / k``, frame i is ``(round(seg * i) + round(seg * (i + 1))) // 2``.
     Videos of at most k frames give every frame once, in order.

@@ -1,12 +1,15 @@
 """The Ray actors. They compute and return; only the driver writes to the store, and only the driver calls models.
 
-- MediaWorker (CPU): decode, sample, draw overlays, encode JPEG data URLs. It keeps the videos it
-  works on open (a few, least recently used first out), since one video's stages ask it several times.
+- MediaWorker (CPU): decode, sample, draw overlays, encode JPEG data URLs. One video's stages ask it
+  several times for the same frames (the segmentor's, then overlays on them), so it keeps the videos it
+  works on open and their decoded frames in memory (least recently used first out, bounded in bytes);
+  the pool sends a video's calls to the same replica when it can.
 - SegmentorWorker (GPU when configured): builds the segmentor backend once, then segments videos.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -21,14 +24,27 @@ from engine.media.overlay import OverlayObject, draw_overlay
 from engine.media.video import Video
 
 OPEN_VIDEOS = 8
+FRAME_CACHE_BYTES = 256 << 20
+
+
+def quiet_gc() -> None:
+    """Fewer cyclic collections in a long-lived worker: its imports frozen, never scanned (see executor._quiet_gc)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 class MediaWorker:
-    def __init__(self) -> None:
+    def __init__(self, cache_bytes: int = FRAME_CACHE_BYTES) -> None:
         import decord  # noqa: F401  (loaded now, not on the first video)
 
+        quiet_gc()
+
         self._open: OrderedDict[tuple[str, float], tuple[Video, threading.Lock]] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # decoded, least recent first
+        self._cached_bytes, self._cache_limit = 0, cache_bytes
         self._lock = threading.Lock()  # calls may run in several threads (max_concurrency > 1)
+        self.decoded = 0  # frames decoded (tests read it)
 
     def ready(self) -> int:
         return os.getpid()
@@ -45,10 +61,27 @@ class MediaWorker:
             return self._open[key]
 
     def frames(self, path: str, indices: Sequence[int], fps: float = 30.0) -> np.ndarray:
-        """(T, H, W, 3) uint8 RGB at the given absolute frame indices."""
-        video, lock = self._video(path, fps)
-        with lock:  # a decoder is not safe to share between threads
-            return video.frames(list(indices))
+        """(T, H, W, 3) uint8 RGB at the given absolute frame indices, each decoded once while it stays cached."""
+        wanted = [int(i) for i in indices]
+        with self._lock:
+            have = {i: self._frames[(path, i)] for i in wanted if (path, i) in self._frames}
+            for i in have:
+                self._frames.move_to_end((path, i))
+        missing = sorted(set(wanted) - set(have))
+        if missing:
+            video, lock = self._video(path, fps)
+            with lock:  # a decoder is not safe to share between threads
+                decoded = video.frames(missing)
+            self.decoded += len(missing)
+            have.update(zip(missing, decoded))
+            with self._lock:
+                for i, frame in zip(missing, decoded):
+                    if (path, i) not in self._frames:
+                        self._frames[(path, i)] = frame
+                        self._cached_bytes += frame.nbytes
+                while self._cached_bytes > self._cache_limit and self._frames:
+                    self._cached_bytes -= self._frames.popitem(last=False)[1].nbytes
+        return np.stack([have[i] for i in wanted])
 
     def encode(self, path: str, indices: Sequence[int], max_side: int, quality: int, fps: float = 30.0):
         """Frames as JPEG data URLs -> (digests, urls)."""
@@ -56,16 +89,26 @@ class MediaWorker:
         return [url_digest(u) for u in urls], urls
 
     def overlays(
-        self, path: str, indices: Sequence[int], frame_masks: dict[str, Any], max_side: int, quality: int,
+        self, path: str, items: Sequence[tuple[Sequence[int], dict[str, Any]]], max_side: int, quality: int,
         label: str | None = None, fps: float = 30.0,
     ):
-        """Frames with one object's mask drawn (fill, contour, label) -> (digests, urls)."""
-        urls = []
-        for f, frame in zip(indices, self.frames(path, indices, fps)):
-            rle = frame_masks.get(str(f))
-            mask = masks.decode(rle) if rle is not None else None
-            urls.append(to_data_url(draw_overlay(frame, [OverlayObject(mask=mask, label=label)]), max_side, quality))
-        return [url_digest(u) for u in urls], urls
+        """For each (frame indices, that object's masks by frame): the frames with the mask drawn (fill, contour,
+        label) -> [(digests, urls)], one call for all of a video's objects."""
+        frames = dict(zip(*self._union(path, [i for idx, _ in items for i in idx], fps)))
+        out = []
+        for indices, frame_masks in items:
+            urls = []
+            for f in indices:
+                rle = frame_masks.get(str(f))
+                mask = masks.decode(rle) if rle is not None else None
+                urls.append(to_data_url(draw_overlay(frames[f], [OverlayObject(mask=mask, label=label)]), max_side,
+                                        quality))
+            out.append(([url_digest(u) for u in urls], urls))
+        return out
+
+    def _union(self, path: str, indices: Sequence[int], fps: float) -> tuple[list[int], np.ndarray]:
+        wanted = sorted(set(int(i) for i in indices))
+        return wanted, self.frames(path, wanted, fps)
 
 
 class SegmentorWorker:
@@ -85,6 +128,8 @@ class SegmentorWorker:
     def version(self) -> str:
         return self.backend.version
 
-    def segment(self, request, frames: np.ndarray):
+    def segment(self, request, frames: np.ndarray) -> list[tuple[Any, dict[str, float]]]:
+        """The backend's tracks, each with its quality metrics (computed here, not in the driver)."""
         with self._device:
-            return self.backend.segment(request, frames)
+            tracks = self.backend.segment(request, frames)
+        return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks]

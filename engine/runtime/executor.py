@@ -13,6 +13,7 @@ that unit's (retried, then quarantined).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,11 @@ def make_pools(cfg: Config, roles: Sequence[str], segmentor_path: str) -> dict[s
     return pools
 
 
-async def start_actors(pools: dict[str, Pool], expected_version: str) -> None:
-    """Wait until every actor is up (a missing checkpoint or a bad backend fails here, before any call)."""
+async def start_actors(pools: dict[str, Pool], expected_version: str) -> dict[str, list[int]]:
+    """Wait until every actor is up (a missing checkpoint or a bad backend fails here, before any call);
+    returns each role's actor process ids."""
     try:
-        await asyncio.gather(*(a.ready.remote() for p in pools.values() for a in p.actors))
+        pids = {role: list(await asyncio.gather(*(a.ready.remote() for a in p.actors))) for role, p in pools.items()}
         if "segmentor" in pools:
             versions = await asyncio.gather(*(a.version.remote() for a in pools["segmentor"].actors))
             if set(versions) != {expected_version}:
@@ -95,6 +97,7 @@ async def start_actors(pools: dict[str, Pool], expected_version: str) -> None:
                                  f"{expected_version!r}: version_for(cfg) and the built backend must agree")
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
         raise RunAborted(f"an actor could not start: {e}") from None
+    return pids
 
 
 @dataclass
@@ -125,14 +128,21 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
                 ids = [v.id for v in batch]
                 rows = await s.io.read(lambda sess, ids=ids: load_videos(sess, current, ids))
                 for v in batch:
+                    preload(v.id, rows[v.id].answers)
                     await queue.put((v, VideoState(rows[v.id], current)))
                 batch = []
         for _ in range(n):
             await queue.put(None)
 
+    preload = getattr(s.client.cache, "preload", lambda scope, answers: None)
+    release = getattr(s.client.cache, "release", lambda scope: None)
+
     async def worker() -> None:
         while (item := await queue.get()) is not None:
-            await run_video(s, plans, *item)
+            try:
+                await run_video(s, plans, *item)
+            finally:
+                release(item[0].id)
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -189,18 +199,23 @@ class Execution:
     progress: Progress
     current: Current
     cache_hits: dict[str, int]  # per agent role: calls answered from the cache, with no request
+    pool_calls: dict[str, list[int]]  # per actor role: calls sent to each replica
 
 
 async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[str], pipelines: Sequence[Pipeline],
                   segmentor_path: str, segmentor_version: str, use_cache: bool = True, retry_failed: bool = False,
                   on_progress: Callable[[str, int, int], None] | None = None,
-                  environ: dict[str, str] | None = None) -> Execution:
+                  environ: dict[str, str] | None = None,
+                  on_ready: Callable[[dict[str, list[int]]], None] | None = None) -> Execution:
     """Run the pipelines over the given (ingested) videos; model calls use this process's settings and keys."""
     roles = roles_of(pipelines)
     if roles:
         start_ray(cfg)
         check_resources(cfg, roles)
     pools = make_pools(cfg, roles, segmentor_path) if roles else {}
+    for p in pipelines:  # while the actors start
+        for stage in p.stages:
+            stage.setup(cfg)
     vc = VersionContext(cfg, segmentor_version)
     current = current_of(list(pipelines), vc)
     plans = [Plan(p, p.lineages(vc), [st.version(vc) for st in p.stages]) for p in pipelines]
@@ -208,11 +223,33 @@ async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[st
     client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache,
                          environ=environ)
     progress = Progress(on_change=on_progress)
+    gc_settings = _quiet_gc()
     try:
-        await start_actors(pools, segmentor_version)
+        pids = await start_actors(pools, segmentor_version)
+        if on_ready:  # benchmarks start their clocks here, with every actor up
+            on_ready(pids)
         s = Services(cfg, io, client, pools, run_id, retry_failed=retry_failed, progress=progress)
         await run_videos(s, plans, current, video_tasks(store, video_ids))
     finally:
+        _restore_gc(gc_settings)
         await client.aclose()
         await io.aclose()
-    return Execution(progress, current, dict(client.cache_hits))
+    return Execution(progress, current, dict(client.cache_hits), {role: list(p.calls) for role, p in pools.items()})
+
+
+def _quiet_gc() -> tuple[int, int, int]:
+    """Collect cycles less often during a run. The driver allocates thousands of short-lived objects per
+    request (coroutines, dicts, responses); at the default threshold every 700 allocations start a collection
+    that scans the long-lived heap (pydantic, SQLAlchemy, Ray): a quarter of the event loop's CPU, measured
+    with benchmarks/pipeline_throughput.py --cpu. What is alive now lives all run: frozen, never scanned."""
+    old = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    return old
+
+
+def _restore_gc(old: tuple[int, int, int]) -> None:
+    gc.set_threshold(*old)
+    gc.unfreeze()
+

@@ -103,6 +103,12 @@ class Stage:
     def estimate(self, cfg: Config) -> list[CallEstimate]:
         return []
 
+    def setup(self, cfg: Config) -> None:
+        """Load what the stage needs once per run, before the first video (its agents' own setup())."""
+        for agent in self.agents(cfg):
+            if hasattr(agent, "setup"):
+                agent.setup()
+
     async def run(self, video: VideoTask, ctx: "StageContext") -> None:
         raise NotImplementedError
 

@@ -2,38 +2,47 @@
 
 A call counts as in flight until its results have resolved, including calls whose result the driver
 never fetches (frames handed from a MediaWorker straight to a SegmentorWorker), so work spreads over
-every replica.
+every replica. A call may name a key (a video): it then goes to that key's replica, which has the
+video open and its frames decoded, unless that replica is busier than the least busy one by more
+than `slack` calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any
 
 
 class Pool:
-    def __init__(self, actors: list):
+    def __init__(self, actors: list, slack: int = 2):
         self.actors = actors
+        self.slack = slack
         self.busy = [0] * len(actors)
         self.calls = [0] * len(actors)  # calls sent to each actor (tests and benchmarks read it)
 
-    def _take(self) -> int:
-        i = min(range(len(self.actors)), key=self.busy.__getitem__)
+    def _take(self, key: str | None) -> int:
+        least = min(range(len(self.actors)), key=self.busy.__getitem__)
+        i = least
+        if key is not None:
+            home = zlib.crc32(key.encode()) % len(self.actors)
+            if self.busy[home] <= self.busy[least] + self.slack:
+                i = home
         self.busy[i] += 1
         self.calls[i] += 1
         return i
 
-    async def call(self, method: str, *args: Any) -> Any:
-        """Call a method on the least busy actor and wait for its result."""
-        i = self._take()
+    async def call(self, method: str, *args: Any, key: str | None = None) -> Any:
+        """Call a method on an actor (the key's, or the least busy) and wait for its result."""
+        i = self._take(key)
         try:
             return await getattr(self.actors[i], method).remote(*args)
         finally:
             self.busy[i] -= 1
 
-    def submit(self, method: str, *args: Any):
-        """Call a method on the least busy actor; returns its ObjectRef (busy until it resolves)."""
-        i = self._take()
+    def submit(self, method: str, *args: Any, key: str | None = None):
+        """Call a method on an actor without waiting; returns its ObjectRef (busy until it resolves)."""
+        i = self._take(key)
         ref = getattr(self.actors[i], method).remote(*args)
 
         def release(_fut) -> None:

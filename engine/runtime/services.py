@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
-
-import ray
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from engine.config import Config
-from engine.llm.client import EndpointError, ModelClient
 from engine.runtime.pipeline import RunAborted, UnitFailure, VideoTask
 from engine.runtime.pool import Pool
 from engine.runtime.state import VideoState
@@ -23,6 +20,9 @@ from engine.store import schema
 from engine.store.db import with_defaults
 from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, Op, StoreError, StoreIO, Upsert
+
+if TYPE_CHECKING:  # the client (aiohttp) loads only in a run, not with every command
+    from engine.llm.client import ModelClient
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,21 @@ class Progress:
 
 
 class Services:
-    def __init__(self, cfg: Config, io: StoreIO, client: ModelClient, pools: dict[str, Pool], run_id: str,
+    def __init__(self, cfg: Config, io: StoreIO, client: "ModelClient", pools: dict[str, Pool], run_id: str,
                  retry_failed: bool = False, progress: Progress | None = None):
         self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
 
     # --- model calls ---------------------------------------------------------------------------------
-    async def ask(self, agent: Any, item: Any, images: ImageSet | None = None) -> Any:
+    async def ask(self, agent: Any, item: Any, images: ImageSet | None = None, scope: str | None = None) -> Any:
         """prompt() -> the client (cache, or HTTP) -> parse(). Raises UnitFailure; RunAborted for fatal errors."""
+        from engine.llm.client import EndpointError
+
         messages = agent.prompt(item)
         try:
             result = await self.client.query(agent.endpoint, messages, agent.response_format, role=agent.role,
-                                             images=images.by_digest if images else None)
+                                             images=images.by_digest if images else None, scope=scope)
         except EndpointError as e:
             raise RunAborted(str(e)) from None
         if not result.ok:
@@ -83,25 +85,34 @@ class Services:
     async def encode(self, video: VideoTask, indices: Sequence[int], endpoint_key: str) -> ImageSet:
         ep = getattr(self.cfg.agents, endpoint_key)
         digests, urls = await self.pools["media"].call(
-            "encode", video.path, list(indices), ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps)
+            "encode", video.path, list(indices), ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps,
+            key=video.path)
         return ImageSet(tuple(digests), tuple(urls))
 
-    async def overlays(self, video: VideoTask, indices: Sequence[int], frame_masks: dict[str, Any], endpoint_key: str,
-                       label: str | None = None) -> ImageSet:
+    async def overlays(self, video: VideoTask, items: Sequence[tuple[Sequence[int], dict[str, Any]]],
+                       endpoint_key: str, label: str | None = None) -> list[ImageSet]:
+        """For each (frame indices, an object's masks by frame), those frames with the mask drawn: one actor call."""
+        if not items:
+            return []
         ep = getattr(self.cfg.agents, endpoint_key)
-        digests, urls = await self.pools["media"].call(
-            "overlays", video.path, list(indices), frame_masks, ep.image_max_side, ep.image_quality, label,
-            self.cfg.sampling.frame_folder_fps)
-        return ImageSet(tuple(digests), tuple(urls))
+        # only the masks drawn travel to the actor
+        needed = [(list(idx), {str(f): masks.get(str(f)) for f in idx}) for idx, masks in items]
+        out = await self.pools["media"].call(
+            "overlays", video.path, needed, ep.image_max_side, ep.image_quality, label,
+            self.cfg.sampling.frame_folder_fps, key=video.path)
+        return [ImageSet(tuple(d), tuple(u)) for d, u in out]
 
     async def segment(self, request: Any) -> list:
+        """[(track, its quality metrics)] for the request's nouns."""
         # The frames go from a MediaWorker to a SegmentorWorker through Ray's object store: the driver
         # passes the reference and never holds the pixels.
         frames = self.pools["media"].submit("frames", request.video_path, list(request.frame_indices),
-                                            self.cfg.sampling.frame_folder_fps)
+                                            self.cfg.sampling.frame_folder_fps, key=request.video_path)
+        from ray.exceptions import RayTaskError  # Ray loads only in a run, not with every command
+
         try:
             return await self.pools["segmentor"].call("segment", request, frames)
-        except ray.exceptions.RayTaskError as e:
+        except RayTaskError as e:
             raise UnitFailure("segmentor_error", f"{type(e.cause).__name__}: {e.cause}") from None
 
     # --- failures and quarantine ---------------------------------------------------------------------
@@ -180,6 +191,10 @@ class StageContext:
 
     def done(self, unit_id: str) -> bool:
         return self.state.done(unit_id, self.stage, self.lineage)
+
+    async def ask(self, agent: Any, item: Any, images: ImageSet | None = None) -> Any:
+        """An agent's call for this video (its cached answers were loaded with its state)."""
+        return await self.s.ask(agent, item, images, scope=self.video.id)
 
     def forget_failure(self, unit_id: str, stage: str) -> None:
         self.state.rows.failures.pop((unit_id, stage, self.lineage), None)

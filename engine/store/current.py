@@ -77,6 +77,7 @@ class VideoRows:
     samples: set[str] = field(default_factory=set)  # ids
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (unit id, stage, lineage)
     failures: dict[tuple[str, str, str], Row] = field(default_factory=dict)  # (unit id, stage, lineage) -> row
+    answers: dict[str, Any] = field(default_factory=dict)  # request hash -> cached response, of this video's calls
 
 
 def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[str, VideoRows]:
@@ -115,6 +116,10 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[
     f = schema.Failure
     for r in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
         out[r["video_id"]].failures[(r["unit_id"], r["stage"], r["lineage"])] = r
+    mc = schema.ModelCall
+    for r in s.execute(sa.select(mc.video_id, mc.request_hash, mc.response)
+                       .where(mc.video_id.in_(ids), mc.status == "ok")):
+        out[r.video_id].answers[r.request_hash] = r.response
     return out
 
 

@@ -174,7 +174,7 @@ class Audit(Base):
 
 
 class Sample(Base):
-    """One training record in the VideoRefer-700K format (DESIGN.md §3), before export filters."""
+    """One training record in the VideoRefer-700K format (docs/record-format.md), before export filters."""
 
     __tablename__ = "samples"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -212,6 +212,9 @@ class ModelCall(Base):
     response: Mapped[Optional[dict[str, Any]]]
     error: Mapped[Optional[str]] = mapped_column(sa.Text)
     run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    # The video whose unit asked: its answers load with the video's state (no query per call). No foreign key:
+    # a call made outside any video (a probe) has none.
+    video_id: Mapped[Optional[str]] = mapped_column(ID, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,4 +1,4 @@
-"""`engine run` end to end on Ray: all three pipelines, records valid against DESIGN.md §3, resume."""
+"""`engine run` end to end on Ray: all three pipelines, records valid against docs/record-format.md, resume."""
 
 from __future__ import annotations
 

@@ -273,6 +273,13 @@ def test_request_hash_replaces_images_by_their_hash():
     c = canonical_request("m", [user_message("t", [img])], {"temperature": 0}, Nouns)
     assert "base64" not in json.dumps(c) and c["messages"][0]["content"][1]["image_url"].startswith("sha256:")
     assert request_hash(c) != request_hash(canonical_request("m", [user_message("t", [img])], {"temperature": 1}, Nouns))
+    # the client's fast key (the schema serialised once) is the same hash as the whole canonical request's
+    client = ModelClient(load_config(environ={"ENGINE_AGENTS__ANALYZER__MODEL": "m"}), environ={"OPENAI_API_KEY": "k"})
+    messages = [{"role": "system", "content": "Sé breve."}, user_message("t", [img])]
+    ep = client.cfg.agents.analyzer
+    expected = request_hash(canonical_request("m", messages, {"temperature": ep.temperature,
+                                                               "max_tokens": ep.max_tokens}, Nouns))
+    assert client.request_key("analyzer", messages, Nouns) == expected
 
 
 def test_concurrency_limit_holds(fake):

@@ -87,3 +87,36 @@ def test_progress_callbacks(sqlite_store, mixed_source):
     seen, total = [], []
     ingest(sqlite_store, mixed_source, on_start=total.append, on_progress=seen.append)
     assert total == [6] and len(seen) == 6
+
+
+def test_unchanged_files_are_not_probed_or_hashed_again(store, mixed_source, monkeypatch):
+    import os
+
+    import engine.sources.ingest as ingest_module
+
+    first = ingest(store, mixed_source)
+    probes, hashes = [], []
+    real_video, real_hash = ingest_module.Video, ingest_module._content_id
+    monkeypatch.setattr(ingest_module, "Video", lambda path, **kw: probes.append(path) or real_video(path, **kw))
+    monkeypatch.setattr(ingest_module, "_content_id", lambda c: hashes.append(c.rel) or real_hash(c))
+
+    again = ingest(store, mixed_source)
+    readable = {"JPEGImages/seq01", "shapes.mp4", "street/bikes.mp4"}
+    assert again.unchanged == 3 and {str(p.relative_to(mixed_source)) for p in probes} == {
+        "broken/empty.mp4", "broken/notes.mp4", "broken/truncated.mp4"}  # only what failed is tried again
+    assert hashes == []
+    assert [(v.id, v.info) for v in again.videos] == [(v.id, v.info) for v in first.videos]
+    assert {v.rel: v.caption for v in again.videos} == {v.rel: v.caption for v in first.videos}
+
+    # a file touched since (new mtime) is probed and hashed again; a changed sidecar caption is stored
+    os.utime(mixed_source / "shapes.mp4", ns=(1, 1))
+    (mixed_source / "shapes.txt").write_text("A red square now moves left.")
+    probes.clear()
+    third = ingest(store, mixed_source)
+    assert third.unchanged == 2 and "shapes.mp4" in hashes
+    assert {v.rel: v.caption for v in third.videos}["shapes.mp4"] == "A red square now moves left."
+    with store.session() as s:
+        assert s.query(schema.Caption).filter_by(text="A red square now moves left.").count() == 1
+        assert s.query(schema.Video).count() == 3  # the same bytes: the same video, nothing added
+    fourth = ingest(store, mixed_source)
+    assert fourth.unchanged == 3 and readable == {v.rel for v in fourth.videos}

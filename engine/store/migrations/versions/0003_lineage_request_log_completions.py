@@ -134,6 +134,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('mtime_ns', sa.BigInteger(), nullable=True))
         batch_op.create_index('ix_videos_source_path', ['source_root', 'path'], unique=False)
 
+    with op.batch_alter_table('model_calls', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('video_id', sa.String(length=32), nullable=True))
+        batch_op.create_index(batch_op.f('ix_model_calls_video_id'), ['video_id'], unique=False)
+
     # The old ledger's rows become one request each (their retries were never recorded).
     op.execute("""
         INSERT INTO requests (id, run_id, role, endpoint_key, model, endpoint, request_hash, kind, attempt,
@@ -147,6 +151,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM requests")
+    with op.batch_alter_table('model_calls', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_model_calls_video_id'))
+        batch_op.drop_column('video_id')
+
     with op.batch_alter_table('videos', schema=None) as batch_op:
         batch_op.drop_index('ix_videos_source_path')
         batch_op.drop_column('mtime_ns')

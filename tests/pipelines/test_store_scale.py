@@ -1,0 +1,129 @@
+"""The engine's reads per video do not grow with the store: the same new clips in an empty store and in one
+holding 100,000 objects read the same rows, run the same statements, and do the same work in SQLite.
+
+Counting statements alone would not do: one statement can read every kept review of the store. So SQLite
+itself is asked how many rows each statement returned (a row factory on every connection) and how many
+virtual-machine steps it took (a progress handler): a scan of a big table shows as many more steps even
+when it returns few rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from engine.cli.registry import build_pipelines, version_context
+from engine.config import load_config
+from engine.store import Store
+from engine_runs import RUN_FLAGS, open_store, run_engine
+from prefill import prefill
+from synthetic import Shape, render, write_mp4
+
+STEP = 100  # SQLite VM instructions per progress-handler call
+CACHE_LOOKUP = "SELECT model_calls"
+OBJECTS = 100_000
+
+
+class SqlCounter:
+    """Statements, rows returned and SQLite VM steps over every SQLite connection this process opens.
+
+    Reads are counted per kind of statement (its verb and first table). Writes and cache lookups are batched
+    by the StoreIO thread as work happens to arrive, so their statement counts follow timing, not the store;
+    the VM steps count their work whatever the batching.
+    """
+
+    def __init__(self) -> None:
+        self.reads: Counter[str] = Counter()  # statement kind -> statements
+        self.rows: Counter[str] = Counter()  # statement kind -> rows returned
+        self.steps = 0
+        self.step_kinds: Counter[str] = Counter()  # statement kind -> VM steps (reported when they differ)
+        self._last = threading.local()
+
+    def _row(self, cursor, row):
+        self.rows[getattr(self._last, "kind", "?")] += 1
+        return row
+
+    def _step(self) -> int:
+        self.steps += STEP
+        self.step_kinds[getattr(self._last, "kind", "?")] += STEP
+        return 0
+
+    def on_connect(self, dbapi_conn, _record) -> None:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.row_factory = self._row
+            dbapi_conn.set_progress_handler(self._step, STEP)
+
+    def on_execute(self, conn, cursor, statement, *args) -> None:
+        words = statement.split()
+        table = words[words.index("FROM") + 1] if "FROM" in words else ""
+        self._last.kind = f"{words[0]} {table}".strip()
+        if words[0] == "SELECT":
+            self.reads[self._last.kind] += 1
+
+    def deterministic(self, counter: Counter) -> Counter:
+        return Counter({k: v for k, v in counter.items() if k.startswith("SELECT") and k != CACHE_LOOKUP})
+
+    def __enter__(self) -> "SqlCounter":
+        sa.event.listen(sa.engine.Engine, "connect", self.on_connect)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", self.on_execute)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sa.event.remove(sa.engine.Engine, "connect", self.on_connect)
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", self.on_execute)
+
+
+def _clips(folder) -> None:
+    for i, (color, rgb) in enumerate((("red", (220, 40, 40)), ("blue", (40, 80, 220)), ("green", (40, 170, 60)))):
+        shapes = (Shape(f"{color} square", "square", rgb, 16, (0.2, 0.3), (1.5, 0.5)),
+                  Shape("white circle", "circle", (240, 240, 240), 12, (0.6, 0.6), (-1.0, 0.5)))
+        write_mp4(folder / f"clip{i}.mp4", render(20 + i, 96, 72, shapes=shapes)[0])
+        (folder / f"clip{i}.txt").write_text(f"A {color} square passes a white circle and a grey box.")
+
+
+@pytest.mark.timeout(600)
+def test_reads_per_video_are_the_same_in_an_empty_and_a_100k_object_store(endpoint, tmp_path):
+    src = tmp_path / "videos"
+    src.mkdir()
+    _clips(src)
+    args = ("--source", str(src), "--pipelines", "short,detailed,qa")
+
+    # the store to fill: the same configuration as the runs, so its rows are at the current lineages
+    big = tmp_path / "big"
+    cfg = load_config(environ={"ENGINE_DATA_DIR": str(big)}, overrides={
+        "segmentor.backend": "fake_segmentor:HashSegmentor"})
+    vc, _ = version_context(cfg)
+    store = Store(cfg.resolved_database_url)
+    seconds = prefill(store, build_pipelines(["short", "detailed", "qa"]), vc, OBJECTS)
+    with store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(sa.text("objects"))) == OBJECTS
+    store.dispose()
+    Store(f"sqlite:///{tmp_path / 'empty' / 'engine.sqlite'}").dispose()  # migrated too, before counting
+
+    measured = {}
+    for name in ("empty", "big"):
+        with SqlCounter() as counter:
+            r = run_engine(endpoint, tmp_path / name, *args)
+        assert r.exit_code == 0, r.output
+        measured[name] = counter
+    with open_store(tmp_path / "big").session() as s:
+        samples = s.scalar(sa.select(sa.func.count()).select_from(sa.text("samples")).where(
+            sa.text("video_id IN (SELECT id FROM videos WHERE source_root != '/prefill')")))
+    e, b = measured["empty"], measured["big"]
+    print(f"\nprefill {OBJECTS:,} objects: {seconds:.1f} s; samples made by the run {samples}")
+    for name, c in (("empty store", e), (f"{OBJECTS:,}-object store", b)):
+        print(f"{name}: {sum(c.deterministic(c.reads).values())} reads, {sum(c.deterministic(c.rows).values())} rows "
+              f"({c.reads[CACHE_LOOKUP]} cache lookups, {c.rows[CACHE_LOOKUP]} rows), {c.steps:,} SQLite VM steps")
+    print(f"VM steps, {OBJECTS:,}-object store / empty store: {b.steps / e.steps:.3f}")
+    grew = {k: (e.step_kinds[k], v) for k, v in b.step_kinds.items() if v > 1.15 * e.step_kinds[k] + 1000}
+    print(f"statements whose VM steps grew: {grew}")
+    assert samples > 0
+    assert b.deterministic(b.reads) == e.deterministic(e.reads)  # the same statements, kind by kind
+    assert b.deterministic(b.rows) == e.deterministic(e.rows)  # returning the same rows
+    assert b.reads[CACHE_LOOKUP] <= 3 * 40 and b.rows[CACHE_LOOKUP] <= 40  # batched lookups, by hash
+    # a B-tree one level deeper costs a few steps per lookup; a scan of the filler would cost millions
+    assert b.steps <= 1.15 * e.steps
