@@ -14,6 +14,8 @@ SegmentorWorker), not counting the stand-in endpoint or Ray's own daemons.
 --cpu runs at 1 ms model latency with a 0 ms segmentor, where the engine's own CPU is the limit.
 --prefill N runs the same videos twice, side by side: in an empty store, and in a store pre-filled with N
 objects (straight into the tables), and prints both.
+--repeat K repeats every run K times (fresh stores, alternating) and reports the medians: this machine
+is noisy, and single runs of a few seconds vary by a quarter.
 A naive sequential loop over the same agents (no Ray, no overlap) runs on a few videos for comparison.
 """
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,6 +176,19 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
     return time.perf_counter() - t0, objects
 
 
+def median_measure(ms: list[Measure]) -> Measure:
+    """Each figure's median over repeated runs (per object where it is a cost)."""
+    def med(values):
+        return statistics.median(values)
+
+    objects = ms[0].objects
+    return Measure(objects, ms[0].requests, ms[0].samples, med([m.wall for m in ms]),
+                   med([m.driver_cpu / m.objects * objects for m in ms]),
+                   med([m.worker_cpu / m.objects * objects for m in ms]),
+                   med([m.endpoint_cpu / m.objects * objects for m in ms]),
+                   {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu})
+
+
 def report(label: str, m: Measure, args, cfg) -> None:
     cores = psutil.cpu_count()
     engine_cpu = m.driver_cpu + m.worker_cpu
@@ -206,6 +223,7 @@ def main() -> None:
     p.add_argument("--videos-in-flight", type=int, default=48)
     p.add_argument("--cpu", action="store_true", help="1 ms model latency, 0 ms segmentor: the engine's CPU is the limit")
     p.add_argument("--prefill", type=int, default=0, help="also run in a store pre-filled with this many objects")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each kind; medians are reported")
     args = p.parse_args()
     if args.cpu:
         args.latency, args.seg_s_per_frame = 0.001, 0.0
@@ -222,21 +240,28 @@ def main() -> None:
                                            "media": {"num_cpus": 0.5, "max_concurrency": 4}},
                          "runtime.videos_in_flight": args.videos_in_flight,
                          **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS}}
-            stores = [("empty store", Path(tmp) / "empty")]
-            if args.prefill:
-                stores.append((f"store pre-filled with {args.prefill:,} objects", Path(tmp) / "full"))
-            results = []
-            for label, data in stores:
-                cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
-                store = Store(cfg.resolved_database_url)
-                if data.name == "full":
-                    vc, _ = version_context(cfg)
-                    took = prefill(store, build_pipelines(["detailed"]), vc, args.prefill)
-                    print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
-                ids = [v.id for v in ingest(store, src).videos]
-                results.append((label, run_engine(cfg, store, ids, endpoint.pid), cfg, store, ids))
+            kinds = [("empty store", "empty")] + (
+                [(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else [])
+            template = Path(tmp) / "prefilled"
+            if args.prefill:  # filled once, copied for each run
+                cfg = load_config(environ={}, overrides={"data_dir": str(template), **overrides})
+                vc, _ = version_context(cfg)
+                took = prefill(Store(cfg.resolved_database_url), build_pipelines(["detailed"]), vc, args.prefill)
+                print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
+            runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}
+            for r in range(args.repeat):
+                for label, kind in kinds:
+                    data = Path(tmp) / f"{kind}{r}"
+                    if kind == "full":
+                        shutil.copytree(template, data)
+                    cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
+                    store = Store(cfg.resolved_database_url)
+                    ids = [v.id for v in ingest(store, src).videos]
+                    runs[label].append(run_engine(cfg, store, ids, endpoint.pid))
             print(f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
-                  f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {results[0][2].sampling.mask_frames} frames/video")
+                  f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"
+                  + (f"; medians of {args.repeat} runs each" if args.repeat > 1 else ""))
+            results = [(label, median_measure(ms), cfg, store, ids) for label, ms in runs.items()]
             for label, m, cfg, _, _ in results:
                 report(label, m, args, cfg)
             if len(results) == 2:

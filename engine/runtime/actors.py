@@ -128,8 +128,12 @@ class SegmentorWorker:
     def version(self) -> str:
         return self.backend.version
 
-    def segment(self, request, frames: np.ndarray) -> list[tuple[Any, dict[str, float]]]:
-        """The backend's tracks, each with its quality metrics (computed here, not in the driver)."""
+    def segment(self, request, media: Any, fps: float = 30.0) -> list[tuple[Any, dict[str, float]]]:
+        """The backend's tracks for the request's frames (fetched from the MediaWorker `media`), each with its
+        quality metrics (computed here, not in the driver)."""
+        import ray
+
+        frames = ray.get(media.frames.remote(request.video_path, list(request.frame_indices), fps))
         with self._device:
             tracks = self.backend.segment(request, frames)
         return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks]

@@ -1,17 +1,17 @@
 """A pool of Ray actors of one role: each call goes to the actor with the fewest calls in flight.
 
-A call counts as in flight until its results have resolved, including calls whose result the driver
-never fetches (frames handed from a MediaWorker straight to a SegmentorWorker), so work spreads over
-every replica. A call may name a key (a video): it then goes to that key's replica, which has the
+A call counts as in flight until its results have resolved, and an actor lent to another actor (the
+MediaWorker a SegmentorWorker fetches its frames from) until that actor's call ends, so work spreads
+over every replica. A call may name a key (a video): it then goes to that key's replica, which has the
 video open and its frames decoded, unless that replica is busier than the least busy one by more
 than `slack` calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import zlib
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 
 class Pool:
@@ -40,13 +40,11 @@ class Pool:
         finally:
             self.busy[i] -= 1
 
-    def submit(self, method: str, *args: Any, key: str | None = None):
-        """Call a method on an actor without waiting; returns its ObjectRef (busy until it resolves)."""
+    @contextmanager
+    def lease(self, key: str | None = None) -> Iterator[Any]:
+        """An actor (the key's, or the least busy), counted busy while another actor works with it."""
         i = self._take(key)
-        ref = getattr(self.actors[i], method).remote(*args)
-
-        def release(_fut) -> None:
+        try:
+            yield self.actors[i]
+        finally:
             self.busy[i] -= 1
-
-        asyncio.wrap_future(ref.future()).add_done_callback(release)
-        return ref

@@ -104,14 +104,14 @@ class Services:
 
     async def segment(self, request: Any) -> list:
         """[(track, its quality metrics)] for the request's nouns."""
-        # The frames go from a MediaWorker to a SegmentorWorker through Ray's object store: the driver
-        # passes the reference and never holds the pixels.
-        frames = self.pools["media"].submit("frames", request.video_path, list(request.frame_indices),
-                                            self.cfg.sampling.frame_folder_fps, key=request.video_path)
+        # The SegmentorWorker fetches the frames from the MediaWorker that has this video open: the pixels
+        # go between the actors through Ray's object store, and the driver makes one call, not two.
         from ray.exceptions import RayTaskError  # Ray loads only in a run, not with every command
 
         try:
-            return await self.pools["segmentor"].call("segment", request, frames)
+            with self.pools["media"].lease(key=request.video_path) as media:
+                return await self.pools["segmentor"].call("segment", request, media,
+                                                          self.cfg.sampling.frame_folder_fps)
         except RayTaskError as e:
             raise UnitFailure("segmentor_error", f"{type(e.cause).__name__}: {e.cause}") from None
 

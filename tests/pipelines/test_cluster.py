@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from engine.store import schema
 from engine_runs import open_store, run_engine
+from processes import end_family
 
 SUPPORT = str(Path(__file__).resolve().parents[1] / "support")
 
@@ -57,17 +57,7 @@ def cluster(tmp_path):
         import ray
 
         ray.shutdown()
-        family = psutil.Process(proc.pid).children(recursive=True)
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        for p in family:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        end_family(proc, signal.SIGTERM)
         shutil.rmtree(temp, ignore_errors=True)
 
 

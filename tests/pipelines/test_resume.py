@@ -4,7 +4,6 @@ an uninterrupted run, and check the request log against the endpoint's own count
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from engine.store import schema
 from engine_runs import RUN_FLAGS, open_store, run_engine
+from processes import end_family
 from synthetic import render, write_mp4
 
 COMPARED = ("videos", "captions", "objects", "masklets", "descriptions", "reviews", "samples", "completions")
@@ -61,19 +61,6 @@ def _snapshot(data) -> tuple[dict[str, int], set[str]]:
     return counts, ids
 
 
-def _kill_family(proc: subprocess.Popen) -> None:
-    """The driver and everything it started, Ray's workers included (some leave the process group): otherwise a
-    worker that outlives the driver for a moment sends requests counted as the rerun's."""
-    family = psutil.Process(proc.pid).children(recursive=True)
-    os.killpg(proc.pid, signal.SIGKILL)
-    for p in family:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait()
-
-
 def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_endpoints_count(
         endpoint, more_source, tmp_path):
     endpoint.latency_s = 0.25
@@ -100,7 +87,7 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
     while _answered(data) < reference_requests // 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
-    _kill_family(proc)
+    end_family(proc)
     _quiet(endpoint)
     killed_requests = endpoint.chat_requests()[before:]
     with sqlite3.connect(data / "engine.sqlite") as c:
