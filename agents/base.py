@@ -18,6 +18,7 @@ from agents.prompt import Prompt, load
 class TemplateAgent:
     role: ClassVar[str]
     endpoint: ClassVar[str]
+    sees_images: ClassVar[bool] = False  # its requests carry frames: preflight proves the model sees them
     response_format: ClassVar[type[BaseModel]]
     prompt_name: ClassVar[str]
 

@@ -21,6 +21,7 @@ class CaptionItem:
 class CaptionerAgent(TemplateAgent):
     role = "captioner"
     endpoint = "captioner"
+    sees_images = True
     response_format = Caption
     prompt_name = "captioner"
 

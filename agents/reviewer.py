@@ -46,6 +46,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 class RegionDescriber(TemplateAgent):
     role = "reviewer.region"
     endpoint = "reviewer"
+    sees_images = True
     response_format = RegionDescription
     prompt_name = "reviewer_region"
 
@@ -72,6 +73,7 @@ class Judge(TemplateAgent):
 
 class DirectReviewer(Judge):
     role = "reviewer.direct"
+    sees_images = True
     prompt_name = "reviewer_direct"
     mode = "direct"
 

@@ -51,6 +51,9 @@ class EndpointConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="per request")
     max_attempts: int = Field(6, ge=1, description="tries per request on 429/5xx/timeouts/connection errors")
     backoff_max_s: float = Field(60.0, gt=0, description="longest wait between tries")
+    breaker_failures: int = Field(20, ge=1, description="consecutive connection errors or 5xx that stop all sending "
+                                  "to this endpoint while it is probed")
+    breaker_down_s: float = Field(60.0, gt=0, description="an endpoint down this long aborts the run")
     max_concurrent: int = Field(16, ge=1, description="requests in flight to this endpoint")
     rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
     tpm: int = Field(0, ge=0, description="tokens per minute; 0 = unlimited")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +26,7 @@ from engine.llm.request_log import RoleTotals, add_totals, request_totals
 from engine.runtime.pipeline import Pipeline, VersionContext, VideoTask, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
+from engine.runtime.run_state import FINISHED, PREFLIGHT_EXIT, Outcome, mark_interrupted, outcome
 from engine.runtime.summary import run_summary
 from engine.sources.ingest import IngestReport, ingest
 from engine.store import schema
@@ -88,77 +94,161 @@ def run(
     except (ValueError, PluginError) as e:
         err.print(f"error: {e}\nNothing was run.", highlight=False)
         raise typer.Exit(2) from None
+    probed: dict = {}
     if not dry_run:
-        _preflight(cfg, built)  # stops here, before anything is spent, when a setting is missing
+        probed = _preflight(cfg, built)  # stops here, before anything is spent, when a setting is missing
     store = _store(cfg)
+    for stale in mark_interrupted(store):
+        err.print(f"note: run {stale[:12]} stopped without a word (killed?): marked interrupted", highlight=False)
     run_id = uuid.uuid4().hex
     command = "run --dry-run" if dry_run else f"run --pipelines {','.join(names)}"
     with store.session() as s:
         s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
-                         config=cfg.model_dump(mode="json"), source=str(source.resolve())))
+                         config=cfg.model_dump(mode="json"), source=str(source.resolve()), heartbeat_at=schema.utcnow()))
+        s.flush()
+        if probed.get("requests"):  # preflight's probes are requests too: they count in this run
+            store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in probed["requests"]])
     report = _ingest_with_progress(store, source, cfg, limit, run_id)
     _print_problems(report)
     _print_summary(report)
     summary: dict = {"videos": len(report.videos), "new_videos": report.new_videos,
                      "problems": len(report.problems), "duplicates": len(report.duplicates)}
-    status = "finished"
+    tasks = [VideoTask(v.id, str(report.source / v.rel), v.rel, v.info.kind, v.info.num_frames, v.info.fps,
+                       v.info.width, v.info.height) for v in report.videos]
+    plan = make_plan(cfg, built, vc, tasks, {v.id for v in report.videos if v.caption is None},
+                     measured_tokens(store))
+    summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd,
+                   plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
+                                  "cost_usd": a.cost_usd} for a in plan.roles})
     if dry_run:
-        tasks = [VideoTask(v.id, str(report.source / v.rel), v.rel, v.info.kind, v.info.num_frames, v.info.fps,
-                           v.info.width, v.info.height) for v in report.videos]
-        plan = make_plan(cfg, built, vc, tasks, {v.id for v in report.videos if v.caption is None},
-                         measured_tokens(store))
         _print_plan(plan, cfg, built, names)
-        summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd)
+        out = Outcome(FINISHED, 0, "dry run: nothing was sent")
     else:
-        from engine.runtime.pipeline import RunAborted  # Ray loads only when a real run needs it
-
+        reason, interrupted, execution = None, False, None
         try:
-            execution = _execute(cfg, store, run_id, [v.id for v in report.videos], built, seg_path, vc,
-                                 not no_cache, retry_failed)
-        except RunAborted as e:
-            err.print(f"error: run stopped: {e}", highlight=False)
-            status, execution = "failed", None
+            with _run_log(cfg, run_id):
+                execution = _execute(cfg, store, run_id, [v.id for v in report.videos], built, seg_path, vc,
+                                     not no_cache, retry_failed, probed)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as e:  # noqa: BLE001  (every way a run can stop ends with its row closed and a reason)
+            reason = _abort_reason(e, cfg, run_id)
         result = run_summary(store, run_id, [v.id for v in report.videos], current_of(built, vc))
         if execution is not None:
             result["cache_hits"] = dict(execution.cache_hits)
         _print_run_summary(result)
         summary.update(result)
+        out = outcome(summary, reason, interrupted)
     with store.session() as s:
         r = s.get(schema.Run, run_id)
-        r.status, r.finished_at, r.summary = status, schema.utcnow(), summary
+        r.status, r.finished_at, r.summary, r.reason = out.state, schema.utcnow(), summary, out.sentence
+    (console if out.exit_code == 0 else err).print(f"{out.sentence}   (exit code {out.exit_code})", highlight=False)
     console.print(f"store: {_safe_url(cfg.resolved_database_url)}   run id: {run_id}", highlight=False)
-    if status != "finished":
-        raise typer.Exit(1)
+    if out.exit_code:
+        raise typer.Exit(out.exit_code)
 
 
-def _preflight(cfg: Config, pipelines: list[Pipeline]) -> None:
-    """Every missing or unreachable endpoint the pipelines' agents use, named, before any video is touched."""
-    from engine.llm.client import EndpointError, ModelClient
-
-    keys = sorted({a.endpoint for a in agents_of(pipelines, cfg)})
+@contextlib.contextmanager
+def _run_log(cfg: Config, run_id: str):
+    """During a run: warnings (the driver's, and those the actors send back) on the console, and everything from
+    INFO up in <data_dir>/logs/run-<id>.log."""
+    logs = cfg.data_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(logs / f"run-{run_id}.log")
+    to_file.setLevel(logging.INFO)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_console = logging.StreamHandler(sys.stderr)
+    to_console.setLevel(logging.WARNING)
+    to_console.setFormatter(logging.Formatter("warning: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    root.addHandler(to_file)
+    root.addHandler(to_console)
     try:
-        client = ModelClient(cfg)
+        yield
+    finally:
+        root.removeHandler(to_file)
+        root.removeHandler(to_console)
+        root.setLevel(level)
+        to_file.close()
+
+
+def _abort_reason(e: BaseException, cfg: Config, run_id: str) -> str:
+    """A readable reason for the run row and the console; the traceback, if any, goes to a log file."""
+    from engine.runtime.pipeline import RunAborted
+
+    if isinstance(e, RunAborted):
+        return str(e)
+    import traceback
+
+    logs = cfg.data_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"run-{run_id}.log"
+    path.write_text("".join(traceback.format_exception(e)))
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (traceback in {path})"
+
+
+def _preflight(cfg: Config, pipelines: list[Pipeline]) -> dict:
+    """Every missing or unreachable endpoint the pipelines' agents use, named, before any video is touched; each
+    server's output mode learnt, and each vision agent's model proven to see images. Returns what was learnt,
+    with the probe requests for the run's request log."""
+    from engine.llm.client import EndpointError, ModelClient
+    from engine.llm.request_log import MemoryLog
+
+    agents = agents_of(pipelines, cfg)
+    keys = sorted({a.endpoint for a in agents})
+    vision = sorted({a.endpoint for a in agents if getattr(a, "sees_images", False)})
+    log = MemoryLog()
+    try:
+        client = ModelClient(cfg, log=log)
         client.check(keys)
 
-        async def ping_all() -> None:
+        async def probe_all() -> None:
             try:
                 for key in keys:
                     await client.ping(key)
+                for key in keys:
+                    mode = await client.learn_mode(key)
+                    ep = client.endpoint(key)
+                    console.print(f"agent {key}: {ep.base_url} (model {ep.cfg.model}): output mode {mode}",
+                                  highlight=False)
+                for key in vision:
+                    tokens = await client.check_vision(key)
+                    console.print(f"agent {key}: sees images"
+                                  + (f" (a 64x64 image: {tokens} prompt tokens)" if tokens else ""), highlight=False)
             finally:
                 await client.aclose()
 
-        asyncio.run(ping_all())
+        asyncio.run(probe_all())
     except EndpointError as e:
         err.print(f"error: {e}\nNothing was run.", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(PREFLIGHT_EXIT) from None
+    return {**client.probed(), "requests": list(log.rows.values())}
 
 
 def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipelines: list[Pipeline], seg_path: str,
-             vc: VersionContext, use_cache: bool, retry_failed: bool):
+             vc: VersionContext, use_cache: bool, retry_failed: bool, probed: dict):
     import ray
 
     from engine.runtime.executor import execute
 
+    def run(on_progress) -> Any:
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill ends like Ctrl-C: row closed
+        try:
+            return asyncio.run(execute(cfg, store, run_id, video_ids, pipelines, seg_path, vc.segmentor_version,
+                                       use_cache, retry_failed, on_progress, probed=probed))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if not cfg.ray.address and ray.is_initialized():
+                ray.shutdown()
+
+    if not console.is_terminal:  # a log file or a pipe: a plain line per stage every few seconds
+        lines = _ProgressLines(PROGRESS_EVERY_S)
+        try:
+            return run(lines.update)
+        finally:
+            lines.flush()
     columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         tasks: dict[str, int] = {}
@@ -168,12 +258,32 @@ def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipel
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
-        try:
-            return asyncio.run(execute(cfg, store, run_id, video_ids, pipelines, seg_path, vc.segmentor_version,
-                                       use_cache, retry_failed, on_progress))
-        finally:
-            if not cfg.ray.address and ray.is_initialized():
-                ray.shutdown()
+        return run(on_progress)
+
+
+PROGRESS_EVERY_S = 5.0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class _ProgressLines:
+    """Progress for output that is not a terminal: one line, every stage's units done of taken up, every few s."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.stages, self.last, self.t0 = every_s, {}, 0.0, time.monotonic()
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        self.stages[stage] = (done, total)
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.stages:
+            self.last = time.monotonic()
+            parts = "  ".join(f"{s} {d:,}/{t:,}" for s, (d, t) in self.stages.items())
+            console.print(f"[{self.last - self.t0:6.0f} s] {parts}", highlight=False, markup=False)
 
 
 def _print_run_summary(r: dict) -> None:
@@ -190,7 +300,9 @@ def _print_run_summary(r: dict) -> None:
         ("tokens in / out", f"{r['tokens_in']:,} / {r['tokens_out']:,}"
                             + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else "")),
         ("cost USD", f"{r['cost_usd']:,.4f}"),
-        ("failures (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
+        ("new samples (this run)", f"{r['new_results']:,}"),
+        ("failures in this run (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
+        ("  quarantined among these videos, all runs", f"{r['quarantined_in_store']:,}"),
     ]
     for k, v in rows:
         t.add_row(k, v)
@@ -200,6 +312,25 @@ def _print_run_summary(r: dict) -> None:
         _print_role_table("Requests by agent role, this run", [
             RoleTotals(role, x["requests"], x["ok"], x["requests"] - x["ok"], 0, x["tokens_unknown"], x["tokens_in"],
                        x["tokens_out"], x["cost_usd"], 0.0) for role, x in sorted(r["roles"].items())], hits)
+
+
+def _print_plan_against_actual(run: schema.Run, actual: list[RoleTotals]) -> None:
+    """The dry-run estimate of this run's calls and tokens beside what it really sent, per agent role."""
+    plan = run.summary.get("plan") or {}
+    if not plan:
+        return
+    by_role = {t.role: t for t in actual}
+    t = Table(title=f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits "
+                    "and retries included)", title_justify="left")
+    for col in ("role", "planned calls", "requests", "planned tokens in", "tokens in", "planned cost USD", "cost USD"):
+        t.add_column(col, justify="left" if col == "role" else "right")
+    hits = run.summary.get("cache_hits", {})
+    for role in sorted(set(plan) | {r for r in by_role if r != "probe"}):
+        p, a = plan.get(role, {}), by_role.get(role)
+        t.add_row(role, f"{p.get('calls', 0):,.0f}", f"{a.requests if a else 0:,}" + (
+            f" (+{hits[role]:,} cached)" if hits.get(role) else ""), f"{p.get('tokens_in', 0):,.0f}",
+                  f"{a.tokens_in if a else 0:,}", f"{p.get('cost_usd', 0):,.4f}", f"{a.cost_usd if a else 0:,.4f}")
+    console.print(t)
 
 
 def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] | None = None) -> None:
@@ -290,6 +421,8 @@ def status(
     """Show what the store holds, which results are current, recent runs, requests and failures (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
+    for stale in mark_interrupted(store):
+        console.print(f"run {stale[:12]} stopped without a word (killed?): marked interrupted", highlight=False)
     counts = store.counts()
     t = Table(title=f"Store {_safe_url(cfg.resolved_database_url)}", title_justify="left")
     t.add_column("table")
@@ -317,19 +450,22 @@ def status(
         n_failures = s.query(schema.Failure).count()
     if runs:
         rt = Table(title="Recent runs", title_justify="left")
-        for col in ("run id", "command", "status", "started", "videos", "new"):
-            rt.add_column(col)
+        for col in ("run id", "command", "state", "started", "videos", "new", "reason"):
+            rt.add_column(col, overflow="fold")
         for r in runs:
             rt.add_row(r.id[:12], r.command, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-                       str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")))
+                       str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")),
+                       "" if r.status == "finished" else (r.reason or ""))
         console.print(rt)
     totals = request_totals(store)
     if totals:
         _print_role_table("Requests by agent role, all runs", totals)
         real = [r for r in runs if r.command.startswith("run --pipelines")]
         if real:
-            _print_role_table(f"Requests by agent role, run {real[0].id[:12]}", request_totals(store, real[0].id),
+            actual = request_totals(store, real[0].id)
+            _print_role_table(f"Requests by agent role, run {real[0].id[:12]}", actual,
                               real[0].summary.get("cache_hits", {}))
+            _print_plan_against_actual(real[0], actual)
     else:
         console.print("no model requests yet")
     if failures:

@@ -46,6 +46,7 @@ import pydantic
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from engine.config import AGENT_NAMES, Config, EndpointConfig
+from engine.llm.breaker import Breaker, EndpointDown
 from engine.llm.limits import EndpointLimiter
 from engine.llm.request_log import Cache, RequestLog, request_columns
 from engine.media.images import to_data_url, url_digest
@@ -59,7 +60,8 @@ MODES = ("json_schema", "json_object_schema", "json_object", "text")
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
 NO_KEY = "no-key"  # what is sent when api_key_env = "" (local servers that check nothing)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-ANSWER_CHARS = 2000  # of a failed request's raw answer kept in the request log
+ANSWER_CHARS = 2000
+KIND_HEADER = "X-Engine-Request-Kind"  # call | repair | probe: servers ignore it; test endpoints count by it  # of a failed request's raw answer kept in the request log
 # Words in an error body that mean "this response_format is not supported", whatever the status code.
 FORMAT_WORDS = ("response_format", "json_schema", "json_object", "grammar", "guided")
 
@@ -158,6 +160,10 @@ class _HTTPError(Exception):
 
 class _MalformedResponse(Exception):
     """A 2xx answer whose body is not a chat completion: treated like a transient server fault."""
+
+
+class _ImagesIgnored(Exception):
+    """An answer whose prompt tokens cannot include the images the request carried."""
 
 
 def _unsupported_format(e: BaseException) -> bool:
@@ -291,10 +297,19 @@ class _Endpoint:
     base_url: str
     headers: dict[str, str]
     limiter: EndpointLimiter
+    breaker: Breaker
+
+    @property
+    def mode_key(self) -> tuple[str, str]:
+        return self.base_url, self.cfg.model
 
     @property
     def where(self) -> str:
         return f"agent {self.key}: {self.base_url} (model {self.cfg.model})"
+
+
+class _Probe(pydantic.BaseModel):
+    answer: str
 
 
 class _Outcome(Exception):
@@ -321,6 +336,8 @@ class ModelClient:
         self._limiters: dict[tuple[str, str], EndpointLimiter] = {}
         self._modes: dict[tuple[str, str], str] = {}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._breakers: dict[str, Breaker] = {}
+        self._image_tokens: dict[tuple[str, str], int] = {}  # per server and model: prompt tokens of the probe image
         self._inflight: dict[str, asyncio.Future] = {}
         import openai.lib._pydantic  # noqa: F401  (the strict schemas need it: imported now, not on the first call)
 
@@ -358,18 +375,25 @@ class ModelClient:
                 min(p.max_concurrent for p in peers), strictest(p.rpm for p in peers), strictest(p.tpm for p in peers)
             )
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-        self._endpoints[key] = _Endpoint(key, ep, base_url, headers, self._limiters[lim_key])
+        if base_url not in self._breakers:  # one per server: when it is down, it is down for every agent
+            self._breakers[base_url] = Breaker(
+                f"{base_url}", ep.breaker_failures, ep.breaker_down_s,
+                lambda: self._answers(base_url, headers, min(10.0, ep.timeout_s)))
+        self._endpoints[key] = _Endpoint(key, ep, base_url, headers, self._limiters[lim_key], self._breakers[base_url])
         return self._endpoints[key]
 
     def _session(self, ep: _Endpoint) -> aiohttp.ClientSession:
-        if ep.base_url not in self._sessions:
+        return self._session_for(ep.base_url)
+
+    def _session_for(self, base_url: str) -> aiohttp.ClientSession:
+        if base_url not in self._sessions:
             # One connection pool per server; the limiter, not the pool, bounds requests in flight. The trace
             # tells a request that left from one stopped before it did (the request log keeps only the former).
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_mark_sent)
-            self._sessions[ep.base_url] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                                                trace_configs=[trace])
-        return self._sessions[ep.base_url]
+            self._sessions[base_url] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                             trace_configs=[trace])
+        return self._sessions[base_url]
 
     @staticmethod
     def _params(ep: EndpointConfig) -> dict[str, Any]:
@@ -390,6 +414,15 @@ class ModelClient:
         for key in keys:
             self.endpoint(key)
 
+    async def _answers(self, base_url: str, headers: dict[str, str], timeout: float) -> bool:
+        """Whether the server answers at all (any HTTP status): the breaker's probe."""
+        try:
+            async with self._session_for(base_url).get(f"{base_url}/models", headers=headers,
+                                                       timeout=aiohttp.ClientTimeout(total=timeout)):
+                return True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
     async def ping(self, key: str) -> None:
         """Raise EndpointError unless the agent's endpoint answers (any HTTP answer but 401/403 counts)."""
         ep = self.endpoint(key)
@@ -405,9 +438,97 @@ class ModelClient:
 
     async def aclose(self) -> None:
         """Close the connections (calls run in their callers' tasks, which an abort cancels)."""
+        for breaker in self._breakers.values():
+            await breaker.aclose()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+    # --- preflight probes ---------------------------------------------------------------------------
+    async def learn_mode(self, key: str) -> str:
+        """Which output mode this agent's server and model take, learnt with a tiny structured request (the
+        first of json_schema, llama.cpp's json_object with a schema, json_object and text that the server
+        accepts and answers with valid JSON); remembered for every later call to that server and model."""
+        ep = self.endpoint(key)
+        if ep.mode_key in self._modes:
+            return self._modes[ep.mode_key]
+        modes = MODES if ep.cfg.structured_output == "auto" else (ep.cfg.structured_output,)
+        messages = [{"role": "system", "content": "You answer in JSON."},
+                    {"role": "user", "content": 'Reply with the JSON object {"answer": "ok"}.'}]
+        accepted = None
+        for mode in modes:
+            result = CallResult("probe", ep.cfg.model, "", "error")
+            try:
+                content, _ = await self._send(ep, "probe", self.request_key(key, messages, _Probe), "probe",
+                                              messages, _Probe, mode, result)
+            except _Unsupported:
+                log.warning("%s refuses response_format %s", ep.where, mode)
+                continue
+            except _Outcome as o:
+                raise EndpointError(f"{ep.where}: the probe of output mode {mode} failed: {o.message}") from None
+            accepted = accepted or mode
+            if isinstance(self._validate(content, _Probe), pydantic.BaseModel):
+                accepted = mode
+                break
+        if accepted is None:
+            raise EndpointError(f"{ep.where} refuses every output mode ({', '.join(modes)}); set "
+                                f"agents.{key}.structured_output to one it takes")
+        self._modes[ep.mode_key] = accepted
+        return accepted
+
+    async def check_vision(self, key: str) -> int | None:
+        """Prove that this agent's model sees images: the same tiny request with and without a 64x64 image must
+        differ in prompt tokens (where the server reports usage), else a question about the image's colour
+        must be answered right. Raises EndpointError naming the agent, endpoint and model; returns the prompt
+        tokens the image took (None when the server reports no usage)."""
+        import numpy as np
+
+        ep = self.endpoint(key)
+        mode = await self.learn_mode(key)
+        red = np.zeros((64, 64, 3), np.uint8)
+        red[..., 0] = 220
+        image = to_data_url(red, 64, 90)
+        question = "What single colour fills this image? Answer with the colour name only."
+        seen: dict[str, tuple[int | None, str]] = {}
+        for _ in range(3):  # an answer without usage (a flaky proxy) is asked again before the colour is trusted
+            for name, content in (("text", question), ("image", [{"type": "text", "text": question},
+                                                                 {"type": "image_url", "image_url": {"url": image}}])):
+                messages = [{"role": "user", "content": content}]
+                result = CallResult("probe", ep.cfg.model, "", "error")
+                try:
+                    answer, _ = await self._send(ep, "probe", self.request_key(key, messages, _Probe), "probe",
+                                                 messages, _Probe, mode, result)
+                except (_Outcome, _Unsupported) as o:
+                    if name == "text":
+                        raise EndpointError(f"{ep.where}: the probe request failed: {getattr(o, 'message', o)}") \
+                            from None
+                    raise EndpointError(f"{ep.where} does not accept images: a request with one image part failed "
+                                        f"({getattr(o, 'message', 'format refused')}). Agent {key} needs a "
+                                        "vision-language model and a server that takes image parts.") from None
+                seen[name] = (None if result.tokens_unknown else result.tokens_in, answer or "")
+            if seen["text"][0] is not None and seen["image"][0] is not None:
+                break
+        (t_text, _), (t_image, answer) = seen["text"], seen["image"]
+        if t_text is not None and t_image is not None:
+            if t_image <= t_text:
+                raise EndpointError(
+                    f"{ep.where} does not see images: a request with a 64x64 image counted {t_image} prompt "
+                    f"tokens, the same request without it {t_text}. Agent {key} needs a vision-language model.")
+            self._image_tokens[ep.mode_key] = t_image - t_text
+            return t_image - t_text
+        if "red" not in answer.lower():
+            raise EndpointError(f"{ep.where} reports no token usage, and asked the colour of a red image it "
+                                f"answered {answer[:80]!r}: it does not see images. Agent {key} needs a "
+                                "vision-language model.")
+        return None
+
+    def probed(self) -> dict[str, Any]:
+        """What the probes learnt, for the run's own client (adopt())."""
+        return {"modes": dict(self._modes), "image_tokens": dict(self._image_tokens)}
+
+    def adopt(self, probed: Mapping[str, Any]) -> None:
+        self._modes.update(probed.get("modes", {}))
+        self._image_tokens.update(probed.get("image_tokens", {}))
 
     # --- the call ----------------------------------------------------------------------------------
     async def query(self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type[T],
@@ -422,7 +543,11 @@ class ModelClient:
         # The first caller makes the call in its own task (no task per call); later identical callers wait on it.
         shared = self._inflight[rhash] = asyncio.get_running_loop().create_future()
         try:
-            result = await self._call(key, role or key, rhash, list(messages), response_format, images or {}, scope)
+            try:
+                result = await self._call(key, role or key, rhash, list(messages), response_format, images or {},
+                                          scope)
+            except EndpointDown as down:
+                raise EndpointError(str(down)) from None
         except BaseException as e:
             if not shared.done():
                 shared.set_exception(e)
@@ -533,15 +658,17 @@ class ModelClient:
 
     async def _send(self, ep, role, rhash, kind, messages, schema, mode, result) -> tuple[str | None, str | None]:
         """One logical request with retries, each HTTP attempt logged. Returns (content, refusal)."""
+        max_attempts = ep.cfg.max_attempts
         data = orjson.dumps(self.body(ep, messages, schema, mode))
         est = len(data) // 4 + ep.cfg.max_tokens
+        images = _count_images(messages)
         attempt = 0
 
         async def one() -> dict:
             nonlocal attempt
             attempt += 1
             async with ep.limiter.slot(est) as slot:
-                completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result)
+                completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result, images)
                 slot.settle(_known_tokens(completion))
                 return completion
 
@@ -549,11 +676,11 @@ class ModelClient:
             try:
                 completion = await one()  # most requests succeed at once: no retry machinery for them
             except Exception as first:
-                if not _transient(first) or ep.cfg.max_attempts == 1:
+                if not _transient(first) or max_attempts == 1:
                     raise
                 wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
                 await asyncio.sleep(wait(_FirstFailure(first)))
-                retrying = AsyncRetrying(stop=stop_after_attempt(ep.cfg.max_attempts - 1), wait=wait,
+                retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts - 1), wait=wait,
                                          retry=retry_if_exception(_transient), reraise=True)
                 async for tenacity_attempt in retrying:
                     with tenacity_attempt:
@@ -563,11 +690,14 @@ class ModelClient:
         except (asyncio.TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
             raise _Outcome("error", _error_code(e), f"{ep.where}: {type(e).__name__}: {e} "
                                                     f"(after {attempt} attempts)") from None
+        except _ImagesIgnored as e:
+            raise _Outcome("error", "images_ignored", str(e)) from None
         message = completion["choices"][0].get("message") or {}
         return message.get("content"), message.get("refusal")
 
-    async def _post(self, ep, role, rhash, kind, attempt, mode, data: bytes, result) -> dict:
+    async def _post(self, ep, role, rhash, kind, attempt, mode, data: bytes, result, images: int = 0) -> dict:
         """One HTTP request: logged before it leaves, completed with what came back."""
+        await ep.breaker.admit()  # held while the server is down; raises when it is given up for down
         row = dict(id=f"{self._id_prefix}{next(self._ids):016x}", run_id=self.run_id, role=role, endpoint_key=ep.key, model=ep.cfg.model,
                    endpoint=ep.base_url, request_hash=rhash, kind=kind, attempt=attempt, output_mode=mode,
                    status="sent", sent_at=utcnow())
@@ -582,7 +712,8 @@ class ModelClient:
         status, text = None, ""
         left = _Left()
         try:
-            async with self._session(ep).post(f"{ep.base_url}/chat/completions", data=data, headers=ep.headers,
+            async with self._session(ep).post(f"{ep.base_url}/chat/completions", data=data,
+                                              headers={**ep.headers, KIND_HEADER: kind},
                                               timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s),
                                               trace_request_ctx=left) as r:
                 status = r.status
@@ -590,6 +721,7 @@ class ModelClient:
                 headers = r.headers
             if status >= 400:
                 raise _HTTPError(status, headers, text)
+            ep.breaker.succeeded()
             try:
                 completion = orjson.loads(text)
                 completion["choices"][0]  # noqa: B018  (a chat completion has one)
@@ -605,9 +737,18 @@ class ModelClient:
         except Exception as e:
             row.update(status=_error_code(e), http_status=status, answer=text[:ANSWER_CHARS] or None)
             self._finish(row, t0, ep, None)
+            if _transient(e) and not (isinstance(e, _HTTPError) and e.status in (408, 409, 429)):
+                ep.breaker.failed()  # no answer, or a 5xx that is not about the request: the server may be down
+            elif isinstance(e, _HTTPError):
+                ep.breaker.succeeded()  # it answered
             raise
         row.update(status="ok", http_status=status)
         self._finish(row, t0, ep, completion.get("usage"))
+        expected = self._image_tokens.get(ep.mode_key)
+        if images and expected and row["tokens_in"] is not None and row["tokens_in"] < images * expected // 2:
+            # The server reported fewer prompt tokens than the images alone take: it dropped them.
+            raise _ImagesIgnored(f"{ep.where} counted {row['tokens_in']} prompt tokens for a request with {images} "
+                                 f"images (one image took {expected} at preflight): the images were not seen")
         if row["tokens_in"] is None:
             result.tokens_unknown += 1
         else:
@@ -648,6 +789,11 @@ class _Left:
 async def _mark_sent(session, ctx, params) -> None:
     if isinstance(ctx.trace_request_ctx, _Left):
         ctx.trace_request_ctx.sent = True
+
+
+def _count_images(messages: Sequence[Mapping[str, Any]]) -> int:
+    return sum(1 for m in messages if isinstance(m.get("content"), list)
+               for p in m["content"] if p.get("type") == "image_url")
 
 
 def _known_tokens(completion: Mapping[str, Any]) -> int:

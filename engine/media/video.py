@@ -7,6 +7,7 @@ unreadable raises MediaError naming the file and the reason, never a bare decode
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+log = logging.getLogger(__name__)
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 
@@ -22,10 +25,13 @@ MediaErrorCode = Literal["not_found", "empty_file", "unsupported_format", "corru
 
 
 class MediaError(Exception):
-    """An input that cannot be used as a video. ``code`` is a stable snake_case reason for the store."""
+    """An input that cannot be used as a video. ``code`` is a stable snake_case reason for the store, ``reason`` a
+    sentence for people; ``detail`` keeps the decoder's own words, for debug logs only."""
 
-    def __init__(self, path: Path | str, code: MediaErrorCode, reason: str):
-        self.path, self.code, self.reason = Path(path), code, reason
+    def __init__(self, path: Path | str, code: MediaErrorCode, reason: str, detail: str = ""):
+        self.path, self.code, self.reason, self.detail = Path(path), code, reason, detail
+        if detail:
+            log.debug("%s: %s (decoder: %s)", path, reason, detail)
         super().__init__(f"{path}: {reason} [{code}]")
 
 
@@ -110,7 +116,8 @@ class Video:
             try:
                 return decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1, **size_kwargs)
             except Exception as e:  # decord raises DECORDError/RuntimeError with ffmpeg's text
-                raise MediaError(self.path, "corrupt", f"cannot open as video: {_first_line(e)}") from None
+                raise MediaError(self.path, "corrupt", "not a video this engine can read: the file is damaged, "
+                                 "truncated or of another format", _first_line(e)) from None
 
         self._reader = self._native = open_reader()
         n, fps = len(self._reader), float(self._reader.get_avg_fps())
@@ -156,7 +163,8 @@ class Video:
                 # decode at the source size and resize here instead, from now on.
                 self._reader = self._native
                 return np.stack([_resize(f, self.size) for f in self._decode_file(indices)])
-            raise MediaError(self.path, "corrupt", f"cannot decode frames {indices[:5]}: {_first_line(e)}") from None
+            raise MediaError(self.path, "corrupt", f"frames {indices[:5]} cannot be decoded: the file is damaged or "
+                             "truncated", _first_line(e)) from None
 
     def _decode_opencv(self, indices: list[int]) -> np.ndarray:
         import cv2

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from typing import Any, Sequence
 
@@ -128,12 +130,37 @@ class SegmentorWorker:
     def version(self) -> str:
         return self.backend.version
 
-    def segment(self, request, media: Any, fps: float = 30.0) -> list[tuple[Any, dict[str, float]]]:
+    def segment(self, request, media: Any, fps: float = 30.0) -> tuple[list[tuple[Any, dict[str, float]]], list[str]]:
         """The backend's tracks for the request's frames (fetched from the MediaWorker `media`), each with its
-        quality metrics (computed here, not in the driver)."""
+        quality metrics (computed here, not in the driver), and the warnings the backend raised or logged: they
+        go back to the driver, which shows them on the console and in the run's log (a worker's own output
+        ends in a Ray log file nobody reads)."""
         import ray
 
         frames = ray.get(media.frames.remote(request.video_path, list(request.frame_indices), fps))
-        with self._device:
+        with self._device, _Caught() as caught:
             tracks = self.backend.segment(request, frames)
-        return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks]
+        return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks], caught.messages
+
+
+class _Caught(logging.Handler):
+    """Warnings (the warnings module's and logging's, WARNING and up) raised while it is open, as sentences."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+    def __enter__(self) -> "_Caught":
+        self._warnings = warnings.catch_warnings(record=True)
+        self._seen = self._warnings.__enter__()
+        warnings.simplefilter("default")
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().removeHandler(self)
+        self.messages += [f"{w.category.__name__}: {w.message}" for w in self._seen]
+        self._warnings.__exit__(*exc)

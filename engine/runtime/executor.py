@@ -32,7 +32,8 @@ from engine.runtime.state import VideoState
 from engine.store import schema
 from engine.store.current import Current, load_videos
 from engine.store.db import Store
-from engine.store.io import StoreError, StoreIO
+from engine.runtime.run_state import HEARTBEAT_S
+from engine.store.io import StoreError, StoreIO, Update
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,12 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
             finally:
                 release(item[0].id)
 
+    async def heartbeat() -> None:  # a run that stops beating was killed: the next run or status says so
+        while True:
+            s.io.submit([Update(schema.Run, {"id": s.run_id}, {"heartbeat_at": schema.utcnow()})])
+            await asyncio.sleep(HEARTBEAT_S)
+
+    beat = asyncio.create_task(heartbeat())
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(load())
@@ -153,6 +160,8 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
         raise group.exceptions[0] from None
     except* StoreError as group:
         raise RunAborted(str(group.exceptions[0])) from None
+    finally:
+        beat.cancel()
 
 
 async def run_video(s: Services, plans: Sequence[Plan], video: VideoTask, state: VideoState) -> None:
@@ -206,7 +215,8 @@ async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[st
                   segmentor_path: str, segmentor_version: str, use_cache: bool = True, retry_failed: bool = False,
                   on_progress: Callable[[str, int, int], None] | None = None,
                   environ: dict[str, str] | None = None,
-                  on_ready: Callable[[dict[str, list[int]]], None] | None = None) -> Execution:
+                  on_ready: Callable[[dict[str, list[int]]], None] | None = None,
+                  probed: dict | None = None) -> Execution:
     """Run the pipelines over the given (ingested) videos; model calls use this process's settings and keys."""
     roles = roles_of(pipelines)
     if roles:
@@ -222,6 +232,7 @@ async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[st
     io = StoreIO(store)
     client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache,
                          environ=environ)
+    client.adopt(probed or {})  # output modes and image token counts that preflight learnt
     progress = Progress(on_change=on_progress)
     gc_settings = _quiet_gc()
     try:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 
 class Pool:
-    def __init__(self, actors: list, slack: int = 2):
+    def __init__(self, actors: list, slack: int = 1):
         self.actors = actors
         self.slack = slack
         self.busy = [0] * len(actors)

@@ -60,6 +60,7 @@ class Services:
         self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
+        self._warned: set[str] = set()
 
     # --- model calls ---------------------------------------------------------------------------------
     async def ask(self, agent: Any, item: Any, images: ImageSet | None = None, scope: str | None = None) -> Any:
@@ -110,10 +111,15 @@ class Services:
 
         try:
             with self.pools["media"].lease(key=request.video_path) as media:
-                return await self.pools["segmentor"].call("segment", request, media,
-                                                          self.cfg.sampling.frame_folder_fps)
+                tracks, warned = await self.pools["segmentor"].call("segment", request, media,
+                                                                    self.cfg.sampling.frame_folder_fps)
         except RayTaskError as e:
             raise UnitFailure("segmentor_error", f"{type(e.cause).__name__}: {e.cause}") from None
+        for message in warned:
+            if message not in self._warned:  # once per run, not once per video
+                self._warned.add(message)
+                log.warning("segmentor: %s", message)
+        return tracks
 
     # --- failures and quarantine ---------------------------------------------------------------------
     async def attempt(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str,

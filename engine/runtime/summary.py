@@ -21,9 +21,10 @@ CHUNK = 500
 def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Current) -> dict[str, Any]:
     ids = list(video_ids)
     o, m, r, smp, f = schema.VideoObject, schema.Masklet, schema.Review, schema.Sample, schema.Failure
-    objects = grounded = 0
+    objects = grounded = new_samples = units_run = 0
     verdicts: dict[bool, int] = {}
     samples: dict[str, int] = {}
+    cp = schema.Completion
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
             part = ids[i:i + CHUNK]
@@ -37,8 +38,15 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
             for data_type, n in s.execute(sa.select(smp.data_type, sa.func.count()).where(
                     smp.video_id.in_(part), smp.lineage.in_(current.sample_lineages or [""])).group_by(smp.data_type)):
                 samples[data_type] = samples.get(data_type, 0) + n
+            new_samples += s.scalar(sa.select(sa.func.count()).where(smp.video_id.in_(part), smp.run_id == run_id)) or 0
+            units_run += s.scalar(sa.select(sa.func.count()).where(cp.video_id.in_(part), cp.run_id == run_id)) or 0
         failures = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)) or 0
         quarantined = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id, f.quarantined)) or 0
+        # what stays quarantined among this run's videos (earlier runs' too): --retry-failed tries them again
+        still = 0
+        for i in range(0, len(ids), CHUNK):
+            still += s.scalar(sa.select(sa.func.count()).select_from(f).where(
+                f.video_id.in_(ids[i:i + CHUNK]), f.quarantined)) or 0
     roles = request_totals(store, run_id)
     total = add_totals(roles)
     return {
@@ -48,5 +56,7 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
         "tokens_in": total.tokens_in, "tokens_out": total.tokens_out, "cost_usd": total.cost_usd,
         "roles": {t.role: {"requests": t.requests, "ok": t.ok, "tokens_in": t.tokens_in, "tokens_out": t.tokens_out,
                            "tokens_unknown": t.tokens_unknown, "cost_usd": t.cost_usd} for t in roles},
-        "failures": failures, "quarantined": quarantined,
+        "work_requests": sum(t.requests for t in roles if t.role != "probe"),  # preflight's probes are not work
+        "failures": failures, "quarantined": quarantined, "quarantined_in_store": still,
+        "new_results": new_samples, "units_run": units_run,
     }

@@ -119,7 +119,7 @@ class Store:
         """insert_ignore for many rows in one executemany (no count of what was inserted: the hot path)."""
         if rows:
             stmt = self._statement(("ignore", model))
-            _connection(session).execute(stmt, [with_defaults(model, r) for r in rows])
+            _connection(session).execute(stmt, _uniform([with_defaults(model, r) for r in rows]))
 
     def upsert(
         self,
@@ -132,7 +132,7 @@ class Store:
         """Insert rows (one executemany); where `conflict` columns collide, overwrite the `update` columns instead."""
         if rows:
             stmt = self._statement(("upsert", model, tuple(conflict), tuple(update)))
-            _connection(session).execute(stmt, [with_defaults(model, r) for r in rows])
+            _connection(session).execute(stmt, _uniform([with_defaults(model, r) for r in rows]))
 
     def _statement(self, key: tuple) -> Any:
         """Insert statements built once per table and conflict rule (building one costs about a millisecond)."""
@@ -172,6 +172,15 @@ def _at_head(conn: sa.Connection) -> bool:
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _uniform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with one set of keys (an executemany needs it): a column some rows leave out is None in them."""
+    keys = set(rows[0])
+    if all(r.keys() == keys for r in rows):
+        return rows
+    keys = set().union(*rows)
+    return [{k: r.get(k) for k in keys} for r in rows]
 
 
 def _connection(target: Session | sa.Connection) -> sa.Connection:

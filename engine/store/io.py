@@ -52,12 +52,19 @@ class Upsert:
 
 
 @dataclass(frozen=True)
+class Update:
+    model: type[schema.Base]
+    where: dict[str, Any]  # column == value, all of them
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Delete:
     model: type[schema.Base]
     where: dict[str, Any]  # column == value, all of them
 
 
-Op = Insert | Upsert | Delete
+Op = Insert | Upsert | Update | Delete
 
 
 class StoreError(RuntimeError):
@@ -230,7 +237,11 @@ class StoreIO:
                         run = []
                 else:
                     cols = model.__table__.c
-                    s.execute(sa.delete(model.__table__).where(*(cols[k] == v for k, v in op.where.items())))
+                    where = [cols[k] == v for k, v in op.where.items()]
+                    if isinstance(op, Update):
+                        s.execute(sa.update(model.__table__).where(*where).values(**op.values))
+                    else:
+                        s.execute(sa.delete(model.__table__).where(*where))
 
     def _lookup(self, s: Session, lookups: list[_Lookup]) -> list[tuple[asyncio.Future, Any, BaseException | None]]:
         keys = sorted({x.key for x in lookups})

@@ -38,9 +38,10 @@ def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
     assert r.exit_code == 0, r.output
     out = r.output
     # every unreadable input is listed with its reason, and the run went on
-    for name, reason in (("broken/empty.mp4", "file is empty"), ("broken/notes.mp4", "cannot open as video"),
-                         ("broken/truncated.mp4", "cannot open as video")):
+    for name, reason in (("broken/empty.mp4", "file is empty"), ("broken/notes.mp4", "not a video this engine can"),
+                         ("broken/truncated.mp4", "not a video this engine can")):
         assert name in out and reason in out
+    assert "video_reader.cc" not in out and "av_read_frame" not in out  # the decoder's internals stay in debug logs
     assert re.search(r"videos readable\s*│\s*3 │", out) and re.search(r"skipped \(see above\)\s*│\s*3 │", out)
     assert "Plan for a run of detailed" in out and "annotator.dynamic" in out and "total" in out
     counts = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()

@@ -16,7 +16,7 @@ def test_qa_from_a_dataset(endpoint, tmp_path, layout):
     data = tmp_path / "data"
     r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa")
     assert r.exit_code == 0, r.output
-    systems = {q.body["messages"][0]["content"][:40] for q in endpoint.chat_requests()}
+    systems = {q.body["messages"][0]["content"][:40] for q in endpoint.work_requests()}
     assert all(s.startswith("You write question-answer pairs") for s in systems)  # only the QA writer was asked
     with open_store(data).session() as s:
         samples = s.query(schema.Sample).filter_by(data_type="qa").all()

@@ -62,7 +62,7 @@ def _snapshot(data) -> tuple[dict[str, int], set[str]]:
 
 
 def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_endpoints_count(
-        endpoint, more_source, tmp_path):
+        endpoint, more_source, tmp_path, monkeypatch):
     endpoint.latency_s = 0.25
     endpoint.fault_rates = FAULTS
     args = ("--source", str(more_source), "--pipelines", "short,detailed,qa")
@@ -94,8 +94,12 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
         cached_at_kill = {h for (h,) in c.execute("SELECT request_hash FROM model_calls")}
 
     mid = len(endpoint.chat_requests())
+    import engine.runtime.run_state as run_state
+
+    monkeypatch.setattr(run_state, "HEARTBEAT_STALE_S", 1.0)  # the killed run's heartbeat is older than that now
     r = run_engine(endpoint, data, *args, env=FAST_RETRIES)
     assert r.exit_code == 0, r.output
+    assert "stopped without a word (killed?): marked interrupted" in r.output
     resumed_requests = endpoint.chat_requests()[mid:]
 
     counts, ids = _snapshot(data)
@@ -107,6 +111,8 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
     with store.session() as s:
         rows = s.query(schema.Request).all()
         resumed_run = s.query(schema.Run).order_by(schema.Run.started_at.desc()).first().id
+        states = {x.id: x.status for x in s.query(schema.Run)}
+    assert sorted(states.values()) == ["finished", "interrupted"]  # the killed run, found by the next one
     store.dispose()
     served = killed_requests + resumed_requests
     assert len(rows) == len(served), (len(rows), len(served))
@@ -125,9 +131,10 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
     # the killed run logged no tokens it was not sent
     assert sum(x.tokens_in for x in killed_rows if x.tokens_in is not None) <= sum(
         q.usage["prompt_tokens"] for q in killed_requests if q.usage)
-    # the resume re-sent only calls whose answers the kill lost (not in the cache when it died)
-    repeated = {x.request_hash for x in killed_rows} & {x.request_hash for x in resumed_rows}
-    lost = {x.request_hash for x in killed_rows} - cached_at_kill
+    # the resume re-sent only calls whose answers the kill lost (not in the cache when it died); preflight's
+    # probes are sent by every run, and are not calls
+    repeated = {x.request_hash for x in killed_rows if x.kind != "probe"} & {x.request_hash for x in resumed_rows}
+    lost = {x.request_hash for x in killed_rows if x.kind != "probe"} - cached_at_kill
     print(f"\nkill-and-resume under 20% faults: reference {reference_requests} requests; killed run "
           f"{len(killed_requests)} sent ({len(unanswered)} unanswered in the log); resumed run {len(resumed_requests)};"
           f" calls sent by both {len(repeated)}, all among the {len(lost)} whose answers never reached the cache; "

@@ -26,7 +26,8 @@ def _export(data, out, *flags) -> list[dict]:
 def _requests_by_role(store, run_id) -> dict[str, int]:
     r = schema.Request
     with store.session() as s:
-        return dict(s.execute(sa.select(r.role, sa.func.count()).where(r.run_id == run_id).group_by(r.role)).all())
+        return dict(s.execute(sa.select(r.role, sa.func.count()).where(r.run_id == run_id, r.kind != "probe")
+                              .group_by(r.role)).all())
 
 
 def _last_run(store) -> str:
@@ -66,13 +67,13 @@ def test_bumping_the_detailed_prompt_reruns_only_refine_and_the_samples(endpoint
     assert cells["descriptions:detailed"] == ["0", str(kept)]  # none current, all outdated
     assert cells["reviews"][1] == "0" and cells["descriptions:appearance"][1] == "0"  # upstream: all current
 
-    before = len(endpoint.chat_requests())
+    before = len(endpoint.work_requests())
     r = run_engine(endpoint, data, *args)
     assert r.exit_code == 0, r.output
     roles = _requests_by_role(store, _last_run(store))
     # no Analyzer, Annotator or Reviewer request; one per kept object to write its description
     assert roles == {"refiner.detailed": distinct}, roles
-    assert len(endpoint.chat_requests()) - before == distinct
+    assert len(endpoint.work_requests()) - before == distinct
 
     new = _export(data, tmp_path / "new")
     assert len(new) == kept

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema",
-          "no_usage")
+          "no_usage", "list_content")
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Received:
     authorization: str | None
     fault: str | None
     usage: dict[str, int] | None = None  # what the answer reported (None: no answer, or no usage in it)
+    kind: str = "call"  # call | repair | probe, as the engine's client marks its requests
 
 
 @dataclass
@@ -50,12 +51,21 @@ class FakeEndpoint:
     retry_after_s: str = "1"
     hang_s: float = 5.0
     supports_json_schema: bool = True
+    sees_images: bool = True  # False: a text-only model, whose server drops image parts unread
     unsupported_status: int = 400  # what a server that rejects json_schema answers (llama.cpp's: 500)
+    port: int = 0  # 0: any free port
+    # What llama-cpp-python's server (0.3.36) does with what it cannot take, measured against the real one
+    # (tests/realserver): list-valued message content, "error" (its GGUF templates: HTTP 500 "can only
+    # concatenate str (not \"list\") to str") or "drop" (its chatml format: the whole content silently
+    # ignored); system messages after the first, "keep" (GGUF templates) or "drop" (chatml).
+    list_content: str = "ok"
+    extra_systems: str = "keep"
     model_ids: tuple[str, ...] = ("fake-model",)
     fail_matching: dict[str, str] = field(default_factory=dict)  # substring of the last user text -> fault
 
     def __post_init__(self) -> None:
         self.received: list[Received] = []
+        self._connections: set = set()
         self._queue: list[str | None] = []
         self._lock = threading.Lock()
         self._rng = random.Random(self.seed)
@@ -72,6 +82,16 @@ class FakeEndpoint:
 
             def log_message(self, *args):  # keep test output clean
                 pass
+
+            def setup(self):
+                super().setup()
+                with endpoint._lock:
+                    endpoint._connections.add(self.connection)
+
+            def finish(self):
+                with endpoint._lock:
+                    endpoint._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
@@ -116,20 +136,38 @@ class FakeEndpoint:
                 if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
                     super().handle_error(request, client_address)
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        Server.allow_reuse_address = True  # a restarted endpoint takes its old port back at once
+        self._server = Server(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection, as a server that dies does (keep-alive ones too)."""
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+            with self._lock:
+                for conn in list(self._connections):
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def __enter__(self) -> "FakeEndpoint":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    @classmethod
+    def llama_cpp(cls, chat_format: str = "gguf", **kw) -> "FakeEndpoint":
+        """llama-cpp-python's server serving a small text model, as measured: json_schema refused with a 500
+        whose body names response_format, json_object with a schema honoured, image parts refused (its GGUF
+        template) or dropped (chatml), extra system messages kept (GGUF) or dropped (chatml)."""
+        return cls(supports_json_schema=False, unsupported_status=500, sees_images=False,
+                   list_content="error" if chat_format == "gguf" else "drop",
+                   extra_systems="keep" if chat_format == "gguf" else "drop", **kw)
 
     @property
     def base_url(self) -> str:
@@ -147,12 +185,18 @@ class FakeEndpoint:
     def chat_requests(self) -> list[Received]:
         return [r for r in self.received if r.path.endswith("chat/completions")]
 
+    def work_requests(self) -> list[Received]:
+        """Chat requests that do the work (calls and repairs), without preflight's probes."""
+        return [r for r in self.chat_requests() if r.kind != "probe"]
+
     # --- behaviour -------------------------------------------------------------------------------
     def _pick_fault(self, body: dict[str, Any]) -> tuple[str | None, float]:
         """(fault or None, latency before a normal answer)."""
         with self._lock:
             if not self.supports_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                 return "no_json_schema", 0.0
+            if self.list_content == "error" and any(isinstance(m.get("content"), list) for m in body.get("messages", [])):
+                return "list_content", 0.0
             text = last_user_text(body)
             for needle, fault in self.fail_matching.items():
                 if needle in text:
@@ -170,6 +214,19 @@ class FakeEndpoint:
             lat = self.latency_s
             return None, float(lat) if isinstance(lat, (int, float)) else self._rng.uniform(*lat)
 
+    def _as_read(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The request as this server's template reads it (what it drops does not count)."""
+        messages, systems = [], 0
+        for m in body.get("messages", []):
+            if m.get("role") == "system":
+                systems += 1
+                if systems > 1 and self.extra_systems == "drop":
+                    continue
+            if self.list_content == "drop" and isinstance(m.get("content"), list):
+                m = {**m, "content": ""}
+            messages.append(m)
+        return {**body, "messages": messages}
+
     def _handle(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         t0 = time.monotonic()
         with self._lock:
@@ -177,7 +234,8 @@ class FakeEndpoint:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         fault, delay = self._pick_fault(body)
         # Logged on arrival, so a client that has its answer always finds its request here.
-        entry = Received(t0, None, h.path, body, h.headers.get("Authorization"), fault)
+        entry = Received(t0, None, h.path, body, h.headers.get("Authorization"), fault,
+                         kind=h.headers.get("X-Engine-Request-Kind", "call"))
         with self._lock:
             self.received.append(entry)
         try:
@@ -201,8 +259,14 @@ class FakeEndpoint:
         if fault == "401":
             return err(401, "invalid api key", "authentication_error")
         if fault == "no_json_schema":
+            if self.unsupported_status == 500:  # llama-cpp-python's validation error, served as a 500
+                return err(500, "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                                "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+                           "internal_server_error")
             return err(self.unsupported_status, "response_format json_schema is not supported by this server",
                        "invalid_request_error")
+        if fault == "list_content":
+            return err(500, 'can only concatenate str (not "list") to str', "internal_server_error")
         if fault == "hang":
             time.sleep(self.hang_s)
             return err(504, "hung")
@@ -221,7 +285,7 @@ class FakeEndpoint:
             content = json.dumps({"unexpected": True})
         else:
             content = json.dumps(answer_for(body))
-        prompt_tokens = _count_tokens(body)
+        prompt_tokens = _count_tokens(self._as_read(body), self.sees_images)
         completion_tokens = max(1, len((content or refusal or "")) // 4)
         answer = {
             "id": "chatcmpl-" + _digest(body)[:12], "object": "chat.completion", "created": int(time.time()),
@@ -262,15 +326,17 @@ def image_urls(body: dict[str, Any]) -> list[str]:
             for p in m["content"] if p.get("type") == "image_url"]
 
 
-def _count_tokens(body: dict[str, Any]) -> int:
+def _count_tokens(body: dict[str, Any], sees_images: bool = True) -> int:
     text = " ".join(t for m in body.get("messages", []) for t in _texts(m))
-    return max(1, len(text) // 4) + 85 * len(image_urls(body))
+    return max(1, len(text) // 4) + (85 * len(image_urls(body)) if sees_images else 0)
 
 
 def _schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
     rf = body.get("response_format") or {}
     if rf.get("type") == "json_schema":
         return rf["json_schema"]["schema"]
+    if rf.get("type") == "json_object" and isinstance(rf.get("schema"), dict):  # llama.cpp's extension
+        return rf["schema"]
     # JSON mode / text fallback: the client puts the schema in the prompt between <schema> tags
     for m in body.get("messages", []):
         for t in _texts(m):

@@ -52,3 +52,17 @@ class HashSegmentor:
         box = masks.bbox_xyxy(frame_masks[anchor])
         return Track(noun, instance, anchor, box, grounding_score=0.5 + (d % 50) / 100, mask_score=0.9,
                      masks=frame_masks)
+
+
+class WarningSegmentor(HashSegmentor):
+    """The hash segmentor, warning as a real backend does (a deprecated argument, a fallback it took)."""
+
+    version = "hash-warning@1"
+
+    def segment(self, request, frames):
+        import logging
+        import warnings
+
+        warnings.warn("this backend's fallback path was taken", UserWarning)
+        logging.getLogger("some.backend").warning("checkpoint has unused keys: 3")
+        return super().segment(request, frames)

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -396,3 +397,91 @@ def test_fake_endpoint_lists_models_and_answers_nested_schemas(fake):
     ids, scene = run(go())
     assert ids == ["fake-model"]
     assert isinstance(scene, Scene) and scene.boxes and "two cars" in scene.boxes[0].label
+
+
+# --- what preflight learns, and what a run refuses --------------------------------------------------------
+
+def test_preflight_learns_llama_cpps_mode_and_proves_nothing_about_images(tmp_path):
+    """Against the measured behaviour of llama-cpp-python's server: json_schema refused (500), json_object with a
+    schema taken; image parts refused with a 500 (its GGUF template) or silently dropped (its chatml format)."""
+    for chat_format, why in (("gguf", "does not accept images"), ("chatml", "does not see images")):
+        with FakeEndpoint.llama_cpp(chat_format) as server:
+            client = make_client(server)
+
+            async def probe():
+                try:
+                    mode = await client.learn_mode("analyzer")
+                    with pytest.raises(EndpointError, match=why) as e:
+                        await client.check_vision("analyzer")
+                    return mode, str(e.value)
+                finally:
+                    await client.aclose()
+
+            mode, message = run(probe())
+            assert mode == "json_object_schema"
+            assert server.base_url in message and "fake-model" in message and "agent analyzer" in message
+            assert all(q.kind == "probe" for q in server.chat_requests())
+
+
+def test_a_vision_model_is_proven_and_images_dropped_later_fail_the_call(fake):
+    log = MemoryLog()
+    client = make_client(fake, log=log)
+    img = to_data_url(np.full((32, 32, 3), 200, np.uint8))
+
+    async def go():
+        try:
+            per_image = await client.check_vision("analyzer")
+            fake.sees_images = False  # the server starts dropping images (a model swapped behind the endpoint)
+            r = await client.query("analyzer", [user_message("a frame", [img] * 4)], Nouns)
+            return per_image, r
+        finally:
+            await client.aclose()
+
+    per_image, r = run(go())
+    assert per_image == 85
+    assert (r.status, r.error_code) == ("error", "images_ignored") and "4 images" in r.error
+    assert sum(1 for x in log.rows.values() if x["kind"] == "probe") == 3  # mode, then text and image
+
+
+def test_the_breaker_stops_sending_to_a_dead_server_and_gives_up_naming_it():
+    with FakeEndpoint() as server:
+        url = server.base_url
+        client = make_client(server, breaker_failures=3, breaker_down_s=1.5, backoff_max_s=0.2, max_attempts=6)
+    # the server is gone: connections are refused
+    log = MemoryLog()
+    client.log = log
+
+    async def many():
+        try:
+            return await asyncio.gather(*(client.query("analyzer", [user_message(f"q{i}")], Nouns) for i in range(5)),
+                                        return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    t0 = time.monotonic()
+    results = run(many())
+    took = time.monotonic() - t0
+    assert all(isinstance(r, EndpointError) and url in str(r) and "has not answered for 2 s" in str(r)
+               for r in results), results
+    assert took < 10
+    # once open, the breaker held the requests: far fewer than 5 calls x 6 attempts were sent
+    assert len(log.rows) < 5 * 6
+
+
+def test_the_breaker_closes_when_the_server_answers_again():
+    with FakeEndpoint() as first:
+        port = first.port
+        client = make_client(first, breaker_failures=2, breaker_down_s=30, backoff_max_s=0.2, max_attempts=8)
+
+    async def go():
+        try:
+            call = asyncio.ensure_future(client.query("analyzer", [user_message("wait for me")], Nouns))
+            await asyncio.sleep(1.5)  # refused twice or more: the breaker is open, probing
+            with FakeEndpoint(port=port) as again:
+                result = await call
+                return result, len(again.work_requests())
+        finally:
+            await client.aclose()
+
+    result, served = run(go())
+    assert result.ok and served == 1

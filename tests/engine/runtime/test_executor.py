@@ -20,7 +20,7 @@ from synthetic import render, write_mp4
 @pytest.fixture
 def clips(tmp_path):
     src = tmp_path / "videos"
-    for i in range(6):
+    for i in range(12):
         write_mp4(src / f"clip{i}.mp4", render(12 + i, 64, 48)[0])
         (src / f"clip{i}.txt").write_text(f"A red square {i} passes a blue circle.")
     return src
@@ -56,7 +56,7 @@ def test_three_media_replicas_all_take_work(tmp_path, clips):
     media = result.pool_calls["media"]
     print(f"\nmedia calls per replica: {media}")
     assert len(media) == 3 and min(media) > 0  # every replica worked
-    assert max(media) <= 3 * min(media) + 2  # and no replica did nearly all of it
+    assert min(media) >= 0.1 * sum(media)  # and none did nearly all of it (a video's calls prefer one replica)
 
 
 @pytest.mark.timeout(300)
