@@ -1,18 +1,23 @@
 """Refiner: one detailed description from the two annotations, and question-answer pairs.
 
-QA refers to objects by tags (<object0>, <object1>, ...) as VideoRefer-700K does; the pipeline
-puts the matching <region> placeholders in the human turn.
+QA refers to objects by tags (<object0>, <object1>, ...) as VideoRefer-700K does. The model never has
+to write them: the prompt names the objects "Object 1", "Object 2" with their nouns, and `tag_objects`
+maps whatever reference the model used ("object 2", "[2]", "the red ball" when the noun is unique in the
+group, or a tag) to the tag, deterministically. A pair whose question names no object is dropped and
+counted, not retried: asking again would cost the same and likely fail the same way.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
 
 from agents.base import TemplateAgent, one_paragraph
+from engine.dataset.records import OBJECT_TAG, neutralise
 
 QA_TYPES = ("basic", "reasoning", "future")
 
@@ -49,8 +54,55 @@ class QAItem:
     objects: tuple[QAObject, ...]  # object i is <object{i}>
 
     @property
-    def tags(self) -> list[str]:
-        return [f"<object{i}>" for i in range(len(self.objects))]
+    def names(self) -> list[str]:
+        return [f"Object {i + 1}" for i in range(len(self.objects))]
+
+
+@dataclass
+class QAResult:
+    pairs: list[QAPair]  # one per type at most, in QA_TYPES order, questions tagged
+    dropped: Counter = field(default_factory=Counter)  # reason -> pairs left out
+
+
+_STOP = {"a", "an", "the", "this", "that", "is", "are", "was", "were", "and", "or", "of", "to", "in", "on", "at",
+         "with", "by", "for", "from", "it", "its", "as", "does", "do", "did", "has", "have", "will", "what", "who"}
+_INDEX_REF = re.compile(r"(?:\bthe\s+)?\bobject\s*#?\s*(\d+)\b(?:\s*\([^()]{0,60}\))?|\[(\d+)\]", re.I)
+
+
+def tag_objects(text: str, nouns: list[str]) -> str:
+    """Text with references to the group's objects replaced by <object0>, <object1>, ...
+
+    Recognised, in this order: tags the model wrote itself (kept when in range), "Object K" / "object K (noun)"
+    / "[K]" (1-based, as the prompt numbers them), and "the [up to two words] noun" for a noun, or the noun's
+    last word, that only one object of the group has. Every other format token is neutralised.
+    """
+    n = len(nouns)
+    hold = lambda k: f"\x00{k}\x00"  # noqa: E731 - placeholders survive neutralise and later passes
+    text = OBJECT_TAG.sub(lambda m: hold(int(m.group(1))) if int(m.group(1)) < n else m.group(0), text)
+    text = neutralise(text)
+
+    def by_index(m: re.Match) -> str:
+        k = int(m.group(1) or m.group(2))
+        return hold(k - 1) if 1 <= k <= n else m.group(0)
+
+    text = _INDEX_REF.sub(by_index, text)
+    lowered = [" ".join(x.lower().split()) for x in nouns]
+    heads = [x.split()[-1] if x else "" for x in lowered]
+    # each object's full noun, then its head word ('ball' of 'red ball'), longest first
+    candidates = sorted({(noun, i) for i, noun in enumerate(lowered)} | {(h, i) for i, h in enumerate(heads)},
+                        key=lambda c: -len(c[0]))
+    for noun, i in candidates:
+        if not noun or any(noun in other for j, other in enumerate(lowered) if j != i):
+            continue  # ambiguous: it is (part of) another object's noun too
+        words = r"\s+".join(map(re.escape, noun.split()))
+        pattern = re.compile(rf"\b(?:the|this|that)\s+((?:[\w-]+\s+){{0,2}}?){words}s?\b", re.I)
+
+        def by_noun(m: re.Match, i: int = i) -> str:
+            between = m.group(1).split()
+            return hold(i) if not any(w.lower() in _STOP for w in between) else m.group(0)
+
+        text = pattern.sub(by_noun, text)
+    return re.sub("\x00(\\d+)\x00", lambda m: f"<object{m.group(1)}>", text)
 
 
 class RefinerAgent(TemplateAgent):
@@ -73,19 +125,25 @@ class QAWriter(TemplateAgent):
     prompt_name = "refiner_qa"
 
     def prompt(self, item: QAItem) -> list[dict]:
-        objects = "\n".join(f"{tag} ({o.noun}): {o.description}" for tag, o in zip(item.tags, item.objects))
-        return self.template.messages(tags=", ".join(item.tags), objects=objects)
+        objects = "\n".join(f"{name} ({o.noun}): {o.description}" for name, o in zip(item.names, item.objects))
+        return self.template.messages(names=", ".join(item.names), objects=objects)
 
-    def parse(self, item: QAItem, response: QASet) -> list[QAPair]:
-        """One pair per type, in QA_TYPES order; each question must name every object by its tag."""
+    def parse(self, item: QAItem, response: QASet) -> QAResult:
+        """One pair per type, in QA_TYPES order, with the object references tagged; the rest counted by reason."""
+        nouns = [o.noun for o in item.objects]
         kept: dict[str, QAPair] = {}
+        dropped: Counter = Counter()
         for pair in response.pairs:
-            question = " ".join(pair.question.split())
-            answer = " ".join(pair.answer.split())
-            names_all = all(tag in question for tag in item.tags)
-            untagged = re.search(r"<(?!object\d+>)[^>]*>", question + answer)  # stray markup, e.g. <region>
-            if pair.type not in kept and question and answer and names_all and not untagged:
+            question = tag_objects(" ".join(pair.question.split()), nouns)
+            answer = tag_objects(" ".join(pair.answer.split()), nouns)
+            if not question or not answer:
+                dropped["empty_pair"] += 1
+            elif not OBJECT_TAG.search(question):
+                dropped["names_no_object"] += 1
+            elif pair.type in kept:
+                dropped["second_of_type"] += 1
+            else:
                 kept[pair.type] = QAPair(type=pair.type, question=question, answer=answer)
-        if not kept:
-            raise ValueError(f"no usable QA pair: each question must contain {', '.join(item.tags)}")
-        return [kept[t] for t in QA_TYPES if t in kept]
+        if not response.pairs:
+            dropped["no_pairs"] += 1
+        return QAResult([kept[t] for t in QA_TYPES if t in kept], dropped)

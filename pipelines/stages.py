@@ -30,7 +30,8 @@ from engine.store.current import Row
 from engine.store.ids import stable_id
 
 DIRECT_REVIEW_FRAMES = 8
-RECORDS_VERSION = "records@1"  # the sample format: a change gives samples a new lineage
+RECORDS_VERSION = "records@2"  # the sample format: a change gives samples a new lineage
+# records@2: empty frames as {"segmentation": null}; text from models, captions and datasets neutralised
 
 
 def mask_indices(cfg: Config, video: VideoTask) -> list[int]:
@@ -303,7 +304,7 @@ class RefineStage(Stage):
 
 
 def _usable(annotation: list[dict]) -> bool:
-    return all(any(v is not None for v in entry.values()) for entry in annotation)
+    return all(any(v["segmentation"] is not None for v in entry.values()) for entry in annotation)
 
 
 def _sample_row(ctx: StageContext, sample_id: str, data_type: str, video: VideoTask, object_ids: list[str],
@@ -340,8 +341,8 @@ class DetailedSamples(_SamplesStage):
             if not _usable(annotation):
                 continue
             human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj["id"]))
-            rows.append(_sample_row(ctx, sample_id, "detailed", video, [obj["id"]], human, text["text"], annotation,
-                                    mode))
+            rows.append(_sample_row(ctx, sample_id, "detailed", video, [obj["id"]], human,
+                                    records.neutralise(text["text"]), annotation, mode))
         if rows:
             ctx.save((schema.Sample, rows))
 
@@ -368,7 +369,8 @@ class ShortSamples(_SamplesStage):
             if not _usable(annotation):
                 continue
             human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj["id"]))
-            rows.append(_sample_row(ctx, sample_id, "short", video, [obj["id"]], human, caption, annotation, "single"))
+            rows.append(_sample_row(ctx, sample_id, "short", video, [obj["id"]], human, records.neutralise(caption),
+                                    annotation, "single"))
         if rows:
             ctx.save((schema.Sample, rows))
 
@@ -408,9 +410,9 @@ class QAStage(Stage):
                     if d is None:
                         raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
                     objs.append(QAObject(o["noun"], d["text"]))
-                pairs = await ctx.ask(self.agent, QAItem(tuple(objs)))
-                rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(pairs)) if r]
-                ctx.save((schema.Sample, rows), done=[unit])
+                result = await ctx.ask(self.agent, QAItem(tuple(objs)))
+                rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(result.pairs)) if r]
+                ctx.save((schema.Sample, rows), done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()})
 
             await ctx.attempt("object", unit, work)
 
@@ -459,12 +461,17 @@ class DatasetObjectsStage(Stage):
         found = await asyncio.to_thread(dataset_objects, root, video.rel.rsplit("/", 1)[-1], meta, indices)
         objects, masklets, descriptions = [], [], []
         for n, obj in enumerate(found):
+            try:
+                masks.check_masks(obj["masks"], indices, (video.height, video.width), DATASET_VERSION, video.rel)
+            except masks.SegmentorOutputError as e:
+                raise UnitFailure("segmentor_output", str(e)) from None
+            expressions = [records.neutralise(e) for e in obj["expressions"]]
             frames = {str(f): m for f, m in obj["masks"].items()}
             if not any(frames.values()):
                 continue
             anchor = max(indices, key=lambda f: masks.area(frames[str(f)]))
             object_id = stable_id("object", video.id, f"dataset:{obj['obj_id']}", n, DATASET_VERSION)
-            objects.append(dict(id=object_id, video_id=video.id, noun=obj["expressions"][0][:128], instance=0,
+            objects.append(dict(id=object_id, video_id=video.id, noun=expressions[0][:128], instance=0,
                                 stage_version=DATASET_VERSION))
             masklets.append(dict(
                 id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id, backend_version=DATASET_VERSION,
@@ -472,7 +479,7 @@ class DatasetObjectsStage(Stage):
                 mask_score=1.0, height=video.height, width=video.width, frames=frames, **masks.quality(frames)))
             descriptions.append(dict(
                 id=stable_id("description", object_id, "detailed", ctx.lineage), object_id=object_id, kind="detailed",
-                text=" ".join(e.rstrip(".") + "." for e in obj["expressions"]), model=EXPRESSIONS,
+                text=" ".join(e.rstrip(".") + "." for e in expressions), model=EXPRESSIONS,
                 prompt_version=DATASET_VERSION))
         ctx.save((schema.VideoObject, objects), (schema.Masklet, masklets), (schema.Description, descriptions),
                  done=[video.id])

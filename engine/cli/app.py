@@ -301,6 +301,7 @@ def _print_run_summary(r: dict) -> None:
                             + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else "")),
         ("cost USD", f"{r['cost_usd']:,.4f}"),
         ("new samples (this run)", f"{r['new_results']:,}"),
+        *((f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}") for k, v in sorted(r.get("dropped", {}).items())),
         ("failures in this run (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
         ("  quarantined among these videos, all runs", f"{r['quarantined_in_store']:,}"),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import sqlalchemy as sa
 import typer
 from rich.table import Table
 
@@ -24,6 +25,9 @@ def export(
     max_objects: Annotated[Optional[int], typer.Option("--max-objects", min=1, help="objects per record")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=1, help="videos held out")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="split seed")] = 0,
+    empty_frames: Annotated[str, typer.Option(
+        "--empty-frames", help="keep: write an empty frame as {\"segmentation\": null}; drop: only frames with a "
+                               "mask (videollama3 always drops)")] = "keep",
     all_versions: Annotated[bool, typer.Option(
         "--all-versions", help="samples of every prompt/model/segmentor version, not only the configured ones")] = False,
     config: ConfigOpt = None,
@@ -33,11 +37,14 @@ def export(
 ) -> None:
     """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
     from engine.dataset.card import write_card
-    from engine.dataset.export import Filters, export as run_export, frame_counter
+    from engine.dataset.export import Filters, export as run_export, video_sizes
     from engine.dataset.validate import validate_file
 
     if fmt not in ("videorefer", "jsonl", "videollama3"):
         err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
+        raise typer.Exit(2)
+    if empty_frames not in ("keep", "drop"):
+        err.print(f"error: --empty-frames {empty_frames!r}: choose keep or drop", highlight=False)
         raise typer.Exit(2)
     names = tuple(t.strip() for t in types.split(",") if t.strip())
     if bad := [t for t in names if t not in schema.DATA_TYPES]:
@@ -50,47 +57,70 @@ def export(
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
     store = _store(cfg)
-    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed)
+    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames)
     result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions)
-    frames_of = frame_counter(store)
-    reports = [validate_file(p, frames_of=frames_of) for p in result.files if fmt != "videollama3"]
+    # every file checked against the loader its format is for, with the store's own video sizes and lengths
+    sizes_of = video_sizes(store)
+    record_format = "videollama3" if fmt == "videollama3" else "videorefer"
+    reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of) for p in result.files]
     card = write_card(store, result, reports, fmt)
     t = Table(title=f"Export {out}", title_justify="left")
-    for col in ("file", "records", "validation"):
+    for col in ("file", "records", "left out", "validation"):
         t.add_column(col)
-    by_name = {r.path.name: r for r in reports}
-    for path in result.files:
-        r = by_name.get(path.name)
-        verdict = "-" if r is None else ("ok" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items())))
-        t.add_row(path.name, f"{result.file_counts[path.name]:,}", verdict)
+    for path, r in zip(result.files, reports):
+        data_type = path.name.split("_")[0]
+        left = ", ".join(f"{reason} {n:,}" for (dt, reason), n in sorted(result.skipped.items())
+                         if dt == data_type and path.name.startswith(f"{dt}_train")) or "-"
+        verdict = "ok" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
+        t.add_row(path.name, f"{result.file_counts[path.name]:,}", left, verdict)
     console.print(t)
-    if result.skipped:
-        console.print("left out: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.skipped.items())), highlight=False)
     console.print(f"card: {card}", highlight=False)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
+    if not sum(result.counts.values()):  # an empty export says why, and is not a success
+        with store.session() as s:
+            stored = s.scalar(sa.select(sa.func.count()).select_from(schema.Sample)
+                              .where(schema.Sample.data_type.in_(names))) or 0
+        hint = (f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
+                "segmentor): export with the run's configuration, or --all-versions") if stored and not all_versions \
+            else "every sample was left out (see the table)" if stored else "the store holds no sample of these types"
+        err.print(f"no records exported: {hint}", highlight=False)
+        raise typer.Exit(4)
 
 
 def validate(
     file: Annotated[Path, typer.Argument(help="a .json array or .jsonl file")],
-    video_root: Annotated[Optional[Path], typer.Option("--video-root", help="where the records' videos are")] = None,
-    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="accept null or empty masks")] = False,
+    video_root: Annotated[Optional[Path], typer.Option(
+        "--video-root", help="where the records' videos are: mask sizes and frame ranges are checked against them")
+    ] = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="videorefer | jsonl | videollama3 (default: detected from the first record)")] = None,
 ) -> None:
-    """Check a VideoRefer-format file and count records per defect (example: engine validate out/detailed_train.json)."""
+    """Check a training file against what VideoRefer's and VideoLLaMA3's loaders do with it, counting records per
+    defect (example: engine validate out/detailed_train.json --video-root videos/)."""
     from engine.dataset.validate import DEFECTS, validate_file
 
     if not file.is_file():
         err.print(f"error: {file} is not a file", highlight=False)
         raise typer.Exit(2)
-    report = validate_file(file, video_root=video_root, allow_empty=allow_empty)
-    t = Table(title=f"{file}: {report.records:,} records", title_justify="left")
+    if video_root is not None and not video_root.is_dir():
+        err.print(f"error: --video-root {video_root} is not a folder", highlight=False)
+        raise typer.Exit(2)
+    if fmt not in (None, "videorefer", "jsonl", "videollama3"):
+        err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
+        raise typer.Exit(2)
+    record_format = {"jsonl": "videorefer"}.get(fmt, fmt) if fmt else None
+    report = validate_file(file, video_root=video_root, fmt=record_format)
+    t = Table(title=f"{file}: {report.records:,} {report.format} records", title_justify="left")
     for col in ("defect", "records", "first record", "meaning"):
         t.add_column(col)
     for name, meaning in DEFECTS.items():
         if report.defects[name]:
             t.add_row(name, f"{report.defects[name]:,}", report.examples[name], meaning)
+    if not report.sizes_checked:
+        console.print("mask sizes and frame ranges not checked: give --video-root", highlight=False)
     if report.ok:
-        console.print(f"{file}: {report.records:,} records, no defects", highlight=False)
+        console.print(f"{file}: {report.records:,} {report.format} records, no defects", highlight=False)
     else:
         console.print(t)
         raise typer.Exit(1)

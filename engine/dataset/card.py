@@ -107,8 +107,8 @@ def write_card(store: Store, result: ExportResult, report: list[Report], fmt: st
     lines += ["", "Single- vs multi-frame: " + ", ".join(
         f"{t} {modes[(t, 'single')]:,} / {modes[(t, 'multi')]:,}" for t in types) + "."]
     if result.skipped:
-        lines += ["", "Left out by the filters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.skipped.items()))
-                  + "."]
+        lines += ["", "Left out: " + ", ".join(f"{t} {reason.replace('_', ' ')} {v:,}"
+                                               for (t, reason), v in sorted(result.skipped.items())) + "."]
     lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
     for r in report:
         verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))

@@ -1,11 +1,15 @@
 """`engine export`: samples from the store to instruction-tuning files, with provenance and splits.
 
 Formats: `videorefer` (one JSON array per data type and split, the record format of docs/record-format.md),
-`jsonl` (the same records, one per line) and `videollama3` (`masks` per object, `height`, `width`).
-Records stream to disk in chunks, so memory does not grow with the number of records. Splits are
-by source video (no video in two splits), deterministic for a seed. Every record gets a provenance
-line in a sidecar, and the export a manifest. The samples, reviews and masks are the current ones of
-the configured versions (engine/store/current.py), unless every version is asked for.
+`jsonl` (the same records, one per line) and `videollama3` (the variant VideoLLaMA3's region loader reads:
+`video` as a one-element list, one non-empty mask per object under `masks`, `height` and `width`).
+Empty frames are written as `{"segmentation": null}`, which VideoRefer's loader reads as zeros, or dropped
+with `empty_frames="drop"` (always for videollama3, whose loader takes no null mask); a record with an
+object left without any mask is then left out, counted by reason. Every requested (type, split) file is
+written, empty ones too. Records stream to disk in chunks, so memory does not grow with the number of
+records. Splits are by source video (no video in two splits), deterministic for a seed. Every record gets a
+provenance line in a sidecar, and the export a manifest. The samples, reviews and masks are the current
+ones of the configured versions (engine/store/current.py), unless every version is asked for.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any, Iterator, Literal
 import sqlalchemy as sa
 
 import engine
+from engine.media import masks
 from engine.store import schema
 from engine.store.current import Current, ObjectView, object_views, samples_query
 from engine.store.db import Store
 
 Format = Literal["videorefer", "jsonl", "videollama3"]
+EmptyFrames = Literal["keep", "drop"]
 CHUNK = 500
 
 
@@ -37,6 +43,7 @@ class Filters:
     max_objects: int | None = None
     val_fraction: float = 0.0
     seed: int = 0
+    empty_frames: EmptyFrames = "keep"  # "drop": only frames with a mask (videollama3 always drops)
 
 
 @dataclass
@@ -45,7 +52,7 @@ class ExportResult:
     files: list[Path] = field(default_factory=list)
     file_counts: dict[str, int] = field(default_factory=dict)  # file name -> records
     counts: Counter = field(default_factory=Counter)  # (type, split) -> records
-    skipped: Counter = field(default_factory=Counter)  # reason -> samples left out
+    skipped: Counter = field(default_factory=Counter)  # (type, reason) -> samples left out
     stats: dict[str, Any] = field(default_factory=dict)  # for the dataset card
 
 
@@ -58,38 +65,39 @@ def split_of(video_id: str, val_fraction: float, seed: int) -> str:
 
 
 class _Writer:
-    """One output file per (type, split), written incrementally; JSON arrays get one record per line."""
+    """One output file per (type, split), all opened up front (an empty type still gets its file), written
+    incrementally; JSON arrays get one record per line."""
 
-    def __init__(self, out: Path, fmt: Format):
+    def __init__(self, out: Path, fmt: Format, keys: list[tuple[str, str]]):
         self.out, self.fmt = out, fmt
         self.files: dict[tuple[str, str], Any] = {}
         self.sidecars: dict[tuple[str, str], Any] = {}
         self.first: dict[tuple[str, str], bool] = {}
+        for key in keys:
+            self.files[key] = self.path(key).open("w", encoding="utf-8")
+            self.sidecars[key] = (self.out / f"{key[0]}_{key[1]}.provenance.jsonl").open("w", encoding="utf-8")
+            self.first[key] = True
+            if self.fmt != "jsonl":
+                self.files[key].write("[")
 
     def path(self, key: tuple[str, str]) -> Path:
         ext = "jsonl" if self.fmt == "jsonl" else "json"
         return self.out / f"{key[0]}_{key[1]}.{ext}"
 
     def write(self, key: tuple[str, str], record: dict, provenance: dict) -> None:
-        if key not in self.files:
-            self.files[key] = self.path(key).open("w", encoding="utf-8")
-            self.sidecars[key] = (self.out / f"{key[0]}_{key[1]}.provenance.jsonl").open("w", encoding="utf-8")
-            self.first[key] = True
-            if self.fmt != "jsonl":
-                self.files[key].write("[\n")
         fh = self.files[key]
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         if self.fmt == "jsonl":
             fh.write(line + "\n")
         else:
-            fh.write(("" if self.first[key] else ",\n") + line)
+            fh.write(("\n" if self.first[key] else ",\n") + line)
         self.first[key] = False
         self.sidecars[key].write(json.dumps(provenance, ensure_ascii=False, sort_keys=True) + "\n")
 
     def close(self) -> list[Path]:
-        for fh in self.files.values():
+        for key, fh in self.files.items():
             if self.fmt != "jsonl":
-                fh.write("\n]\n")
+                fh.write("]\n" if self.first[key] else "\n]\n")
             fh.close()
         for fh in self.sidecars.values():
             fh.close()
@@ -139,12 +147,34 @@ def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
     return None
 
 
-def _record(smp: schema.Sample, video: schema.Video, fmt: Format) -> dict[str, Any]:
-    base = {"id": smp.id, "video": video.path, "conversations": smp.conversations}
+class _Skip(Exception):
+    """A sample that cannot become a record of this export; the message is the reason."""
+
+
+def _frames(entry: dict[str, Any], drop_empty: bool) -> dict[str, Any]:
+    """{frame: {"segmentation": RLE or None}}; a bare null (samples before records@2) becomes the latter."""
+    out = {k: v if isinstance(v, dict) else {"segmentation": None} for k, v in entry.items()}
+    if drop_empty:
+        out = {k: v for k, v in out.items() if v["segmentation"] is not None and masks.area(v["segmentation"])}
+        if not out:
+            raise _Skip("object_without_mask")
+    return out
+
+
+def _record(smp: schema.Sample, video: schema.Video, fmt: Format, f: Filters, ctx: dict) -> dict[str, Any]:
+    annotation = [_frames(entry, f.empty_frames == "drop" or fmt == "videollama3") for entry in smp.annotation]
     if fmt != "videollama3":
-        return {**base, "annotation": smp.annotation}
-    masks_per_object = [{k: (v["segmentation"] if v else None) for k, v in entry.items()} for entry in smp.annotation]
-    return {**base, "masks": masks_per_object, "height": video.height, "width": video.width}
+        return {"id": smp.id, "video": video.path, "conversations": smp.conversations, "annotation": annotation}
+    # VideoLLaMA3's loader turns each <region> into one frame's mask: one mask per object, the anchor frame
+    # (where the segmentor was prompted) when it is among them, else the largest.
+    one = []
+    for oid, entry in zip(smp.object_ids, annotation):
+        view: ObjectView | None = ctx["views"].get(oid)
+        anchor = str(view.masklet["anchor_frame"]) if view and view.masklet else None
+        key = anchor if anchor in entry else max(entry, key=lambda k: masks.area(entry[k]["segmentation"]))
+        one.append({key: entry[key]["segmentation"]})
+    return {"id": smp.id, "video": [video.path], "conversations": smp.conversations, "masks": one,
+            "height": video.height, "width": video.width}
 
 
 def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
@@ -176,19 +206,25 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
     """
     out.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out)
-    writer = _Writer(out, fmt)
+    splits = ("train", "val") if filters.val_fraction > 0 else ("train",)
+    keys = [(t, sp) for t in filters.types for sp in splits]
+    writer = _Writer(out, fmt, keys)
+    result.counts.update({k: 0 for k in keys})  # every requested file shows, with 0 when nothing went in
     stats = {"nouns": Counter(), "answer_words": defaultdict(list), "modes": Counter(), "qa_types": Counter()}
     try:
         for chunk in _chunks(store, None if all_versions else current, filters.types):
             ctx = _context(store, current, chunk)
             for smp in chunk:
                 reason = _skip_reason(smp, ctx, filters)
-                if reason:
-                    result.skipped[reason] += 1
+                try:
+                    if reason:
+                        raise _Skip(reason)
+                    record = _record(smp, ctx["videos"][smp.video_id], fmt, filters, ctx)
+                except _Skip as e:
+                    result.skipped[(smp.data_type, str(e))] += 1
                     continue
-                video = ctx["videos"][smp.video_id]
                 split = split_of(smp.video_id, filters.val_fraction, filters.seed)
-                writer.write((smp.data_type, split), _record(smp, video, fmt), _provenance(smp, ctx))
+                writer.write((smp.data_type, split), record, _provenance(smp, ctx))
                 result.counts[(smp.data_type, split)] += 1
                 stats["modes"][(smp.data_type, smp.mode)] += 1
                 stats["answer_words"][smp.data_type].append(len(smp.conversations[1]["value"].split()))
@@ -205,7 +241,10 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
         "engine_version": engine.__version__, "created_at": schema.utcnow().isoformat(), "format": fmt,
         "filters": asdict(filters), "config": config or {}, "versions": "all" if all_versions else "current",
         "counts": {f"{t}_{s}": n for (t, s), n in sorted(result.counts.items())},
-        "skipped": dict(result.skipped), "files": [p.name for p in result.files],
+        "empty_frames": "drop" if fmt == "videollama3" else filters.empty_frames,
+        "skipped": {t: {r: n for (tt, r), n in sorted(result.skipped.items()) if tt == t}
+                    for t in sorted({t for t, _ in result.skipped})},
+        "file_counts": result.file_counts, "files": [p.name for p in result.files],
         "source_roots": sorted({r for (r,) in _source_roots(store)}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -217,8 +256,9 @@ def _source_roots(store: Store):
         return s.execute(sa.select(schema.Video.source_root).distinct()).all()
 
 
-def frame_counter(store: Store):
-    """frames_of(relative video path) for the validator, from the store's own video records."""
+def video_sizes(store: Store):
+    """sizes_of(relative video path) -> (frames, height, width) for the validator, from the store's own videos."""
     with store.session() as s:
-        counts = dict(s.execute(sa.select(schema.Video.path, schema.Video.num_frames)).all())
-    return counts.get
+        sizes = {p: (n, h, w) for p, n, h, w in s.execute(sa.select(
+            schema.Video.path, schema.Video.num_frames, schema.Video.height, schema.Video.width))}
+    return sizes.get

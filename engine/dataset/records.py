@@ -1,10 +1,15 @@
 """Sample records in the VideoRefer-700K format (docs/record-format.md): one single-turn conversation plus
 one `annotation` dict per `<region>` placeholder, keyed by absolute frame index (as a string).
+
+The format's tokens (`<video>`, `<region>`, `<image>`, `<objectN>`) are placed only by the templates here:
+any text from elsewhere (captions, model answers, dataset expressions) goes through `neutralise` first,
+because a stray token shifts every region feature in VideoRefer's trainer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Literal, Mapping, Sequence
 
 Mode = Literal["single", "multi"]
@@ -20,6 +25,16 @@ DETAILED_PROMPTS = (
     "What does <region> look like, and what does it do in the video? Describe it in detail.",
 )
 
+# Tokens the loaders act on (VideoRefer's MODAL_INDEX_MAP has <image>, <video>, <audio>; <region> and
+# <objectN> are the format's own). Matched loosely (case, inner spaces) so near-misses go too.
+FORMAT_TOKEN = re.compile(r"<\s*(video|image|audio|region|object\s*\d+)\s*>", re.I)
+OBJECT_TAG = re.compile(r"<object(\d+)>")
+
+
+def neutralise(text: str) -> str:
+    """Text with the format's tokens turned into plain words ('<region>' -> 'region')."""
+    return FORMAT_TOKEN.sub(lambda m: re.sub(r"\s+", "", m.group(1)), text)
+
 
 def pick(options: Sequence[str], key: str) -> str:
     """A deterministic choice among phrasings, so reruns give identical records."""
@@ -33,13 +48,14 @@ def frame_mode(key: str, multi_ratio: float) -> Mode:
 
 
 def region(frames: Mapping[Any, Any], anchor_frame: int, mode: Mode) -> dict[str, Any]:
-    """One annotation entry: {"<frame>": {"segmentation": RLE} or None}.
+    """One annotation entry: {"<frame>": {"segmentation": RLE or None}}.
 
-    single: the anchor frame only; multi: every sampled frame, None where the mask is empty.
+    single: the anchor frame only; multi: every sampled frame, `{"segmentation": null}` where the mask is
+    empty (VideoRefer's loader reads that as zeros; a bare null crashes it).
     """
     by_int = {int(k): v for k, v in frames.items()}
     keys = [anchor_frame] if mode == "single" else sorted(by_int)
-    return {str(f): ({"segmentation": by_int[f]} if by_int.get(f) is not None else None) for f in keys}
+    return {str(f): {"segmentation": by_int.get(f)} for f in keys}
 
 
 def conversation(human: str, answer: str) -> list[dict[str, str]]:
@@ -51,7 +67,11 @@ def single_object_turn(question: str) -> str:
 
 
 def multi_object_turn(n_objects: int, question: str) -> str:
-    """'<video>\\nThere are 2 objects in the video: <object0><region>, <object1><region>.\\n' + question."""
+    """'<video>\\nThere are 2 objects in the video: <object0><region>, <object1><region>.\\n' + question.
+
+    The intro line starts with "There" and lists `<objectN><region>` pairs, as UniPixel's VideoRefer
+    loader asserts; the question refers to the objects by their `<objectN>` tags only.
+    """
     tags = ", ".join(f"<object{i}><region>" for i in range(n_objects))
     intro = "There is 1 object" if n_objects == 1 else f"There are {n_objects} objects"
     return f"<video>\n{intro} in the video: {tags}.\n{question}"
@@ -59,11 +79,17 @@ def multi_object_turn(n_objects: int, question: str) -> str:
 
 def check(conversations: list[dict[str, str]], annotation: list[dict[str, Any]]) -> None:
     """Raise ValueError unless the record keeps the format's invariants."""
-    human = conversations[0]["value"]
-    if len(conversations) != 2 or human.count("<video>") != 1:
-        raise ValueError("a record is one human turn with one <video> and one answer")
+    human, answer = conversations[0]["value"], conversations[1]["value"]
+    if len(conversations) != 2 or human.count("<video>") != 1 or not human.startswith("<video>\n"):
+        raise ValueError("a record is one human turn starting with one <video>, and one answer")
     if human.count("<region>") != len(annotation):
         raise ValueError(f"{human.count('<region>')} <region> placeholders but {len(annotation)} annotations")
+    if any(int(n) >= len(annotation) for n in OBJECT_TAG.findall(human + answer)):
+        raise ValueError("an <objectN> tag without its region")
+    stray = FORMAT_TOKEN.search(OBJECT_TAG.sub("", answer)) or FORMAT_TOKEN.search(
+        OBJECT_TAG.sub("", human).replace("<video>", "").replace("<region>", ""))
+    if stray:
+        raise ValueError(f"a format token out of place: {stray.group(0)}")
     for entry in annotation:
-        if not entry or all(v is None for v in entry.values()):
+        if not entry or all(v["segmentation"] is None for v in entry.values()):
             raise ValueError("an annotation without any mask")

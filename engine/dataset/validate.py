@@ -1,57 +1,92 @@
-"""`engine validate`: check a VideoRefer-format file (ours or anyone's) and count records per defect.
+"""`engine validate`: check a training file (ours or anyone's) against what the released loaders do with it.
 
-Checks: the JSON shape of each record; `<video>` exactly once in the human turn; as many
-`<region>` placeholders as `annotation` entries; every annotation value holds a `segmentation`
-that decodes to its declared size; frame keys are integers, within the video's frame count when
-the video can be found; no null or empty masks unless allowed. Reads JSON arrays and JSONL; our
-own exports (one record per line) are read a line at a time, so memory does not grow with the file.
+Two record formats, detected from the first record (`--format` overrides):
+- `videorefer` (JSON array or JSONL, `annotation` per region), read by VideoRefer's
+  `videorefer/train.py` (`LazySupervisedDataset.__getitem__`, `annToMask`) and UniPixel's VideoRefer loader;
+- `videollama3` (`video` as a one-element list, `masks` per object, `height`, `width`), read by
+  `videorefer_videollama3/train.py` (`_convert_normal`).
+Each defect below is a condition under which one of those loaders crashes, silently replaces the record
+with another one, or silently misreads it; the README's export section lists them with the loader's
+lines. Sizes and frame ranges need the videos: `sizes_of(video)` gives (frames, height, width), or None
+when the video is not there, which is a defect of that record, never a skipped check. Records are read a
+line at a time when the file has one per line, so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
 
 from engine.media import masks
 
+Format = Literal["videorefer", "videollama3"]
+SizesOf = Callable[[str], "tuple[int, int, int] | None"]
+
 DEFECTS = {
-    "not_json": "a record that is not valid JSON",
-    "not_a_record": "not an object with id, video, conversations and annotation",
-    "bad_conversations": "conversations is not one human turn and one answer",
-    "video_placeholder": "<video> missing from the human turn, or there more than once",
-    "region_count": "count of <region> differs from the number of annotation entries",
-    "empty_annotation": "an annotation entry with no frames",
-    "frame_key": "a frame key that is not an integer",
-    "frame_out_of_range": "a frame index outside the video",
-    "missing_segmentation": "an annotation value without a segmentation",
+    "not_json": "not valid JSON: the file does not load",
+    "not_a_record": "not an object with id, video, conversations and annotation (videollama3: masks)",
+    "bad_conversations": "not one human turn then one gpt turn: the loaders' role checks fail",
+    "video_placeholder": "<video> not exactly once at the start or end of the human turn: the tokenizer "
+                         "splits on it (UniPixel asserts '<video>\\n' + question)",
+    "token_in_answer": "<video>, <region>, <image> or <audio> in the answer: VideoRefer moves <video> to the "
+                       "head of any turn, and a <region> there takes a region's features",
+    "stray_token": "<image> or <audio> in the human turn: the tokenizer inserts a modality the record lacks",
+    "region_count": "count of <region> differs from the annotation entries (videollama3: from the frame masks): "
+                    "regions shift or the record is replaced",
+    "object_tag": "<objectN> with N not below the number of regions",
+    "question_layout": "human turn not in UniPixel's layout: one <region> and no <object> tag, or an intro line "
+                       "starting 'There' with the <objectN><region> pairs, then the question",
+    "empty_annotation": "an annotation entry (object) with no frames",
+    "frame_key": "a frame key that is not an integer: int() fails and the record is replaced",
+    "frame_out_of_range": "a frame index outside the decoded video: the record is replaced",
+    "video_not_found": "the video is not under --video-root: the record is replaced",
+    "null_frame": "a bare null frame value: VideoRefer crashes on value['segmentation'] (write "
+                  "{\"segmentation\": null} for an empty frame)",
+    "missing_segmentation": "a frame value without 'segmentation': VideoRefer crashes (KeyError)",
+    "no_mask": "an object none of whose frames has a mask: its region feature is read from nothing",
+    "polygon_without_size": "a polygon or uncompressed RLE but no record height/width: annToMask crashes",
     "bad_rle": "a segmentation that does not decode to its declared size",
-    "null_mask": "a null or empty mask (allowed with --allow-empty)",
+    "mask_size": "a mask whose size differs from the decoded video frame: regions misalign or the batch fails",
+    "mask_sizes_differ": "masks of different sizes in one record: np.array/np.stack fails",
+    "video_shape": "videollama3: `video` is not a list of one path ('Unsupported video format': replaced)",
+    "mask_count": "videollama3: an object with other than one frame mask (its loader supports one per object)",
+    "null_mask": "videollama3: a null mask: TypeError, the record is replaced",
+    "empty_mask": "videollama3: an all-zero mask: its loader silently uses an all-ones mask instead",
 }
+LOADER_TOKENS = re.compile(r"<(video|region|image|audio)>")
+OBJECT_TAG = re.compile(r"<object(\d+)>")
 
 
 @dataclass
 class Report:
     path: Path
+    format: Format = "videorefer"
     records: int = 0
     defects: Counter = field(default_factory=Counter)  # defect -> records having it
     examples: dict[str, str] = field(default_factory=dict)  # defect -> first record id
+    sizes_checked: bool = False  # False: no videos to compare masks and frame keys with
 
     @property
     def ok(self) -> bool:
         return not self.defects
 
 
-def _records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(raw line or '', parsed record or None when that line is not JSON)."""
+def _records(path: Path) -> Iterator[Any]:
+    """Each record, or None for a line that is not JSON."""
     with path.open(encoding="utf-8") as fh:
         first = fh.readline()
         rest_is_array = first.strip() == "["
     if not rest_is_array and first.lstrip().startswith("["):  # an array not written one record per line
-        for rec in json.loads(path.read_text(encoding="utf-8")):
-            yield "", rec
+        try:
+            yield from json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            yield None
         return
     with path.open(encoding="utf-8") as fh:
         if rest_is_array:
@@ -61,84 +96,169 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
             if not text or text == "]":
                 continue
             try:
-                yield text, json.loads(text)
+                yield json.loads(text)
             except json.JSONDecodeError:
-                yield text, None
+                yield None
 
 
-def check_record(rec: Any, allow_empty: bool, frames_of: Callable[[str], int | None]) -> set[str]:
-    """The defects of one record (empty set: a valid record)."""
-    if not isinstance(rec, dict) or not {"id", "video", "conversations", "annotation"} <= set(rec) \
-            or not isinstance(rec.get("annotation"), list):
-        return {"not_a_record"}
-    found: set[str] = set()
+def detect_format(path: Path) -> Format:
+    for rec in _records(path):
+        if isinstance(rec, dict):
+            return "videollama3" if "masks" in rec and "annotation" not in rec else "videorefer"
+    return "videorefer"
+
+
+def _decode(seg: Any, rec: dict, found: set[str]) -> np.ndarray | None:
+    """The mask as annToMask reads it, or None (with the defect noted)."""
+    from pycocotools import mask as coco
+
+    polygon_or_raw = isinstance(seg, list) or (isinstance(seg, dict) and isinstance(seg.get("counts"), list))
+    try:
+        if polygon_or_raw:
+            h, w = rec.get("height"), rec.get("width")
+            if not (isinstance(h, int) and isinstance(w, int)):
+                found.add("polygon_without_size")
+                return None
+            rles = coco.frPyObjects(seg, h, w)
+            return coco.decode(coco.merge(rles) if isinstance(rles, list) else rles).astype(bool)
+        decoded = masks.decode(seg)
+        if list(decoded.shape) != list(seg["size"]):
+            raise ValueError("size")
+        return decoded
+    except Exception:  # pycocotools raises several types on malformed input
+        found.add("bad_rle")
+        return None
+
+
+def _text_defects(rec: dict, fmt: Format, regions: int) -> set[str]:
     conv = rec["conversations"]
-    if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(t, dict) and "value" in t for t in conv)):
+    if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(t, dict) for t in conv)
+            and [t.get("from") for t in conv] == ["human", "gpt"]
+            and all(isinstance(t.get("value"), str) for t in conv)):
         return {"bad_conversations"}
-    human = str(conv[0]["value"])
-    if human.count("<video>") != 1:
+    found: set[str] = set()
+    human, answer = conv[0]["value"], conv[1]["value"]
+    if fmt == "videorefer":
+        at_edge = human.startswith("<video>\n") or human.endswith("\n<video>")
+        if human.count("<video>") != 1 or not at_edge:
+            found.add("video_placeholder")
+    elif human.count("<video>") > 1:  # VideoLLaMA3's loader adds a missing one itself
         found.add("video_placeholder")
-    if human.count("<region>") != len(rec["annotation"]):
+    if LOADER_TOKENS.search(answer):
+        found.add("token_in_answer")
+    if "<image>" in human or "<audio>" in human:
+        found.add("stray_token")
+    if human.count("<region>") != regions:
         found.add("region_count")
-    n_frames = frames_of(str(rec["video"]))
-    for entry in rec["annotation"]:
-        if not isinstance(entry, dict) or not entry:
-            found.add("empty_annotation")
-            continue
-        for key, value in entry.items():
-            try:
-                frame = int(key)
-                if n_frames is not None and not 0 <= frame < n_frames:
-                    found.add("frame_out_of_range")
-            except (TypeError, ValueError):
-                found.add("frame_key")
-            if value is None:
-                if not allow_empty:
-                    found.add("null_mask")
-                continue
-            if not isinstance(value, dict) or "segmentation" not in value:
-                found.add("missing_segmentation")
-                continue
-            seg = value["segmentation"]
-            try:
-                decoded = masks.decode(seg)
-                if list(decoded.shape) != list(seg["size"]):
-                    raise ValueError("size")
-                if not allow_empty and not decoded.any():
-                    found.add("null_mask")
-            except Exception:  # pycocotools raises several types on malformed input
-                found.add("bad_rle")
+    if any(int(n) >= regions for n in OBJECT_TAG.findall(human + answer)):
+        found.add("object_tag")
+    if fmt == "videorefer":
+        q = human[len("<video>\n"):] if human.startswith("<video>\n") else human.removesuffix("\n<video>")
+        lines = q.count("\n")
+        if not ((lines == 1 and q.startswith("There") and "<object" in q)
+                or (lines == 0 and q.count("<region>") == 1 and "<object" not in q)):
+            found.add("question_layout")
     return found
 
 
-def validate_file(path: Path, video_root: Path | None = None, allow_empty: bool = False,
-                  frames_of: Callable[[str], int | None] | None = None) -> Report:
-    """Validate one file. Frame ranges are checked for videos found by frames_of or under video_root."""
-    if frames_of is None:
-        frames_of = _prober(video_root)
-    report = Report(Path(path))
-    for _, rec in _records(Path(path)):
+def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None) -> set[str]:
+    """The defects of one record (empty set: a valid record). sizes_of None: sizes and ranges not checked."""
+    key = "masks" if fmt == "videollama3" else "annotation"
+    if not isinstance(rec, dict) or not {"id", "video", "conversations", key} <= set(rec) \
+            or not isinstance(rec[key], list):
+        return {"not_a_record"}
+    found: set[str] = set()
+    video = rec["video"]
+    if fmt == "videollama3":
+        if not (isinstance(video, list) and len(video) == 1 and isinstance(video[0], str)):
+            found.add("video_shape")
+        video = video[0] if isinstance(video, list) and video else video
+    entries = rec[key]
+    regions = sum(len(e) for e in entries if isinstance(e, dict)) if fmt == "videollama3" else len(entries)
+    found |= _text_defects(rec, fmt, regions)
+    size = None
+    if sizes_of is not None:
+        size = sizes_of(str(video))
+        if size is None:
+            found.add("video_not_found")
+    shapes: set[tuple[int, ...]] = set()
+    for entry in entries:
+        if not isinstance(entry, dict) or not entry:
+            found.add("empty_annotation")
+            continue
+        if fmt == "videollama3" and len(entry) != 1:
+            found.add("mask_count")
+        any_mask = False
+        for frame_key, value in entry.items():
+            try:
+                frame = int(frame_key)
+                if size is not None and not 0 <= frame < size[0]:
+                    found.add("frame_out_of_range")
+            except (TypeError, ValueError):
+                found.add("frame_key")
+            if fmt == "videollama3":
+                seg = value
+                if seg is None:
+                    found.add("null_mask")
+                    continue
+            else:
+                if value is None:
+                    found.add("null_frame")
+                    continue
+                if not isinstance(value, dict) or "segmentation" not in value:
+                    found.add("missing_segmentation")
+                    continue
+                seg = value["segmentation"]
+                if seg is None:  # VideoRefer reads {"segmentation": null} as zeros of the frame's size
+                    continue
+            decoded = _decode(seg, rec, found)
+            if decoded is None:
+                continue
+            shapes.add(decoded.shape)
+            if size is not None and decoded.shape != tuple(size[1:]):
+                found.add("mask_size")
+            if decoded.any():
+                any_mask = True
+            elif fmt == "videollama3":
+                found.add("empty_mask")
+        if not any_mask and fmt == "videorefer" and not found & {"null_frame", "missing_segmentation", "bad_rle",
+                                                                   "polygon_without_size"}:
+            found.add("no_mask")
+    if len(shapes) > 1:
+        found.add("mask_sizes_differ")
+    return found
+
+
+def validate_file(path: Path, video_root: Path | None = None, fmt: Format | None = None,
+                  sizes_of: SizesOf | None = None) -> Report:
+    """Validate one file. Sizes come from sizes_of (e.g. the store's videos), else from probing video_root."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if sizes_of is None and video_root is not None:
+        sizes_of = prober(video_root)
+    report = Report(path, fmt, sizes_checked=sizes_of is not None)
+    for rec in _records(path):
         report.records += 1
-        problems = {"not_json"} if rec is None else check_record(rec, allow_empty, frames_of)
+        problems = {"not_json"} if rec is None else check_record(rec, fmt, sizes_of)
         for p in problems:
             report.defects[p] += 1
             report.examples.setdefault(p, str(rec.get("id", "?")) if isinstance(rec, dict) else "?")
     return report
 
 
-def _prober(video_root: Path | None) -> Callable[[str], int | None]:
+def prober(video_root: Path) -> SizesOf:
+    """sizes_of for videos under video_root: each decoded once (frames, height, width); None when not there."""
     from engine.media.video import MediaError, probe
 
-    cache: dict[str, int | None] = {}
+    cache: dict[str, tuple[int, int, int] | None] = {}
 
-    def frames_of(rel: str) -> int | None:
-        if video_root is None:
-            return None
+    def sizes_of(rel: str) -> tuple[int, int, int] | None:
         if rel not in cache:
             try:
-                cache[rel] = probe(video_root / rel).num_frames
+                info = probe(video_root / rel)
+                cache[rel] = (info.num_frames, info.height, info.width)
             except (MediaError, OSError):
-                cache[rel] = None  # not found: the frame-range check is skipped for it
+                cache[rel] = None
         return cache[rel]
 
-    return frames_of
+    return sizes_of

@@ -109,3 +109,22 @@ def quality(masklet: Mapping[int, Mapping | None]) -> dict[str, float | int]:
         "empty_frames": sum(area(r) == 0 for r in _ordered(masklet)),
         "border_contact": border_contact(masklet),
     }
+
+
+class SegmentorOutputError(ValueError):
+    """A backend's masks do not fit the request: a size other than the decoded frames', or a frame not asked for.
+
+    Stored, such masks would pass every later step and misalign in the trainer, so the unit fails instead.
+    """
+
+
+def check_masks(frame_masks: dict, frame_indices, size: tuple[int, int], backend: str, video: str) -> None:
+    """Raise SegmentorOutputError unless every mask is at a requested frame and of the frames' (height, width)."""
+    extra = sorted(set(map(int, frame_masks)) - set(map(int, frame_indices)))
+    if extra:
+        raise SegmentorOutputError(f"segmentor {backend} returned masks for frames {extra[:5]} of {video}, "
+                                   f"which were not asked for (asked: {list(frame_indices)[:5]}...)")
+    for f, rle in frame_masks.items():
+        if rle is not None and tuple(rle["size"]) != tuple(size):
+            raise SegmentorOutputError(f"segmentor {backend} returned a mask of {tuple(rle['size'])} for frame {f} "
+                                       f"of {video}, whose frames are {tuple(size)}")

@@ -140,6 +140,8 @@ class SegmentorWorker:
         frames = ray.get(media.frames.remote(request.video_path, list(request.frame_indices), fps))
         with self._device, _Caught() as caught:
             tracks = self.backend.segment(request, frames)
+        for t in tracks:
+            masks.check_masks(t.masks, request.frame_indices, frames.shape[1:3], self.backend.version, request.video_path)
         return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks], caught.messages
 
 

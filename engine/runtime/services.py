@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from engine.config import Config
+from engine.media import masks
 from engine.runtime.pipeline import RunAborted, UnitFailure, VideoTask
 from engine.runtime.pool import Pool
 from engine.runtime.state import VideoState
@@ -114,6 +115,8 @@ class Services:
                 tracks, warned = await self.pools["segmentor"].call("segment", request, media,
                                                                     self.cfg.sampling.frame_folder_fps)
         except RayTaskError as e:
+            if isinstance(e.cause, masks.SegmentorOutputError):  # masks that do not fit the video: never stored
+                raise UnitFailure("segmentor_output", str(e.cause)) from None
             raise UnitFailure("segmentor_error", f"{type(e.cause).__name__}: {e.cause}") from None
         for message in warned:
             if message not in self._warned:  # once per run, not once per video
@@ -175,11 +178,13 @@ class StageContext:
     def cfg(self) -> Config:
         return self.s.cfg
 
-    def save(self, *items: tuple[type[schema.Base], Sequence[dict[str, Any]]], done: Sequence[str] = ()) -> None:
+    def save(self, *items: tuple[type[schema.Base], Sequence[dict[str, Any]]], done: Sequence[str] = (),
+             dropped: dict[str, int] | None = None) -> None:
         """Keep rows (in memory now, in the store with the next batch) as one group.
 
         `done` names the units this group completes: their completion markers go in the same group, so a
-        unit is either done with all its results stored, or not done at all.
+        unit is either done with all its results stored, or not done at all. `dropped` counts, by reason,
+        what the work left out (the run summary adds them up).
         """
         ops: list[Op] = []
         for model, rows in items:
@@ -189,7 +194,8 @@ class StageContext:
                 self.state.apply(model, rows)
                 ops.append(Insert(model, rows))
         markers = [dict(id=stable_id("completion", unit, self.stage, self.lineage), video_id=self.video.id,
-                        unit_id=unit, stage=self.stage, lineage=self.lineage, run_id=self.s.run_id) for unit in done]
+                        unit_id=unit, stage=self.stage, lineage=self.lineage, run_id=self.s.run_id,
+                        dropped=dict(dropped) if dropped else None) for unit in done]
         if markers:
             self.state.apply(schema.Completion, markers)
             ops.append(Insert(schema.Completion, markers))

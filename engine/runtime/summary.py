@@ -24,6 +24,7 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
     objects = grounded = new_samples = units_run = 0
     verdicts: dict[bool, int] = {}
     samples: dict[str, int] = {}
+    dropped: dict[str, int] = {}  # reason -> what this run's units left out (e.g. QA pairs naming no object)
     cp = schema.Completion
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
@@ -40,6 +41,10 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
                 samples[data_type] = samples.get(data_type, 0) + n
             new_samples += s.scalar(sa.select(sa.func.count()).where(smp.video_id.in_(part), smp.run_id == run_id)) or 0
             units_run += s.scalar(sa.select(sa.func.count()).where(cp.video_id.in_(part), cp.run_id == run_id)) or 0
+            for (counts,) in s.execute(sa.select(cp.dropped).where(cp.video_id.in_(part), cp.run_id == run_id,
+                                                                   cp.dropped.is_not(None))):
+                for reason, n in (counts or {}).items():  # JSON null is not SQL NULL
+                    dropped[reason] = dropped.get(reason, 0) + n
         failures = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)) or 0
         quarantined = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id, f.quarantined)) or 0
         # what stays quarantined among this run's videos (earlier runs' too): --retry-failed tries them again
@@ -58,5 +63,5 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
                            "tokens_unknown": t.tokens_unknown, "cost_usd": t.cost_usd} for t in roles},
         "work_requests": sum(t.requests for t in roles if t.role != "probe"),  # preflight's probes are not work
         "failures": failures, "quarantined": quarantined, "quarantined_in_store": still,
-        "new_results": new_samples, "units_run": units_run,
+        "new_results": new_samples, "units_run": units_run, "dropped": dropped,
     }

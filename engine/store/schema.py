@@ -260,6 +260,8 @@ class Completion(Base):
     stage: Mapped[str] = mapped_column(sa.String(64))
     lineage: Mapped[str] = mapped_column(LINEAGE)
     run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    # what the unit's work left out, by reason (e.g. QA pairs that name no object): summed in the run summary
+    dropped: Mapped[Optional[dict[str, Any]]] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

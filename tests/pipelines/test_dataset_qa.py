@@ -31,5 +31,39 @@ def test_qa_from_a_dataset(endpoint, tmp_path, layout):
                 noun = next(k for k, v in EXPRESSIONS.items() if v == objects[oid].noun)
                 for frame, value in entry.items():
                     expected = gt[noun][int(frame)]
-                    got = masks.decode(value["segmentation"]) if value else np.zeros_like(expected)
+                    seg = value["segmentation"]
+                    got = masks.decode(seg) if seg is not None else np.zeros_like(expected)
                     assert np.array_equal(got, expected)
+
+
+def test_dataset_text_is_neutralised_and_masks_of_another_size_never_stored(endpoint, tmp_path):
+    import json
+
+    from PIL import Image
+
+    root = tmp_path / "ytvos"
+    make_dataset(root, "ytvos")
+    meta = json.loads((root / "meta_expressions.json").read_text())
+    meta["videos"]["vid1"]["expressions"]["0"]["exp"] = "the <region> red square <video> moving right"
+    (root / "meta_expressions.json").write_text(json.dumps(meta))
+    data = tmp_path / "data"
+    r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa")
+    assert r.exit_code == 0, r.output
+    with open_store(data).session() as s:
+        nouns = {o.noun for o in s.query(schema.VideoObject)}
+        assert "the region red square video moving right" in nouns
+        for smp in s.query(schema.Sample):
+            human, answer = (t["value"] for t in smp.conversations)
+            assert human.count("<video>") == 1 and human.count("<region>") == len(smp.annotation)
+            assert "<video>" not in answer and "<region>" not in answer
+    # the same dataset with its palette masks at half the frames' size: the video fails, nothing is stored
+    for png in sorted((root / "Annotations" / "vid1").glob("*.png")):
+        im = Image.open(png)
+        im.resize((im.width // 2, im.height // 2), Image.NEAREST).save(png)
+    data = tmp_path / "data2"
+    r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa")
+    assert r.exit_code == 1, r.output
+    with open_store(data).session() as s:
+        (f,) = s.query(schema.Failure).all()
+        assert f.error_code == "segmentor_output" and "(24, 32)" in f.message and "(48, 64)" in f.message
+        assert s.query(schema.Masklet).count() == 0 and s.query(schema.Sample).count() == 0

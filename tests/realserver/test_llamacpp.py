@@ -128,8 +128,8 @@ def test_the_text_agents_run_end_to_end_on_the_real_server(server, tmp_path, bik
                **{f"ENGINE_AGENTS__{a}__API_KEY_ENV": "" for a in ("ANALYZER", "REFINER")},
                **{f"ENGINE_AGENTS__{a}__MAX_TOKENS": "256" for a in ("ANALYZER", "REFINER")},
                **{f"ENGINE_AGENTS__{a}__MAX_CONCURRENT": "1" for a in ("ANALYZER", "REFINER")}}
-        r = CliRunner().invoke(app, ["run", "--data-dir", str(data), "--source", str(src), "--pipelines", "detailed",
-                                     *SEGMENTOR], env=env)
+        r = CliRunner().invoke(app, ["run", "--data-dir", str(data), "--source", str(src), "--pipelines",
+                                     "detailed,qa", *SEGMENTOR], env=env)
         print("\n" + r.output)
         assert r.exit_code in (0, 1, 4), r.output
         assert f"agent analyzer: {server} (model gpt-4o-mini): output mode json_object_schema" in r.output
@@ -143,14 +143,26 @@ def test_the_text_agents_run_end_to_end_on_the_real_server(server, tmp_path, bik
         objects = s.query(schema.VideoObject).count()
         samples = s.query(schema.Sample).count()
         detailed = [d.text for d in s.query(schema.Description).filter_by(kind="detailed")]
+        qa = [x.conversations for x in s.query(schema.Sample).filter_by(data_type="qa")]
+        qa_units = s.query(schema.Completion).filter_by(stage="qa").count()
+        qa_failures = s.query(schema.Failure).filter_by(stage="qa").count()
+        run = s.query(schema.Run).filter(schema.Run.command.like("run%")).one()
     for role, xs in sorted(by_role.items()):
         ok = sum(x.status == "ok" for x in xs)
         modes = sorted({x.output_mode for x in xs})
         print(f"{role}: {len(xs)} requests to the real server, {ok} answered, modes {modes}, "
               f"tokens in {sum(x.tokens_in or 0 for x in xs)}, out {sum(x.tokens_out or 0 for x in xs)}")
     print(f"objects {objects}, detailed descriptions {len(detailed)}, samples {samples}")
+    dropped = run.summary.get("dropped", {})
+    print(f"QA: {qa_units} units done, {len(qa)} samples, {qa_failures} failures, left out {dropped}")
+    for conv in qa:
+        print("   ", json.dumps(conv)[:300])
     assert by_role["analyzer"] and all(x.output_mode == "json_object_schema" for x in by_role["analyzer"])
     assert objects > 0  # the Analyzer's nouns, from a real model, became objects
+    # the real model never sees a tag; each QA unit ends done (samples, or pairs dropped and counted), none retried
+    # into quarantine for a missing tag
+    assert by_role["refiner.qa"] and qa_units == len(by_role["refiner.qa"]) and qa_failures == 0
+    assert len(qa) + sum(n for k, n in dropped.items() if k.startswith("qa_pairs:")) > 0
 
 
 def test_a_vision_agent_on_the_text_only_server_is_refused(server, tmp_path, bikes_mp4):

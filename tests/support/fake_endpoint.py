@@ -402,9 +402,9 @@ def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: rand
     if typ == "array":
         n = max(schema.get("minItems", 1), min(2, schema.get("maxItems", 2)))
         return [_generate(schema.get("items", {"type": "string"}), defs, echo, rng, name) for _ in range(n)]
-    if typ == "string":  # tags such as <object1> first, so they survive the truncation
-        tags = " ".join(dict.fromkeys(re.findall(r"<object\d+>", echo)))
-        return f"{name}: {tags + ' ' if tags else ''}{echo[:400]}"
+    if typ == "string":  # object names such as "Object 2" first (never tags), so they survive the truncation
+        names = " and ".join(dict.fromkeys(re.findall(r"Object \d+", echo)))
+        return f"{name}: {names + ' ' if names else ''}{echo[:400]}"
     if typ == "integer":
         lo, hi = schema.get("minimum", 0), schema.get("maximum", 100)
         return rng.randint(int(lo), int(hi))

@@ -66,3 +66,37 @@ class WarningSegmentor(HashSegmentor):
         warnings.warn("this backend's fallback path was taken", UserWarning)
         logging.getLogger("some.backend").warning("checkpoint has unused keys: 3")
         return super().segment(request, frames)
+
+
+class GappySegmentor(HashSegmentor):
+    """The hash segmentor losing each object on every third sampled frame, as real trackers do (occlusion)."""
+
+    version = "hash-gappy@1"
+
+    def segment(self, request, frames):
+        tracks = super().segment(request, frames)
+        for t in tracks:
+            t.masks = {f: (None if k % 3 == 1 and f != t.anchor_frame else m)
+                       for k, (f, m) in enumerate(sorted(t.masks.items()))}
+        return tracks
+
+
+class HalfSizeSegmentor(HashSegmentor):
+    """A broken backend: masks at half the frame size (a model that forgot to upsample its output)."""
+
+    version = "hash-half@1"
+
+    def segment(self, request, frames):
+        return super().segment(request, frames[:, ::2, ::2])
+
+
+class ShiftedSegmentor(HashSegmentor):
+    """A broken backend: every mask keyed one frame later than the frame it was computed on."""
+
+    version = "hash-shifted@1"
+
+    def segment(self, request, frames):
+        tracks = super().segment(request, frames)
+        for t in tracks:
+            t.masks = {f + 1: m for f, m in t.masks.items()}
+        return tracks

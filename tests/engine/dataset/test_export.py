@@ -35,6 +35,8 @@ def filled(tmp_path, sqlite_store):
                 oid = stable_id("object", vid, noun)
                 oids.append(oid)
                 frame_masks = {str(f): masks.encode(np.roll(gt[noun][f], v, axis=1)) for f in (0, 3, 6, 9)}
+                if k == 1:
+                    frame_masks["6"] = None  # the segmentor lost this object on frame 6
                 expected_masks[oid] = frame_masks
                 s.add(schema.VideoObject(id=oid, video_id=vid, noun=noun, stage_version=ANALYZER_VERSION))
                 s.flush()
@@ -95,6 +97,9 @@ def test_videorefer_export_round_trips_masks_and_splits_by_video(filled, tmp_pat
                 assert rec["annotation"] == smp.annotation and rec["conversations"] == smp.conversations
                 for oid, entry in zip(smp.object_ids, rec["annotation"]):
                     for frame, value in entry.items():  # every mask decodes to what the store holds
+                        if expected[oid][frame] is None:
+                            assert value == {"segmentation": None}  # an empty frame, as VideoRefer reads it
+                            continue
                         assert np.array_equal(masks.decode(value["segmentation"]),
                                               masks.decode(expected[oid][frame]))
                 assert p["video_sha256_128"] == smp.video_id and p["objects"][0]["segmentor"] == "t@1"
@@ -112,30 +117,77 @@ def test_split_is_stable_and_near_the_fraction():
     assert {split_of(i, 0.0, 7) for i in ids} == {"train"}
 
 
+def _by_reason(result):
+    out = {}
+    for (_, reason), n in result.skipped.items():
+        out[reason] = out.get(reason, 0) + n
+    return out
+
+
 def test_filters(filled, tmp_path):
     store, _, _ = filled
     # kept: the first object of each video; every qa record also holds a discarded object
-    assert export(store, tmp_path / "a", CURRENT, filters=Filters(accepted_only=True)).counts == {
-        ("detailed", "train"): 6, ("short", "train"): 6}
+    accepted = export(store, tmp_path / "a", CURRENT, filters=Filters(accepted_only=True))
+    assert +accepted.counts == {("detailed", "train"): 6, ("short", "train"): 6}
+    assert accepted.counts[("qa", "train")] == 0 and accepted.skipped[("qa", "not_accepted")] == 6
+    qa_file = tmp_path / "a" / "qa_train.json"  # a requested type with no record still gets its file
+    assert json.loads(qa_file.read_text()) == [] and validate_file(qa_file).ok
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["file_counts"]["qa_train.json"] == 0 and manifest["skipped"]["qa"] == {"not_accepted": 6}
     audited = export(store, tmp_path / "b", CURRENT, filters=Filters(audited_only=True))
-    assert dict(audited.counts) == {("detailed", "train"): 1, ("short", "train"): 1}
-    assert audited.skipped["not_audited"] == 28
+    assert +audited.counts == {("detailed", "train"): 1, ("short", "train"): 1}
+    assert _by_reason(audited) == {"not_audited": 28}
     cov = export(store, tmp_path / "c", CURRENT, filters=Filters(min_coverage=0.5))
-    assert sum(cov.counts.values()) == 12 and cov.skipped["min_coverage"] == 18
+    assert sum(cov.counts.values()) == 12 and _by_reason(cov) == {"min_coverage": 18}
     one = export(store, tmp_path / "d", CURRENT, filters=Filters(types=("qa", "short"), max_objects=1))
-    assert dict(one.counts) == {("short", "train"): 12} and one.skipped["max_objects"] == 6
+    assert +one.counts == {("short", "train"): 12} and one.skipped == {("qa", "max_objects"): 6}
+
+
+def test_empty_frames_kept_as_null_segmentation_or_dropped(filled, tmp_path):
+    store, src, expected = filled
+    keep = export(store, tmp_path / "keep", CURRENT, "videorefer", Filters(types=("detailed",)))
+    recs = _load(keep.files[0])
+    nulls = [r["id"] for r in recs if any(v == {"segmentation": None} for e in r["annotation"] for v in e.values())]
+    assert len(nulls) == 3  # the multi-frame records of the second objects
+    assert validate_file(keep.files[0], video_root=src).ok
+    drop = export(store, tmp_path / "drop", CURRENT, "videorefer", Filters(types=("detailed",), empty_frames="drop"))
+    dropped = {r["id"]: r for r in _load(drop.files[0])}
+    assert len(dropped) == 12 and all(v["segmentation"] for r in dropped.values() for e in r["annotation"]
+                                      for v in e.values())
+    assert all(len(dropped[i]["annotation"][0]) == 3 for i in nulls)  # frame 6 gone, 0, 3 and 9 left
+    assert validate_file(drop.files[0], video_root=src).ok
+    # a sample from before records@2 (bare null) and one whose only frame is empty
+    with store.session() as s:
+        smp = s.get(schema.Sample, recs[0]["id"])
+        oid, vid, lineage = smp.object_ids[0], smp.video_id, smp.lineage
+        legacy = {"3": {"segmentation": expected[oid]["3"]}, "6": None}
+        for name, ann in (("legacy", [legacy]), ("hollow", [{"6": {"segmentation": None}}])):
+            s.add(schema.Sample(id=stable_id("s", name), data_type="detailed", video_id=vid, object_ids=[oid],
+                                mode="multi", annotation=ann, lineage=lineage, conversations=smp.conversations))
+    keep = export(store, tmp_path / "keep2", CURRENT, "videorefer", Filters(types=("detailed",)))
+    by_id = {r["id"]: r for r in _load(keep.files[0])}
+    assert by_id[stable_id("s", "legacy")]["annotation"][0]["6"] == {"segmentation": None}
+    assert validate_file(keep.files[0], video_root=src).defects == {"no_mask": 1}  # the hollow one, kept as asked
+    drop = export(store, tmp_path / "drop2", CURRENT, "videorefer", Filters(types=("detailed",), empty_frames="drop"))
+    assert drop.skipped == {("detailed", "object_without_mask"): 1} and validate_file(drop.files[0], src).ok
 
 
 def test_jsonl_and_videollama3_formats(filled, tmp_path):
-    store, src, _ = filled
+    store, src, expected = filled
     jl = export(store, tmp_path / "jl", CURRENT, "jsonl", Filters(types=("qa",)))
     (path,) = jl.files
     assert path.suffix == ".jsonl" and len(path.read_text().splitlines()) == 6 and validate_file(path, src).ok
-    vl = export(store, tmp_path / "vl", CURRENT, "videollama3", Filters(types=("qa",)))
-    rec = _load(vl.files[0])[0]
-    assert set(rec) == {"id", "video", "conversations", "masks", "height", "width"}
-    assert (rec["height"], rec["width"]) == (48, 64) and len(rec["masks"]) == 2
-    assert all(v["size"] == [48, 64] for m in rec["masks"] for v in m.values())
+    vl = export(store, tmp_path / "vl", CURRENT, "videollama3", Filters(types=("qa", "detailed")))
+    for path in vl.files:
+        assert validate_file(path, video_root=src).ok
+        for rec in _load(path):
+            assert set(rec) == {"id", "video", "conversations", "masks", "height", "width"}
+            assert rec["video"] == [rec["video"][0]] and rec["video"][0].endswith(".mp4")  # its own shape
+            assert (rec["height"], rec["width"]) == (48, 64)
+            assert all(len(m) == 1 and m[k] and m[k]["size"] == [48, 64] for m in rec["masks"] for k in m)
+            assert rec["conversations"][0]["value"].count("<region>") == len(rec["masks"])
+    # the anchor frame (3) is the one mask of each object: it is never empty here
+    assert {k for path in vl.files for rec in _load(path) for m in rec["masks"] for k in m} == {"3"}
 
 
 def test_reload_with_the_datasets_library(filled, tmp_path):
@@ -161,3 +213,9 @@ def test_cli_export_writes_card_and_charts(filled, tmp_path):
         assert (out / "charts" / f"{chart}.png").stat().st_size > 1000 and f"charts/{chart}.png" in card
     bad = CliRunner().invoke(app, ["export", "--out", str(out), "--database-url", store.url, "--format", "csv"])
     assert bad.exit_code == 2 and "videorefer" in bad.output
+    bad = CliRunner().invoke(app, ["export", "--out", str(out), "--database-url", store.url, "--empty-frames", "x"])
+    assert bad.exit_code == 2 and "keep or drop" in bad.output
+    drop = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "d"), "--database-url", store.url,
+                                    "--empty-frames", "drop"], env={"COLUMNS": "200"})
+    assert drop.exit_code == 0, drop.output
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["empty_frames"] == "drop"
