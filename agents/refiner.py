@@ -3,8 +3,9 @@
 QA refers to objects by tags (<object0>, <object1>, ...) as VideoRefer-700K does. The model never has
 to write them: the prompt names the objects "Object 1", "Object 2" with their nouns, and `tag_objects`
 maps whatever reference the model used ("object 2", "[2]", "the red ball" when the noun is unique in the
-group, or a tag) to the tag, deterministically. A pair whose question names no object is dropped and
-counted, not retried: asking again would cost the same and likely fail the same way.
+group, or a tag) to the tag, deterministically. A question about a single object may also refer to it in
+its own words ("he", "the man"): the intro line tags the one object. A pair whose question names no object
+is dropped and counted, not retried: asking again would cost the same and likely fail the same way.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class QAResult:
 
 _STOP = {"a", "an", "the", "this", "that", "is", "are", "was", "were", "and", "or", "of", "to", "in", "on", "at",
          "with", "by", "for", "from", "it", "its", "as", "does", "do", "did", "has", "have", "will", "what", "who"}
+# With one object in the group, "he", "the man" or "its" can only mean it (the intro line tags it), so such a
+# question is kept as written; with several, only a tagged reference says which one.
+_REFERRING = re.compile(r"\b(he|she|it|they|him|her|his|its|their|them|this|that|these|those|the)\b", re.I)
 _INDEX_REF = re.compile(r"(?:\bthe\s+)?\bobject\s*#?\s*(\d+)\b(?:\s*\([^()]{0,60}\))?|\[(\d+)\]", re.I)
 
 
@@ -138,7 +142,7 @@ class QAWriter(TemplateAgent):
             answer = tag_objects(" ".join(pair.answer.split()), nouns)
             if not question or not answer:
                 dropped["empty_pair"] += 1
-            elif not OBJECT_TAG.search(question):
+            elif not OBJECT_TAG.search(question) and not (len(nouns) == 1 and _REFERRING.search(question)):
                 dropped["names_no_object"] += 1
             elif pair.type in kept:
                 dropped["second_of_type"] += 1

@@ -86,6 +86,17 @@ def test_refiner_detailed_and_qa_parse():
     # no usable pair is not an error (no retry): the unit ends with nothing, counted
     none = QAWriter().parse(item, QASet(pairs=[QAPair(type="basic", question="What?", answer="A.")]))
     assert none.pairs == [] and none.dropped == {"names_no_object": 1}
+    # one object: its own words for it ("he", "the man") can only mean it; a question about nothing is dropped
+    one = QAItem((QAObject("cyclist", "a man on a bike"),))
+    single = QAWriter().parse(one, QASet(pairs=[
+        QAPair(type="basic", question="What is the man's name?", answer="Unknown."),
+        QAPair(type="future", question="Where will he ride?", answer="Down the road."),
+        QAPair(type="reasoning", question="Why?", answer="Because."),
+        QAPair(type="reasoning", question="Why does the cyclist lean?", answer="To turn.")]))
+    assert [(p.type, p.question) for p in single.pairs] == [
+        ("basic", "What is the man's name?"), ("reasoning", "Why does <object0> lean?"),
+        ("future", "Where will he ride?")]
+    assert single.dropped == {"names_no_object": 1}
 
 
 def test_qa_references_are_mapped_only_when_unambiguous():

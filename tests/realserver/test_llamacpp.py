@@ -163,6 +163,7 @@ def test_the_text_agents_run_end_to_end_on_the_real_server(server, tmp_path, bik
     # into quarantine for a missing tag
     assert by_role["refiner.qa"] and qa_units == len(by_role["refiner.qa"]) and qa_failures == 0
     assert len(qa) + sum(n for k, n in dropped.items() if k.startswith("qa_pairs:")) > 0
+    assert qa, "SmolLM2 refers to the object in its own words ('the man', 'he'): that must still make QA samples"
 
 
 def test_a_vision_agent_on_the_text_only_server_is_refused(server, tmp_path, bikes_mp4):
