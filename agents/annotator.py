@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from agents.base import TemplateAgent, one_paragraph
 
 OVERLAY_NOTE = " The {noun} meant here is the one filled with a coloured mask and outlined."
+CONTEXT_NOTE = " People who annotated this video described the marked object as: "
 KIND_OF = {"dynamic": "motion", "static": "appearance"}  # the descriptions table's kinds
 
 
@@ -21,7 +22,8 @@ class ObjectDescription(BaseModel):
 class AnnotateItem:
     noun: str
     images: tuple[str, ...]
-    overlay: bool = False  # True when the frames show this instance's mask (the noun names several)
+    overlay: bool = False  # True when the frames show this instance's mask (the noun names several, or a dataset's)
+    context: tuple[str, ...] = ()  # what people wrote about this object (a dataset's referring expressions)
 
 
 class AnnotatorAgent(TemplateAgent):
@@ -38,6 +40,8 @@ class AnnotatorAgent(TemplateAgent):
 
     def prompt(self, item: AnnotateItem) -> list[dict]:
         note = OVERLAY_NOTE.format(noun=item.noun) if item.overlay else ""
+        if item.context:
+            note += CONTEXT_NOTE + " ".join(f'"{c}"' for c in item.context)
         return self.template.messages(item.images, n_frames=len(item.images), noun=item.noun, overlay_note=note)
 
     def parse(self, item: AnnotateItem, response: ObjectDescription) -> str:

@@ -53,6 +53,8 @@ class QAObject:
 @dataclass(frozen=True)
 class QAItem:
     objects: tuple[QAObject, ...]  # object i is <object{i}>
+    types: tuple[str, ...] = QA_TYPES  # the pairs asked for, by type, in order (see qa_types)
+    images: tuple[str, ...] = ()  # frames with the objects marked, when the QA writer sees them
 
     @property
     def names(self) -> list[str]:
@@ -61,8 +63,25 @@ class QAItem:
 
 @dataclass
 class QAResult:
-    pairs: list[QAPair]  # one per type at most, in QA_TYPES order, questions tagged
+    pairs: list[QAPair]  # those asked for, in QA_TYPES order, questions tagged
     dropped: Counter = field(default_factory=Counter)  # reason -> pairs left out
+
+
+def qa_types(unit: str, mix: dict[str, float], n: int) -> tuple[str, ...]:
+    """n QA types drawn from the shares in mix, deterministically per unit (reruns ask for the same ones)."""
+    import hashlib
+
+    names = [t for t in QA_TYPES if mix.get(t, 0) > 0]
+    total = sum(mix[t] for t in names)
+    out = []
+    for k in range(n):
+        u = int(hashlib.sha256(f"{unit}:{k}".encode()).hexdigest()[:12], 16) / 16**12 * total
+        for t in names:
+            u -= mix[t]
+            if u < 0:
+                break
+        out.append(t)
+    return tuple(sorted(out, key=QA_TYPES.index))
 
 
 _STOP = {"a", "an", "the", "this", "that", "is", "are", "was", "were", "and", "or", "of", "to", "in", "on", "at",
@@ -130,12 +149,18 @@ class QAWriter(TemplateAgent):
 
     def prompt(self, item: QAItem) -> list[dict]:
         objects = "\n".join(f"{name} ({o.noun}): {o.description}" for name, o in zip(item.names, item.objects))
-        return self.template.messages(names=", ".join(item.names), objects=objects)
+        frames = (f" The {len(item.images)} frames show the objects marked in order: "
+                  + ", ".join(f"{name} in colour {i + 1}" for i, name in enumerate(item.names)) + ".") \
+            if item.images else ""
+        return self.template.messages(item.images, names=", ".join(item.names), objects=objects, n=len(item.types),
+                                      types=", ".join(item.types), frames=frames)
 
     def parse(self, item: QAItem, response: QASet) -> QAResult:
-        """One pair per type, in QA_TYPES order, with the object references tagged; the rest counted by reason."""
+        """The pairs asked for (by type, as many of each as asked), with the object references tagged; the rest
+        counted by reason."""
         nouns = [o.noun for o in item.objects]
-        kept: dict[str, QAPair] = {}
+        wanted = Counter(item.types)
+        kept: list[QAPair] = []
         dropped: Counter = Counter()
         for pair in response.pairs:
             question = tag_objects(" ".join(pair.question.split()), nouns)
@@ -144,10 +169,17 @@ class QAWriter(TemplateAgent):
                 dropped["empty_pair"] += 1
             elif not OBJECT_TAG.search(question) and not (len(nouns) == 1 and _REFERRING.search(question)):
                 dropped["names_no_object"] += 1
-            elif pair.type in kept:
-                dropped["second_of_type"] += 1
+            elif wanted[pair.type] <= 0:
+                dropped["type_not_asked"] += 1
             else:
-                kept[pair.type] = QAPair(type=pair.type, question=question, answer=answer)
+                wanted[pair.type] -= 1
+                kept.append(QAPair(type=pair.type, question=question, answer=answer))
         if not response.pairs:
             dropped["no_pairs"] += 1
-        return QAResult([kept[t] for t in QA_TYPES if t in kept], dropped)
+        return QAResult(sorted(kept, key=lambda p: QA_TYPES.index(p.type)), dropped)
+
+
+class QAWriterSeeingFrames(QAWriter):
+    """The QA writer shown frames with the objects marked too (qa.frames): its model must see images."""
+
+    sees_images = True

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "ENGINE_"
 DEFAULT_CONFIG_NAME = "engine.toml"
@@ -145,6 +145,26 @@ class RuntimeConfig(_Strict):
     reviewer_mode: Literal["paper", "direct"] = "paper"
 
 
+class QAConfig(_Strict):
+    """What QA is written about, and how much of each kind (the paper's released mix: ~40K basic, 21K reasoning,
+    14K future prediction)."""
+
+    pairs_per_set: int = Field(3, ge=1, le=10, description="QA pairs asked for per object (or pair of objects)")
+    type_mix: dict[Literal["basic", "reasoning", "future"], float] = Field(
+        default_factory=lambda: {"basic": 40.0, "reasoning": 21.0, "future": 14.0},
+        description="relative share of each QA type; each pair's type is drawn from it, deterministically")
+    pairs_per_video: int = Field(6, ge=0, description="two-object QA sets per video at most: the pairs of kept "
+                                                      "objects seen together on the most frames first")
+    frames: bool = Field(False, description="the QA writer also sees frames with the objects marked (needs a "
+                                            "vision-language model on the refiner endpoint)")
+
+    @model_validator(mode="after")
+    def _some_type(self) -> "QAConfig":
+        if not any(v > 0 for v in self.type_mix.values()) or any(v < 0 for v in self.type_mix.values()):
+            raise ValueError("qa.type_mix needs non-negative shares, at least one above 0")
+        return self
+
+
 class PlanConfig(_Strict):
     """Assumptions behind the dry-run estimate; measured values replace them once runs exist."""
 
@@ -157,6 +177,7 @@ class Config(_Strict):
     data_dir: str = Field("engine-data", description="where the store, caches and exports live")
     database_url: str = Field("", description="any SQLAlchemy URL; empty = SQLite file in data_dir (WAL mode)")
     sampling: SamplingConfig = SamplingConfig()
+    qa: QAConfig = QAConfig()
     agents: AgentsConfig = AgentsConfig()
     segmentor: SegmentorConfig = SegmentorConfig()
     ray: RayConfig = RayConfig()

@@ -6,12 +6,13 @@ and static) -> review (keep or discard) -> refine (one detailed description) -> 
 
 from engine.runtime.pipeline import Pipeline
 from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DetailedSamples, RefineStage, ReviewStage,
-                              SegmentStage)
+                              SegmentStage, is_plain_video)
 
 
 def build_pipeline() -> Pipeline:
     return Pipeline(
         name="detailed",
+        accepts=is_plain_video,  # a dataset's videos go to its own pipeline (qa), never this one
         description="reviewed detailed descriptions of every grounded object",
         stages=[
             CaptionStage(),

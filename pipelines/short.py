@@ -4,12 +4,13 @@ caption (if missing) -> analyze (subject) -> segment (subject only) -> single-fr
 """
 
 from engine.runtime.pipeline import Pipeline
-from pipelines.stages import AnalyzeStage, CaptionStage, SegmentStage, ShortSamples
+from pipelines.stages import AnalyzeStage, CaptionStage, SegmentStage, ShortSamples, is_plain_video
 
 
 def build_pipeline() -> Pipeline:
     return Pipeline(
         name="short",
+        accepts=is_plain_video,  # a dataset's videos go to its own pipeline (qa), never this one
         description="subject mask + the raw caption",
         stages=[
             CaptionStage(),

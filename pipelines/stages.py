@@ -16,15 +16,16 @@ from typing import Any
 from agents.analyzer import AnalyzeItem, AnalyzerAgent
 from agents.annotator import AnnotateItem, AnnotatorAgent
 from agents.captioner import CaptionerAgent, CaptionItem
-from agents.refiner import QAItem, QAObject, QAWriter, RefineItem, RefinerAgent
+from agents.refiner import QAItem, QAObject, QAWriter, QAWriterSeeingFrames, RefineItem, RefinerAgent, qa_types
 from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
-from agents.segmentor import SegmentRequest, dataset_objects, dataset_root
+from agents.segmentor import SegmentRequest
 from engine.config import Config
 from engine.dataset import records
 from engine.media import masks
 from engine.media.video import uniform_indices
 from engine.runtime.pipeline import CallEstimate, Stage, UnitFailure, VersionContext, VideoTask
 from engine.runtime.services import ImageSet, StageContext, gather_units
+from engine.sources.datasets import dataset_of
 from engine.store import schema
 from engine.store.current import Row
 from engine.store.ids import stable_id
@@ -145,6 +146,8 @@ class AnnotateStage(Stage):
     outputs = ("descriptions:appearance", "descriptions:motion")
     annotators: tuple[AnnotatorAgent, ...] = field(
         default_factory=lambda: (AnnotatorAgent("dynamic"), AnnotatorAgent("static")))
+    masked: bool = False  # every object shown with its mask drawn (a dataset's objects: no noun to find it by)
+    context_kind: str | None = None  # a description kind given to the Annotator as context (a dataset's expressions)
 
     def agents(self, cfg: Config) -> tuple:
         return self.annotators
@@ -160,7 +163,7 @@ class AnnotateStage(Stage):
         if not todo:
             return
         nouns = [o["noun"] for o in objects]
-        marked = sorted({o["id"] for o, _ in todo if nouns.count(o["noun"]) > 1})  # several instances of a noun
+        marked = sorted({o["id"] for o, _ in todo if self.masked or nouns.count(o["noun"]) > 1})
         shared: dict[str, asyncio.Future] = {}
 
         async def images_for(obj: Row) -> ImageSet:
@@ -172,7 +175,8 @@ class AnnotateStage(Stage):
                     shared["plain"] = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
                 return await shared["plain"]
             if "marked" not in shared:
-                idx = mask_indices(ctx.cfg, video)  # overlays exist on mask frames: take annotator_frames of them
+                # overlays exist on mask frames (a dataset's annotated ones): take annotator_frames of them
+                idx = sorted(int(k) for k in state.masklet(marked[0])["frames"])
                 idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
                 shared["marked"] = asyncio.ensure_future(ctx.s.overlays(
                     video, [(idx, state.masklet(i)["frames"]) for i in marked], "annotator"))
@@ -184,7 +188,10 @@ class AnnotateStage(Stage):
 
             async def work() -> None:
                 images = await images_for(obj)
-                text = await ctx.ask(agent, AnnotateItem(obj["noun"], images.digests, several), images)
+                said = state.description(obj["id"], self.context_kind) if self.context_kind else None
+                context = tuple(said["text"].splitlines()) if said else ()
+                noun = "object" if self.masked else obj["noun"]
+                text = await ctx.ask(agent, AnnotateItem(noun, images.digests, several, context), images)
                 ctx.save((schema.Description, [description_row(ctx, obj, agent.kind, text, agent)]))
 
             await ctx.attempt("object", obj["id"], work, stage=f"{self.name}.{agent.query}")
@@ -375,30 +382,53 @@ class ShortSamples(_SamplesStage):
             ctx.save((schema.Sample, rows))
 
 
+def qa_groups(objects: list[Row], state: Any, max_pairs: int) -> list[list[Row]]:
+    """Every object alone, then pairs of objects: those seen together on the most mask frames first (ties by id,
+    so the choice is deterministic), at most max_pairs, never a pair that shares no frame."""
+    present = {o["id"]: {k for k, v in state.masklet(o["id"])["frames"].items() if v is not None} for o in objects}
+    pairs = []
+    for i, a in enumerate(objects):
+        for b in objects[i + 1:]:
+            shared = len(present[a["id"]] & present[b["id"]])
+            if shared:
+                pairs.append((-shared, a["id"], b["id"], [a, b]))
+    pairs.sort(key=lambda p: p[:3])
+    return [[o] for o in objects] + [p[3] for p in pairs[:max_pairs]]
+
+
 @dataclass
 class QAStage(Stage):
-    """QA pairs about kept objects: one set per object, and one about the first two objects together."""
+    """QA pairs about kept objects: a set per object and per pair of objects seen together (qa_groups); each set's
+    QA types drawn from the configured mix."""
 
     name = "qa"
     uses = ("model",)
     outputs = ("samples:qa",)
     agent: QAWriter = field(default_factory=QAWriter)
+    seeing: QAWriter = field(default_factory=QAWriterSeeingFrames)
+
+    def _agent(self, cfg: Config) -> QAWriter:
+        return self.seeing if cfg.qa.frames else self.agent
 
     def agents(self, cfg: Config) -> tuple:
-        return (self.agent,)
+        return (self._agent(cfg),)
 
     def version(self, vc: VersionContext) -> str:
-        return f"{vc.agent_version(self.agent)}|{RECORDS_VERSION}|multi_frame_ratio={vc.cfg.runtime.multi_frame_ratio}"
+        qa = vc.cfg.qa
+        mix = ",".join(f"{k}={v:g}" for k, v in sorted(qa.type_mix.items()))
+        return (f"{vc.agent_version(self._agent(vc.cfg))}|{RECORDS_VERSION}|multi_frame_ratio="
+                f"{vc.cfg.runtime.multi_frame_ratio}|qa={qa.pairs_per_set},{mix},{qa.pairs_per_video},{qa.frames}")
 
     def estimate(self, cfg: Config) -> list[CallEstimate]:
-        return [CallEstimate(self.agent.role, "refiner", "kept", 1, 500, 0, 300),
-                CallEstimate(self.agent.role, "refiner", "pair", 1, 800, 0, 300)]
+        frames = cfg.sampling.annotator_frames if cfg.qa.frames else 0
+        return [CallEstimate(self.agent.role, "refiner", "kept", 1, 500, frames, 100 * cfg.qa.pairs_per_set),
+                CallEstimate(self.agent.role, "refiner", "pair", 1, 800, frames, 100 * cfg.qa.pairs_per_set)]
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        state = ctx.state
+        state, qa = ctx.state, ctx.cfg.qa
+        agent = self._agent(ctx.cfg)
         kept = [o for o in state.grounded(ctx.objects_version) if state.kept(o)]
-        groups = [[o] for o in kept] + ([kept[:2]] if len(kept) >= 2 else [])
-        todo = [g for g in groups if not ctx.done("+".join(o["id"] for o in g))]
+        todo = [g for g in qa_groups(kept, state, qa.pairs_per_video) if not ctx.done("+".join(o["id"] for o in g))]
 
         async def one(group) -> None:
             unit = "+".join(o["id"] for o in group)
@@ -410,13 +440,25 @@ class QAStage(Stage):
                     if d is None:
                         raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
                     objs.append(QAObject(o["noun"], d["text"]))
-                result = await ctx.ask(self.agent, QAItem(tuple(objs)))
+                images = await self._frames(video, ctx, group) if qa.frames else None
+                item = QAItem(tuple(objs), qa_types(unit, qa.type_mix, qa.pairs_per_set),
+                              images.digests if images else ())
+                result = await ctx.ask(agent, item, images)
                 rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(result.pairs)) if r]
                 ctx.save((schema.Sample, rows), done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()})
 
             await ctx.attempt("object", unit, work)
 
         await gather_units(todo, one)
+
+    @staticmethod
+    async def _frames(video: VideoTask, ctx: StageContext, group: list) -> ImageSet:
+        """Frames with every object of the group marked, in the group's order (colour 1, 2, ...)."""
+        m = [ctx.state.masklet(o["id"]) for o in group]
+        keys = sorted(set.intersection(*({int(k) for k, v in x["frames"].items() if v is not None} for x in m))) \
+            or sorted(int(k) for k in m[0]["frames"])
+        idx = [keys[i] for i in uniform_indices(len(keys), ctx.cfg.sampling.annotator_frames)]
+        return await ctx.s.overlay_group(video, idx, [x["frames"] for x in m], "refiner")
 
     def _row(self, ctx: StageContext, video: VideoTask, group: list, index: int, pair: Any) -> dict | None:
         ids = [o["id"] for o in group]
@@ -432,61 +474,74 @@ class QAStage(Stage):
                            pair.answer, annotation, mode, qa_type=pair.type)
 
 
-# --- annotated datasets (MeViS / Ref-YouTube-VOS layout) ------------------------------------------
+# --- annotated datasets (engine/sources/datasets: MeViS, Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) -----------
 
-DATASET_VERSION = "dataset@1"
+DATASET_VERSION = "dataset@2"
 EXPRESSIONS = "referring_expressions"  # the descriptions' model field for a dataset's own text
 
 
 def is_dataset_video(video: VideoTask) -> bool:
-    return video.kind == "frames" and dataset_root(video.path) is not None
+    return dataset_of(video.path) is not None
+
+
+def is_plain_video(video: VideoTask) -> bool:
+    return dataset_of(video.path) is None
 
 
 @dataclass
 class DatasetObjectsStage(Stage):
-    """A dataset's objects with their masks and referring expressions: kept objects of this video."""
+    """A dataset's objects with their masks at the frames that have them, and their referring expressions (kept as
+    the objects' short descriptions): kept objects of this video, as people annotated them."""
 
     name = "dataset_objects"
-    outputs = ("objects", "masklets", "descriptions:detailed")
+    outputs = ("objects", "masklets", "descriptions:short")
     counts_as_kept = True  # people annotated them
 
     def version(self, vc: VersionContext) -> str:
-        return DATASET_VERSION
+        return f"{DATASET_VERSION}|mask_frames={vc.cfg.sampling.mask_frames}"
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         if ctx.done(video.id):
             return
-        root, meta = dataset_root(video.path)
-        indices = tuple(mask_indices(ctx.cfg, video))
-        found = await asyncio.to_thread(dataset_objects, root, video.rel.rsplit("/", 1)[-1], meta, indices)
-        objects, masklets, descriptions = [], [], []
-        for n, obj in enumerate(found):
+        adapter, dv = dataset_of(video.path)
+        frames = [f for f in adapter.mask_frames(dv) if 0 <= f < video.num_frames]
+        if not frames:  # a split released without masks: nothing to ask about, and never the plain-video path
+            ctx.save(done=[video.id], dropped={"dataset_videos:no_masks": 1})
+            return
+        if len(frames) > ctx.cfg.sampling.mask_frames:
+            frames = [frames[i] for i in uniform_indices(len(frames), ctx.cfg.sampling.mask_frames)]
+        found = await asyncio.to_thread(adapter.objects, dv, frames)
+        objects, masklets, descriptions, dropped = [], [], [], {}
+        for obj in found:
             try:
-                masks.check_masks(obj["masks"], indices, (video.height, video.width), DATASET_VERSION, video.rel)
+                masks.check_masks(obj.masks, frames, (video.height, video.width), f"{dv.dataset} masks", video.rel)
             except masks.SegmentorOutputError as e:
                 raise UnitFailure("segmentor_output", str(e)) from None
-            expressions = [records.neutralise(e) for e in obj["expressions"]]
-            frames = {str(f): m for f, m in obj["masks"].items()}
-            if not any(frames.values()):
+            frame_masks = {str(f): obj.masks.get(f) for f in frames}
+            if not any(frame_masks.values()):
+                dropped["dataset_objects:no_mask_on_sampled_frames"] = \
+                    dropped.get("dataset_objects:no_mask_on_sampled_frames", 0) + 1
                 continue
-            anchor = max(indices, key=lambda f: masks.area(frames[str(f)]))
-            object_id = stable_id("object", video.id, f"dataset:{obj['obj_id']}", n, DATASET_VERSION)
+            expressions = [" ".join(records.neutralise(e).split()) for e in obj.expressions]
+            anchor = max(frames, key=lambda f: masks.area(frame_masks[str(f)]))
+            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", DATASET_VERSION)
             objects.append(dict(id=object_id, video_id=video.id, noun=expressions[0][:128], instance=0,
-                                stage_version=DATASET_VERSION))
+                                stage_version=ctx.version))
             masklets.append(dict(
                 id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id, backend_version=DATASET_VERSION,
-                anchor_frame=anchor, box=list(masks.bbox_xyxy(frames[str(anchor)])), grounding_score=1.0,
-                mask_score=1.0, height=video.height, width=video.width, frames=frames, **masks.quality(frames)))
+                anchor_frame=anchor, box=list(masks.bbox_xyxy(frame_masks[str(anchor)])), grounding_score=1.0,
+                mask_score=1.0, height=video.height, width=video.width, frames=frame_masks,
+                **masks.quality(frame_masks)))
             descriptions.append(dict(
-                id=stable_id("description", object_id, "detailed", ctx.lineage), object_id=object_id, kind="detailed",
-                text=" ".join(e.rstrip(".") + "." for e in expressions), model=EXPRESSIONS,
-                prompt_version=DATASET_VERSION))
+                id=stable_id("description", object_id, "short", ctx.lineage), object_id=object_id, kind="short",
+                text="\n".join(expressions), model=EXPRESSIONS, prompt_version=DATASET_VERSION))
         ctx.save((schema.VideoObject, objects), (schema.Masklet, masklets), (schema.Description, descriptions),
-                 done=[video.id])
+                 done=[video.id], dropped=dropped)
 
 
 @dataclass
 class DatasetQAStage(QAStage):
-    """QA from a dataset's referring expressions: its objects count as kept (people annotated them)."""
+    """QA about a dataset's objects (people annotated them: they count as kept), from the detailed descriptions the
+    Annotator and Refiner wrote on the masked frames with the expressions as context."""
 
     name = "dataset_qa"

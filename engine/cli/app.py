@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -94,6 +95,12 @@ def run(
     except (ValueError, PluginError) as e:
         err.print(f"error: {e}\nNothing was run.", highlight=False)
         raise typer.Exit(2) from None
+    if "qa-dataset" in names and not _has_dataset_video(source):
+        err.print(f"error: --pipelines qa-dataset, but {source} holds no video of an annotated dataset (MeViS, "
+                  "Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) in its released layout.\nNothing was run.",
+                  highlight=False)
+        raise typer.Exit(2)
+    os.environ.setdefault("VIDEOREFER_CACHE_DIR", str(cfg.data_path / "cache"))  # e.g. MeViS's mask index
     probed: dict = {}
     if not dry_run:
         probed = _preflight(cfg, built)  # stops here, before anything is spent, when a setting is missing
@@ -111,6 +118,7 @@ def run(
     report = _ingest_with_progress(store, source, cfg, limit, run_id)
     _print_problems(report)
     _print_summary(report)
+    _print_datasets(report)
     summary: dict = {"videos": len(report.videos), "new_videos": report.new_videos,
                      "problems": len(report.problems), "duplicates": len(report.duplicates)}
     tasks = [VideoTask(v.id, str(report.source / v.rel), v.rel, v.info.kind, v.info.num_frames, v.info.fps,
@@ -389,6 +397,42 @@ def _print_summary(report: IngestReport) -> None:
     for k, v in rows:
         t.add_row(k, f"{v:,}")
     console.print(t)
+
+
+def _has_dataset_video(source: Path) -> bool:
+    from engine.sources.datasets import dataset_of
+    from engine.sources.ingest import scan
+
+    return any(dataset_of(str(c.path)) is not None for c in scan(source)[0])
+
+
+def _print_datasets(report: IngestReport) -> None:
+    """Each annotated dataset split the source holds videos of, as the adapter found it, and folders laid out like
+    one that no adapter recognises."""
+    from engine.sources.datasets import dataset_of, near_misses
+
+    splits: dict[Any, int] = {}
+    plain: list[Path] = []
+    for v in report.videos:
+        found = dataset_of(str(report.source / v.rel))
+        if found is None:
+            plain.append(report.source / v.rel)
+        else:
+            splits[found[0]] = splits.get(found[0], 0) + 1
+    for adapter, here in splits.items():
+        s = adapter.summary()
+        t = Table(title=f"Dataset {s.dataset}, split {s.split} ({s.root})", title_justify="left", show_header=False)
+        t.add_column(justify="left")
+        t.add_column(justify="right")
+        for k, v in (("videos in the split", s.videos), ("  in this source", here), ("objects", s.objects),
+                     ("referring expressions", s.expressions), ("frames with masks", s.frames_with_masks),
+                     *((f"left out: {reason}", n) for reason, n in sorted(s.skipped.items()))):
+            t.add_row(k, f"{v:,}")
+        console.print(t)
+        for w in s.warnings:
+            err.print(f"warning: {s.dataset} {s.split}: {w}", highlight=False)
+    for w in near_misses(plain):
+        err.print(f"warning: {w}", highlight=False)
 
 
 def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:

@@ -20,7 +20,8 @@ from engine.runtime.plugins import PluginError, backend_version, load_segmentor
 PIPELINES = {
     "detailed": pipelines.detailed.build_pipeline,
     "short": pipelines.short.build_pipeline,
-    "qa": pipelines.qa.build_pipeline,
+    "qa": pipelines.qa.build_pipeline,  # plain videos' QA, and an annotated dataset's
+    "qa-dataset": pipelines.qa.build_dataset_pipeline,  # a dataset's only: an error when the source has none
 }
 SEGMENTORS = {
     "grounded_sam2": "agents.grounded_sam2:GroundedSam2Segmentor",
@@ -33,7 +34,8 @@ def build_pipelines(names: Sequence[str]) -> list[Pipeline]:
     if unknown:
         raise ValueError(f"unknown pipeline(s) {', '.join(unknown)}; choose from {', '.join(PIPELINES)}")
     built = [PIPELINES[n]() for n in PIPELINES if n in names]
-    return [p for b in built for p in (b if isinstance(b, list) else [b])]  # a name may stand for several
+    flat = [p for b in built for p in (b if isinstance(b, list) else [b])]  # a name may stand for several
+    return list({p.name: p for p in flat}.values())  # qa and qa-dataset share one
 
 
 def segmentor_path(cfg: Config) -> str:

@@ -95,16 +95,20 @@ class MediaWorker:
         label: str | None = None, fps: float = 30.0,
     ):
         """For each (frame indices, that object's masks by frame): the frames with the mask drawn (fill, contour,
-        label) -> [(digests, urls)], one call for all of a video's objects."""
+        label) -> [(digests, urls)], one call for all of a video's objects. An item may hold a list of objects'
+        masks instead: all drawn on the same frames, object i in colour i and labelled i + 1."""
         frames = dict(zip(*self._union(path, [i for idx, _ in items for i in idx], fps)))
         out = []
         for indices, frame_masks in items:
+            layers = frame_masks if isinstance(frame_masks, list) else [frame_masks]
             urls = []
             for f in indices:
-                rle = frame_masks.get(str(f))
-                mask = masks.decode(rle) if rle is not None else None
-                urls.append(to_data_url(draw_overlay(frames[f], [OverlayObject(mask=mask, label=label)]), max_side,
-                                        quality))
+                objs = []
+                for i, layer in enumerate(layers):
+                    rle = layer.get(str(f))
+                    objs.append(OverlayObject(mask=masks.decode(rle) if rle is not None else None, color_index=i,
+                                              label=label if len(layers) == 1 else str(i + 1)))
+                urls.append(to_data_url(draw_overlay(frames[f], objs), max_side, quality))
             out.append(([url_digest(u) for u in urls], urls))
         return out
 

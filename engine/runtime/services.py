@@ -104,6 +104,16 @@ class Services:
             self.cfg.sampling.frame_folder_fps, key=video.path)
         return [ImageSet(tuple(d), tuple(u)) for d, u in out]
 
+    async def overlay_group(self, video: VideoTask, indices: Sequence[int], layers: Sequence[dict[str, Any]],
+                            endpoint_key: str) -> ImageSet:
+        """The frames with several objects' masks drawn together (object i in colour i, labelled i + 1)."""
+        ep = getattr(self.cfg.agents, endpoint_key)
+        needed = [(list(indices), [{str(f): m.get(str(f)) for f in indices} for m in layers])]
+        (d, u), = await self.pools["media"].call(
+            "overlays", video.path, needed, ep.image_max_side, ep.image_quality, None,
+            self.cfg.sampling.frame_folder_fps, key=video.path)
+        return ImageSet(tuple(d), tuple(u))
+
     async def segment(self, request: Any) -> list:
         """[(track, its quality metrics)] for the request's nouns."""
         # The SegmentorWorker fetches the frames from the MediaWorker that has this video open: the pixels

@@ -82,7 +82,7 @@ def test_refiner_detailed_and_qa_parse():
         ("basic", "Where is <object0> relative to <object1>?", "Left of it."),
         ("reasoning", "Why does <object0> chase region <object1>?", "Play video."),  # tokens neutralised
         ("future", "Will <object0> catch <object1>?", "Probably, <object0> is fast.")]
-    assert result.dropped == {"names_no_object": 1, "second_of_type": 1}
+    assert result.dropped == {"names_no_object": 1, "type_not_asked": 1}  # one basic was asked for, two came
     # no usable pair is not an error (no retry): the unit ends with nothing, counted
     none = QAWriter().parse(item, QASet(pairs=[QAPair(type="basic", question="What?", answer="A.")]))
     assert none.pairs == [] and none.dropped == {"names_no_object": 1}
@@ -97,6 +97,14 @@ def test_refiner_detailed_and_qa_parse():
         ("basic", "What is the man's name?"), ("reasoning", "Why does <object0> lean?"),
         ("future", "Where will he ride?")]
     assert single.dropped == {"names_no_object": 1}
+    # as many of a type as were asked for (the configured mix decides which)
+    asked = QAItem(one.objects, ("basic", "basic", "future"))
+    assert "Write exactly 3 pairs, of these types in this order: basic, basic, future" in \
+        QAWriter().prompt(asked)[0]["content"]
+    got = QAWriter().parse(asked, QASet(pairs=[QAPair(type=t, question=f"Is the cyclist {t}?", answer="Yes.")
+                                               for t in ("basic", "future", "basic", "basic", "reasoning")]))
+    assert [p.type for p in got.pairs] == ["basic", "basic", "future"]
+    assert got.dropped == {"type_not_asked": 2}
 
 
 def test_qa_references_are_mapped_only_when_unambiguous():

@@ -1,0 +1,60 @@
+"""What every annotated-dataset adapter gives the engine, whatever the dataset's own layout.
+
+An adapter recognises its layout from any folder inside it (a video of it, its JPEGImages, a split, the
+root) and answers for one split: its videos, each video's objects with their referring expressions, and
+their masks at the frames that have them (as COCO RLE at the decoded video's size, keyed by the frame's
+position in the decoded video or frame folder). Annotations are read per video, never all of them per
+video: a big file is indexed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class DatasetVideo:
+    dataset: str  # e.g. "ref-youtube-vos"
+    split: str
+    root: Path  # the dataset's root folder
+    key: str  # the dataset's own video id
+
+
+@dataclass
+class DatasetObject:
+    obj_id: str  # the dataset's object id(s), as text ("1", "[0, 3]")
+    expressions: list[str]
+    masks: dict[int, Any] = field(default_factory=dict)  # frame position -> RLE, or None where it is absent
+
+
+@dataclass
+class SplitSummary:
+    """What ingest prints for a recognised split."""
+
+    dataset: str
+    split: str
+    root: Path
+    videos: int = 0
+    objects: int = 0
+    expressions: int = 0
+    frames_with_masks: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> expressions or objects left out
+    warnings: list[str] = field(default_factory=list)  # a part of the layout that is missing, by file
+
+
+class Adapter(Protocol):
+    name: str
+
+    def video(self, path: Path) -> DatasetVideo | None:
+        """The dataset video at path (a frame folder or a clip), or None when it is not one of this split's."""
+
+    def mask_frames(self, video: DatasetVideo) -> list[int]:
+        """Frame positions that have masks (empty for a split released without masks)."""
+
+    def objects(self, video: DatasetVideo, frames: Sequence[int]) -> list[DatasetObject]:
+        """The video's objects with their expressions and their masks at `frames`."""
+
+    def summary(self) -> SplitSummary:
+        """Counts over the whole split (for ingest's report)."""
