@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-calls bench-gpu llamacpp test-llamacpp clean
+.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-datasets bench-calls bench-gpu llamacpp test-llamacpp clean
 LLAMACPP := .llamacpp/venv
 
 install: $(VENV)/.installed
@@ -62,6 +62,10 @@ bench-cpu: install
 # A second dry run over 2,000 unchanged clips against the first.
 bench-ingest: install
 	$(BIN)/python benchmarks/ingest_rerun.py --files 2000
+
+# Dataset adapters on annotation files of the released sizes (MeViS train's ~400 MB mask_dict.json, ...).
+bench-datasets: install
+	$(BIN)/python benchmarks/dataset_adapters.py --out /tmp/bench-datasets
 
 # Segmentor speed vs the stock SAM 2 loop: hiera-B+, 1024 px, 64 frames of 1280x720 (needs CUDA; < 5 min on an H100).
 bench-gpu: install
