@@ -60,3 +60,12 @@ def test_mevis_masks_are_indexed_once_and_read_per_object(tmp_path, monkeypatch)
     again = adapter.objects(dv, [0, 4])
     assert not opened and [o.masks for o in again] == [o.masks for o in first]  # read from the index
     assert adapter.summary().skipped == {"expressions without a target": 2, "expressions naming several objects": 2}
+
+
+def test_mevis_v2_names_its_expressions_file_differently(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDEOREFER_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "mevis2"
+    layouts.make_mevis(root)
+    (root / "train" / "meta_expressions.json").rename(root / "train" / "meta_expressions_v2.json")
+    adapter, dv = dataset_of(str(root / "train" / "JPEGImages" / "m1"))
+    assert adapter.summary().expressions == 4 and len(adapter.objects(dv, [0])) == 2

@@ -1,7 +1,7 @@
 """MeViS, in its released layout (train, valid_u and valid):
 
     <root>/<split>/JPEGImages/<vid>/*.jpg
-    <root>/<split>/meta_expressions.json   {"videos": {vid: {"expressions": {"0": {"exp", "obj_id": [..],
+    <root>/<split>/meta_expressions.json   (meta_expressions_v2.json in MeViS v2) {"videos": {vid: {"expressions": {"0": {"exp", "obj_id": [..],
                                                                                    "anno_id": [..]}}, "frames": [..]}}}
     <root>/<split>/mask_dict.json          {anno_id: [RLE or null, one per frame]}   (train and valid_u only)
 
@@ -40,13 +40,13 @@ class MeViS:
 
     def __init__(self, root: Path, split: str):
         self.root, self.split = root, split
-        self.meta_file = root / split / "meta_expressions.json"
+        self.meta_file = _meta_file(root / split)
         self.mask_file = root / split / "mask_dict.json"
 
     @classmethod
     def find(cls, path: Path) -> "MeViS | None":
         for folder in (path, *path.parents):
-            if folder.name == "JPEGImages" and (folder.parent / "meta_expressions.json").is_file():
+            if folder.name == "JPEGImages" and _meta_file(folder.parent).is_file():
                 return _adapter(folder.parent.parent, folder.parent.name)
         return None
 
@@ -99,6 +99,12 @@ class MeViS:
         if not self.mask_file.is_file():
             s.warnings.append(f"no masks: {self.mask_file} is missing (expressions only)")
         return s
+
+
+def _meta_file(split: Path) -> Path:
+    """v1's meta_expressions.json, or MeViS v2's meta_expressions_v2.json (its Hugging Face release)."""
+    v1 = split / "meta_expressions.json"
+    return v1 if v1.is_file() else split / "meta_expressions_v2.json"
 
 
 def _nonempty(rle: Any):
