@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-datasets bench-calls bench-gpu llamacpp test-llamacpp clean
+.PHONY: install browser test dry-run demo bench bench-cpu bench-ingest bench-datasets bench-split bench-calls bench-gpu llamacpp test-llamacpp clean
 LLAMACPP := .llamacpp/venv
 
 install: $(VENV)/.installed
@@ -62,6 +62,10 @@ bench-cpu: install
 # A second dry run over 2,000 unchanged clips against the first.
 bench-ingest: install
 	$(BIN)/python benchmarks/ingest_rerun.py --files 2000
+
+# Shot detection on the CPU: each detector and each way to decode to 48x27, on a generated 10-minute 720p video.
+bench-split: install
+	$(BIN)/python benchmarks/split_speed.py --minutes 10
 
 # Dataset adapters on annotation files of the released sizes (MeViS train's ~400 MB mask_dict.json, ...).
 bench-datasets: install

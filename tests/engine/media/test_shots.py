@@ -83,3 +83,62 @@ def test_boundaries_from_heads():
     b = boundaries_from(single, many, 25.0)
     assert b.cuts == [10] and b.transitions == [(20, 25)]
     assert [(s.start, s.end) for s in b.shots] == [(0, 10), (10, 20), (26, 40)]
+
+
+def _segments_video(path, bikes_mp4):
+    """At 12 fps, 640x272: a real shot of bikes (61 frames) | black 3 s | one bikes frame held 3 s | flat grey
+    3 s | the next real shot (50 frames) | 1 s of the shot after it."""
+    import decord
+
+    from synthetic import write_mp4
+
+    bikes = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(250))).asnumpy()
+    black = np.zeros((36, 272, 640, 3), np.uint8)
+    held = np.repeat(bikes[100:101], 36, axis=0)
+    grey = np.full((36, 272, 640, 3), 128, np.uint8)
+    write_mp4(path, np.concatenate([bikes[76:137], black, held, grey, bikes[137:187], bikes[187:199]]), fps=12.0)
+    return [0, 61, 97, 133, 169, 219]
+
+
+def test_clip_rules_drop_black_static_uniform_and_short_clips_with_reasons(transnet, tmp_path, bikes_mp4):
+    from engine.media.clips import frame_stats, plan_clips
+
+    starts = _segments_video(tmp_path / "segments.mp4", bikes_mp4)
+    b = transnet.detect(tmp_path / "segments.mp4")
+    clips = plan_clips(b, frame_stats(small_frames(tmp_path / "segments.mp4")), 640, 272)
+    got = [(c.start, c.end, c.reason, {k: round(v, 1) for k, v in c.scores.items()}) for c in clips]
+    print("\n" + "\n".join(map(str, got)))
+    assert [c.reason for c in clips] == [None, "black", "static", "uniform", None, "too_short"], got
+    assert all(abs(c.start - s) <= 2 for c, s in zip(clips, starts))
+    assert plan_clips(b, frame_stats(small_frames(tmp_path / "segments.mp4")), 320, 136)[0].reason == \
+        "low_resolution"
+
+
+def test_long_shots_are_cut_into_windows():
+    from engine.media.clips import FrameStats, plan_clips
+    from engine.media.shots import Boundaries, Shot
+
+    n = 1100  # 44 s at 25 fps: three windows of at most 20 s
+    stats = FrameStats(np.full(n, 120.0), np.full(n, 40.0), np.full(n, 3.0))
+    clips = plan_clips(Boundaries(n, 25.0, shots=[Shot(0, n)]), stats, 640, 360)
+    assert [(c.start, c.end) for c in clips] == [(0, 367), (367, 733), (733, 1100)] and all(c.kept for c in clips)
+
+
+def test_a_reencoded_copy_is_a_near_duplicate(tmp_path, bikes_mp4):
+    import decord
+
+    from engine.media.clips import Clip, clip_hashes, drop_duplicates
+    from synthetic import write_mp4
+
+    frames = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(80, 130))).asnumpy()  # one shot of bikes
+    small = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(f).resize((320, 136)))
+                      for f in frames])
+    write_mp4(tmp_path / "copy.mp4", small, fps=12.0)  # another size, codec pass and frame rate
+    copy = decord.VideoReader(str(tmp_path / "copy.mp4")).get_batch([12, 25, 37]).asnumpy()
+    other = decord.VideoReader(str(bikes_mp4)).get_batch([150, 160, 170]).asnumpy()  # another shot
+    known = [clip_hashes(frames[[12, 25, 37]])]
+    candidates = [(Clip(0, 50), clip_hashes(copy)), (Clip(0, 50), clip_hashes(other))]
+    drop_duplicates(candidates, known)
+    (dup, _), (new, _) = candidates
+    print(f"\ncopy distance {dup.scores['duplicate_distance']:.1f}, other shot {new.scores['duplicate_distance']:.1f}")
+    assert dup.reason == "near_duplicate" and new.kept and len(known) == 2
