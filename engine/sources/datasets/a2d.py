@@ -86,8 +86,9 @@ class A2DSentences:
             s.expressions += sum(len(q) for q in queries.get(vid, {}).values())
             if (self.h5_dir / vid).is_dir():
                 s.frames_with_masks += sum(1 for _ in (self.h5_dir / vid).glob("*.h5"))
-        if bad:
-            s.skipped["annotation rows with a malformed instance id"] = bad
+        malformed = sum(n for vid, n in bad.items() if split_of.get(vid, "unlisted") == self.split)
+        if malformed:
+            s.skipped["annotation rows with a malformed instance id"] = malformed
         if not self.h5_dir.is_dir():
             s.warnings.append(f"no masks: {self.h5_dir} is missing")
         if not (self.root / "Release" / "videoset.csv").is_file():
@@ -100,8 +101,8 @@ def _nonempty(mask: np.ndarray):
 
 
 @lru_cache(maxsize=4)
-def _tables(root: Path) -> tuple[dict[str, str], dict[str, dict[int, list[str]]], frozenset[str], int]:
-    """(video -> split, video -> instance -> queries, missed videos, malformed rows)."""
+def _tables(root: Path) -> tuple[dict[str, str], dict[str, dict[int, list[str]]], frozenset[str], dict[str, int]]:
+    """(video -> split, video -> instance -> queries, missed videos, video -> malformed rows)."""
     split_of: dict[str, str] = {}
     videoset = root / "Release" / "videoset.csv"
     if videoset.is_file():
@@ -110,13 +111,13 @@ def _tables(root: Path) -> tuple[dict[str, str], dict[str, dict[int, list[str]]]
                 if row:
                     split_of[row[0]] = SPLITS.get(row[-1].strip(), "unlisted")
     queries: dict[str, dict[int, list[str]]] = {}
-    bad = 0
+    bad: dict[str, int] = {}  # video -> rows whose instance id is not an integer
     with (root / "text_annotations" / "a2d_annotation.txt").open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             try:
                 instance = int(row["instance_id"])
             except (TypeError, ValueError):
-                bad += 1
+                bad[row["video_id"]] = bad.get(row["video_id"], 0) + 1
                 continue
             queries.setdefault(row["video_id"], {}).setdefault(instance, []).append(row["query"].strip())
     missed_file = root / "text_annotations" / "a2d_missed_videos.txt"
