@@ -59,10 +59,11 @@ def export(
     store = _store(cfg)
     filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames)
     result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions)
-    # every file checked against the loader its format is for, with the store's own video sizes and lengths
+    # every file checked against the loader its format is for (and UniPixel's layout, which our records keep),
+    # with the store's own video sizes and lengths
     sizes_of = video_sizes(store)
     record_format = "videollama3" if fmt == "videollama3" else "videorefer"
-    reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of) for p in result.files]
+    reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of, unipixel=True) for p in result.files]
     card = write_card(store, result, reports, fmt)
     t = Table(title=f"Export {out}", title_justify="left")
     for col in ("file", "records", "left out", "validation"):
@@ -95,6 +96,9 @@ def validate(
     ] = None,
     fmt: Annotated[Optional[str], typer.Option(
         "--format", help="videorefer | jsonl | videollama3 (default: detected from the first record)")] = None,
+    unipixel: Annotated[bool, typer.Option(
+        "--unipixel", help="also the layout UniPixel's VideoRefer loader asserts (two turns, '<video>\\n' first, "
+                           "an intro line for several regions)")] = False,
 ) -> None:
     """Check a training file against what VideoRefer's and VideoLLaMA3's loaders do with it, counting records per
     defect (example: engine validate out/detailed_train.json --video-root videos/)."""
@@ -110,7 +114,7 @@ def validate(
         err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
         raise typer.Exit(2)
     record_format = {"jsonl": "videorefer"}.get(fmt, fmt) if fmt else None
-    report = validate_file(file, video_root=video_root, fmt=record_format)
+    report = validate_file(file, video_root=video_root, fmt=record_format, unipixel=unipixel)
     t = Table(title=f"{file}: {report.records:,} {report.format} records", title_justify="left")
     for col in ("defect", "records", "first record", "meaning"):
         t.add_column(col)

@@ -2,7 +2,8 @@
 
 Two record formats, detected from the first record (`--format` overrides):
 - `videorefer` (JSON array or JSONL, `annotation` per region), read by VideoRefer's
-  `videorefer/train.py` (`LazySupervisedDataset.__getitem__`, `annToMask`) and UniPixel's VideoRefer loader;
+  `videorefer/train.py` (`LazySupervisedDataset.__getitem__`, `preprocess`, `annToMask`); with `unipixel`, the
+  stricter layout UniPixel's VideoRefer loader asserts as well (our exports keep it);
 - `videollama3` (`video` as a one-element list, `masks` per object, `height`, `width`), read by
   `videorefer_videollama3/train.py` (`_convert_normal`).
 Each defect below is a condition under which one of those loaders crashes, silently replaces the record
@@ -31,17 +32,19 @@ SizesOf = Callable[[str], "tuple[int, int, int] | None"]
 DEFECTS = {
     "not_json": "not valid JSON: the file does not load",
     "not_a_record": "not an object with id, video, conversations and annotation (videollama3: masks)",
-    "bad_conversations": "not one human turn then one gpt turn: the loaders' role checks fail",
-    "video_placeholder": "<video> not exactly once at the start or end of the human turn: the tokenizer "
-                         "splits on it (UniPixel asserts '<video>\\n' + question)",
+    "bad_conversations": "turns not human/gpt pairs (a leading gpt turn is skipped): an unknown role or an odd "
+                         "count stops VideoRefer's preprocess",
+    "video_placeholder": "not exactly one human turn with <video> (VideoRefer moves it to that turn's head): "
+                         "the video's features are missing or spliced in twice",
     "token_in_answer": "<video>, <region>, <image> or <audio> in the answer: VideoRefer moves <video> to the "
                        "head of any turn, and a <region> there takes a region's features",
     "stray_token": "<image> or <audio> in the human turn: the tokenizer inserts a modality the record lacks",
     "region_count": "count of <region> differs from the annotation entries (videollama3: from the frame masks): "
                     "regions shift or the record is replaced",
     "object_tag": "<objectN> with N not below the number of regions",
-    "question_layout": "human turn not in UniPixel's layout: one <region> and no <object> tag, or an intro line "
-                       "starting 'There' with the <objectN><region> pairs, then the question",
+    "unipixel_layout": "(--unipixel) not the layout UniPixel's VideoRefer loader asserts: two turns, the human one "
+                       "'<video>\\n' + one <region> and no <object> tag, or + an intro line starting 'There' with "
+                       "the <objectN><region> pairs, then the question",
     "empty_annotation": "an annotation entry (object) with no frames",
     "frame_key": "a frame key that is not an integer: int() fails and the record is replaced",
     "frame_out_of_range": "a frame index outside the decoded video: the record is replaced",
@@ -130,39 +133,43 @@ def _decode(seg: Any, rec: dict, found: set[str]) -> np.ndarray | None:
         return None
 
 
-def _text_defects(rec: dict, fmt: Format, regions: int) -> set[str]:
+def _text_defects(rec: dict, fmt: Format, regions: int, unipixel: bool) -> set[str]:
     conv = rec["conversations"]
-    if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(t, dict) for t in conv)
-            and [t.get("from") for t in conv] == ["human", "gpt"]
-            and all(isinstance(t.get("value"), str) for t in conv)):
+    if not (isinstance(conv, list) and conv and all(isinstance(t, dict) and isinstance(t.get("value"), str)
+                                                    and t.get("from") in ("human", "gpt") for t in conv)):
+        return {"bad_conversations"}
+    turns = conv[1:] if conv[0]["from"] != "human" else conv  # both loaders drop a leading non-human turn
+    if len(turns) < 2 or len(turns) % 2 or any(t["from"] != ("human", "gpt")[i % 2] for i, t in enumerate(turns)):
         return {"bad_conversations"}
     found: set[str] = set()
-    human, answer = conv[0]["value"], conv[1]["value"]
-    if fmt == "videorefer":
-        at_edge = human.startswith("<video>\n") or human.endswith("\n<video>")
-        if human.count("<video>") != 1 or not at_edge:
-            found.add("video_placeholder")
-    elif human.count("<video>") > 1:  # VideoLLaMA3's loader adds a missing one itself
+    human = [t["value"] for t in turns if t["from"] == "human"]
+    answers = [t["value"] for t in turns if t["from"] == "gpt"]
+    with_video = sum("<video>" in h for h in human)
+    if with_video > 1 or (with_video == 0 and fmt == "videorefer"):  # VideoLLaMA3 adds a missing one itself
         found.add("video_placeholder")
-    if LOADER_TOKENS.search(answer):
+    if any(LOADER_TOKENS.search(a) for a in answers):
         found.add("token_in_answer")
-    if "<image>" in human or "<audio>" in human:
+    if any("<image>" in h or "<audio>" in h for h in human):
         found.add("stray_token")
-    if human.count("<region>") != regions:
+    if sum(h.count("<region>") for h in human) != regions:
         found.add("region_count")
-    if any(int(n) >= regions for n in OBJECT_TAG.findall(human + answer)):
+    if any(int(n) >= regions for t in turns for n in OBJECT_TAG.findall(t["value"])):
         found.add("object_tag")
-    if fmt == "videorefer":
-        q = human[len("<video>\n"):] if human.startswith("<video>\n") else human.removesuffix("\n<video>")
+    if unipixel and fmt == "videorefer":
+        q = conv[0]["value"]
+        layout = len(conv) == 2 and conv[0]["from"] == "human" and q.count("<video>") == 1 and \
+            (q.startswith("<video>\n") or q.endswith("\n<video>"))
+        q = q.replace("<video>\n", "", 1) if q.startswith("<video>\n") else q.removesuffix("\n<video>")
         lines = q.count("\n")
-        if not ((lines == 1 and q.startswith("There") and "<object" in q)
-                or (lines == 0 and q.count("<region>") == 1 and "<object" not in q)):
-            found.add("question_layout")
+        if not (layout and ((lines == 1 and q.startswith("There") and "<object" in q)
+                            or (lines == 0 and q.count("<region>") == 1 and "<object" not in q))):
+            found.add("unipixel_layout")
     return found
 
 
-def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None) -> set[str]:
-    """The defects of one record (empty set: a valid record). sizes_of None: sizes and ranges not checked."""
+def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None, unipixel: bool = False) -> set[str]:
+    """The defects of one record (empty set: a valid record). sizes_of None: sizes and ranges not checked;
+    unipixel: UniPixel's layout asserts too (our own exports keep them)."""
     key = "masks" if fmt == "videollama3" else "annotation"
     if not isinstance(rec, dict) or not {"id", "video", "conversations", key} <= set(rec) \
             or not isinstance(rec[key], list):
@@ -175,7 +182,7 @@ def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None) -> set[str]:
         video = video[0] if isinstance(video, list) and video else video
     entries = rec[key]
     regions = sum(len(e) for e in entries if isinstance(e, dict)) if fmt == "videollama3" else len(entries)
-    found |= _text_defects(rec, fmt, regions)
+    found |= _text_defects(rec, fmt, regions, unipixel)
     size = None
     if sizes_of is not None:
         size = sizes_of(str(video))
@@ -230,7 +237,7 @@ def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None) -> set[str]:
 
 
 def validate_file(path: Path, video_root: Path | None = None, fmt: Format | None = None,
-                  sizes_of: SizesOf | None = None) -> Report:
+                  sizes_of: SizesOf | None = None, unipixel: bool = False) -> Report:
     """Validate one file. Sizes come from sizes_of (e.g. the store's videos), else from probing video_root."""
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -239,7 +246,7 @@ def validate_file(path: Path, video_root: Path | None = None, fmt: Format | None
     report = Report(path, fmt, sizes_checked=sizes_of is not None)
     for rec in _records(path):
         report.records += 1
-        problems = {"not_json"} if rec is None else check_record(rec, fmt, sizes_of)
+        problems = {"not_json"} if rec is None else check_record(rec, fmt, sizes_of, unipixel)
         for p in problems:
             report.defects[p] += 1
             report.examples.setdefault(p, str(rec.get("id", "?")) if isinstance(rec, dict) else "?")

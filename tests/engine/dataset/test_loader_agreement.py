@@ -1,8 +1,8 @@
 """The validator's verdict against what the released loaders do, per condition.
 
-`videorefer_loader` and `videollama3_loader` below re-trace, step by step, VideoRefer's
-`videorefer/train.py` (`LazySupervisedDataset.__getitem__`, `preprocess_multimodal`), `videorefer/mm_utils.py`
-(`annToMask`, `process_video`), UniPixel's VideoRefer loader asserts, and VideoLLaMA3's
+`videorefer_loader`, `unipixel_loader` and `videollama3_loader` below re-trace, step by step, VideoRefer's
+`videorefer/train.py` (`LazySupervisedDataset.__getitem__`, `preprocess_multimodal`, `preprocess`),
+`videorefer/mm_utils.py` (`annToMask`, `process_video`), UniPixel's VideoRefer loader asserts, and VideoLLaMA3's
 `videorefer_videollama3/train.py` (`_convert_normal`) with `mm_utils.resize_image_mask`. They return what
 happens to a record: "ok", "crash" (an exception outside the loader's try: training stops), "replaced"
 (an exception inside it: another random record is used instead, this one is lost) or "misread" (no error,
@@ -37,7 +37,7 @@ def _mask(h=8, w=12, on=True):
 # --- the loaders, re-traced -----------------------------------------------------------------------------
 
 def videorefer_loader(rec: dict) -> str:
-    """VideoRefer's LazySupervisedDataset.__getitem__ for a video record, then UniPixel's asserts."""
+    """VideoRefer's LazySupervisedDataset.__getitem__ for a video record, with preprocess_multimodal and preprocess."""
     try:  # lines 312-334: frame keys and the video, inside try/except -> a random other record
         if rec["video"] not in VIDEOS:
             raise FileNotFoundError(rec["video"])
@@ -56,8 +56,16 @@ def videorefer_loader(rec: dict) -> str:
     roles = {"human": "user", "gpt": "assistant"}
     if any(t["from"] not in roles for t in conv):
         return "crash"  # preprocess: roles[...] KeyError
-    if "<video>" in conv[1]["value"] or "<video>" not in conv[0]["value"]:
-        misread = True  # video features spliced into the answer, or never inserted
+    if roles[conv[0]["from"]] != "user":
+        conv = conv[1:]  # preprocess skips a leading non-human turn
+    if len(conv) % 2:
+        return "crash"  # preprocess: assert len(source) % 2 == 0
+    if any(t["from"] != ("human", "gpt")[i % 2] for i, t in enumerate(conv)):
+        misread = True  # the pairs are taken as (instruction, answer) whatever their roles
+    human = [t["value"] for t in conv if t["from"] == "human"]
+    answers = [t["value"] for t in conv if t["from"] == "gpt"]
+    if any("<video>" in a for a in answers) or sum("<video>" in h for h in human) != 1:
+        misread = True  # video features spliced into an answer, twice, or never inserted
     if any(tok in t["value"] for t in conv for tok in ("<image>", "<audio>")):
         misread = True  # tokenizer_multimodal_token maps them to -200 / -202: a modality the record lacks
     # lines 346-365: masks, OUTSIDE the try: errors here stop training
@@ -92,9 +100,13 @@ def videorefer_loader(rec: dict) -> str:
     if any(t >= len(rec["annotation"]) for t in tags):
         misread = True  # refers to an object the record does not mark
     regions = sum(t["value"].count("<region>") for t in conv)
-    if regions != len(rec["annotation"]) or "<region>" in conv[1]["value"]:
+    if regions != len(rec["annotation"]) or any("<region>" in a for a in answers):
         misread = True  # region features are consumed in order by every <region> in the token stream
-    # UniPixel's VideoRefer loader (asserts: training stops)
+    return "misread" if misread else "ok"
+
+
+def unipixel_loader(rec: dict) -> str:
+    """UniPixel's VideoRefer loader: its asserts on the conversation (training stops on one)."""
     raw = rec["conversations"]
     q = raw[0]["value"] if len(raw) == 2 else ""
     if len(raw) != 2 or not (q.startswith("<video>\n") or q.endswith("\n<video>")) or q.count("<video>") != 1 \
@@ -109,7 +121,7 @@ def videorefer_loader(rec: dict) -> str:
             return "crash"
     else:
         return "crash"
-    return "misread" if misread else "ok"
+    return "ok"
 
 
 def videollama3_loader(rec: dict) -> str:
@@ -192,6 +204,17 @@ VR_GOOD = {
     "polygon with height and width": _vr(annotation=[{"2": {"segmentation": POLY}}], height=8, width=12),
     "uncompressed RLE with height and width": _vr(annotation=[{"2": {"segmentation": RAW}}], height=8, width=12),
     "<video> at the end": _vr(conversations=_turns("Please describe in detail the object <region>.\n<video>")),
+    "<video> mid-sentence (moved to the head)": _vr(conversations=_turns("Describe <region> <video> now.")),
+    "the README's own example: two turns of pairs, two regions": _vr(
+        conversations=[*_turns("<video>\nWhat is the relationship of <region> and <region>?", "Friends."),
+                       *_turns("And what does <region> hold?", "A ball.")],
+        annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}},
+                    {"5": {"segmentation": _mask()}}]),
+}
+UNIPIXEL_ONLY = {  # VideoRefer reads these; UniPixel's asserts stop on them
+    "two regions, no intro line": _vr(conversations=_turns("<video>\nIs <region> left of <region>?"),
+                                      annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}]),
+    "<video> mid-sentence": _vr(conversations=_turns("Describe <region> <video> now.")),
 }
 VR_BAD = {  # defect -> a record with that condition only
     "null_frame": _vr(annotation=[{"2": {"segmentation": _mask()}, "5": None}]),
@@ -208,11 +231,9 @@ VR_BAD = {  # defect -> a record with that condition only
     "region_count": _vr(annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}]),
     "token_in_answer": _vr(conversations=_turns("<video>\nDescribe <region>.", "It sits by <region> in <video>.")),
     "stray_token": _vr(conversations=_turns("<video>\nDescribe <region> in <image>.")),
-    "video_placeholder": _vr(conversations=_turns("Describe <region> <video> now.")),
+    "video_placeholder": _vr(conversations=_turns("Describe the object <region>.")),  # no <video> at all
     "object_tag": _vr(conversations=_turns(
         "<video>\nThere is 1 object in the video: <object0><region>.\nIs <object0> near <object1>?")),
-    "question_layout": _vr(conversations=_turns("<video>\nIs <region> left of <region>?"),
-                           annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}]),
     "bad_conversations": _vr(conversations=[{"from": "user", "value": "<video>\nDescribe <region>."},
                                             {"from": "gpt", "value": "A box."}]),
 }
@@ -254,6 +275,22 @@ def test_videorefer_records_the_loader_reads_pass(name):
     assert check_record(VR_GOOD[name], "videorefer", sizes_of) == set()
 
 
+@pytest.mark.parametrize("name", UNIPIXEL_ONLY)
+def test_unipixel_layout_only_with_unipixel(name):
+    rec = UNIPIXEL_ONLY[name]
+    assert videorefer_loader(rec) == "ok" and unipixel_loader(rec) == "crash"
+    assert check_record(rec, "videorefer", sizes_of) == set()
+    assert check_record(rec, "videorefer", sizes_of, unipixel=True) == {"unipixel_layout"}
+    print(f"unipixel    {'unipixel_layout':22s} loader: crash     validator (--unipixel): ['unipixel_layout']")
+
+
+def test_our_record_shapes_pass_unipixel():
+    for name in ("empty frame as {segmentation: null}", "two objects, UniPixel's intro line",
+                 "one object with an intro line (our single-object QA)"):
+        assert unipixel_loader(VR_GOOD[name]) == "ok"
+        assert check_record(VR_GOOD[name], "videorefer", sizes_of, unipixel=True) == set()
+
+
 @pytest.mark.parametrize("defect", VR_BAD)
 def test_videorefer_defects_match_the_loader(defect):
     rec = VR_BAD[defect]
@@ -281,7 +318,7 @@ def test_videollama3_defects_match_the_loader(defect):
 
 
 def test_every_defect_has_a_case():
-    covered = set(VR_BAD) | set(VL3_BAD) | {"not_json", "not_a_record"}
+    covered = set(VR_BAD) | set(VL3_BAD) | {"not_json", "not_a_record", "unipixel_layout"}
     assert covered == set(DEFECTS)
 
 
