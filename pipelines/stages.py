@@ -458,7 +458,7 @@ class QAStage(Stage):
         keys = sorted(set.intersection(*({int(k) for k, v in x["frames"].items() if v is not None} for x in m))) \
             or sorted(int(k) for k in m[0]["frames"])
         idx = [keys[i] for i in uniform_indices(len(keys), ctx.cfg.sampling.annotator_frames)]
-        return await ctx.s.overlay_group(video, idx, [x["frames"] for x in m], "refiner")
+        return (await ctx.s.overlays(video, [(idx, [x["frames"] for x in m])], "refiner"))[0]
 
     def _row(self, ctx: StageContext, video: VideoTask, group: list, index: int, pair: Any) -> dict | None:
         ids = [o["id"] for o in group]

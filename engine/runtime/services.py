@@ -91,28 +91,22 @@ class Services:
             key=video.path)
         return ImageSet(tuple(digests), tuple(urls))
 
-    async def overlays(self, video: VideoTask, items: Sequence[tuple[Sequence[int], dict[str, Any]]],
+    async def overlays(self, video: VideoTask, items: Sequence[tuple[Sequence[int], Any]],
                        endpoint_key: str, label: str | None = None) -> list[ImageSet]:
-        """For each (frame indices, an object's masks by frame), those frames with the mask drawn: one actor call."""
+        """For each (frame indices, an object's masks by frame), those frames with the mask drawn: one actor call.
+        An item may give a list of objects' masks instead: drawn together, object i in colour i, labelled i + 1."""
         if not items:
             return []
         ep = getattr(self.cfg.agents, endpoint_key)
-        # only the masks drawn travel to the actor
-        needed = [(list(idx), {str(f): masks.get(str(f)) for f in idx}) for idx, masks in items]
+
+        def drawn(idx, layer: dict) -> dict:  # only the masks drawn travel to the actor
+            return {str(f): layer.get(str(f)) for f in idx}
+
+        needed = [(list(idx), [drawn(idx, x) for x in m] if isinstance(m, list) else drawn(idx, m)) for idx, m in items]
         out = await self.pools["media"].call(
             "overlays", video.path, needed, ep.image_max_side, ep.image_quality, label,
             self.cfg.sampling.frame_folder_fps, key=video.path)
         return [ImageSet(tuple(d), tuple(u)) for d, u in out]
-
-    async def overlay_group(self, video: VideoTask, indices: Sequence[int], layers: Sequence[dict[str, Any]],
-                            endpoint_key: str) -> ImageSet:
-        """The frames with several objects' masks drawn together (object i in colour i, labelled i + 1)."""
-        ep = getattr(self.cfg.agents, endpoint_key)
-        needed = [(list(indices), [{str(f): m.get(str(f)) for f in indices} for m in layers])]
-        (d, u), = await self.pools["media"].call(
-            "overlays", video.path, needed, ep.image_max_side, ep.image_quality, None,
-            self.cfg.sampling.frame_folder_fps, key=video.path)
-        return ImageSet(tuple(d), tuple(u))
 
     async def segment(self, request: Any) -> list:
         """[(track, its quality metrics)] for the request's nouns."""

@@ -21,8 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.media import masks
-from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary
+from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary, nonempty_rle
 
 NAME = "a2d-sentences"
 SPLITS = {"0": "train", "1": "test"}
@@ -68,7 +67,7 @@ class A2DSentences:
             stack = stack[None] if stack.ndim == 2 else stack
             stack = stack.transpose(0, 2, 1)  # stored (N, W, H): (N, H, W)
             for i, obj in objects.items():
-                obj.masks[f] = _nonempty(stack[ids.index(i)] > 0) if i in ids else None
+                obj.masks[f] = nonempty_rle(stack[ids.index(i)] > 0) if i in ids else None
         return list(objects.values())
 
     def summary(self) -> SplitSummary:
@@ -94,10 +93,6 @@ class A2DSentences:
         if not (self.root / "Release" / "videoset.csv").is_file():
             s.warnings.append(f"{self.root / 'Release' / 'videoset.csv'} is missing: splits unknown")
         return s
-
-
-def _nonempty(mask: np.ndarray):
-    return masks.encode(mask) if mask.any() else None
 
 
 @lru_cache(maxsize=4)

@@ -9,9 +9,16 @@ video: a big file is indexed once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from engine.media import masks
+from engine.media.video import frame_files
 
 
 @dataclass(frozen=True)
@@ -58,3 +65,32 @@ class Adapter(Protocol):
 
     def summary(self) -> SplitSummary:
         """Counts over the whole split (for ingest's report)."""
+
+
+def nonempty_rle(mask: np.ndarray):
+    """The mask as COCO RLE, or None when no pixel is set (an object absent from that frame)."""
+    return masks.encode(mask) if mask.any() else None
+
+
+def palette_mask_frames(frames_dir: Path, annotations: Path) -> list[int]:
+    """Positions of the frames in frames_dir that have a palette PNG of the same name in annotations."""
+    if not annotations.is_dir():
+        return []
+    have = {p.stem for p in annotations.glob("*.png")}
+    return [i for i, f in enumerate(frame_files(frames_dir)) if f.stem in have]
+
+
+def palette_masks(frames_dir: Path, annotations: Path, frames: Sequence[int],
+                  obj_ids: Sequence[str]) -> dict[str, dict[int, Any]]:
+    """{object id: {frame: RLE or None}} from palette PNGs whose pixel value is the object id (DAVIS, YouTube-VOS)."""
+    from PIL import Image
+
+    names = [f.stem for f in frame_files(frames_dir)]
+    labels = {f: np.asarray(Image.open(annotations / f"{names[f]}.png")) for f in frames}
+    return {o: {f: nonempty_rle(labels[f] == int(o)) for f in frames} for o in obj_ids}
+
+
+@lru_cache(maxsize=16)
+def read_videos(meta_file: Path) -> dict:
+    """The "videos" table of a meta_expressions.json (Ref-YouTube-VOS, MeViS), read once."""
+    return json.loads(meta_file.read_text())["videos"]

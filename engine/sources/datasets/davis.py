@@ -20,11 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from engine.media import masks
-from engine.media.video import frame_files
-from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary
+from engine.sources.datasets.base import (DatasetObject, DatasetVideo, SplitSummary, palette_mask_frames,
+                                          palette_masks)
 
 NAME = "ref-davis17"
 TEXT_FILES = {"Davis17_annot1.txt": "utf-8", "Davis17_annot1_full_video.txt": "utf-8",
@@ -57,22 +54,13 @@ class DAVIS17:
         return DatasetVideo(NAME, self.split, self.root, path.name)
 
     def mask_frames(self, video: DatasetVideo) -> list[int]:
-        folder = self.annotations / video.key
-        if not folder.is_dir():
-            return []
-        have = {p.stem for p in folder.glob("*.png")}
-        return [i for i, f in enumerate(frame_files(self.frames_dir / video.key)) if f.stem in have]
+        return palette_mask_frames(self.frames_dir / video.key, self.annotations / video.key)
 
     def objects(self, video: DatasetVideo, frames: Sequence[int]) -> list[DatasetObject]:
-        from PIL import Image
-
         found = _expressions(self.root).get(video.key, {})
-        names = [f.stem for f in frame_files(self.frames_dir / video.key)]
-        labels = {f: np.asarray(Image.open(self.annotations / video.key / f"{names[f]}.png")) for f in frames}
-        out = []
-        for obj_id, texts in sorted(found.items(), key=lambda kv: int(kv[0])):
-            out.append(DatasetObject(obj_id, texts, {f: _nonempty(labels[f] == int(obj_id)) for f in frames}))
-        return out
+        ids = sorted(found, key=int)
+        masks_of = palette_masks(self.frames_dir / video.key, self.annotations / video.key, frames, ids)
+        return [DatasetObject(obj_id, found[obj_id], masks_of[obj_id]) for obj_id in ids]
 
     def summary(self) -> SplitSummary:
         s = SplitSummary(NAME, self.split, self.root)
@@ -92,10 +80,6 @@ class DAVIS17:
         else:
             s.warnings.append(f"masks from {self.annotations.parent.name} (as ReferFormer)")
         return s
-
-
-def _nonempty(mask: np.ndarray):
-    return masks.encode(mask) if mask.any() else None
 
 
 @lru_cache(maxsize=4)

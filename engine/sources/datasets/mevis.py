@@ -14,7 +14,6 @@ an expression naming several objects describes them together, not any one of the
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -25,7 +24,7 @@ from typing import Any, Sequence
 import orjson
 
 from engine.media import masks
-from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary
+from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary, read_videos
 
 NAME = "mevis"
 
@@ -52,7 +51,7 @@ class MeViS:
 
     @property
     def meta(self) -> dict:
-        return _read(self.meta_file)
+        return read_videos(self.meta_file)
 
     def video(self, path: Path) -> DatasetVideo | None:
         if path.parent != self.root / self.split / "JPEGImages":  # in the layout: a dataset video, listed or not
@@ -170,8 +169,3 @@ def _open_index(mask_file: Path) -> _MaskIndex:
 @lru_cache(maxsize=16)
 def _adapter(root: Path, split: str) -> MeViS:
     return MeViS(root, split)
-
-
-@lru_cache(maxsize=16)
-def _read(meta_file: Path) -> dict:
-    return json.loads(meta_file.read_text())["videos"]

@@ -13,16 +13,12 @@ meta_expressions: {"videos": {vid: {"expressions": {"0": {"exp": "...", "obj_id"
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from engine.media import masks
-from engine.media.video import frame_files
-from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary
+from engine.sources.datasets.base import (DatasetObject, DatasetVideo, SplitSummary, palette_mask_frames,
+                                          palette_masks, read_videos)
 
 NAME = "ref-youtube-vos"
 
@@ -46,7 +42,7 @@ class RefYouTubeVOS:
 
     @property
     def meta(self) -> dict:
-        return _read(self.meta_file)
+        return read_videos(self.meta_file)
 
     def video(self, path: Path) -> DatasetVideo | None:
         if path.parent != self.root / self.split / "JPEGImages":  # in the layout: a dataset video, listed or not
@@ -54,25 +50,18 @@ class RefYouTubeVOS:
         return DatasetVideo(NAME, self.split, self.root, path.name)
 
     def mask_frames(self, video: DatasetVideo) -> list[int]:
-        folder = self.annotations / video.key
-        if not folder.is_dir():
-            return []
-        have = {p.stem for p in folder.glob("*.png")}
-        frames = frame_files(self.root / self.split / "JPEGImages" / video.key)
-        return [i for i, f in enumerate(frames) if f.stem in have]
+        return palette_mask_frames(self.root / self.split / "JPEGImages" / video.key, self.annotations / video.key)
 
     def objects(self, video: DatasetVideo, frames: Sequence[int]) -> list[DatasetObject]:
-        from PIL import Image
-
         by_obj: dict[str, DatasetObject] = {}
         for exp in self.meta.get(video.key, {}).get("expressions", {}).values():
             if "obj_id" in exp:
                 obj = by_obj.setdefault(str(exp["obj_id"]), DatasetObject(str(exp["obj_id"]), []))
                 obj.expressions.append(exp["exp"])
-        names = [f.stem for f in frame_files(self.root / self.split / "JPEGImages" / video.key)]
-        labels = {f: np.asarray(Image.open(self.annotations / video.key / f"{names[f]}.png")) for f in frames}
+        found = palette_masks(self.root / self.split / "JPEGImages" / video.key, self.annotations / video.key,
+                              frames, list(by_obj))
         for obj in by_obj.values():
-            obj.masks = {f: _nonempty(labels[f] == int(obj.obj_id)) for f in frames}
+            obj.masks = found[obj.obj_id]
         return list(by_obj.values())
 
     def summary(self) -> SplitSummary:
@@ -90,15 +79,6 @@ class RefYouTubeVOS:
         return s
 
 
-def _nonempty(mask: np.ndarray):
-    return masks.encode(mask) if mask.any() else None
-
-
 @lru_cache(maxsize=16)
 def _adapter(root: Path, split: str) -> RefYouTubeVOS:
     return RefYouTubeVOS(root, split)
-
-
-@lru_cache(maxsize=16)
-def _read(meta_file: Path) -> dict:
-    return json.loads(meta_file.read_text())["videos"]
