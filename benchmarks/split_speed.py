@@ -94,15 +94,19 @@ def main() -> None:
     fps = 25.0
     print(f"{'step':28s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'x real time':>11s} {'peak MB':>8s}")
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    failed = 0
     for what in ("pyav_48x27", "decord_full_resize", "transnetv2_model_only", "transnetv2", "content"):
         out = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video)],
                              capture_output=True, text=True, env=env)
         if out.returncode:
-            print(f"{what:28s} failed: {out.stderr.strip().splitlines()[-1]}")
+            print(f"{what:28s} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
+            failed += 1
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rate = r["frames"] / r["s"]
         print(f"{what:28s} {r['frames']:7d} {r['s']:8.1f} {rate:9.0f} {rate / fps:11.1f} {r['peak_mb']:8.0f}", flush=True)
+    if failed:
+        sys.exit(f"{failed} step(s) failed")
 
 
 if __name__ == "__main__":
