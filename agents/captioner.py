@@ -16,6 +16,11 @@ class Caption(BaseModel):
 @dataclass(frozen=True)
 class CaptionItem:
     images: tuple[str, ...]  # the annotator frames of the video
+    context: str | None = None  # a clip's source's caption: it describes the whole video, not this shot
+
+
+CONTEXT_NOTE = (" The clip is one shot of a longer video, which was described as a whole as: \"{context}\". That "
+                "description may name things this shot does not show: caption only what these frames show.")
 
 
 class CaptionerAgent(TemplateAgent):
@@ -26,7 +31,8 @@ class CaptionerAgent(TemplateAgent):
     prompt_name = "captioner"
 
     def prompt(self, item: CaptionItem) -> list[dict]:
-        return self.template.messages(item.images, n_frames=len(item.images))
+        note = CONTEXT_NOTE.format(context=item.context) if item.context else ""
+        return self.template.messages(item.images, n_frames=len(item.images), context_note=note)
 
     def parse(self, item: CaptionItem, response: Caption) -> str:
         return one_paragraph(response.caption, "caption")

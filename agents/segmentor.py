@@ -24,10 +24,11 @@ from engine.media import masks
 class SegmentRequest:
     video_id: str
     video_path: str  # absolute: a file or a frame folder
-    frame_indices: tuple[int, ...]  # the sampled mask frames, absolute indices
+    frame_indices: tuple[int, ...]  # the sampled mask frames, counted from the unit's first frame
     nouns: tuple[str, ...]
     height: int
     width: int
+    first_frame: int = 0  # a clip's offset in its source file: where frame_indices[i] is decoded from
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.media.clips import ClipRules
+
 ENV_PREFIX = "ENGINE_"
 DEFAULT_CONFIG_NAME = "engine.toml"
 AGENT_NAMES = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
@@ -115,6 +117,8 @@ def _default_resources() -> dict[str, ActorResources]:
         "media": ActorResources(num_cpus=1.0, replicas=1, max_concurrency=1),
         "segmentor": ActorResources(num_cpus=1.0, num_gpus=1.0, max_concurrency=2),  # one runs, one is staged
         "model": ActorResources(num_cpus=0.0, replicas=1, max_concurrency=64),
+        # the shot detector: a phase before the pipelines, its actors gone before theirs start
+        "split": ActorResources(num_cpus=1.0, replicas=1, max_concurrency=1),
     }
 
 
@@ -165,6 +169,32 @@ class QAConfig(_Strict):
         return self
 
 
+class SplitConfig(_Strict):
+    """Raw videos are cut into clips at shot boundaries before any agent sees them (engine/media/shots.py, clips.py).
+    transnetv2 is the default: of the three it alone sees dissolves and fades, whose frames belong to no clip;
+    content (PySceneDetect) is 14x faster but sees hard cuts only; none keeps every video whole (no clip rules)."""
+
+    detector: Literal["transnetv2", "content", "none"] = "transnetv2"
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto: the GPU when the Ray cluster has one")
+    min_seconds: float = Field(ClipRules.min_seconds, ge=0, description="shorter clips are dropped (too_short)")
+    max_seconds: float = Field(ClipRules.max_seconds, gt=0, description="longer shots are cut into windows")
+    min_motion: float = Field(ClipRules.min_motion, ge=0, description="mean frame difference (0..255) below: static")
+    min_brightness: float = Field(ClipRules.min_brightness, ge=0, description="mean (0..255) below: black")
+    min_contrast: float = Field(ClipRules.min_contrast, ge=0, description="mean in-frame std below: uniform")
+    min_side: int = Field(ClipRules.min_side, ge=0, description="shorter side in pixels below: low_resolution")
+    duplicate_distance: float = Field(ClipRules.duplicate_distance, ge=0, le=64,
+                                      description="mean pHash distance at or below: near_duplicate")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "SplitConfig":
+        if self.max_seconds < self.min_seconds:
+            raise ValueError("split.max_seconds must be at least split.min_seconds")
+        return self
+
+    def rules(self) -> ClipRules:
+        return ClipRules(**self.model_dump(exclude={"detector", "device"}))
+
+
 class PlanConfig(_Strict):
     """Assumptions behind the dry-run estimate; measured values replace them once runs exist."""
 
@@ -178,6 +208,7 @@ class Config(_Strict):
     database_url: str = Field("", description="any SQLAlchemy URL; empty = SQLite file in data_dir (WAL mode)")
     sampling: SamplingConfig = SamplingConfig()
     qa: QAConfig = QAConfig()
+    split: SplitConfig = SplitConfig()
     agents: AgentsConfig = AgentsConfig()
     segmentor: SegmentorConfig = SegmentorConfig()
     ray: RayConfig = RayConfig()

@@ -46,7 +46,8 @@ def description_row(ctx: StageContext, obj: Row, kind: str, text: str, agent: An
 
 @dataclass
 class CaptionStage(Stage):
-    """Write a scene caption for a video that came without one."""
+    """Write a scene caption for a video that came without one. A clip of a multi-shot source has a caption of its
+    own only from a timed caption line (docs/clips.md); the source's caption goes to the Captioner as context."""
 
     name = "caption"
     uses = ("media", "model")
@@ -66,7 +67,7 @@ class CaptionStage(Stage):
             return
         idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
         images = await ctx.s.encode(video, idx, "captioner")
-        text = await ctx.ask(self.agent, CaptionItem(images.digests), images)
+        text = await ctx.ask(self.agent, CaptionItem(images.digests, video.context), images)
         ctx.save((schema.Caption, [dict(id=stable_id("caption", video.id, "captioner"), video_id=video.id,
                                         source="captioner", text=text)]))
 
@@ -117,7 +118,7 @@ class SegmentStage(Stage):
             return
         indices = tuple(mask_indices(ctx.cfg, video))
         request = SegmentRequest(video.id, video.path, indices, tuple(o["noun"] for o in nouns), video.height,
-                                 video.width)
+                                 video.width, video.first_frame)
         tracks = await ctx.s.segment(request)
         new_objects, masklets = [], []
         for obj in nouns:

@@ -223,9 +223,10 @@ def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[byte
         keys = sorted(m.frames, key=int)
         rles = [m.frames[k] for k in keys]
         path = Path(video.source_root) / video.path
+        offset = video.first_frame or 0  # a clip's frames are decoded from its source
     try:
         reader = Video(path)
-        frames = reader.frames([int(k) for k in keys])
+        frames = reader.frames([int(k) + offset for k in keys])
     except (MediaError, IndexError):
         return None
     size = fit_within(reader.info.width, reader.info.height, MAX_SIDE)

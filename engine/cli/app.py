@@ -24,10 +24,11 @@ from engine.cli.data import export, validate
 from engine.cli.registry import PIPELINES, build_pipelines, configured_current, version_context
 from engine.config import DEFAULT_CONFIG_NAME, Config, default_config_text
 from engine.llm.request_log import RoleTotals, add_totals, request_totals
-from engine.runtime.pipeline import Pipeline, VersionContext, VideoTask, agents_of, current_of
+from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
 from engine.runtime.run_state import FINISHED, PREFLIGHT_EXIT, Outcome, mark_interrupted, outcome
+from engine.runtime.units import uncaptioned, video_tasks
 from engine.runtime.summary import run_summary
 from engine.sources.ingest import IngestReport, ingest
 from engine.store import schema
@@ -72,7 +73,8 @@ def init(
 @app.command(short_help="Run the engine over a folder of videos.  e.g. engine run --source videos/ --dry-run")
 def run(
     source: Annotated[Path, typer.Option("--source", "-s", help="folder of videos (searched recursively)")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe and record; print the plan; call no model")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe, split into clips and record; print the plan; "
+                                                            "call no model")] = False,
     pipelines: Annotated[str, typer.Option("--pipelines", "-p", help=f"comma-separated: {','.join(PIPELINES)}")] = "detailed",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="process at most N videos")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="send every model call, even ones stored")] = False,
@@ -121,10 +123,16 @@ def run(
     _print_datasets(report)
     summary: dict = {"videos": len(report.videos), "new_videos": report.new_videos,
                      "problems": len(report.problems), "duplicates": len(report.duplicates)}
-    tasks = [VideoTask(v.id, str(report.source / v.rel), v.rel, v.info.kind, v.info.num_frames, v.info.fps,
-                       v.info.width, v.info.height) for v in report.videos]
-    plan = make_plan(cfg, built, vc, tasks, {v.id for v in report.videos if v.caption is None},
-                     measured_tokens(store))
+    try:
+        split = _split_with_progress(cfg, store, report, run_id, retry_failed)
+    except KeyboardInterrupt:
+        _close_run(store, run_id, outcome(summary, interrupted=True), summary)
+    except Exception as e:  # noqa: BLE001  (the run row is closed with the reason, as any abort)
+        _close_run(store, run_id, outcome(summary, _abort_reason(e, cfg, run_id)), summary)
+    _print_split(split, cfg)
+    summary["split"] = split.as_summary()
+    tasks = video_tasks(store, split.units)
+    plan = make_plan(cfg, built, vc, tasks, uncaptioned(store, [t.id for t in tasks]), measured_tokens(store))
     summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd,
                    plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
                                   "cost_usd": a.cost_usd} for a in plan.roles})
@@ -135,23 +143,28 @@ def run(
         reason, interrupted, execution = None, False, None
         try:
             with _run_log(cfg, run_id):
-                execution = _execute(cfg, store, run_id, [v.id for v in report.videos], built, seg_path, vc,
+                execution = _execute(cfg, store, run_id, split.units, built, seg_path, vc,
                                      not no_cache, retry_failed, probed)
         except KeyboardInterrupt:
             interrupted = True
         except Exception as e:  # noqa: BLE001  (every way a run can stop ends with its row closed and a reason)
             reason = _abort_reason(e, cfg, run_id)
-        result = run_summary(store, run_id, [v.id for v in report.videos], current_of(built, vc))
+        result = run_summary(store, run_id, [*split.units, *(v.id for v in report.videos)], current_of(built, vc))
+        result["videos"] = len(split.units)  # the units: whole videos and clips
         if execution is not None:
             result["cache_hits"] = dict(execution.cache_hits)
         _print_run_summary(result)
         summary.update(result)
         out = outcome(summary, reason, interrupted)
+    _close_run(store, run_id, out, summary)
+
+
+def _close_run(store: Store, run_id: str, out: Outcome, summary: dict) -> None:
     with store.session() as s:
         r = s.get(schema.Run, run_id)
         r.status, r.finished_at, r.summary, r.reason = out.state, schema.utcnow(), summary, out.sentence
     (console if out.exit_code == 0 else err).print(f"{out.sentence}   (exit code {out.exit_code})", highlight=False)
-    console.print(f"store: {_safe_url(cfg.resolved_database_url)}   run id: {run_id}", highlight=False)
+    console.print(f"store: {_safe_url(store.url)}   run id: {run_id}", highlight=False)
     if out.exit_code:
         raise typer.Exit(out.exit_code)
 
@@ -300,7 +313,7 @@ def _print_run_summary(r: dict) -> None:
     t.add_column(justify="right")
     keep = f"{r['kept'] / r['reviewed']:.0%}" if r["reviewed"] else "-"
     rows = [
-        ("videos", f"{r['videos']:,}"), ("objects", f"{r['objects']:,}"), ("  grounded", f"{r['grounded']:,}"),
+        ("videos and clips (units)", f"{r['videos']:,}"), ("objects", f"{r['objects']:,}"), ("  grounded", f"{r['grounded']:,}"),
         ("  reviewed", f"{r['reviewed']:,}"), ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
         ("requests sent", f"{r['requests']:,}"),
@@ -365,6 +378,44 @@ def _ingest_with_progress(store: Store, source: Path, cfg: Config, limit: int | 
             on_start=lambda n: progress.update(task, total=n),
             on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
         )
+
+
+def _split_with_progress(cfg: Config, store: Store, report: IngestReport, run_id: str, retry_failed: bool):
+    from engine.runtime.split import split_sources
+
+    columns = (TextColumn("splitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("", total=None)
+            return split_sources(cfg, store, report.videos, report.source, run_id, report.timed_captions,
+                                 on_start=lambda n: progress.update(task, total=n),
+                                 on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
+                                 retry_failed=retry_failed)
+    finally:
+        import ray
+
+        if not cfg.ray.address and ray.is_initialized():  # the pipelines start their own, with their actors
+            ray.shutdown()
+
+
+def _print_split(split, cfg: Config) -> None:
+    if cfg.split.detector == "none" or split.scanned + split.resumed + len(split.failed) == 0:
+        return
+    t = Table(title=f"Clips (split.detector = {cfg.split.detector})", title_justify="left", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    rows = [("sources split in this run", split.scanned),
+            ("sources split before (not decoded again)", split.resumed),
+            ("sources not split (frame folders, datasets)", split.whole),
+            ("clips found", split.clips), ("  kept", split.kept),
+            *((f"  dropped: {reason.replace('_', ' ')}", n) for reason, n in sorted(split.dropped.items())),
+            ("sources that could not be split", len(split.failed))]
+    for k, v in rows:
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+    for rel, why in split.failed:
+        err.print(f"warning: {rel}: not split: {why}", highlight=False)
 
 
 def _print_problems(report: IngestReport) -> None:

@@ -30,6 +30,9 @@ def export(
                                "mask (videollama3 always drops)")] = "keep",
     all_versions: Annotated[bool, typer.Option(
         "--all-versions", help="samples of every prompt/model/segmentor version, not only the configured ones")] = False,
+    clips: Annotated[bool, typer.Option(
+        "--clips", help="write each clip as a video file of its own under <out>/videos/ (frame keys counted in it) "
+                        "and link whole videos there; default: a clip's records name its source")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -37,7 +40,7 @@ def export(
 ) -> None:
     """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
     from engine.dataset.card import write_card
-    from engine.dataset.export import Filters, export as run_export, video_sizes
+    from engine.dataset.export import Filters, export as run_export
     from engine.dataset.validate import validate_file
 
     if fmt not in ("videorefer", "jsonl", "videollama3"):
@@ -58,10 +61,11 @@ def export(
         raise typer.Exit(2) from None
     store = _store(cfg)
     filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames)
-    result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions)
+    result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions,
+                        clips=clips)
     # every file checked against the loader its format is for (and UniPixel's layout, which our records keep),
-    # with the store's own video sizes and lengths
-    sizes_of = video_sizes(store)
+    # with the sizes and lengths of the videos the records name (a clip's file, or its source)
+    sizes_of = result.sizes.get
     record_format = "videollama3" if fmt == "videollama3" else "videorefer"
     reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of, unipixel=True) for p in result.files]
     card = write_card(store, result, reports, fmt)
@@ -75,6 +79,9 @@ def export(
         verdict = "ok" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
         t.add_row(path.name, f"{result.file_counts[path.name]:,}", left, verdict)
     console.print(t)
+    if result.video_root is not None:
+        console.print(f"videos: {result.video_root} ({result.clip_files:,} clip files written; whole videos linked)"
+                      f"; train with it as the video folder", highlight=False)
     console.print(f"card: {card}", highlight=False)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -7,8 +7,13 @@ Empty frames are written as `{"segmentation": null}`, which VideoRefer's loader 
 with `empty_frames="drop"` (always for videollama3, whose loader takes no null mask); a record with an
 object left without any mask is then left out, counted by reason. Every requested (type, split) file is
 written, empty ones too. Records stream to disk in chunks, so memory does not grow with the number of
-records. Splits are by source video (no video in two splits), deterministic for a seed. Every record gets a
-provenance line in a sidecar, and the export a manifest. The samples, reviews and masks are the current
+records. Splits are by source video (no video, nor two clips of one video, in two splits), deterministic for a
+seed. Every record gets a provenance line in a sidecar, and the export a manifest.
+
+Clips (docs/clips.md): by default a clip's record names its source video, with frame keys counted in the
+source (the clip's first frame added). With `clips=True`, `<out>/videos/` holds what the records name: each clip
+as a file of its own (engine/media/video.py write_clip), frame keys counted in it, and each whole video as a
+link to its source; the records' video root is then `<out>/videos`. The samples, reviews and masks are the current
 ones of the configured versions (engine/store/current.py), unless every version is asked for.
 """
 
@@ -49,6 +54,9 @@ class Filters:
 @dataclass
 class ExportResult:
     out: Path
+    video_root: Path | None = None  # where the records' videos are, when the export wrote them (clips=True)
+    sizes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # a record's video -> (frames, h, w)
+    clip_files: int = 0
     files: list[Path] = field(default_factory=list)
     file_counts: dict[str, int] = field(default_factory=dict)  # file name -> records
     counts: Counter = field(default_factory=Counter)  # (type, split) -> records
@@ -122,6 +130,8 @@ def _context(store: Store, current: Current, samples: list[schema.Sample]) -> di
     video_ids = {smp.video_id for smp in samples}
     with store.session() as s:
         videos = {v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(video_ids))}
+        parents = {v.parent_id for v in videos.values() if v.parent_id} - set(videos)
+        videos.update({v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(parents))})
         views = object_views(s, current, sorted(object_ids))
         audits = defaultdict(list)
         review_ids = [v.review["id"] for v in views.values() if v.review]
@@ -161,19 +171,63 @@ def _frames(entry: dict[str, Any], drop_empty: bool) -> dict[str, Any]:
     return out
 
 
-def _record(smp: schema.Sample, video: schema.Video, fmt: Format, f: Filters, ctx: dict) -> dict[str, Any]:
-    annotation = [_frames(entry, f.empty_frames == "drop" or fmt == "videollama3") for entry in smp.annotation]
+class _Videos:
+    """What a record's `video` is and how its frame keys count: see the module's docstring."""
+
+    def __init__(self, out: Path, clips: bool):
+        self.root = out / "videos" if clips else None
+        self.names: dict[str, str] = {}  # unit id -> name in the records
+        self.sizes: dict[str, tuple[int, int, int]] = {}
+        self.clip_files = 0
+
+    def ref(self, video: schema.Video, videos: dict[str, schema.Video]) -> tuple[str, int]:
+        """(the record's video, what to add to its frame keys)"""
+        source = videos[video.parent_id] if video.parent_id else video
+        if self.root is None:
+            self.sizes[source.path] = (source.num_frames, source.height, source.width)
+            return source.path, video.first_frame or 0
+        if video.id not in self.names:
+            self.names[video.id] = name = self._write(video, source)
+            self.sizes[name] = (video.num_frames, video.height, video.width)
+        return self.names[video.id], 0
+
+    def _write(self, video: schema.Video, source: schema.Video) -> str:
+        from engine.media.video import write_clip
+
+        src = Path(source.source_root) / source.path
+        rel = Path(source.path)
+        if not video.parent_id:  # a whole video: linked, not copied
+            link = self.root / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(src.resolve())
+            return rel.as_posix()
+        end = video.first_frame + video.num_frames
+        written = write_clip(src, video.first_frame, video.num_frames,
+                             self.root / rel.parent / f"{rel.stem}_{video.first_frame}-{end}", video.fps)
+        self.clip_files += 1
+        return written.relative_to(self.root).as_posix()
+
+
+def _shift(entry: dict[str, Any], by: int) -> dict[str, Any]:
+    return {str(int(k) + by): v for k, v in entry.items()} if by else entry
+
+
+def _record(smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt: Format, f: Filters,
+            ctx: dict) -> dict[str, Any]:
+    annotation = [_shift(_frames(entry, f.empty_frames == "drop" or fmt == "videollama3"), offset)
+                  for entry in smp.annotation]
     if fmt != "videollama3":
-        return {"id": smp.id, "video": video.path, "conversations": smp.conversations, "annotation": annotation}
+        return {"id": smp.id, "video": name, "conversations": smp.conversations, "annotation": annotation}
     # VideoLLaMA3's loader turns each <region> into one frame's mask: one mask per object, the anchor frame
     # (where the segmentor was prompted) when it is among them, else the largest.
     one = []
     for oid, entry in zip(smp.object_ids, annotation):
         view: ObjectView | None = ctx["views"].get(oid)
-        anchor = str(view.masklet["anchor_frame"]) if view and view.masklet else None
+        anchor = str(view.masklet["anchor_frame"] + offset) if view and view.masklet else None
         key = anchor if anchor in entry else max(entry, key=lambda k: masks.area(entry[k]["segmentation"]))
         one.append({key: entry[key]["segmentation"]})
-    return {"id": smp.id, "video": [video.path], "conversations": smp.conversations, "masks": one,
+    return {"id": smp.id, "video": [name], "conversations": smp.conversations, "masks": one,
             "height": video.height, "width": video.width}
 
 
@@ -199,7 +253,7 @@ def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
 
 
 def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer", filters: Filters = Filters(),
-           config: dict | None = None, all_versions: bool = False) -> ExportResult:
+           config: dict | None = None, all_versions: bool = False, clips: bool = False) -> ExportResult:
     """Write the export folder: data files, provenance sidecars and manifest.json.
 
     Samples of the current versions only, unless `all_versions`; reviews and masks are always the current ones.
@@ -209,6 +263,7 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
     splits = ("train", "val") if filters.val_fraction > 0 else ("train",)
     keys = [(t, sp) for t in filters.types for sp in splits]
     writer = _Writer(out, fmt, keys)
+    named = _Videos(out, clips)
     result.counts.update({k: 0 for k in keys})  # every requested file shows, with 0 when nothing went in
     stats = {"nouns": Counter(), "answer_words": defaultdict(list), "modes": Counter(), "qa_types": Counter()}
     try:
@@ -219,11 +274,12 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
                 try:
                     if reason:
                         raise _Skip(reason)
-                    record = _record(smp, ctx["videos"][smp.video_id], fmt, filters, ctx)
+                    video = ctx["videos"][smp.video_id]
+                    record = _record(smp, *named.ref(video, ctx["videos"]), video, fmt, filters, ctx)
                 except _Skip as e:
                     result.skipped[(smp.data_type, str(e))] += 1
                     continue
-                split = split_of(smp.video_id, filters.val_fraction, filters.seed)
+                split = split_of(video.parent_id or video.id, filters.val_fraction, filters.seed)
                 writer.write((smp.data_type, split), record, _provenance(smp, ctx))
                 result.counts[(smp.data_type, split)] += 1
                 stats["modes"][(smp.data_type, smp.mode)] += 1
@@ -237,6 +293,7 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
         result.files = writer.close()
         result.file_counts = {writer.path(k).name: result.counts[k] for k in writer.files}
     result.stats = stats
+    result.sizes, result.video_root, result.clip_files = named.sizes, named.root, named.clip_files
     manifest = {
         "engine_version": engine.__version__, "created_at": schema.utcnow().isoformat(), "format": fmt,
         "filters": asdict(filters), "config": config or {}, "versions": "all" if all_versions else "current",
@@ -246,6 +303,8 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
                     for t in sorted({t for t, _ in result.skipped})},
         "file_counts": result.file_counts, "files": [p.name for p in result.files],
         "source_roots": sorted({r for (r,) in _source_roots(store)}),
+        "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
+        "clip_files": named.clip_files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return result
@@ -254,11 +313,3 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
 def _source_roots(store: Store):
     with store.session() as s:
         return s.execute(sa.select(schema.Video.source_root).distinct()).all()
-
-
-def video_sizes(store: Store):
-    """sizes_of(relative video path) -> (frames, height, width) for the validator, from the store's own videos."""
-    with store.session() as s:
-        sizes = {p: (n, h, w) for p, n, h, w in s.execute(sa.select(
-            schema.Video.path, schema.Video.num_frames, schema.Video.height, schema.Video.width))}
-    return sizes.get

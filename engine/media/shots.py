@@ -133,7 +133,11 @@ class TransNetV2Detector:
         return np.concatenate(single)[:total], np.concatenate(many)[:total]
 
     def detect(self, path: str | Path) -> Boundaries:
-        single, many = self.predictions(small_frames(path))
+        return self.detect_stream(small_frames(path), path)
+
+    def detect_stream(self, chunks: Iterator[np.ndarray], path: str | Path) -> Boundaries:
+        """Boundaries from the video's stream of small frames (engine/media/clips.py scores the same stream)."""
+        single, many = self.predictions(chunks)
         return boundaries_from(single, many, video_fps(path), self.threshold)
 
 
@@ -178,6 +182,16 @@ class ContentDetector:
     def __init__(self, threshold: float = 27.0, min_scene_len: int = 4):
         self.threshold, self.min_scene_len = threshold, min_scene_len
 
+    def detect_stream(self, chunks: Iterator[np.ndarray], path: str | Path) -> Boundaries:
+        """PySceneDetect decodes the video itself; the small stream is read for the scores, and its frame count,
+        which the scene list is clipped to (two decoders may disagree on the last frame)."""
+        n = sum(len(c) for c in chunks)
+        b = self.detect(path)
+        b.shots = [Shot(s.start, min(s.end, n)) for s in b.shots if s.start < n]
+        b.shots[-1:] = [Shot(b.shots[-1].start, n)] if b.shots else [Shot(0, n)]
+        b.cuts, b.num_frames = [s.start for s in b.shots[1:]], n
+        return b
+
     def detect(self, path: str | Path) -> Boundaries:
         from scenedetect import ContentDetector as Content, SceneManager, open_video
 
@@ -197,15 +211,26 @@ class NoSplit:
     version = "none"
 
     def detect(self, path: str | Path) -> Boundaries:
-        n = sum(len(c) for c in small_frames(path))
+        return self.detect_stream(small_frames(path), path)
+
+    def detect_stream(self, chunks: Iterator[np.ndarray], path: str | Path) -> Boundaries:
+        n = sum(len(c) for c in chunks)
         return Boundaries(n, video_fps(path), shots=[Shot(0, n)])
 
 
 def make_detector(name: Detector, device: str = "cpu"):
+    """device "auto": the GPU when this process sees one."""
     if name == "transnetv2":
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         return TransNetV2Detector(device)
     if name == "content":
         return ContentDetector()
     if name == "none":
         return NoSplit()
     raise ValueError(f"unknown shot detector {name!r}: choose transnetv2, content or none")
+
+
+DETECTOR_VERSIONS = {"transnetv2": TransNetV2Detector.version, "content": ContentDetector.version, "none": NoSplit.version}

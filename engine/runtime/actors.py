@@ -141,7 +141,8 @@ class SegmentorWorker:
         ends in a Ray log file nobody reads)."""
         import ray
 
-        frames = ray.get(media.frames.remote(request.video_path, list(request.frame_indices), fps))
+        at = [i + request.first_frame for i in request.frame_indices]  # a clip's frames, counted in its source
+        frames = ray.get(media.frames.remote(request.video_path, at, fps))
         with self._device, _Caught() as caught:
             tracks = self.backend.segment(request, frames)
         for t in tracks:
@@ -170,3 +171,25 @@ class _Caught(logging.Handler):
         logging.getLogger().removeHandler(self)
         self.messages += [f"{w.category.__name__}: {w.message}" for w in self._seen]
         self._warnings.__exit__(*exc)
+
+
+class SplitWorker:
+    """The shot detector (TransNetV2 batched on the GPU when it has one, on the CPU otherwise): scans a source in one
+    decoding pass (engine/media/clips.py scan) and returns its shots, per-frame scores and hashes."""
+
+    def __init__(self, detector: str, device: str = "cpu"):
+        from engine.media.shots import make_detector
+
+        quiet_gc()
+        self.detector = make_detector(detector, device)
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def version(self) -> str:
+        return self.detector.version
+
+    def scan(self, path: str):
+        from engine.media.clips import scan
+
+        return scan(path, self.detector)

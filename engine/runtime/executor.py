@@ -16,7 +16,6 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import ray
@@ -28,6 +27,7 @@ from engine.runtime.actors import MediaWorker, SegmentorWorker
 from engine.runtime.pipeline import Pipeline, RunAborted, UnitFailure, VersionContext, VideoTask, current_of
 from engine.runtime.pool import Pool
 from engine.runtime.services import Progress, Services, StageContext
+from engine.runtime.units import video_tasks
 from engine.runtime.state import VideoState
 from engine.store import schema
 from engine.store.current import Current, load_videos
@@ -188,17 +188,6 @@ async def _run_stage(stage, video: VideoTask, ctx: StageContext) -> None:
     except Exception as e:  # a bug or a decoder failure must not stop the other videos
         log.exception("stage %s failed on %s", stage.name, video.rel)
         raise UnitFailure(type(e).__name__, str(e)[:500]) from None
-
-
-def video_tasks(store: Store, video_ids: Sequence[str]) -> list[VideoTask]:
-    ids = list(video_ids)
-    out = []
-    with store.session() as sess:
-        for i in range(0, len(ids), 500):
-            q = sess.query(schema.Video).filter(schema.Video.id.in_(ids[i:i + 500]))
-            out += [VideoTask(v.id, str(Path(v.source_root) / v.path), v.path, v.kind, v.num_frames, v.fps, v.width,
-                              v.height) for v in q]
-    return sorted(out, key=lambda v: v.rel)
 
 
 @dataclass

@@ -43,14 +43,19 @@ class RunAborted(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoTask:
+    """One unit of work: a whole video, or a clip of one. Stages count frames from 0 to num_frames - 1 either way;
+    Services adds first_frame when it asks the actors for a clip's frames, which are decoded from the source."""
+
     id: str
-    path: str  # absolute
+    path: str  # absolute: the source's file for a clip
     rel: str
     kind: str
     num_frames: int
     fps: float
     width: int
     height: int
+    first_frame: int = 0  # a clip's offset in its source
+    context: str | None = None  # a clip's source's caption: what the Captioner is told of the whole video
 
 
 @dataclass(frozen=True)

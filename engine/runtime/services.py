@@ -87,7 +87,7 @@ class Services:
     async def encode(self, video: VideoTask, indices: Sequence[int], endpoint_key: str) -> ImageSet:
         ep = getattr(self.cfg.agents, endpoint_key)
         digests, urls = await self.pools["media"].call(
-            "encode", video.path, list(indices), ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps,
+            "encode", video.path, [int(i) + video.first_frame for i in indices], ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps,
             key=video.path)
         return ImageSet(tuple(digests), tuple(urls))
 
@@ -99,10 +99,13 @@ class Services:
             return []
         ep = getattr(self.cfg.agents, endpoint_key)
 
-        def drawn(idx, layer: dict) -> dict:  # only the masks drawn travel to the actor
-            return {str(f): layer.get(str(f)) for f in idx}
+        off = video.first_frame  # the actor counts a clip's frames in its source
 
-        needed = [(list(idx), [drawn(idx, x) for x in m] if isinstance(m, list) else drawn(idx, m)) for idx, m in items]
+        def drawn(idx, layer: dict) -> dict:  # only the masks drawn travel to the actor
+            return {str(int(f) + off): layer.get(str(f)) for f in idx}
+
+        needed = [([int(f) + off for f in idx], [drawn(idx, x) for x in m] if isinstance(m, list) else drawn(idx, m))
+                  for idx, m in items]
         out = await self.pools["media"].call(
             "overlays", video.path, needed, ep.image_max_side, ep.image_quality, label,
             self.cfg.sampling.frame_folder_fps, key=video.path)

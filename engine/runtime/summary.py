@@ -19,7 +19,9 @@ CHUNK = 500
 
 
 def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Current) -> dict[str, Any]:
-    ids = list(video_ids)
+    """video_ids: the run's units (whole videos and clips) and its sources (the split's completions and failures
+    are theirs)."""
+    ids = list(dict.fromkeys(video_ids))
     o, m, r, smp, f = schema.VideoObject, schema.Masklet, schema.Review, schema.Sample, schema.Failure
     objects = grounded = new_samples = units_run = 0
     verdicts: dict[bool, int] = {}

@@ -6,7 +6,9 @@ Layout accepted under the source root (recursively):
   folders named ``Annotations`` (masks in those layouts) are not videos and are skipped;
 - captions: a sidecar ``clip.txt`` beside ``clip.mp4`` (or ``clip.txt`` beside a frame folder ``clip/``),
   or ``captions.jsonl`` (``{"video": "rel/path.mp4", "caption": "..."}`` per line) or ``captions.csv``
-  (columns ``video,caption``) in the source root. A sidecar wins over the tables.
+  (columns ``video,caption``) in the source root. A sidecar wins over the tables. A ``captions.jsonl`` line with
+  ``"start"`` and ``"end"`` (seconds, or "H:MM:SS.mmm" as Panda-70M's timestamps) captions a time range of its
+  video: the clip whose middle falls in it takes it (engine/runtime/split.py), the video as a whole does not.
 
 An unreadable input is reported with its reason, recorded as a failure, and the scan goes on.
 """
@@ -61,10 +63,18 @@ class IngestedVideo:
         return next((self.captions[s] for s in CAPTION_SOURCE_ORDER if s in self.captions), None)
 
 
+@dataclass(frozen=True)
+class TimedCaption:
+    start: float  # seconds
+    end: float
+    text: str
+
+
 @dataclass
 class IngestReport:
     source: Path
     videos: list[IngestedVideo] = field(default_factory=list)
+    timed_captions: dict[str, list[TimedCaption]] = field(default_factory=dict)  # rel path -> captions of its ranges
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (rel, stored path of the same bytes)
     unchanged: int = 0  # videos whose path, size and mtime matched the store: not probed or hashed again
@@ -102,8 +112,21 @@ def _sidecar(c: Candidate) -> Path:
     return c.path.with_name(c.path.name + ".txt") if c.kind == "frames" else c.path.with_suffix(".txt")
 
 
-def load_caption_tables(source: Path) -> tuple[dict[str, dict[str, str]], list[Problem]]:
-    """captions.jsonl / captions.csv in the source root -> {rel path: {table name: caption}}."""
+def _seconds(value: object) -> float:
+    """12.5, "12.5" or "0:00:12.500" -> 12.5."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        parts = value.strip().split(":")
+        if 1 <= len(parts) <= 3:
+            return sum(float(p) * 60 ** k for k, p in enumerate(reversed(parts)))
+    raise TypeError(f"not a time: {value!r}")
+
+
+def load_caption_tables(source: Path, timed: dict[str, list[TimedCaption]] | None = None,
+                        ) -> tuple[dict[str, dict[str, str]], list[Problem]]:
+    """captions.jsonl / captions.csv in the source root -> {rel path: {table name: caption}}; jsonl lines with a
+    start and an end go to `timed` instead, when given, as {rel path: [TimedCaption]}."""
     table: dict[str, dict[str, str]] = {}
     problems: list[Problem] = []
     jsonl = source / "captions.jsonl"
@@ -116,8 +139,15 @@ def load_caption_tables(source: Path) -> tuple[dict[str, dict[str, str]], list[P
                 rel, text = rec.get("video") or rec["path"], rec["caption"]
                 if not isinstance(text, str) or not isinstance(rel, str):
                     raise TypeError("video and caption must be strings")
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                span = (_seconds(rec["start"]), _seconds(rec["end"])) if "start" in rec or "end" in rec else None
+                if span is not None and not span[0] < span[1]:
+                    raise ValueError(f"start {span[0]} is not before end {span[1]}")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
                 problems.append(Problem(f"captions.jsonl:{n}", "bad_caption_line", f"skipped line {n}: {e}"))
+                continue
+            if span is not None:
+                if timed is not None and text.strip():
+                    timed.setdefault(_norm_rel(rel), []).append(TimedCaption(*span, text.strip()))
                 continue
             table.setdefault(_norm_rel(rel), {})["captions.jsonl"] = text.strip()
     csv_path = source / "captions.csv"
@@ -167,8 +197,8 @@ class _Stored:
 def _stored_videos(store: Store, source: Path) -> dict[str, _Stored]:
     """What the store holds for this source root, by relative path: two queries, whatever the store's size."""
     v, c = schema.Video, schema.Caption
-    with store.session() as s:
-        rows = s.execute(sa.select(v).where(v.source_root == str(source))).scalars().all()
+    with store.session() as s:  # sources only: a clip's row shares its source's path
+        rows = s.execute(sa.select(v).where(v.source_root == str(source), v.parent_id.is_(None))).scalars().all()
         captions: dict[str, dict[str, str]] = {}
         ids = [r.id for r in rows]
         for i in range(0, len(ids), 500):
@@ -194,8 +224,9 @@ def ingest(
     """
     source = source.resolve()
     candidates, problems = scan(source)
-    tables, caption_problems = load_caption_tables(source)
-    report = IngestReport(source, problems=problems + caption_problems)
+    timed: dict[str, list[TimedCaption]] = {}
+    tables, caption_problems = load_caption_tables(source, timed)
+    report = IngestReport(source, problems=problems + caption_problems, timed_captions=timed)
     if limit is not None:
         candidates = candidates[:limit]
     if on_start:

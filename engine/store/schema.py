@@ -59,7 +59,9 @@ class Run(Base):
 
 
 class Video(Base):
-    """One input video. id = hash of its bytes, so a copy of the same clip elsewhere is the same video."""
+    """One unit the pipelines work on: an input video (id = hash of its bytes, so a copy of the same file elsewhere
+    is the same video), or a clip of one: a frame range [first_frame, first_frame + num_frames) of the source
+    `parent_id`, decoded from the source's file (path), never re-encoded. A clip's id is its `clips` row's id."""
 
     __tablename__ = "videos"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -72,8 +74,31 @@ class Video(Base):
     height: Mapped[int]
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
     mtime_ns: Mapped[Optional[int]] = mapped_column(sa.BigInteger)  # unchanged path, size and mtime: not re-probed
+    parent_id: Mapped[Optional[str]] = mapped_column(ID, index=True)  # a clip's source video; NULL for a source
+    first_frame: Mapped[int] = mapped_column(default=0, server_default="0")  # a clip's offset in its source
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (sa.Index("ix_videos_source_path", "source_root", "path"),)
+
+
+class Clip(Base):
+    """A frame range of a source video that the split stage found (engine/media/shots.py, clips.py): kept, or
+    dropped with its reason. Rows of every split version stay; the current ones are those of the source's
+    `split` completion at the current split lineage. A kept clip's unit is the Video row `video_id`: the source
+    itself when the clip is the whole source, else a clip row."""
+
+    __tablename__ = "clips"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)  # stable_id("clip", source id, start, end, detector)
+    source_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    lineage: Mapped[str] = mapped_column(LINEAGE, index=True)  # the split's: detector version and clip rules
+    start: Mapped[int]
+    end: Mapped[int]  # exclusive
+    kept: Mapped[bool]
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))  # too_short | black | uniform | static | ...
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hashes: Mapped[list[Any]] = mapped_column(default=list)  # pHash (16 hex digits) of frames at 1/4, 1/2, 3/4
+    video_id: Mapped[Optional[str]] = mapped_column(ID)  # the unit, for a kept clip
+    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Caption(Base):

@@ -12,6 +12,9 @@ from fake_endpoint import FakeEndpoint
 
 RUN_FLAGS = (
     "--set", "segmentor.backend=fake_segmentor:HashSegmentor",
+    # These runs are about the pipelines, on small single-shot clips the default clip rules would drop (under 2 s
+    # or 240 px): the split phase runs in tests/pipelines/test_clips.py.
+    "--set", "split.detector=none",
     "--set", "ray.resources.segmentor.num_gpus=0",
     "--set", "ray.resources.segmentor.num_cpus=0.5",
     "--set", "ray.resources.media.num_cpus=0.5",

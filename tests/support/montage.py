@@ -48,3 +48,16 @@ def make_montage(out: Path, data_dir: Path) -> Truth:
     f0 = d0 + 12 + 48
     return Truth(cuts=(*BIKES_CUTS, n0, f0 + 18), transitions=((d0, d0 + 11), (f0, f0 + 17)),
                  num_frames=sum(len(p) for p in parts))
+
+
+def make_segments(path: Path, bikes_mp4: Path) -> list[int]:
+    """At 12 fps, 640x272: a real shot of bikes (61 frames) | black 3 s | one bikes frame held 3 s | flat grey
+    3 s | the next real shot (50 frames) | 1 s of the shot after it. Returns where each segment starts."""
+    import decord
+
+    bikes = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(250))).asnumpy()
+    black = np.zeros((36, 272, 640, 3), np.uint8)
+    held = np.repeat(bikes[100:101], 36, axis=0)
+    grey = np.full((36, 272, 640, 3), 128, np.uint8)
+    write_mp4(path, np.concatenate([bikes[76:137], black, held, grey, bikes[137:187], bikes[187:199]]), fps=12.0)
+    return [0, 61, 97, 133, 169, 219]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.media.clips import ClipRules
 from engine.media.shots import ContentDetector, TransNetV2Detector, boundaries_from, small_frames
-from montage import BIKES_CUTS, make_montage
+from montage import BIKES_CUTS, make_montage, make_segments
 
 TOLERANCE = 2  # frames
 
@@ -85,25 +86,10 @@ def test_boundaries_from_heads():
     assert [(s.start, s.end) for s in b.shots] == [(0, 10), (10, 20), (26, 40)]
 
 
-def _segments_video(path, bikes_mp4):
-    """At 12 fps, 640x272: a real shot of bikes (61 frames) | black 3 s | one bikes frame held 3 s | flat grey
-    3 s | the next real shot (50 frames) | 1 s of the shot after it."""
-    import decord
-
-    from synthetic import write_mp4
-
-    bikes = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(250))).asnumpy()
-    black = np.zeros((36, 272, 640, 3), np.uint8)
-    held = np.repeat(bikes[100:101], 36, axis=0)
-    grey = np.full((36, 272, 640, 3), 128, np.uint8)
-    write_mp4(path, np.concatenate([bikes[76:137], black, held, grey, bikes[137:187], bikes[187:199]]), fps=12.0)
-    return [0, 61, 97, 133, 169, 219]
-
-
 def test_clip_rules_drop_black_static_uniform_and_short_clips_with_reasons(transnet, tmp_path, bikes_mp4):
     from engine.media.clips import frame_stats, plan_clips
 
-    starts = _segments_video(tmp_path / "segments.mp4", bikes_mp4)
+    starts = make_segments(tmp_path / "segments.mp4", bikes_mp4)
     b = transnet.detect(tmp_path / "segments.mp4")
     clips = plan_clips(b, frame_stats(small_frames(tmp_path / "segments.mp4")), 640, 272)
     got = [(c.start, c.end, c.reason, {k: round(v, 1) for k, v in c.scores.items()}) for c in clips]
@@ -125,20 +111,26 @@ def test_long_shots_are_cut_into_windows():
 
 
 def test_a_reencoded_copy_is_a_near_duplicate(tmp_path, bikes_mp4):
+    """Hashes come from the 48x27 stream the detector reads: a copy at another size, codec pass and frame rate is
+    within the distance, another shot of the same footage is not."""
     import decord
 
-    from engine.media.clips import Clip, clip_hashes, drop_duplicates
+    from engine.media.clips import Clip, HashIndex, drop_duplicates, hashes_of, scan
+    from engine.media.shots import NoSplit
     from synthetic import write_mp4
 
     frames = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(80, 130))).asnumpy()  # one shot of bikes
+    write_mp4(tmp_path / "shot.mp4", frames, fps=25.0)
     small = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(f).resize((320, 136)))
                       for f in frames])
-    write_mp4(tmp_path / "copy.mp4", small, fps=12.0)  # another size, codec pass and frame rate
-    copy = decord.VideoReader(str(tmp_path / "copy.mp4")).get_batch([12, 25, 37]).asnumpy()
-    other = decord.VideoReader(str(bikes_mp4)).get_batch([150, 160, 170]).asnumpy()  # another shot
-    known = [clip_hashes(frames[[12, 25, 37]])]
-    candidates = [(Clip(0, 50), clip_hashes(copy)), (Clip(0, 50), clip_hashes(other))]
-    drop_duplicates(candidates, known)
+    write_mp4(tmp_path / "copy.mp4", small, fps=12.0)
+    write_mp4(tmp_path / "other.mp4", decord.VideoReader(str(bikes_mp4)).get_batch(list(range(140, 185))).asnumpy())
+    hashes = {name: scan(tmp_path / f"{name}.mp4", NoSplit()) for name in ("shot", "copy", "other")}
+    index = HashIndex([hashes_of(hashes["shot"].hashes, 0, 50)])
+    candidates = [(Clip(0, 50), hashes_of(hashes["copy"].hashes, 0, 50)),
+                  (Clip(0, 45), hashes_of(hashes["other"].hashes, 0, 45))]
+    drop_duplicates(candidates, index)
     (dup, _), (new, _) = candidates
     print(f"\ncopy distance {dup.scores['duplicate_distance']:.1f}, other shot {new.scores['duplicate_distance']:.1f}")
-    assert dup.reason == "near_duplicate" and new.kept and len(known) == 2
+    assert dup.reason == "near_duplicate" and new.kept and len(index) == 2
+    assert new.scores["duplicate_distance"] > 2 * ClipRules().duplicate_distance
