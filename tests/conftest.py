@@ -23,6 +23,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SUPPORT, os.environ.get
 
 from synthetic import render, write_frame_folder, write_mp4  # noqa: E402  (tests/support, just put on the path)
 
+# Every Ray instance this process starts uses one auth mode: a driver that started Ray with token auth and then
+# again without it (engine runs set RAY_AUTH_MODE=disabled) has its new actors destroyed as soon as they are made
+# ("all references to the actor were removed"), an order-dependent failure.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 PG_ADMIN_URL = os.environ.get("PG_TEST_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 

@@ -137,6 +137,7 @@ def run(
                    plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
                                   "cost_usd": a.cost_usd} for a in plan.roles})
     if dry_run:
+        _stop_ray(cfg)
         _print_plan(plan, cfg, built, names)
         out = Outcome(FINISHED, 0, "dry run: nothing was sent")
     else:
@@ -250,8 +251,6 @@ def _preflight(cfg: Config, pipelines: list[Pipeline]) -> dict:
 
 def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipelines: list[Pipeline], seg_path: str,
              vc: VersionContext, use_cache: bool, retry_failed: bool, probed: dict):
-    import ray
-
     from engine.runtime.executor import execute
 
     def run(on_progress) -> Any:
@@ -261,8 +260,7 @@ def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipel
                                        use_cache, retry_failed, on_progress, probed=probed))
         finally:
             signal.signal(signal.SIGTERM, previous)
-            if not cfg.ray.address and ray.is_initialized():
-                ray.shutdown()
+            _stop_ray(cfg)
 
     if not console.is_terminal:  # a log file or a pipe: a plain line per stage every few seconds
         lines = _ProgressLines(PROGRESS_EVERY_S)
@@ -392,11 +390,17 @@ def _split_with_progress(cfg: Config, store: Store, report: IngestReport, run_id
                                  on_start=lambda n: progress.update(task, total=n),
                                  on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
                                  retry_failed=retry_failed)
-    finally:
-        import ray
+    except BaseException:
+        _stop_ray(cfg)
+        raise
 
-        if not cfg.ray.address and ray.is_initialized():  # the pipelines start their own, with their actors
-            ray.shutdown()
+
+def _stop_ray(cfg: Config) -> None:
+    """The run's local Ray instance, started by the split phase or the pipelines, ends with the run (one instance
+    for both: a process that starts Ray again after shutting it down is slower, and racier)."""
+    ray = sys.modules.get("ray")  # loaded only when something used it
+    if ray is not None and not cfg.ray.address and ray.is_initialized():
+        ray.shutdown()
 
 
 def _print_split(split, cfg: Config) -> None:

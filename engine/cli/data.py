@@ -68,7 +68,9 @@ def export(
     sizes_of = result.sizes.get
     record_format = "videollama3" if fmt == "videollama3" else "videorefer"
     reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of, unipixel=True) for p in result.files]
-    card = write_card(store, result, reports, fmt)
+    from engine.runtime.split import split_lineage
+
+    card = write_card(store, result, reports, fmt, None if cfg.split.detector == "none" else split_lineage(cfg))
     t = Table(title=f"Export {out}", title_justify="left")
     for col in ("file", "records", "left out", "validation"):
         t.add_column(col)

@@ -85,7 +85,28 @@ def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
     return lines, c
 
 
-def write_card(store: Store, result: ExportResult, report: list[Report], fmt: str) -> Path:
+def _clips(store: Store, lineage: str | None) -> list[str]:
+    """What the split found in the store, at the configured split's lineage (docs/clips.md)."""
+    if lineage is None:
+        return ["- Sources were not split into clips (`split.detector = \"none\"`)."]
+    c = schema.Clip
+    with store.session() as s:
+        rows = s.execute(sa.select(c.kept, c.reason, sa.func.count(), sa.func.count(sa.distinct(c.source_id)))
+                         .where(c.lineage == lineage).group_by(c.kept, c.reason)).all()
+        sources = s.scalar(sa.select(sa.func.count(sa.distinct(c.source_id))).where(c.lineage == lineage)) or 0
+    if not rows:
+        return ["- No source was split into clips at this configuration's split version."]
+    kept = sum(n for k, _, n, _ in rows if k)
+    dropped = sorted(((r, n) for k, r, n, _ in rows if not k), key=lambda x: -x[1])
+    lines = [f"- {sources:,} source videos split into {sum(n for _, _, n, _ in rows):,} clips; {kept:,} kept."]
+    if dropped:
+        lines.append("- Dropped: " + ", ".join(f"{(r or 'other').replace('_', ' ')} {n:,}" for r, n in dropped) + ".")
+    return lines
+
+
+def write_card(store: Store, result: ExportResult, report: list[Report], fmt: str,
+               split_lineage: str | None = None) -> Path:
+    """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split."""
     charts = _plots(result, result.out / "charts")
     review_lines, _ = _review_and_audit(store)
     counts = result.counts
@@ -109,6 +130,10 @@ def write_card(store: Store, result: ExportResult, report: list[Report], fmt: st
     if result.skipped:
         lines += ["", "Left out: " + ", ".join(f"{t} {reason.replace('_', ' ')} {v:,}"
                                                for (t, reason), v in sorted(result.skipped.items())) + "."]
+    lines += ["", "## Clips", "", *_clips(store, split_lineage)]
+    if result.video_root is not None:
+        lines.append(f"- `videos/` holds each exported clip as a file of its own ({result.clip_files:,} written) "
+                     "and links to whole videos: train with it as the video folder.")
     lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
     for r in report:
         verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))

@@ -44,11 +44,16 @@ def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
     assert "video_reader.cc" not in out and "av_read_frame" not in out  # the decoder's internals stay in debug logs
     assert re.search(r"videos readable\s*│\s*3 │", out) and re.search(r"skipped \(see above\)\s*│\s*3 │", out)
     assert "Plan for a run of detailed" in out and "annotator.dynamic" in out and "total" in out
+    # the dry run split both video files (the frame folder stays whole): bikes.mp4's six shots, three of them 2 s or
+    # longer, each a unit of its own; the small generated clip dropped (under 240 px)
+    assert re.search(r"sources split in this run\s*│\s*2 │", out) and re.search(r"clips found\s*│\s*7 │", out)
+    assert re.search(r"dropped: too short\s*│\s*3 │", out) and re.search(r"dropped: low resolution\s*│\s*1 │", out)
     counts = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
-    assert (counts["videos"], counts["captions"], counts["failures"], counts["runs"]) == (3, 2, 3, 1)
+    assert (counts["videos"], counts["clips"], counts["captions"], counts["failures"], counts["runs"]) == (6, 7, 2, 3, 1)
 
     again = _invoke("run", "--source", str(mixed_source), "--dry-run", "--data-dir", str(data))
     assert again.exit_code == 0
+    assert re.search(r"sources split before \(not decoded again\)\s*│\s*2 │", again.output), again.output
     counts2 = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
     assert counts2 == {**counts, "runs": 2}  # only the run itself is recorded again
 
@@ -63,15 +68,17 @@ def test_plan_numbers_follow_the_config(tmp_path, mixed_source):
     r = _invoke("run", "-s", str(mixed_source), "--dry-run", "--config", str(cfg), "--data-dir", str(tmp_path / "d"))
     assert r.exit_code == 0, r.output
     annotator = next(line for line in r.output.splitlines() if "annotator.dynamic" in line)
-    assert "my-vlm" in annotator and " 6 " in annotator  # 3 videos x 2 objects (and as many static)
+    # 4 units (bikes.mp4's three clips of 2 s or more, the frame folder; the small clip is dropped) x 2 objects
+    assert "my-vlm" in annotator and " 8 " in annotator
 
 
 def test_set_overrides_any_key_and_reports_bad_ones(tmp_path, mixed_source):
     args = ("run", "-s", str(mixed_source), "--dry-run", "--data-dir", str(tmp_path / "d"))
-    r = _invoke(*args, "--set", "plan.objects_per_video=1", "--set", 'agents.annotator.model="vlm-x"')
+    r = _invoke(*args, "--set", "plan.objects_per_video=1", "--set", 'agents.annotator.model="vlm-x"',
+                "--set", "split.detector=none")
     assert r.exit_code == 0, r.output
     annotator = next(line for line in r.output.splitlines() if "annotator.static" in line)
-    assert "vlm-x" in annotator and " 3 " in annotator  # 3 videos x 1 object
+    assert "vlm-x" in annotator and " 3 " in annotator  # 3 videos, not split, x 1 object
     r = _invoke(*args, "--set", "plan.objects_per_video=lots")
     assert r.exit_code == 2 and "plan.objects_per_video" in r.output and "command-line" in r.output
     r = _invoke(*args, "--set", "novalue")

@@ -118,6 +118,9 @@ def test_a_multi_shot_source_becomes_clips_whose_samples_never_cross_a_cut(endpo
                                env={"COLUMNS": "160"})
         print(v.output)
         assert v.exit_code == 0 and "no defects" in " ".join(v.output.split()), v.output
+        card = (out / "README.md").read_text()  # the dataset card counts the clips, and those dropped by reason
+        assert "2 source videos split into 17 clips; 5 kept." in card, card
+        assert "near duplicate 2" in card and "black 1" in card and "static 1" in card and "uniform 1" in card
         records = json.loads((out / "detailed_train.json").read_text())
         assert len(records) == len([smp for smp in samples if smp.data_type == "detailed"])
         if extra:
