@@ -1,5 +1,7 @@
 """Shot detection speed on the CPU: frames per second of each detector and of each way to decode to 48x27,
-side by side on one generated multi-shot 1280x720 video, each in a fresh process (its own peak memory).
+side by side on one generated multi-shot 1280x720 video, each in a fresh process (its own peak memory). The
+split_scan_* steps are what the split phase's actor runs: one decoding pass feeding the detector, the clip
+rules' scores and a pHash per frame (engine/media/clips.py scan).
 
     python benchmarks/split_speed.py --minutes 10 [--out /tmp/bench-split]
 """
@@ -26,7 +28,8 @@ def make_video(path: Path, minutes: float, fps: int = 25, shot_s: float = 4.0) -
     from synthetic import render
 
     w, h = 1280, 720
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    tmp = path.with_name("partial-" + path.name)  # an interrupted run leaves no short video under the real name
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     total = int(minutes * 60 * fps)
     per_shot = int(shot_s * fps)
     rng = np.random.default_rng(0)
@@ -38,6 +41,7 @@ def make_video(path: Path, minutes: float, fps: int = 25, shot_s: float = 4.0) -
             writer.write(cv2.resize(np.ascontiguousarray(f[:, :, ::-1]), (w, h), interpolation=cv2.INTER_NEAREST))
         written += n
     writer.release()
+    tmp.replace(path)
     return total
 
 
@@ -74,9 +78,17 @@ elif what == "content":
     from engine.media.shots import ContentDetector
     b = ContentDetector().detect(path)
     n = b.num_frames
+elif what.startswith("split_scan_"):  # what the split phase's actor runs: detector, clip scores and pHashes
+    from engine.media.clips import scan
+    from engine.media.shots import make_detector
+    n = scan(path, make_detector(what.removeprefix("split_scan_"))).bounds.num_frames
 s = time.perf_counter() - t0
 print(json.dumps({{"frames": n, "s": s, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 '''
+
+
+STEPS = ("pyav_48x27", "decord_full_resize", "transnetv2_model_only", "transnetv2", "content",
+         "split_scan_transnetv2", "split_scan_content")
 
 
 def main() -> None:
@@ -84,6 +96,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=Path("/tmp/bench-split"))
     p.add_argument("--threads", type=int, default=2, help="torch threads (the machines here have 2 cores)")
+    p.add_argument("--steps", default=",".join(STEPS), help="comma-separated, of: " + ", ".join(STEPS))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     video = args.out / f"multishot-{args.minutes:g}min-720p.mp4"
@@ -95,9 +108,12 @@ def main() -> None:
     print(f"{'step':28s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'x real time':>11s} {'peak MB':>8s}")
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     failed = 0
-    for what in ("pyav_48x27", "decord_full_resize", "transnetv2_model_only", "transnetv2", "content"):
+    for what in args.steps.split(","):
+        # the split phase's actor runs with MALLOC_ARENA_MAX=2 (engine/runtime/split.py): without it glibc's
+        # per-thread arenas keep the decoder's freed buffers, and the peak grows with the video's length
+        extra = {"MALLOC_ARENA_MAX": "2"} if what.startswith("split_scan_") else {}
         out = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video)],
-                             capture_output=True, text=True, env=env)
+                             capture_output=True, text=True, env={**env, **extra})
         if out.returncode:
             print(f"{what:28s} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
             failed += 1

@@ -142,6 +142,9 @@ def test_a_reencoded_copy_in_another_source_is_a_near_duplicate_of_the_store(end
     first.mkdir()
     second.mkdir()
     make_segments(first / "segments.mp4", bikes_mp4)
+    (first / "captions.jsonl").write_text(  # Panda-70M-style timed captions: each goes to the clip whose middle is in it
+        '{"video": "segments.mp4", "start": "0:00:00.000", "end": "0:00:05.000", "caption": "Cyclists race past."}\n'
+        '{"video": "segments.mp4", "start": 9, "end": 8, "caption": "Backwards."}\n')
     frames = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(76, 137))).asnumpy()
     bigger = np.stack([np.asarray(Image.fromarray(f).resize((720, 306), Image.BICUBIC)) for f in frames])
     write_mp4(second / "copy.mp4", bigger, fps=25.0)  # another size, frame rate and encoding of the first shot
@@ -149,6 +152,7 @@ def test_a_reencoded_copy_in_another_source_is_a_near_duplicate_of_the_store(end
     write_mp4(second / "other.mp4", other, fps=25.0)  # a shot the store does not hold
     r1 = run_engine(endpoint, data, "--source", str(first), "--dry-run", *TRANSNET)
     assert r1.exit_code == 0, r1.output
+    assert "captions.jsonl:2" in r1.output and "is not before end" in " ".join(r1.output.split())
     r2 = run_engine(endpoint, data, "--source", str(second), "--dry-run", *TRANSNET)
     assert r2.exit_code == 0, r2.output
     assert "dropped: near duplicate" in r2.output
@@ -161,3 +165,7 @@ def test_a_reencoded_copy_in_another_source_is_a_near_duplicate_of_the_store(end
         assert clips["copy.mp4"].scores["duplicate_distance"] <= 8
         assert clips["other.mp4"].kept and clips["other.mp4"].video_id == [v for v, p in paths.items()
                                                                            if p == "other.mp4"][0]
+        shot = s.query(schema.Clip).filter_by(start=0).join(schema.Video, schema.Video.id == schema.Clip.source_id)\
+            .filter(schema.Video.path == "segments.mp4").one()
+        captions = {(c.video_id, c.source): c.text for c in s.query(schema.Caption)}
+        assert shot.kept and captions == {(shot.video_id, "captions.jsonl"): "Cyclists race past."}, captions

@@ -88,3 +88,27 @@ def test_review_binds_to_loopback_by_default():
     from engine.cli.audit import review
 
     assert inspect.signature(review).parameters["host"].default == "127.0.0.1"
+
+
+def test_a_clips_frames_are_decoded_from_its_source_at_its_first_frame(sqlite_store, tmp_path):
+    """An item of a clip (docs/clips.md) shows the clip's frames: its keys count from the clip's first frame."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from synthetic import render, write_mp4
+
+    reviews = make_reviews(sqlite_store, tmp_path, kept=1, discarded=0)
+    frames, _ = render(8, 96, 72)  # what make_reviews wrote, now frames 8..15 of a source whose first 8 are black
+    write_mp4(tmp_path / "clip.mp4", np.concatenate([np.zeros_like(frames), frames]))
+    with sqlite_store.session() as s:
+        video = s.query(schema.Video).one()
+        video.first_frame, video.parent_id, video.num_frames = 8, "p" * 32, 8
+    draw_sample(sqlite_store, CURRENT, kept=1, discarded=0)
+    c = TestClient(create_app(sqlite_store))
+    _login(c, add_auditor(sqlite_store, "ann"))
+    r = c.get(f"/media/{reviews[0]}/0.jpg")
+    assert r.status_code == 200
+    shown = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"), dtype=float)
+    assert abs(shown.mean() - frames[0].mean()) < 10 and shown.mean() > 100  # not the black frame 0 of the source
