@@ -78,11 +78,11 @@ def split_sources(cfg: Config, store: Store, videos: Sequence[IngestedVideo], so
         return report
     lineage = split_lineage(cfg)
     split = [v for v in videos if splittable(v, source)]
-    done = _completed(store, [v.id for v in split], lineage)
+    done = _marked(store, schema.Completion, [v.id for v in split], lineage)
     stored = _stored_clips(store, [v.id for v in split if v.id in done], lineage)
     todo = [v for v in split if v.id not in done]
     if not retry_failed:
-        bad = _quarantined(store, [v.id for v in todo], lineage)
+        bad = _marked(store, schema.Failure, [v.id for v in todo], lineage, schema.Failure.quarantined)
         report.failed += [(v.rel, "quarantined by an earlier run (--retry-failed tries it again)")
                           for v in todo if v.id in bad]
         todo = [v for v in todo if v.id not in bad]
@@ -215,23 +215,14 @@ def _save(cfg: Config, store: Store, v: IngestedVideo, source: Path, clips: list
     return units
 
 
-def _completed(store: Store, ids: list[str], lineage: str) -> set[str]:
-    cp = schema.Completion
+def _marked(store: Store, model: type[schema.Completion] | type[schema.Failure], ids: list[str], lineage: str,
+            *where) -> set[str]:
+    """The sources among ids with a split completion (or failure) at this lineage."""
     out: set[str] = set()
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
-            out.update(s.scalars(sa.select(cp.unit_id).where(
-                cp.stage == STAGE, cp.lineage == lineage, cp.unit_id.in_(ids[i:i + CHUNK]))))
-    return out
-
-
-def _quarantined(store: Store, ids: list[str], lineage: str) -> set[str]:
-    f = schema.Failure
-    out: set[str] = set()
-    with store.session() as s:
-        for i in range(0, len(ids), CHUNK):
-            out.update(s.scalars(sa.select(f.unit_id).where(
-                f.stage == STAGE, f.lineage == lineage, f.quarantined, f.unit_id.in_(ids[i:i + CHUNK]))))
+            out.update(s.scalars(sa.select(model.unit_id).where(
+                model.stage == STAGE, model.lineage == lineage, model.unit_id.in_(ids[i:i + CHUNK]), *where)))
     return out
 
 
