@@ -1,7 +1,9 @@
 """The audit web UI (FastAPI): sign in, audit the queue with the keyboard, undo, and a dashboard.
 
-Everything a model wrote is shown through Jinja2 autoescaping; media routes take ids and frame
-positions, never paths; state-changing requests need the auditor's session and its CSRF token.
+Everything a model wrote is shown through Jinja2 autoescaping, bidi-isolated; media routes take ids and frame
+positions, never paths; state-changing requests need the auditor's session, its CSRF token and a same-origin
+Origin (login included). A session is checked against the store on every request: re-keying or removing its
+auditor ends it, as do an idle and an absolute timeout. Failed sign-ins are throttled per name and per client.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,7 @@ from PIL import Image
 from engine.media import masks
 from engine.store import schema
 from engine.store.current import judged
-from engine.audit.sampling import audit_stats, check_auditor
+from engine.audit.sampling import audit_stats, check_auditor, hash_token
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
 from engine.media.overlay import color_for
@@ -32,22 +37,94 @@ from engine.store import Store
 COOKIE = "review_session"
 MAX_SIDE = 640
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+IDLE_S = 30 * 60  # a session unused this long ends
+ABSOLUTE_S = 12 * 3600  # and any session after this long
+MAX_UNDO = 200  # per-session state is bounded
+FAILED_LOGINS = 5  # failed sign-ins per name, and per client, within THROTTLE_S before sign-in is refused
+THROTTLE_S = 15 * 60
+# Login errors are fixed sentences chosen by code: nothing in the URL reaches the page.
+LOGIN_ERRORS = {
+    "bad": "Unknown name or token.",
+    "throttled": f"Too many failed sign-ins: wait {THROTTLE_S // 60} minutes, or ask for a new token.",
+    "ended": "Your session ended (signed out elsewhere, re-keyed, removed, or idle too long): sign in again.",
+}
 
 
 @dataclass
 class Session:
     auditor: str
+    token_sha256: str  # the auditor's token when they signed in: a new one ends this session
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    undo: list[str] = field(default_factory=list)  # review ids decided, newest last
-    skipped: set[str] = field(default_factory=set)
+    undo: deque = field(default_factory=lambda: deque(maxlen=MAX_UNDO))  # review ids decided, newest last
+    skipped: set[str] = field(default_factory=set)  # audit items only: bounded by the sample
+    started: float = field(default_factory=lambda: time.monotonic())
+    seen: float = field(default_factory=lambda: time.monotonic())
+
+
+class _Throttle:
+    """Failed sign-ins per key (an auditor's name, a client's address) in a sliding window."""
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 10_000):
+        self.limit, self.window_s, self.max_keys = limit, window_s, max_keys
+        self.failures: dict[str, deque] = {}
+
+    def _recent(self, key: str, now: float) -> deque:
+        q = self.failures.get(key, deque())
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        return any(len(self._recent(k, now)) >= self.limit for k in keys)
+
+    def fail(self, *keys: str) -> None:
+        now = time.monotonic()
+        if len(self.failures) >= self.max_keys:  # bounded: the stalest keys go first
+            for k in sorted(self.failures, key=lambda k: self.failures[k][-1] if self.failures[k] else 0)[:1000]:
+                del self.failures[k]
+        for k in keys:
+            q = self._recent(k, now)
+            q.append(now)
+            self.failures[k] = q
+
+    def clear(self, key: str) -> None:
+        self.failures.pop(key, None)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    """To sign-in; saying why when the browser still held a session that has ended."""
+    return RedirectResponse("/login?error=ended" if request.cookies.get(COOKIE) else "/login", status_code=303)
+
+
+def _same_origin(request: Request) -> bool:
+    """The request's Origin (or, without one, its Referer) names this server."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if not sent or sent == "null":
+        return False
+    origin = urlsplit(sent)
+    return (origin.scheme, origin.netloc) == (request.url.scheme, request.headers.get("host", request.url.netloc))
 
 
 def create_app(store: Store) -> FastAPI:
     app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
     sessions: dict[str, Session] = {}
+    throttle = _Throttle(FAILED_LOGINS, THROTTLE_S)
 
     def session_of(request: Request) -> Session | None:
-        return sessions.get(request.cookies.get(COOKIE, ""))
+        sid = request.cookies.get(COOKIE, "")
+        sess = sessions.get(sid)
+        if sess is None:
+            return None
+        now = time.monotonic()
+        with store.session() as s:  # re-keyed or removed since sign-in: the session is over
+            row = s.get(schema.Auditor, sess.auditor)
+            valid = row is not None and secrets.compare_digest(row.token_sha256, sess.token_sha256)
+        if not valid or now - sess.seen > IDLE_S or now - sess.started > ABSOLUTE_S:
+            sessions.pop(sid, None)
+            return None
+        sess.seen = now
+        return sess
 
     def require(request: Request, csrf: str | None = None) -> Session:
         sess = session_of(request)
@@ -59,7 +136,13 @@ def create_app(store: Store) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
-        response = await call_next(request)
+        if request.method == "POST" and not _same_origin(request):  # cross-site forms, login CSRF included
+            response = Response("cross-origin request refused", status_code=403, media_type="text/plain")
+        else:
+            response = await call_next(request)
+        if not request.url.path.startswith("/media/"):
+            response.headers["Cache-Control"] = "no-store"  # Back after sign-out shows no item
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' "
@@ -68,14 +151,20 @@ def create_app(store: Store) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, error: str = ""):
-        return TEMPLATES.TemplateResponse(request, "login.html", {"error": error})
+        return TEMPLATES.TemplateResponse(request, "login.html", {"error": LOGIN_ERRORS.get(error)})
 
     @app.post("/login")
-    def login(name: str = Form(...), token: str = Form(...)):
+    def login(request: Request, name: str = Form(...), token: str = Form(...)):
+        name, token = name.strip(), token.strip()
+        client = f"client:{request.client.host if request.client else '-'}"
+        if throttle.blocked(f"name:{name}", client):
+            return RedirectResponse("/login?error=throttled", status_code=303)
         if not check_auditor(store, name, token):
-            return RedirectResponse("/login?error=unknown+name+or+token", status_code=303)
+            throttle.fail(f"name:{name}", client)
+            return RedirectResponse("/login?error=bad", status_code=303)
+        throttle.clear(f"name:{name}")
         sid = secrets.token_urlsafe(32)
-        sessions[sid] = Session(name)
+        sessions[sid] = Session(name, hash_token(token))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
         return response
@@ -90,7 +179,7 @@ def create_app(store: Store) -> FastAPI:
     def queue(request: Request):
         sess = session_of(request)
         if sess is None:
-            return RedirectResponse("/login", status_code=303)
+            return _to_login(request)
         nxt = _next_item(store, sess)
         if nxt is None:
             return TEMPLATES.TemplateResponse(request, "done.html", {"sess": sess, "progress": _progress(store, sess)})
@@ -100,7 +189,7 @@ def create_app(store: Store) -> FastAPI:
     def item(request: Request, review_id: str):
         sess = session_of(request)
         if sess is None:
-            return RedirectResponse("/login", status_code=303)
+            return _to_login(request)
         data = _item(store, review_id)
         if data is None:
             raise HTTPException(404, "no such audit item")
@@ -124,7 +213,10 @@ def create_app(store: Store) -> FastAPI:
 
     @app.post("/skip")
     def skip(request: Request, review_id: str = Form(...), csrf: str = Form("")):
-        require(request, csrf).skipped.add(review_id)
+        sess = require(request, csrf)
+        if len(review_id) > 64 or _item(store, review_id) is None:  # only audit items: the set stays bounded
+            raise HTTPException(400, "not an audit item")
+        sess.skipped.add(review_id)
         return RedirectResponse("/", status_code=303)
 
     @app.post("/undo")
@@ -141,7 +233,7 @@ def create_app(store: Store) -> FastAPI:
     def dashboard(request: Request):
         sess = session_of(request)
         if sess is None:
-            return RedirectResponse("/login", status_code=303)
+            return _to_login(request)
         return TEMPLATES.TemplateResponse(request, "dashboard.html", {
             "sess": sess, "st": audit_stats(store), "progress": _progress(store, sess)})
 
@@ -149,7 +241,8 @@ def create_app(store: Store) -> FastAPI:
     def media(request: Request, review_id: str, name: str):
         require(request)
         stem, _, ext = name.partition(".")
-        if not stem.isdigit() or ext not in ("jpg", "png"):
+        # ASCII digits only ("²".isdigit() is true), and few of them (int() refuses 5,000 digits)
+        if not (stem.isascii() and stem.isdigit() and len(stem) <= 6) or ext not in ("jpg", "png"):
             raise HTTPException(404, "no such frame")
         frames = _frames(store, review_id)
         pos = int(stem)
@@ -204,22 +297,30 @@ def _item(store: Store, review_id: str) -> dict[str, Any] | None:
                 "frame_indices": sorted(int(f) for f in (m.frames if m else {}))}
 
 
+class _NoFrames(Exception):
+    pass
+
+
 def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | None:
-    """The item's sampled frames (JPEG) and its mask (transparent PNG), only for audit items of this store."""
-    return _frames_cached(store, review_id)
+    """The item's sampled frames (JPEG) and its mask (transparent PNG), only for audit items of this store.
+    Only successes are cached: an item drawn while the server runs shows its frames."""
+    try:
+        return _frames_cached(store, review_id)
+    except _NoFrames:
+        return None
 
 
 @lru_cache(maxsize=16)
-def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | None:
+def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]]:
     with store.session() as s:
         if s.get(schema.AuditItem, review_id) is None:
-            return None
+            raise _NoFrames(review_id)
         review = s.get(schema.Review, review_id)
         obj = s.get(schema.VideoObject, review.object_id)
         video = s.get(schema.Video, obj.video_id)
         m, _ = judged(s, review)
         if m is None:
-            return None
+            raise _NoFrames(review_id)
         keys = sorted(m.frames, key=int)
         rles = [m.frames[k] for k in keys]
         path = Path(video.source_root) / video.path
@@ -228,7 +329,7 @@ def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[byte
         reader = Video(path)
         frames = reader.frames([int(k) + offset for k in keys])
     except (MediaError, IndexError):
-        return None
+        raise _NoFrames(review_id) from None
     size = fit_within(reader.info.width, reader.info.height, MAX_SIDE)
     color = np.array(color_for(3), dtype=np.uint8)  # yellow: stands out on most footage
     jpgs, pngs = [], []

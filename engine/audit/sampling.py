@@ -45,6 +45,16 @@ def add_auditor(store: Store, name: str) -> str:
     return token
 
 
+def remove_auditor(store: Store, name: str) -> bool:
+    """Remove an auditor: their sessions end at their next request, their audits stay. False if there was none."""
+    with store.session() as s:
+        row = s.get(schema.Auditor, name.strip())
+        if row is None:
+            return False
+        s.delete(row)
+    return True
+
+
 def check_auditor(store: Store, name: str, token: str) -> bool:
     with store.session() as s:
         row = s.get(schema.Auditor, name)

@@ -23,6 +23,18 @@ def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt 
     console.print(f"auditor {name}: token {token}\n(shown once; sign in to `engine review` with it)", highlight=False)
 
 
+@audit_app.command("remove-auditor", short_help="Remove an auditor: their sessions end, their audits stay.")
+def audit_remove_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
+                         database_url: DbOpt = None) -> None:
+    """Remove an auditor. A signed-in session of theirs ends at its next request; their decisions are kept."""
+    from engine.audit.sampling import remove_auditor
+
+    if not remove_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name):
+        err.print(f"error: no auditor named {name!r}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"auditor {name} removed; their sessions end now, their audits stay", highlight=False)
+
+
 @audit_app.command("sample", short_help="Draw audit items stratified by the Reviewer's verdict.")
 def audit_sample(
     kept: Annotated[int, typer.Option("--kept", min=0)] = 100,
@@ -98,6 +110,22 @@ def review(
     # engine/ never imports review_ui/ statically (imports run review_ui -> engine)
     create_app = importlib.import_module("review_ui.app").create_app
     store = _store(_config(config, data_dir=data_dir, database_url=database_url))
+    if not _loopback(host):
+        err.print(f"warning: --host {host} serves the review UI beyond this machine over plain HTTP: sign-in tokens "
+                  "and session cookies would cross the network in clear. Keep 127.0.0.1 and reach it through an SSH "
+                  "tunnel (ssh -L 8765:127.0.0.1:8765 host), or put a TLS proxy in front (e.g. caddy reverse-proxy "
+                  f"--from review.example.org --to 127.0.0.1:{port}).", highlight=False)
     console.print(f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)",
                   highlight=False)
     uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -16,7 +16,7 @@ def client(sqlite_store, tmp_path):
     reviews = make_reviews(sqlite_store, tmp_path, kept=2, discarded=2, evil=True)
     draw_sample(sqlite_store, CURRENT, kept=2, discarded=2)
     token = add_auditor(sqlite_store, "ann")
-    c = TestClient(create_app(sqlite_store))
+    c = TestClient(create_app(sqlite_store), headers={"origin": "http://testserver"})  # as a browser's form posts
     return c, token, reviews, sqlite_store
 
 
@@ -106,7 +106,7 @@ def test_a_clips_frames_are_decoded_from_its_source_at_its_first_frame(sqlite_st
         video = s.query(schema.Video).one()
         video.first_frame, video.parent_id, video.num_frames = 8, "p" * 32, 8
     draw_sample(sqlite_store, CURRENT, kept=1, discarded=0)
-    c = TestClient(create_app(sqlite_store))
+    c = TestClient(create_app(sqlite_store), headers={"origin": "http://testserver"})
     _login(c, add_auditor(sqlite_store, "ann"))
     r = c.get(f"/media/{reviews[0]}/0.jpg")
     assert r.status_code == 200
