@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 
@@ -108,6 +109,7 @@ def _same_origin(request: Request) -> bool:
 
 def create_app(store: Store) -> FastAPI:
     app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     sessions: dict[str, Session] = {}
     throttle = _Throttle(FAILED_LOGINS, THROTTLE_S)
 
@@ -145,8 +147,10 @@ def create_app(store: Store) -> FastAPI:
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
+        # scripts only from files of this server (review_ui/static); inline styles stay
         response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' "
-                                                       "'unsafe-inline'; script-src 'self' 'unsafe-inline'")
+                                                       "'unsafe-inline'; script-src 'self'; form-action 'self'; "
+                                                       "frame-ancestors 'none'; base-uri 'none'")
         return response
 
     @app.get("/login", response_class=HTMLResponse)

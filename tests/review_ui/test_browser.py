@@ -102,3 +102,39 @@ def test_audit_five_items_with_the_keyboard_undo_one_and_see_the_dashboard(serve
     assert page.inner_text("#tp") == f"TP {tp}"
     page.screenshot(path=str(ARTIFACTS / "review_dashboard.png"), full_page=True)
     assert (ARTIFACTS / "review_item.png").stat().st_size > 5000
+
+
+def test_keys_ignore_repeats_and_modifiers_and_work_after_the_slider_under_a_strict_csp(server, page):
+    base, token, store = server
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(base + "/")
+    page.fill("#name", "ann")
+    page.fill("#token", token)
+    with page.expect_navigation():
+        page.click("#signin")
+    page.wait_for_selector("#noun")
+    first = page.url
+    csp = page.evaluate("fetch('/').then(r => r.headers.get('content-security-policy'))")
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+
+    page.keyboard.press("Control+s")  # saving the page is not a skip
+    page.wait_for_timeout(500)
+    assert page.url == first
+    page.keyboard.down("y")  # a held key: the first press decides, its auto-repeats do not decide the next item
+    page.wait_for_url(lambda u: u != first)
+    for _ in range(5):
+        page.keyboard.down("y")  # auto-repeat events carry repeat = true
+    page.keyboard.up("y")
+    page.wait_for_selector("#noun")
+    with store.session() as s:
+        assert s.query(schema.Audit).count() == 1  # one decision, not several
+
+    second = page.url
+    page.click("#opacity")  # the slider has focus now; Y must still decide
+    with page.expect_navigation():
+        page.keyboard.press("y")
+    assert page.url != second
+    with store.session() as s:
+        assert s.query(schema.Audit).count() == 2
+    assert violations == [] and page.evaluate("window.__xss") is None
