@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +31,7 @@ from engine.media import masks
 from engine.store import schema
 from engine.store.current import judged
 from engine.audit.sampling import audit_stats, check_auditor, hash_token
+from engine.sources.ingest import CAPTION_SOURCE_ORDER
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
 from engine.media.overlay import color_for
@@ -41,6 +43,9 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 IDLE_S = 30 * 60  # a session unused this long ends
 ABSOLUTE_S = 12 * 3600  # and any session after this long
 MAX_UNDO = 200  # per-session state is bounded
+MAX_NOTE = 2000
+REASONS = {"wrong_object": "wrong object", "mask_wrong": "mask wrong or drifting",
+           "hallucinated": "description hallucinated", "several_objects": "several objects", "other": "other"}
 FAILED_LOGINS = 5  # failed sign-ins per name, and per client, within THROTTLE_S before sign-in is refused
 THROTTLE_S = 15 * 60
 # Login errors are fixed sentences chosen by code: nothing in the URL reaches the page.
@@ -107,7 +112,11 @@ def _same_origin(request: Request) -> bool:
     return (origin.scheme, origin.netloc) == (request.url.scheme, request.headers.get("host", request.url.netloc))
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, reveal: str = "after") -> FastAPI:
+    """reveal: "after" shows the Reviewer's verdict, confidence, rationale and the detailed description once the
+    auditor has decided (never before: that would anchor the judgement and give the stratum away); "never"."""
+    if reveal not in ("after", "never"):
+        raise ValueError("reveal is after or never")
     app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     sessions: dict[str, Session] = {}
@@ -200,18 +209,27 @@ def create_app(store: Store) -> FastAPI:
         decided = _decision(store, review_id, sess.auditor)
         return TEMPLATES.TemplateResponse(request, "item.html", {
             "sess": sess, "item": data, "decided": decided, "progress": _progress(store, sess),
-            "can_undo": bool(sess.undo)})
+            "can_undo": bool(sess.undo), "reveal": decided is not None and reveal == "after", "reasons": REASONS,
+            "max_note": MAX_NOTE})
 
     @app.post("/decide")
     def decide(request: Request, review_id: str = Form(...), verdict: str = Form(...), note: str = Form(""),
-               csrf: str = Form("")):
+               reason: str = Form(""), csrf: str = Form("")):
+        """verdict "correct": the same object; "wrong": a different object, with an optional reason code."""
         sess = require(request, csrf)
         if verdict not in ("correct", "wrong") or _item(store, review_id) is None:
-            raise HTTPException(400, "verdict must be correct or wrong, for an audit item")
+            raise HTTPException(400, "verdict must be correct (same object) or wrong (different), for an audit item")
+        if reason and (verdict != "wrong" or reason not in schema.AUDIT_REASONS):
+            raise HTTPException(400, f"a reason is for a different object, one of {', '.join(schema.AUDIT_REASONS)}")
+        if len(note) > MAX_NOTE:  # refused, never cut
+            raise HTTPException(400, f"the note is longer than {MAX_NOTE:,} characters")
         row = dict(id=stable_id("audit", review_id, sess.auditor), review_id=review_id, auditor=sess.auditor,
-                   human_verdict=verdict == "correct", note=note[:2000])
+                   human_verdict=verdict == "correct", note=note.strip(), reason=reason or None)
         with store.session() as s:
-            store.upsert(s, schema.Audit, [row], conflict=("review_id", "auditor"), update=("human_verdict", "note"))
+            store.upsert(s, schema.Audit, [row], conflict=("review_id", "auditor"),
+                         update=("human_verdict", "note", "reason"))
+        if review_id in sess.undo:  # a decision changed: one undo step, not two
+            sess.undo.remove(review_id)
         sess.undo.append(review_id)
         return RedirectResponse("/", status_code=303)
 
@@ -246,14 +264,13 @@ def create_app(store: Store) -> FastAPI:
         require(request)
         stem, _, ext = name.partition(".")
         # ASCII digits only ("²".isdigit() is true), and few of them (int() refuses 5,000 digits)
-        if not (stem.isascii() and stem.isdigit() and len(stem) <= 6) or ext not in ("jpg", "png"):
+        if not (stem.isascii() and stem.isdigit() and len(stem) <= 6) or ext not in ("jpg", "png", "edge.png"):
             raise HTTPException(404, "no such frame")
         frames = _frames(store, review_id)
         pos = int(stem)
         if frames is None or pos >= len(frames[0]):
             raise HTTPException(404, "no such frame")
-        images, mask_pngs = frames
-        body = images[pos] if ext == "jpg" else mask_pngs[pos]
+        body = frames[{"jpg": 0, "png": 1, "edge.png": 2}[ext]][pos]
         return Response(body, media_type="image/jpeg" if ext == "jpg" else "image/png",
                         headers={"Cache-Control": "private, max-age=3600"})
 
@@ -295,18 +312,26 @@ def _item(store: Store, review_id: str) -> dict[str, Any] | None:
         obj = s.get(schema.VideoObject, review.object_id)
         m, texts = judged(s, review)
         n = len(m.frames) if m else 0
+        caps = {c.source: c.text for c in s.query(schema.Caption).filter_by(video_id=obj.video_id)}
+        detailed = s.execute(sa.select(schema.Description.text).where(
+            schema.Description.object_id == obj.id, schema.Description.kind == "detailed")
+            .order_by(schema.Description.created_at.desc()).limit(1)).scalar_one_or_none()
         return {"review_id": review_id, "noun": obj.noun, "appearance": texts.get("appearance", ""),
                 "motion": texts.get("motion", ""), "region": texts.get("region", ""), "keep": review.verdict,
                 "confidence": review.confidence, "rationale": review.rationale, "mode": review.mode, "frames": n,
-                "frame_indices": sorted(int(f) for f in (m.frames if m else {}))}
+                "frame_indices": sorted(int(f) for f in (m.frames if m else {})),
+                "caption": next((caps[c] for c in CAPTION_SOURCE_ORDER if c in caps), ""),
+                # exists only for kept objects: shown after the decision, as the verdict is
+                "detailed": detailed or ""}
 
 
 class _NoFrames(Exception):
     pass
 
 
-def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | None:
-    """The item's sampled frames (JPEG) and its mask (transparent PNG), only for audit items of this store.
+def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
+    """The item's sampled frames (JPEG), its mask filled and as a contour (transparent PNGs), only for audit items
+    of this store.
     Only successes are cached: an item drawn while the server runs shows its frames."""
     try:
         return _frames_cached(store, review_id)
@@ -315,7 +340,7 @@ def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]] | N
 
 
 @lru_cache(maxsize=16)
-def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes]]:
+def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes], list[bytes]]:
     with store.session() as s:
         if s.get(schema.AuditItem, review_id) is None:
             raise _NoFrames(review_id)
@@ -336,17 +361,32 @@ def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[byte
         raise _NoFrames(review_id) from None
     size = fit_within(reader.info.width, reader.info.height, MAX_SIDE)
     color = np.array(color_for(3), dtype=np.uint8)  # yellow: stands out on most footage
-    jpgs, pngs = [], []
+    jpgs, pngs, edges = [], [], []
     for frame, rle in zip(frames, rles):
         buf = io.BytesIO()
         Image.fromarray(frame).resize(size).save(buf, format="JPEG", quality=85)
         jpgs.append(buf.getvalue())
-        rgba = np.zeros((*frame.shape[:2], 4), np.uint8)
-        if rle is not None:
-            m = masks.decode(rle)
-            rgba[m, :3] = color
-            rgba[m, 3] = 255
-        buf = io.BytesIO()
-        Image.fromarray(rgba, "RGBA").resize(size, Image.NEAREST).save(buf, format="PNG")
-        pngs.append(buf.getvalue())
-    return jpgs, pngs
+        m = masks.decode(rle) if rle is not None else np.zeros(frame.shape[:2], bool)
+        m = np.asarray(Image.fromarray(m).resize(size, Image.NEAREST))
+        pngs.append(_png(m, color))
+        edges.append(_png(m & ~_eroded(_eroded(m)), color))  # a 2-pixel contour: what is under it stays visible
+    return jpgs, pngs, edges
+
+
+def _eroded(m: np.ndarray) -> np.ndarray:
+    out = m.copy()
+    out[1:] &= m[:-1]
+    out[:-1] &= m[1:]
+    out[:, 1:] &= m[:, :-1]
+    out[:, :-1] &= m[:, 1:]
+    return out
+
+
+def _png(m: np.ndarray, color: np.ndarray) -> bytes:
+    """A transparent PNG with the mask's pixels in colour."""
+    rgba = np.zeros((*m.shape, 4), np.uint8)
+    rgba[m, :3] = color
+    rgba[m, 3] = 255
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()

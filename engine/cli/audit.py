@@ -100,6 +100,9 @@ def audit_stats_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, datab
 def review(
     host: Annotated[str, typer.Option("--host", help="address to bind; 127.0.0.1 keeps it on this machine")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8765,
+    reveal: Annotated[str, typer.Option(
+        "--reveal", help="after: show the Reviewer's verdict, confidence, rationale and detailed description once "
+                         "the auditor has decided (never before: blind judging); never: not even then")] = "after",
     config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
 ) -> None:
     """Serve the audit web UI (example: engine review --port 8765)."""
@@ -117,7 +120,10 @@ def review(
                   f"--from review.example.org --to 127.0.0.1:{port}).", highlight=False)
     console.print(f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)",
                   highlight=False)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+    if reveal not in ("after", "never"):
+        err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
+        raise typer.Exit(2)
+    uvicorn.run(create_app(store, reveal=reveal), host=host, port=port, log_level="warning")
 
 
 def _loopback(host: str) -> bool:

@@ -33,6 +33,8 @@ def _enum(name: str, *values: str) -> sa.Enum:
 
 DESCRIPTION_KINDS = ("appearance", "motion", "region", "detailed", "short")
 DATA_TYPES = ("short", "detailed", "qa")
+# why a pairing is "different object" (the review UI's reason codes)
+AUDIT_REASONS = ("wrong_object", "mask_wrong", "hallucinated", "several_objects", "other")
 
 
 class Base(DeclarativeBase):
@@ -193,8 +195,9 @@ class Audit(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     review_id: Mapped[str] = mapped_column(sa.ForeignKey("reviews.id"), index=True)
     auditor: Mapped[str] = mapped_column(sa.String(64))
-    human_verdict: Mapped[bool]  # True = the pairing is correct
+    human_verdict: Mapped[bool]  # True = the description and the mask refer to the same object
     note: Mapped[str] = mapped_column(sa.Text, default="")
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))  # for "different object": one of AUDIT_REASONS
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,0 +1,103 @@
+"""Blind, unambiguous judging (issue 15, part 2): the Reviewer's verdict, confidence and rationale, and the detailed
+description, stay hidden until the auditor has decided; the question names what is judged; "different object"
+takes a reason code; notes are refused when too long, never cut; a changed decision is one undo step."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+import review_ui.app as ui
+from engine.audit.sampling import add_auditor, draw_sample
+from engine.store import schema
+from engine.store.ids import stable_id
+from review_data import CURRENT, XSS, make_reviews
+
+
+@pytest.fixture
+def items(sqlite_store, tmp_path):
+    reviews = make_reviews(sqlite_store, tmp_path, kept=2, discarded=2, evil=True)
+    with sqlite_store.session() as s:
+        review = s.get(schema.Review, reviews[0])
+        s.add(schema.Description(id=stable_id("d", review.object_id, "detailed"), object_id=review.object_id,
+                                 kind="detailed", text="A red square slides right.", model="m", prompt_version="p@1"))
+        s.add(schema.Caption(id="c" * 32, video_id=s.get(schema.VideoObject, review.object_id).video_id,
+                             source="sidecar", text="Shapes move on a wall."))
+    draw_sample(sqlite_store, CURRENT, kept=2, discarded=2)
+    return sqlite_store, reviews, add_auditor(sqlite_store, "ann")
+
+
+def _signed_in(store, token, reveal="after") -> TestClient:
+    c = TestClient(ui.create_app(store, reveal=reveal), headers={"origin": "http://testserver"})
+    assert c.post("/login", data={"name": "ann", "token": token}, follow_redirects=False).status_code == 303
+    return c
+
+
+def _csrf(html):
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_the_reviewers_verdict_is_hidden_until_the_auditor_decides(items):
+    store, reviews, token = items
+    c = _signed_in(store, token)
+    html = c.get(f"/item/{reviews[0]}").text
+    assert 'id="verdict"' not in html and "confidence" not in html and "A red square slides right." not in html
+    assert "kept" not in html.replace("kept object", "")  # not even in words
+    assert "Same object (Y)" in html and "Different object (N)" in html and "same object?" in html
+    assert "Shapes move on a wall." in html and "1 of 4" in html  # the caption, and where the frame is
+    for label in ui.REASONS.values():
+        assert label in html
+    r = c.post("/decide", data={"review_id": reviews[0], "verdict": "wrong", "reason": "mask_wrong",
+                                "note": "drifts to the circle", "csrf": _csrf(html)}, follow_redirects=False)
+    assert r.status_code == 303
+    after = c.get(f"/item/{reviews[0]}").text
+    assert 'id="verdict" class="keep">kept' in after and "A red square slides right." in after
+    assert "&lt;script&gt;window.__xss" in after and "<script>window.__xss" not in after  # the rationale, escaped
+    assert "different object (mask wrong or drifting); note: <bdi>drifts to the circle</bdi>" in after
+    with store.session() as s:
+        a = s.query(schema.Audit).one()
+        assert (a.human_verdict, a.reason, a.note) == (False, "mask_wrong", "drifts to the circle")
+
+    never = _signed_in(store, token, reveal="never")
+    assert 'id="revealed"' not in never.get(f"/item/{reviews[0]}").text
+
+
+def test_bad_reasons_and_long_notes_are_refused_not_cut(items):
+    store, reviews, token = items
+    c = _signed_in(store, token)
+    csrf = _csrf(c.get(f"/item/{reviews[1]}").text)
+    for data in ({"verdict": "correct", "reason": "mask_wrong"}, {"verdict": "wrong", "reason": "meh"},
+                 {"verdict": "wrong", "note": "x" * (ui.MAX_NOTE + 1)}):
+        assert c.post("/decide", data={"review_id": reviews[1], "csrf": csrf, **data}).status_code == 400
+    assert 'maxlength="2000"' in c.get(f"/item/{reviews[1]}").text
+    with store.session() as s:
+        assert s.query(schema.Audit).count() == 0
+
+
+def test_changing_a_decision_is_one_undo_step(items):
+    store, reviews, token = items
+    c = _signed_in(store, token)
+    csrf = _csrf(c.get(f"/item/{reviews[2]}").text)
+    for verdict in ("correct", "wrong", "correct"):
+        c.post("/decide", data={"review_id": reviews[2], "verdict": verdict, "csrf": csrf})
+    c.post("/undo", data={"csrf": csrf})
+    with store.session() as s:
+        assert s.query(schema.Audit).count() == 0
+    assert "disabled" in c.get(f"/item/{reviews[2]}").text.split('id="undo"')[1].split("</form>")[0]
+
+
+def test_the_mask_as_a_contour(items):
+    store, reviews, token = items
+    c = _signed_in(store, token)
+    fill, edge = c.get(f"/media/{reviews[0]}/1.png"), c.get(f"/media/{reviews[0]}/1.edge.png")
+    assert fill.status_code == edge.status_code == 200 and edge.content[:4] == b"\x89PNG"
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    alpha = lambda r: np.asarray(Image.open(io.BytesIO(r.content)))[..., 3] > 0  # noqa: E731
+    f, e = alpha(fill), alpha(edge)
+    assert e.any() and (e <= f).all() and e.sum() < f.sum()  # the contour is a part of the fill's pixels
