@@ -30,7 +30,7 @@ from PIL import Image
 from engine.media import masks
 from engine.store import schema
 from engine.store.current import judged
-from engine.audit.sampling import audit_stats, check_auditor, hash_token
+from engine.audit.sampling import KAPPA_MIN_ITEMS, audit_stats, check_auditor, hash_token
 from engine.sources.ingest import CAPTION_SOURCE_ORDER
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
@@ -256,8 +256,13 @@ def create_app(store: Store, reveal: str = "after") -> FastAPI:
         sess = session_of(request)
         if sess is None:
             return _to_login(request)
+        rule = request.query_params.get("rule", "majority")
+        try:
+            st = audit_stats(store, rule=rule)
+        except ValueError:
+            raise HTTPException(400, "rule is majority, first or adjudicator:<name>") from None
         return TEMPLATES.TemplateResponse(request, "dashboard.html", {
-            "sess": sess, "st": audit_stats(store), "progress": _progress(store, sess)})
+            "sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS})
 
     @app.get("/media/{review_id}/{name}")
     def media(request: Request, review_id: str, name: str):

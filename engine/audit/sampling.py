@@ -132,10 +132,50 @@ class AuditStats:
     population_recall: Estimate | None
     population_accuracy: Estimate | None
     population_f1: Estimate | None
-    kappa: float | None
-    kappa_items: int
     more_for_precision_05: int
-    per_auditor: dict[str, Confusion] = field(default_factory=dict)
+    rule: str  # how an item's label was chosen among its auditors' (label_rule)
+    items: int  # audited items: what the sample, the intervals and the estimates count
+    decisions: int  # audits: one per (item, auditor)
+    multi: int  # items with more than one label
+    kappas: list["PairKappa"] = field(default_factory=list)
+    per_auditor: dict[str, Confusion] = field(default_factory=dict)  # each auditor's own decisions, on their items
+
+
+KAPPA_MIN_ITEMS = 20  # below this many shared items a kappa says little: shown as "too few items"
+RULES = ("majority", "first", "adjudicator:<name>")
+
+
+@dataclass
+class PairKappa:
+    a: str
+    b: str
+    n: int  # items both labelled
+    kappa: float | None  # None below KAPPA_MIN_ITEMS
+
+
+def label_rule(rule: str):
+    """An item's label from its [(created_at, auditor, same_object)]: majority (a tie goes to the first auditor),
+    first (the earliest decision), or adjudicator:<name> (that auditor's label where they gave one, else majority)."""
+    def first(labels):
+        return min(labels, key=lambda x: (x[0], x[1]))[2]
+
+    def majority(labels):
+        yes = sum(h for _, _, h in labels)
+        return first(labels) if 2 * yes == len(labels) else 2 * yes > len(labels)
+
+    if rule == "majority":
+        return majority
+    if rule == "first":
+        return first
+    if rule.startswith("adjudicator:") and rule.split(":", 1)[1]:
+        judge = rule.split(":", 1)[1]
+
+        def adjudicated(labels):
+            own = [h for _, who, h in labels if who == judge]
+            return own[0] if own else majority(labels)
+
+        return adjudicated
+    raise ValueError(f"unknown rule {rule!r}: choose {', '.join(RULES)}")
 
 
 def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
@@ -176,19 +216,28 @@ def _interval(values: list[float], point: float, method: str) -> Estimate:
     return Estimate(point, values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))], method)
 
 
-def audit_stats(store: Store) -> AuditStats:
-    """Statistics over every audited item (each auditor's decisions count; kappa where two overlap)."""
+def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
+    """Statistics over audited items: one label per item (chosen by `rule` where several auditors labelled it), so a
+    second opinion changes a label, never the count; kappa per pair of auditors over the items both labelled."""
+    choose = label_rule(rule)
     r, a, it = schema.Review, schema.Audit, schema.AuditItem
     with store.session() as s:
-        rows = s.execute(sa.select(r.id, r.verdict, a.auditor, a.human_verdict).join(a, a.review_id == r.id)).all()
+        rows = s.execute(sa.select(r.id, r.verdict, a.auditor, a.human_verdict, a.created_at)
+                         .join(a, a.review_id == r.id)).all()
         pops = dict(s.execute(sa.select(it.stratum, sa.func.max(it.population)).group_by(it.stratum)).all())
         verdict_counts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
     n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or verdict_counts.get(True, 0)
     n_disc = sum(v for k, v in pops.items() if k.startswith("discarded")) or verdict_counts.get(False, 0)
-    sample = _confusion([(keep, human) for _, keep, _, human in rows])
-    per_auditor = {name: _confusion([(k, h) for _, k, who, h in rows if who == name]) for name in {x[2] for x in rows}}
-    kept = [h for _, k, _, h in rows if k]
-    disc = [h for _, k, _, h in rows if not k]
+    by_item: dict[str, list] = defaultdict(list)
+    keep_of: dict[str, bool] = {}
+    for rid, keep, who, human, at in rows:
+        by_item[rid].append((at, who, bool(human)))
+        keep_of[rid] = bool(keep)
+    labelled = [(keep_of[rid], choose(labels)) for rid, labels in sorted(by_item.items())]
+    sample = _confusion(labelled)
+    per_auditor = {name: _confusion([(k, h) for _, k, who, h, _ in rows if who == name]) for name in {x[2] for x in rows}}
+    kept = [h for k, h in labelled if k]
+    disc = [h for k, h in labelled if not k]
     p_lo, p_hi = wilson(sample.tp, sample.tp + sample.fp)
     acc_lo, acc_hi = wilson(sample.tp + sample.tn, sample.n)
     precision = Estimate(sample.precision, p_lo, p_hi, "Wilson")
@@ -198,13 +247,17 @@ def audit_stats(store: Store) -> AuditStats:
         boot = _bootstrap(kept, disc, n_kept, n_disc)
         recall, accuracy, f1 = (_interval([b[i] for b in boot], point[i], f"stratified bootstrap x{BOOTSTRAP_REPLICATES}")
                                 for i in range(3))
-    by_item = defaultdict(dict)
-    for rid, _, who, human in rows:
-        by_item[rid][who] = human
-    pairs = [tuple(v.values())[:2] for v in by_item.values() if len(v) >= 2]
+    names = sorted(per_auditor)
+    kappas = []
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            both = [(lab[x], lab[y]) for lab in ({who: h for _, who, h in v} for v in by_item.values())
+                    if x in lab and y in lab]
+            if both:
+                kappas.append(PairKappa(x, y, len(both), cohen_kappa(both) if len(both) >= KAPPA_MIN_ITEMS else None))
     return AuditStats(sample, n_kept, n_disc, precision, Estimate(sample.accuracy, acc_lo, acc_hi, "Wilson"),
-                      recall, accuracy, f1, cohen_kappa(pairs), len(pairs),
-                      audits_for_half_width(sample.precision if kept else 0.5, len(kept)), per_auditor)
+                      recall, accuracy, f1, audits_for_half_width(sample.precision if kept else 0.5, len(kept)),
+                      rule, len(by_item), len(rows), sum(len(v) > 1 for v in by_item.values()), kappas, per_auditor)
 
 
 def audits_for_half_width(p: float, have: int, half_width: float = 0.05) -> int:

@@ -62,15 +62,26 @@ def audit_sample(
 
 
 @audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
-def audit_stats_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
-    """Confusion matrix, the paper's metrics with 95% intervals, population estimates, kappa."""
-    from engine.audit.sampling import audit_stats
+def audit_stats_cmd(
+    rule: Annotated[str, typer.Option(
+        "--rule", help="an item's label where several auditors labelled it: majority (a tie goes to the first "
+                       "auditor), first, or adjudicator:NAME (NAME's label where given, else majority)")] = "majority",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Confusion matrix over audited items, the paper's metrics with 95% intervals, population estimates, kappa per
+    pair of auditors."""
+    from engine.audit.sampling import KAPPA_MIN_ITEMS, audit_stats
 
-    st = audit_stats(_store(_config(config, data_dir=data_dir, database_url=database_url)))
+    try:
+        st = audit_stats(_store(_config(config, data_dir=data_dir, database_url=database_url)), rule=rule)
+    except ValueError as e:
+        err.print(f"error: --rule: {e}", highlight=False)
+        raise typer.Exit(2) from None
     c = st.sample
-    console.print(f"audited decisions: {c.n:,}   pools: kept {st.kept_population:,}, discarded "
+    console.print(f"audited items: {st.items:,} ({st.decisions:,} decisions; {st.multi:,} items labelled by several "
+                  f"auditors, label by rule: {st.rule})   pools: kept {st.kept_population:,}, discarded "
                   f"{st.discarded_population:,}", highlight=False)
-    m = Table(title="Confusion matrix (sample)", title_justify="left")
+    m = Table(title="Confusion matrix (audited items)", title_justify="left")
     for col in ("", "person: correct", "person: wrong"):
         m.add_column(col)
     m.add_row("reviewer kept", f"TP {c.tp}", f"FP {c.fp}")
@@ -89,12 +100,20 @@ def audit_stats_cmd(config: ConfigOpt = None, data_dir: DataDirOpt = None, datab
     console.print(t)
     console.print(f"sample accuracy 95% Wilson: {st.sample_accuracy.low:.2f}-{st.sample_accuracy.high:.2f}",
                   highlight=False)
-    kappa = "-" if st.kappa is None else f"{st.kappa:.2f} over {st.kappa_items} items"
-    console.print(f"Cohen's kappa (two auditors, same items): {kappa}", highlight=False)
+    for k in st.kappas:
+        value = f"{k.kappa:.2f}" if k.kappa is not None else f"too few items (under {KAPPA_MIN_ITEMS})"
+        console.print(f"Cohen's kappa, {k.a} and {k.b}, over the {k.n} items both labelled: {value}", highlight=False)
+    if not st.kappas:
+        console.print("Cohen's kappa: needs two auditors on the same items", highlight=False)
     console.print(f"further kept-stratum audits for a precision interval of ±0.05: {st.more_for_precision_05}",
                   highlight=False)
+    a = Table(title="Each auditor's own decisions (on the items they labelled)", title_justify="left")
+    for col in ("auditor", "decisions", "TP", "FP", "FN", "TN", "Reviewer accuracy by their labels"):
+        a.add_column(col)
     for name, pc in sorted(st.per_auditor.items()):
-        console.print(f"  {name}: {pc.n} decisions, accuracy {pc.accuracy:.2f}", highlight=False)
+        a.add_row(name, f"{pc.n}", f"{pc.tp}", f"{pc.fp}", f"{pc.fn}", f"{pc.tn}", f"{pc.accuracy:.2f}")
+    if st.per_auditor:
+        console.print(a)
 
 
 def review(

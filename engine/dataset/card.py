@@ -63,23 +63,25 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
 
 
 def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
-    r, a = schema.Review, schema.Audit
+    from engine.audit.sampling import audit_stats
+
+    r = schema.Review
     with store.session() as s:
         verdicts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
-        rows = s.execute(sa.select(r.verdict, a.human_verdict).join(a, a.review_id == r.id)).all()
     kept, dropped = verdicts.get(True, 0), verdicts.get(False, 0)
     lines = []
     if kept + dropped:
         lo, hi = wilson(kept, kept + dropped)
         lines.append(f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of {kept + dropped:,} "
                      f"reviewed objects; 95% Wilson interval {lo:.1%}-{hi:.1%})")
-    if not rows:
+    st = audit_stats(store)  # one label per audited item (majority of its auditors)
+    c = st.sample
+    if not c.n:
         return lines + ["- Audits: none yet (`engine audit sample`, then the review UI)."], None
-    c = Confusion(tp=sum(1 for k, h in rows if k and h), fp=sum(1 for k, h in rows if k and not h),
-                  fn=sum(1 for k, h in rows if not k and h), tn=sum(1 for k, h in rows if not k and not h))
     p_lo, p_hi = wilson(c.tp, c.tp + c.fp)
     a_lo, a_hi = wilson(c.tp + c.tn, c.n)
-    lines += [f"- Audits: {c.n:,} decisions: TP {c.tp}, FP {c.fp}, FN {c.fn}, TN {c.tn} (sample ratios)",
+    lines += [f"- Audits: {c.n:,} items ({st.decisions:,} decisions, label by {st.rule}): TP {c.tp}, FP {c.fp}, "
+              f"FN {c.fn}, TN {c.tn} (sample ratios)",
               f"- Precision {c.precision:.2f} (95% Wilson {p_lo:.2f}-{p_hi:.2f}), accuracy {c.accuracy:.2f} "
               f"({a_lo:.2f}-{a_hi:.2f}), recall {c.recall:.2f}, F1 {c.f1:.2f}"]
     return lines, c

@@ -101,3 +101,18 @@ def test_the_mask_as_a_contour(items):
     alpha = lambda r: np.asarray(Image.open(io.BytesIO(r.content)))[..., 3] > 0  # noqa: E731
     f, e = alpha(fill), alpha(edge)
     assert e.any() and (e <= f).all() and e.sum() < f.sum()  # the contour is a part of the fill's pixels
+
+
+def test_the_dashboard_counts_items_names_its_rule_and_shows_kappa_per_pair(items):
+    store, reviews, token = items
+    with store.session() as s:
+        for who, verdict in (("ann", True), ("bob", False)):
+            s.add(schema.Audit(id=stable_id("a", reviews[0], who), review_id=reviews[0], auditor=who,
+                               human_verdict=verdict))
+    c = _signed_in(store, token)
+    html = c.get("/dashboard").text
+    assert '<strong id="n-audited">1</strong> (2 decisions; 1 items labelled by several auditors' in html
+    assert '<strong id="rule">majority</strong>' in html and "too few items (under 20)" in html
+    assert "<td>ann · bob</td><td>1</td>" in html
+    assert '<strong id="rule">first</strong>' in c.get("/dashboard?rule=first").text
+    assert c.get("/dashboard?rule=loudest").status_code == 400

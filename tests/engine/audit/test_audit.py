@@ -80,7 +80,9 @@ def test_stats_from_audits(sqlite_store, tmp_path):
     st = audit_stats(sqlite_store)
     ann = st.per_auditor["ann"]
     assert (ann.tp, ann.fp, ann.fn, ann.tn) == (5, 1, 1, 5)
-    assert st.sample.n == 16 and st.kappa_items == 4 and st.kappa is not None
+    # a second auditor's labels change no count: 12 items, 16 decisions; kappa over 4 shared items is too few
+    assert st.sample.n == 12 and st.items == 12 and st.decisions == 16 and st.multi == 4
+    assert [(k.a, k.b, k.n, k.kappa) for k in st.kappas] == [("ann", "bob", 4, None)]
     assert st.precision.low < st.precision.value < st.precision.high and st.precision.method == "Wilson"
     assert st.population_recall.low <= st.population_recall.value <= st.population_recall.high
     assert "bootstrap" in st.population_f1.method
@@ -97,4 +99,40 @@ def test_cli_audit_commands(sqlite_store, tmp_path):
                    env={"COLUMNS": "120"})
     assert r.exit_code == 0 and "kept" in r.output and "discarded" in r.output
     r = run.invoke(app, ["audit", "stats", *url], env={"COLUMNS": "160"})
-    assert r.exit_code == 0 and "TP 0" in r.output and "audited decisions: 0" in r.output
+    assert r.exit_code == 0 and "TP 0" in r.output and "audited items: 0 (0 decisions" in r.output
+    r = run.invoke(app, ["audit", "stats", "--rule", "loudest", *url], env={"COLUMNS": "160"})
+    assert r.exit_code == 2 and "--rule" in r.output
+
+
+def test_one_label_per_item_by_the_chosen_rule_and_kappa_per_pair(sqlite_store, tmp_path):
+    """A second auditor on audited items adds no item (the interval does not narrow); the rule picks the label;
+    kappa is per pair of auditors over the items both labelled, with n, and 'too few' under 20."""
+    from datetime import datetime, timedelta, timezone
+
+    reviews = make_reviews(sqlite_store, tmp_path, kept=24, discarded=0)
+    draw_sample(sqlite_store, CURRENT, kept=24, discarded=0)
+    t0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    with sqlite_store.session() as s:
+        for rid in reviews:
+            s.add(schema.Audit(id=stable_id("a", rid, "ann"), review_id=rid, auditor="ann", human_verdict=True,
+                               created_at=t0))
+    before = audit_stats(sqlite_store)
+    with sqlite_store.session() as s:
+        for i, rid in enumerate(reviews):  # bob disagrees on the first 6 items, later
+            s.add(schema.Audit(id=stable_id("a", rid, "bob"), review_id=rid, auditor="bob", human_verdict=i >= 6,
+                               created_at=t0 + timedelta(hours=1)))
+        for rid in reviews[:3]:  # cy sides with bob on three of them
+            s.add(schema.Audit(id=stable_id("a", rid, "cy"), review_id=rid, auditor="cy", human_verdict=False,
+                               created_at=t0 + timedelta(hours=2)))
+    first, majority = audit_stats(sqlite_store, "first"), audit_stats(sqlite_store, "majority")
+    judge = audit_stats(sqlite_store, "adjudicator:bob")
+    assert first.items == majority.items == before.items == 24  # items, not decisions
+    assert (first.sample.tp, first.sample.fp) == (24, 0)  # ann's labels (first)
+    assert (majority.sample.tp, majority.sample.fp) == (21, 3)  # 2 of 3 say different on three items; ties: first
+    assert (judge.sample.tp, judge.sample.fp) == (18, 6)
+    assert (first.precision.low, first.precision.high) == (before.precision.low, before.precision.high)
+    kappas = {(k.a, k.b): (k.n, k.kappa) for k in majority.kappas}
+    assert kappas[("ann", "bob")][0] == 24 and kappas[("ann", "bob")][1] is not None
+    assert kappas[("ann", "cy")] == (3, None) and kappas[("bob", "cy")] == (3, None)  # too few items
+    with pytest.raises(ValueError):
+        audit_stats(sqlite_store, "loudest")
