@@ -12,6 +12,7 @@ import hashlib
 import io
 import secrets
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -228,6 +229,8 @@ def create_app(store: Store, reveal: str = "after") -> FastAPI:
         with store.session() as s:
             store.upsert(s, schema.Audit, [row], conflict=("review_id", "auditor"),
                          update=("human_verdict", "note", "reason"))
+            s.add(schema.AuditEvent(id=uuid.uuid4().hex, review_id=review_id, auditor=sess.auditor, action="decide",
+                                    human_verdict=row["human_verdict"], reason=row["reason"], note=row["note"]))
         if review_id in sess.undo:  # a decision changed: one undo step, not two
             sess.undo.remove(review_id)
         sess.undo.append(review_id)
@@ -249,7 +252,27 @@ def create_app(store: Store, reveal: str = "after") -> FastAPI:
         review_id = sess.undo.pop()
         with store.session() as s:
             s.query(schema.Audit).filter_by(review_id=review_id, auditor=sess.auditor).delete()
+            s.add(schema.AuditEvent(id=uuid.uuid4().hex, review_id=review_id, auditor=sess.auditor, action="undo"))
         return RedirectResponse(f"/item/{review_id}", status_code=303)
+
+    @app.get("/items", response_class=HTMLResponse)
+    def items(request: Request, state: str = "", noun: str = "", auditor: str = "", reason: str = "",
+              stratum: str = ""):
+        """Every audit item, skipped ones included, filtered; each row jumps to its item, where a decision can be
+        changed at any time. The stratum (the Reviewer's verdict) shows only on items this auditor has decided,
+        and only when verdicts are revealed after a decision."""
+        sess = session_of(request)
+        if sess is None:
+            return _to_login(request)
+        rows = _item_rows(store, sess, reveal == "after")
+        for key, value in (("state", state), ("noun", noun.strip().lower()), ("auditor", auditor.strip()),
+                           ("reason", reason), ("stratum", stratum)):
+            if value:
+                rows = [r for r in rows if _matches(r, key, value)]
+        return TEMPLATES.TemplateResponse(request, "items.html", {
+            "sess": sess, "rows": rows, "progress": _progress(store, sess), "reasons": REASONS,
+            "f": {"state": state, "noun": noun, "auditor": auditor, "reason": reason, "stratum": stratum},
+            "show_stratum": reveal == "after"})
 
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request):
@@ -283,6 +306,42 @@ def create_app(store: Store, reveal: str = "after") -> FastAPI:
 
 
 # --- queries --------------------------------------------------------------------------------------
+
+def _item_rows(store: Store, sess: Session, reveal: bool) -> list[dict[str, Any]]:
+    """The item list: one query per table for every item."""
+    order = _ordered_items(store)
+    with store.session() as s:
+        items = {i.review_id: i for i in s.query(schema.AuditItem)}
+        nouns = dict(s.execute(sa.select(schema.Review.id, schema.VideoObject.noun).join(
+            schema.VideoObject, schema.VideoObject.id == schema.Review.object_id).where(
+            schema.Review.id.in_(list(items)))).all()) if items else {}
+        audits: dict[str, list] = {}
+        for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(list(items))):
+            audits.setdefault(a.review_id, []).append(a)
+    rows = []
+    for n, rid in enumerate(order, 1):
+        mine = next((a for a in audits.get(rid, []) if a.auditor == sess.auditor), None)
+        state = "decided" if mine else "skipped" if rid in sess.skipped else "undecided"
+        rows.append({"n": n, "review_id": rid, "noun": nouns.get(rid, ""), "state": state,
+                     "mine": None if mine is None else ("same" if mine.human_verdict else "different"),
+                     "reason": mine.reason if mine else None,
+                     "auditors": sorted(a.auditor for a in audits.get(rid, [])),
+                     "reasons": sorted({a.reason for a in audits.get(rid, []) if a.reason}),
+                     "stratum": items[rid].stratum if reveal and mine else None})
+    return rows
+
+
+def _matches(row: dict[str, Any], key: str, value: str) -> bool:
+    if key == "state":
+        return row["state"] == value or (value == "undecided" and row["state"] == "skipped")
+    if key == "noun":
+        return value in row["noun"].lower()
+    if key == "auditor":
+        return value in row["auditors"]
+    if key == "reason":
+        return value in row["reasons"]
+    return row["stratum"] is not None and row["stratum"].split(":")[0] == value
+
 
 def _ordered_items(store: Store) -> list[str]:
     with store.session() as s:

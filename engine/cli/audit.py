@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -33,6 +35,29 @@ def audit_remove_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirO
         err.print(f"error: no auditor named {name!r}", highlight=False)
         raise typer.Exit(1)
     console.print(f"auditor {name} removed; their sessions end now, their audits stay", highlight=False)
+
+
+@audit_app.command("export", short_help="People's audits as JSONL or CSV, with notes and reason codes.")
+def audit_export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | csv")] = "jsonl",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="file to write (default: standard output)")] = None,
+    history: Annotated[bool, typer.Option("--history", help="every decision and undo, in order, not only the current "
+                                                            "decision of each item and auditor")] = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Export audits (example: engine audit export --format csv -o audits.csv)."""
+    from engine.audit.export import audit_rows, write
+
+    if fmt not in ("jsonl", "csv"):
+        err.print(f"error: --format {fmt!r}: choose jsonl or csv", highlight=False)
+        raise typer.Exit(2)
+    rows = audit_rows(_store(_config(config, data_dir=data_dir, database_url=database_url)), history=history)
+    if out is None:
+        write(rows, fmt, sys.stdout, history)
+        return
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        n = write(rows, fmt, fh, history)
+    err.print(f"wrote {n:,} {'events' if history else 'audits'} to {out}", highlight=False)
 
 
 @audit_app.command("sample", short_help="Draw audit items stratified by the Reviewer's verdict.")

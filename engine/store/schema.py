@@ -201,6 +201,20 @@ class Audit(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AuditEvent(Base):
+    """Every decision an auditor made or took back, in order: `audits` holds the current one, this the history."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    review_id: Mapped[str] = mapped_column(sa.ForeignKey("reviews.id"), index=True)
+    auditor: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(16))  # decide | undo
+    human_verdict: Mapped[Optional[bool]]
+    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Sample(Base):
     """One training record in the VideoRefer-700K format (docs/record-format.md), before export filters."""
 

@@ -32,6 +32,7 @@
     // auto-repeat and modifier combinations (Ctrl+S saves the page, it does not skip) are not keys of ours;
     // a slider or checkbox that has focus does not take the keys away
     if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+    if (e.key === "?") { const keys = document.getElementById("keys"); keys.hidden = !keys.hidden; return; }
     const k = e.key.toLowerCase();
     if (k === "y") decide("correct");
     else if (k === "n") decide("wrong");

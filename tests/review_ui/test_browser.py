@@ -131,6 +131,10 @@ def test_keys_ignore_repeats_and_modifiers_and_work_after_the_slider_under_a_str
         assert s.query(schema.Audit).count() == 1  # one decision, not several
 
     second = page.url
+    assert page.is_hidden("#keys")
+    page.keyboard.press("?")  # the list of keys
+    assert page.is_visible("#keys")
+    page.keyboard.press("?")
     page.click("#opacity")  # the slider has focus now; Y must still decide
     with page.expect_navigation():
         page.keyboard.press("y")
