@@ -31,7 +31,8 @@ from PIL import Image
 from engine.media import masks
 from engine.store import schema
 from engine.store.current import judged
-from engine.audit.sampling import KAPPA_MIN_ITEMS, audit_stats, check_auditor, hash_token
+from engine.audit.sampling import (KAPPA_MIN_ITEMS, audit_stats, calibration_pool, check_auditor, hash_token,
+                                   latest_calibration)
 from engine.sources.ingest import CAPTION_SOURCE_ORDER
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
@@ -113,9 +114,10 @@ def _same_origin(request: Request) -> bool:
     return (origin.scheme, origin.netloc) == (request.url.scheme, request.headers.get("host", request.url.netloc))
 
 
-def create_app(store: Store, reveal: str = "after") -> FastAPI:
+def create_app(store: Store, reveal: str = "after", current: Any = None) -> FastAPI:
     """reveal: "after" shows the Reviewer's verdict, confidence, rationale and the detailed description once the
-    auditor has decided (never before: that would anchor the judgement and give the stratum away); "never"."""
+    auditor has decided (never before: that would anchor the judgement and give the stratum away); "never".
+    current: the configuration's versions (engine/store/current.py), for the dashboard's calibration curve."""
     if reveal not in ("after", "never"):
         raise ValueError("reveal is after or never")
     app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
@@ -284,8 +286,23 @@ def create_app(store: Store, reveal: str = "after") -> FastAPI:
             st = audit_stats(store, rule=rule)
         except ValueError:
             raise HTTPException(400, "rule is majority, first or adjudicator:<name>") from None
+        cal = latest_calibration(store) if current is not None else None
         return TEMPLATES.TemplateResponse(request, "dashboard.html", {
-            "sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS})
+            "sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS, "cal": cal})
+
+    @app.get("/calibration.png")
+    def calibration_png(request: Request):
+        """The newest calibration's precision-yield curve, recomputed from the audits as they are now."""
+        require(request)
+        from engine.audit.calibrate import calibrate, plot
+
+        cal = latest_calibration(store) if current is not None else None
+        if cal is None:
+            raise HTTPException(404, "no calibration yet: engine audit calibrate")
+        pool, _ = calibration_pool(store, current, cal.rule)
+        buf = io.BytesIO()
+        plot(calibrate(pool, cal.target), buf)
+        return Response(buf.getvalue(), media_type="image/png")
 
     @app.get("/media/{review_id}/{name}")
     def media(request: Request, review_id: str, name: str):

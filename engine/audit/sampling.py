@@ -78,7 +78,7 @@ def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int 
     with store.session() as s:
         rows = [(rid, verdict, noun, frames, h, w) for rid, verdict, _, noun, frames, h, w
                 in s.execute(current_reviews(current)).all()]
-        already = {i for (i,) in s.execute(sa.select(schema.AuditItem.review_id))}
+        already = dict(s.execute(sa.select(schema.AuditItem.review_id, schema.AuditItem.stratum)).all())
     pools: dict[str, list[str]] = defaultdict(list)
     for rid, verdict, noun, frames, h, w in rows:
         key = "kept" if verdict else "discarded"
@@ -98,7 +98,7 @@ def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int 
         ids = pools[key]
         verdict = key.split(":")[0]
         share = math.ceil(quota[verdict] * len(ids) / totals[verdict]) if totals[verdict] else 0
-        taken = [i for i in ids if i in already]
+        taken = [i for i in ids if already.get(i) == key]  # near-threshold draws are not this stratum's uniform draw
         candidates = [i for i in ids if i not in already]
         want = max(0, min(share, len(ids)) - len(taken))
         picked = rng.sample(candidates, min(want, len(candidates)))
@@ -222,8 +222,10 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
     choose = label_rule(rule)
     r, a, it = schema.Review, schema.Audit, schema.AuditItem
     with store.session() as s:
+        # items of the verdict strata only: near-threshold draws (calibration) are not uniform within a verdict
+        near = sa.select(it.review_id).where(it.stratum.like("near:%"))
         rows = s.execute(sa.select(r.id, r.verdict, a.auditor, a.human_verdict, a.created_at)
-                         .join(a, a.review_id == r.id)).all()
+                         .join(a, a.review_id == r.id).where(r.id.not_in(near))).all()
         pops = dict(s.execute(sa.select(it.stratum, sa.func.max(it.population)).group_by(it.stratum)).all())
         verdict_counts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
     n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or verdict_counts.get(True, 0)
@@ -273,3 +275,77 @@ def audits_for_half_width(p: float, have: int, half_width: float = 0.05) -> int:
 def _confusion(pairs: list[tuple[bool, bool]]) -> Confusion:
     return Confusion(tp=sum(k and h for k, h in pairs), fp=sum(k and not h for k, h in pairs),
                      fn=sum(not k and h for k, h in pairs), tn=sum(not k and not h for k, h in pairs))
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+def calibration_pool(store: Store, current: Current, rule: str = "majority"):
+    """Every current review's score and verdict, and each audited item's label by `rule` (engine/audit/calibrate.py)."""
+    from engine.audit.calibrate import pool_from
+
+    choose = label_rule(rule)
+    r, a = schema.Review, schema.Audit
+    with store.session() as s:
+        reviews = [(rid, bool(v), float(c)) for rid, v, c, *_ in s.execute(current_reviews(current)).all()]
+        labels: dict[str, list] = defaultdict(list)
+        for rid, who, human, at in s.execute(sa.select(a.review_id, a.auditor, a.human_verdict, a.created_at)):
+            labels[rid].append((at, who, bool(human)))
+    return pool_from(reviews, {rid: choose(v) for rid, v in labels.items()})
+
+
+def save_calibration(store: Store, cal, rule: str) -> str:
+    import uuid
+
+    est = {"precision": vars(cal.precision), "recall": vars(cal.recall), "yield": cal.yield_,
+           "admitted": cal.admitted, "readmitted": cal.readmitted, "audited": cal.audited,
+           "kept_by_reviewer": cal.kept_by_reviewer}
+    cid = uuid.uuid4().hex
+    with store.session() as s:
+        s.add(schema.Calibration(id=cid, target=cal.target, threshold=cal.threshold, rule=rule, estimates=est))
+    return cid
+
+
+def latest_calibration(store: Store) -> schema.Calibration | None:
+    with store.session() as s:
+        row = s.execute(sa.select(schema.Calibration).order_by(schema.Calibration.created_at.desc()).limit(1)
+                        ).scalar_one_or_none()
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -> dict[str, tuple[int, int]]:
+    """n more items where the decision is most uncertain: uniformly from the whole cells (verdict x score band) around
+    the newest calibration's threshold, so the calibration's post-stratified weights stay unbiased. Each item records
+    its cell as stratum 'near:<cell>' with the cell's population: its weight is that population over the cell's
+    audited items (engine/audit/calibrate.py)."""
+    cal = latest_calibration(store)
+    if cal is None or cal.threshold is None:
+        raise ValueError("no calibration with a threshold yet: run `engine audit calibrate` first")
+    pool, ids = calibration_pool(store, current)
+    cell = pool.cells()
+    with store.session() as s:
+        already = {i for (i,) in s.execute(sa.select(schema.AuditItem.review_id))}
+    # the cells whose score range holds the threshold, or is next to it, for each verdict
+    near_cells = set()
+    for verdict in (False, True):
+        mine = sorted({int(c) for c in cell[pool.keep == verdict]},
+                      key=lambda c: pool.scores[cell == c].min())
+        for k, c in enumerate(mine):
+            lo, hi = pool.scores[cell == c].min(), pool.scores[cell == c].max()
+            if lo <= cal.threshold <= hi or (k + 1 < len(mine) and hi < cal.threshold <= pool.scores[
+                    cell == mine[k + 1]].min()):
+                near_cells.update(mine[max(0, k - 1):k + 2])
+    candidates = [i for i, c in enumerate(cell) if int(c) in near_cells and ids[i] not in already]
+    rng = random.Random(seed)
+    picked = rng.sample(candidates, min(n, len(candidates)))
+    population = {c: int((cell == c).sum()) for c in near_cells}
+    rows = [dict(review_id=ids[i], stratum=f"near:{int(cell[i])}", population=population[int(cell[i])], seed=seed)
+            for i in picked]
+    with store.session() as s:
+        store.insert_ignore(s, schema.AuditItem, rows)
+    report: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        pop, k = report.get(row["stratum"], (row["population"], 0))
+        report[row["stratum"]] = (pop, k + 1)
+    return report

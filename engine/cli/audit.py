@@ -66,10 +66,13 @@ def audit_sample(
     discarded: Annotated[int, typer.Option("--discarded", min=0)] = 100,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     by: Annotated[Optional[str], typer.Option("--by", help="extra strata: category or size")] = None,
+    near_threshold: Annotated[Optional[int], typer.Option(
+        "--near-threshold", min=1, help="instead: N items where the decision is most uncertain, around the newest "
+                                        "calibration's threshold (their sampling weights are recorded)")] = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
 ) -> None:
     """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
-    from engine.audit.sampling import draw_sample
+    from engine.audit.sampling import draw_near_threshold, draw_sample
 
     if by not in (None, "category", "size"):
         err.print("error: --by takes category or size", highlight=False)
@@ -77,13 +80,66 @@ def audit_sample(
     from engine.cli.registry import configured_current
 
     cfg = _config(config, data_dir=data_dir, database_url=database_url)
-    report = draw_sample(_store(cfg), configured_current(cfg), kept, discarded, seed, by)
+    if near_threshold:
+        try:
+            report = draw_near_threshold(_store(cfg), configured_current(cfg), near_threshold, seed)
+        except ValueError as e:
+            err.print(f"error: {e}", highlight=False)
+            raise typer.Exit(2) from None
+    else:
+        report = draw_sample(_store(cfg), configured_current(cfg), kept, discarded, seed, by)
     t = Table(title="Audit sample", title_justify="left")
     for col in ("stratum", "population", "newly drawn"):
         t.add_column(col, justify="left" if col == "stratum" else "right")
     for key, (pop, new) in sorted(report.items()):
         t.add_row(key, f"{pop:,}", f"{new:,}")
     console.print(t)
+
+
+@audit_app.command("calibrate", short_help="The Reviewer's keep threshold for a target precision, from the audits.")
+def audit_calibrate(
+    target: Annotated[float, typer.Option("--target-precision", min=0.5, max=1.0)] = 0.95,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="write the precision-yield curve (PNG)")] = None,
+    rule: Annotated[str, typer.Option("--rule", help="majority, first or adjudicator:NAME")] = "majority",
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Choose the keep threshold on the Reviewer's same-object score (its confidence for a keep, 1 - it for a
+    discard) that reaches the target precision; print its precision, recall and yield with intervals weighted by
+    stratum, and record it for `engine export --calibrated`."""
+    from engine.audit.calibrate import calibrate, plot
+    from engine.audit.sampling import calibration_pool, save_calibration
+    from engine.cli.registry import configured_current
+
+    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    store = _store(cfg)
+    try:
+        pool, _ = calibration_pool(store, configured_current(cfg), rule)
+    except ValueError as e:
+        err.print(f"error: --rule: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
+        err.print(f"error: {len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
+                  "(engine audit sample, then engine review)", highlight=False)
+        raise typer.Exit(1)
+    cal = calibrate(pool, target)
+    save_calibration(store, cal, rule)
+    if cal.threshold is None:
+        best = max((p for _, p, _ in cal.curve if p == p), default=0.0)
+        err.print(f"no threshold reaches precision {target:.2f} (the best estimate is {best:.2f}); the highest "
+                  "audited score is recorded", highlight=False)
+    p, r = cal.precision, cal.recall
+    console.print(f"threshold {cal.threshold if cal.threshold is not None else float('nan'):.3f} on the same-object "
+                  f"score, from {cal.audited:,} audited items (label rule: {rule})", highlight=False)
+    console.print(f"  precision {p.value:.3f} (95% {p.low:.3f}-{p.high:.3f})   recall {r.value:.3f} "
+                  f"(95% {r.low:.3f}-{r.high:.3f})   yield {cal.yield_:.3f} ({cal.admitted:,} objects; the Reviewer "
+                  f"kept {cal.kept_by_reviewer:,})", highlight=False)
+    if cal.readmitted:
+        console.print(f"  {cal.readmitted:,} of them the Reviewer discarded: they have no detailed description or "
+                      "samples, so `engine export --calibrated` cannot include them until they are refined",
+                      highlight=False)
+    if plot_path is not None:
+        plot(cal, plot_path)
+        console.print(f"curve: {plot_path}", highlight=False)
 
 
 @audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
@@ -167,7 +223,10 @@ def review(
     if reveal not in ("after", "never"):
         err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
         raise typer.Exit(2)
-    uvicorn.run(create_app(store, reveal=reveal), host=host, port=port, log_level="warning")
+    from engine.cli.registry import configured_current
+
+    current = configured_current(_config(config, data_dir=data_dir, database_url=database_url))
+    uvicorn.run(create_app(store, reveal=reveal, current=current), host=host, port=port, log_level="warning")
 
 
 def _loopback(host: str) -> bool:

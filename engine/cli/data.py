@@ -30,6 +30,9 @@ def export(
                                "mask (videollama3 always drops)")] = "keep",
     all_versions: Annotated[bool, typer.Option(
         "--all-versions", help="samples of every prompt/model/segmentor version, not only the configured ones")] = False,
+    calibrated: Annotated[bool, typer.Option(
+        "--calibrated", help="apply the newest `engine audit calibrate` threshold: records with an object below it are "
+                             "left out (objects it re-admits have no samples yet); the manifest records it")] = False,
     clips: Annotated[bool, typer.Option(
         "--clips", help="write each clip as a video file of its own under <out>/videos/ (frame keys counted in it) "
                         "and link whole videos there; default: a clip's records name its source")] = False,
@@ -60,9 +63,21 @@ def export(
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
     store = _store(cfg)
-    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames)
+    calibration = None
+    if calibrated:
+        from engine.audit.sampling import latest_calibration
+
+        cal = latest_calibration(store)
+        if cal is None or cal.threshold is None:
+            err.print("error: --calibrated, but no calibration with a threshold: run `engine audit calibrate` first",
+                      highlight=False)
+            raise typer.Exit(2)
+        calibration = {"threshold": cal.threshold, "target_precision": cal.target, "rule": cal.rule,
+                       "estimated_precision": cal.estimates["precision"], "created_at": cal.created_at.isoformat()}
+    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames,
+                      calibration["threshold"] if calibration else None)
     result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions,
-                        clips=clips)
+                        clips=clips, calibration=calibration)
     # every file checked against the loader its format is for (and UniPixel's layout, which our records keep),
     # with the sizes and lengths of the videos the records name (a clip's file, or its source)
     sizes_of = result.sizes.get

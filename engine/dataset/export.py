@@ -49,6 +49,9 @@ class Filters:
     val_fraction: float = 0.0
     seed: int = 0
     empty_frames: EmptyFrames = "keep"  # "drop": only frames with a mask (videollama3 always drops)
+    # the newest calibrated keep threshold on the Reviewer's same-object score (engine/audit/calibrate.py): records
+    # with an object below it are left out; objects it would re-admit have no samples to export
+    calibrated_threshold: float | None = None
 
 
 @dataclass
@@ -150,6 +153,10 @@ def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
             return "min_coverage"
         if f.accepted_only and (view is None or view.review is None or not view.kept):
             return "not_accepted"
+        if f.calibrated_threshold is not None and view is not None and view.review is not None:
+            r = view.review
+            if (r["confidence"] if r["verdict"] else 1 - r["confidence"]) < f.calibrated_threshold:
+                return "below_calibrated_threshold"
         if f.audited_only:
             audits = ctx["audits"].get(view.review["id"], []) if view and view.review else []
             if not audits or not all(a.human_verdict for a in audits):
@@ -253,7 +260,8 @@ def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
 
 
 def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer", filters: Filters = Filters(),
-           config: dict | None = None, all_versions: bool = False, clips: bool = False) -> ExportResult:
+           config: dict | None = None, all_versions: bool = False, clips: bool = False,
+           calibration: dict | None = None) -> ExportResult:
     """Write the export folder: data files, provenance sidecars and manifest.json.
 
     Samples of the current versions only, unless `all_versions`; reviews and masks are always the current ones.
@@ -304,6 +312,7 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
         "file_counts": result.file_counts, "files": [p.name for p in result.files],
         "source_roots": sorted({r for (r,) in _source_roots(store)}),
         "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
+        "calibration": calibration,  # the keep threshold applied, with its estimated precision
         "clip_files": named.clip_files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

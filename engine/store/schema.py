@@ -215,6 +215,19 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Calibration(Base):
+    """A keep threshold chosen from the audits for a target precision (engine/audit/calibrate.py); the newest is the
+    one `engine export --calibrated` applies."""
+
+    __tablename__ = "calibrations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    target: Mapped[float]
+    threshold: Mapped[Optional[float]]  # None: no threshold reached the target
+    rule: Mapped[str] = mapped_column(sa.String(80))  # how items with several labels were labelled
+    estimates: Mapped[dict[str, Any]] = mapped_column(default=dict)  # precision, recall, yield with intervals
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Sample(Base):
     """One training record in the VideoRefer-700K format (docs/record-format.md), before export filters."""
 

@@ -94,6 +94,10 @@ def test_audit_five_items_with_the_keyboard_undo_one_and_see_the_dashboard(serve
         audits = {a.review_id: a.human_verdict for a in s.query(schema.Audit).filter_by(auditor="ann")}
     assert audits == {rid: key == "y" for rid, key in zip(seen[:4], keys[:4])}
 
+    page.goto(base + "/items")  # the item list: four decided, two not
+    assert page.locator("tr.decided").count() == 4 and page.locator("tr.undecided").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "review_items.png"), full_page=True)
+
     page.goto(base + "/dashboard")
     assert page.inner_text("#n-audited") == "4"
     with store.session() as s:

@@ -1,4 +1,4 @@
-"""audits: a reason code for "different object", and the history of every decision
+"""audits: a reason code for "different object", the history of every decision, and keep-threshold calibrations
 
 Revision ID: 0006
 Revises: 0005
@@ -35,9 +35,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index('ix_audit_events_review_id', ['review_id'], unique=False)
+    op.create_table(
+        'calibrations',
+        sa.Column('id', sa.String(length=32), nullable=False),
+        sa.Column('target', sa.Double(), nullable=False),
+        sa.Column('threshold', sa.Double(), nullable=True),
+        sa.Column('rule', sa.String(length=80), nullable=False),
+        sa.Column('estimates', sa.JSON(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id', name='pk_calibrations'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('calibrations')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_events_review_id')
     op.drop_table('audit_events')

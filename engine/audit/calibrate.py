@@ -1,0 +1,180 @@
+"""Calibrate the Reviewer's keep threshold from people's audits, for a target precision.
+
+The Reviewer's `confidence` is the probability that its own verdict is right, so the score for "same object" is
+c for a keep and 1 - c for a discard. Keeping every object whose score is at least t gives, over the whole pool:
+
+- yield(t): the share of reviewed objects kept, known exactly (every score is in the store);
+- precision(t): the share of those that are the same object, and recall(t): the share of same-object pairs kept,
+  both estimated from audited items.
+
+Audited items are not a uniform sample: the verdict strata are drawn apart, and near-threshold draws add more where
+the decision is uncertain. Each audited item is weighted by its cell: cells are (verdict, score band) with bands at
+the deciles of each verdict's scores, and an item's weight is the cell's population over its audited items
+(post-stratification). Every draw is uniform within whole cells, so the weighted estimates stay unbiased; a cell
+without audits is merged with its neighbour. Intervals come from a seeded bootstrap that resamples audited items
+within each cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+BANDS = 10
+BOOTSTRAP = 1000
+SEED = 0
+MIN_ABOVE = 10  # audited items at or above a threshold before its precision is trusted
+
+
+def same_score(keep: bool, confidence: float) -> float:
+    return float(confidence) if keep else 1.0 - float(confidence)
+
+
+@dataclass
+class Pool:
+    """Every reviewed object's score and verdict, and which of them were audited with what label."""
+
+    scores: np.ndarray  # float, per reviewed object
+    keep: np.ndarray  # bool, the Reviewer's verdict
+    audited: np.ndarray  # int indices into scores
+    labels: np.ndarray  # bool, same object, per audited index
+
+    def cells(self) -> np.ndarray:
+        """The cell of every object: verdict x score band (deciles of that verdict's scores), cells without audits
+        merged into the next one of the same verdict."""
+        cell = np.zeros(len(self.scores), int)
+        audited = np.zeros(len(self.scores), bool)
+        audited[self.audited] = True
+        next_id = 0
+        for verdict in (False, True):
+            idx = np.flatnonzero(self.keep == verdict)
+            if not len(idx):
+                continue
+            edges = np.unique(np.quantile(self.scores[idx], np.linspace(0, 1, BANDS + 1)[1:-1]))
+            band = np.searchsorted(edges, self.scores[idx], side="right")
+            groups = [idx[band == b] for b in range(len(edges) + 1)]
+            merged: list[np.ndarray] = []
+            pending = np.zeros(0, int)
+            for g in groups:
+                pending = np.concatenate([pending, g])
+                if audited[pending].any():
+                    merged.append(pending)
+                    pending = np.zeros(0, int)
+            if len(pending):
+                if merged:
+                    merged[-1] = np.concatenate([merged[-1], pending])
+                else:
+                    merged.append(pending)
+            for g in merged:
+                cell[g] = next_id
+                next_id += 1
+        return cell
+
+    def weights(self, cell: np.ndarray) -> np.ndarray:
+        """Per audited item: its cell's population over the cell's audited items."""
+        population = np.bincount(cell, minlength=cell.max() + 1)
+        sampled = np.bincount(cell[self.audited], minlength=cell.max() + 1)
+        return population[cell[self.audited]] / np.maximum(sampled[cell[self.audited]], 1)
+
+
+@dataclass
+class Interval:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass
+class Calibration:
+    target: float
+    threshold: float | None  # None: no threshold reaches the target
+    precision: Interval
+    recall: Interval
+    yield_: float  # share of reviewed objects at or above the threshold (exact)
+    kept_by_reviewer: int  # objects the Reviewer kept
+    admitted: int  # objects at or above the threshold
+    readmitted: int  # of those, objects the Reviewer discarded (they have no detailed description yet)
+    audited: int
+    curve: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, precision, yield)
+
+
+def _estimates(scores_a: np.ndarray, labels: np.ndarray, w: np.ndarray, t: float) -> tuple[float, float]:
+    above = scores_a >= t
+    wp = (w * above).sum()
+    tp = (w * above * labels).sum()
+    total_same = (w * labels).sum()
+    return (tp / wp if wp else float("nan")), (tp / total_same if total_same else float("nan"))
+
+
+def calibrate(pool: Pool, target: float, bootstrap: int = BOOTSTRAP, seed: int = SEED) -> Calibration:
+    """The lowest threshold whose estimated precision reaches the target, with its estimates and intervals."""
+    cell = pool.cells()
+    w = pool.weights(cell)
+    sa, lab = pool.scores[pool.audited], pool.labels.astype(float)
+    candidates = np.unique(sa)
+    curve, chosen = [], None
+    for t in candidates:  # from the lowest: the first that reaches the target keeps the most
+        above = (sa >= t).sum()
+        p, _ = _estimates(sa, lab, w, t)
+        curve.append((float(t), float(p), float((pool.scores >= t).mean())))
+        if chosen is None and above >= MIN_ABOVE and p >= target:
+            chosen = float(t)
+    t = chosen if chosen is not None else float(candidates[-1]) if len(candidates) else 1.0
+    p, r = _estimates(sa, lab, w, t)
+    rng = np.random.default_rng(seed)
+    acell = cell[pool.audited]
+    members = [np.flatnonzero(acell == c) for c in np.unique(acell)]
+    boots = []
+    for _ in range(bootstrap):  # resample audited items within each cell; weights stay the cell's
+        pick = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+        boots.append(_estimates(sa[pick], lab[pick], w[pick], t))
+    b = np.array(boots)
+
+    def interval(point: float, col: int) -> Interval:
+        vals = b[:, col][~np.isnan(b[:, col])]
+        if not len(vals):
+            return Interval(point, 0.0, 1.0)
+        return Interval(float(point), float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
+
+    admitted = pool.scores >= t
+    return Calibration(target, chosen, interval(p, 0), interval(r, 1), float(admitted.mean()), int(pool.keep.sum()),
+                       int(admitted.sum()), int((admitted & ~pool.keep).sum()), len(pool.audited), curve)
+
+
+def plot(cal: Calibration, path) -> None:
+    """The precision-yield curve over thresholds, the chosen one marked (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if cal.curve:
+        _, p, y = zip(*cal.curve)
+        ax.plot(y, p, "-", color="#3b7dd8", label="estimated precision")
+    ax.axhline(cal.target, color="#999", ls="--", lw=1, label=f"target {cal.target:.2f}")
+    if cal.threshold is not None:
+        ax.errorbar([cal.yield_], [cal.precision.value],
+                    yerr=[[cal.precision.value - cal.precision.low], [cal.precision.high - cal.precision.value]],
+                    fmt="o", color="#e06666", label=f"threshold {cal.threshold:.3f}")
+    ax.set_xlabel("yield (share of reviewed objects kept)")
+    ax.set_ylabel("precision (same object)")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, 1.02)
+    ax.legend(loc="lower left")
+    ax.set_title("Reviewer keep threshold: precision against yield")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def pool_from(rows: Sequence[tuple[str, bool, float]], labels: dict[str, bool]) -> tuple[Pool, list[str]]:
+    """rows: (review id, verdict, confidence) of every current review; labels: review id -> same object."""
+    ids = [r[0] for r in rows]
+    scores = np.array([same_score(k, c) for _, k, c in rows], float)
+    keep = np.array([bool(k) for _, k, _ in rows], bool)
+    index = {rid: i for i, rid in enumerate(ids)}
+    audited = np.array([index[r] for r in labels if r in index], int)
+    return Pool(scores, keep, audited, np.array([labels[ids[i]] for i in audited], bool)), ids
