@@ -54,10 +54,13 @@ def audit_export(
     rows = audit_rows(_store(_config(config, data_dir=data_dir, database_url=database_url)), history=history)
     if out is None:
         write(rows, fmt, sys.stdout, history)
-        return
-    with out.open("w", encoding="utf-8", newline="") as fh:
-        n = write(rows, fmt, fh, history)
-    err.print(f"wrote {n:,} {'events' if history else 'audits'} to {out}", highlight=False)
+    else:
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            write(rows, fmt, fh, history)
+        err.print(f"wrote {len(rows):,} {'events' if history else 'audits'} to {out}", highlight=False)
+    if not rows:  # an empty export says so, and is not a success (as engine export's)
+        err.print("no audits in the store", highlight=False)
+        raise typer.Exit(4)
 
 
 @audit_app.command("sample", short_help="Draw audit items stratified by the Reviewer's verdict.")
@@ -86,6 +89,9 @@ def audit_sample(
         except ValueError as e:
             err.print(f"error: {e}", highlight=False)
             raise typer.Exit(2) from None
+        if not report:  # nothing drawn is not a success
+            err.print("no undrawn item is left in the cells around the threshold", highlight=False)
+            raise typer.Exit(1)
     else:
         report = draw_sample(_store(cfg), configured_current(cfg), kept, discarded, seed, by)
     t = Table(title="Audit sample", title_justify="left")
@@ -140,6 +146,8 @@ def audit_calibrate(
     if plot_path is not None:
         plot(cal, plot_path)
         console.print(f"curve: {plot_path}", highlight=False)
+    if cal.threshold is None:  # recorded, but there is nothing to apply
+        raise typer.Exit(1)
 
 
 @audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")

@@ -194,7 +194,12 @@ class _Videos:
             self.sizes[source.path] = (source.num_frames, source.height, source.width)
             return source.path, video.first_frame or 0
         if video.id not in self.names:
-            self.names[video.id] = name = self._write(video, source)
+            from engine.media.video import MediaError
+
+            try:
+                self.names[video.id] = name = self._write(video, source)
+            except (MediaError, OSError, IndexError) as e:  # a source moved, cut or damaged since the run: left out
+                raise _Skip("video_unreadable") from e
             self.sizes[name] = (video.num_frames, video.height, video.width)
         return self.names[video.id], 0
 

@@ -234,13 +234,17 @@ def write_clip(src: Path | str, first: int, count: int, dst: Path, fps: float, c
         return folder
     path = dst.with_suffix(".mp4")
     tmp = path.with_name(path.name + ".part")  # a crash leaves no half-written clip under the real name
-    with av.open(str(tmp), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001) if fps > 0 else 25)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "17", "preset": "veryfast"}
-        for a in range(first, first + count, chunk):
-            for frame in video.frames(range(a, min(a + chunk, first + count))):
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode())
+    try:
+        with av.open(str(tmp), "w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001) if fps > 0 else 25)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": "17", "preset": "veryfast"}
+            for a in range(first, first + count, chunk):
+                for frame in video.frames(range(a, min(a + chunk, first + count))):
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            out.mux(stream.encode())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path

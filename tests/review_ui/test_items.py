@@ -94,3 +94,8 @@ def test_audits_export_as_jsonl_and_csv_with_notes_and_reasons(signed_in):
     r = CliRunner().invoke(app, ["audit", "export", "--history", *url])
     assert [json.loads(x)["action"] for x in r.output.splitlines()] == ["decide", "decide", "undo"]
     assert CliRunner().invoke(app, ["audit", "export", "--format", "xml", *url]).exit_code == 2
+
+
+def test_an_export_of_no_audits_says_so_and_is_not_a_success(sqlite_store):
+    r = CliRunner().invoke(app, ["audit", "export", "--database-url", sqlite_store.url])
+    assert r.exit_code == 4 and "no audits in the store" in r.output

@@ -106,6 +106,11 @@ def test_calibrate_sample_near_the_threshold_dashboard_and_export(sqlite_store, 
     with sqlite_store.session() as s:
         near = s.query(schema.AuditItem).filter(schema.AuditItem.stratum.like("near:%")).all()
         assert len(near) == 6 and all(i.population >= 1 for i in near)
+    r = run.invoke(app, ["audit", "sample", "--near-threshold", "1000", *url], env={"COLUMNS": "200"})
+    assert r.exit_code == 0  # the rest of the cells around the threshold
+    r = run.invoke(app, ["audit", "sample", "--near-threshold", "5", *url], env={"COLUMNS": "200"})
+    assert r.exit_code == 1 and "no undrawn item" in r.output
+    with sqlite_store.session() as s:
         for i in near:  # decided: they count in the calibration, weighted by cell, not in the verdict strata's
             s.add(schema.Audit(id="n" + i.review_id[1:], review_id=i.review_id, auditor="ann", human_verdict=True))
     assert audit_stats(sqlite_store).items == before.items
@@ -118,6 +123,9 @@ def test_calibrate_sample_near_the_threshold_dashboard_and_export(sqlite_store, 
     r = run.invoke(app, ["export", "--out", str(tmp_path / "out"), "--calibrated", *url])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert r.exit_code == 4 and manifest["calibration"]["threshold"] == cal.threshold  # no samples, but recorded
+
+    r = run.invoke(app, ["audit", "calibrate", "--target-precision", "0.999", *url], env={"COLUMNS": "200"})
+    assert r.exit_code == 1 and "no threshold reaches" in r.output  # recorded, but nothing to apply: not a success
 
 
 def test_export_leaves_out_objects_below_the_calibrated_threshold():
@@ -144,3 +152,4 @@ def test_export_calibrated_needs_a_calibration(sqlite_store, tmp_path):
     r = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "o"), "--calibrated", "--database-url",
                                  sqlite_store.url])
     assert r.exit_code == 2 and "engine audit calibrate" in r.output
+

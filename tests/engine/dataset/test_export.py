@@ -219,3 +219,19 @@ def test_cli_export_writes_card_and_charts(filled, tmp_path):
                                     "--empty-frames", "drop"], env={"COLUMNS": "200"})
     assert drop.exit_code == 0, drop.output
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["empty_frames"] == "drop"
+
+
+def test_a_clip_whose_source_cannot_be_read_is_left_out_of_an_export_with_clips(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from engine.dataset.export import _Skip, _Videos
+
+    source = SimpleNamespace(id="s", parent_id=None, path="gone.mp4", source_root=str(tmp_path), num_frames=100,
+                             height=10, width=10)
+    clip = SimpleNamespace(id="c", parent_id="s", path="gone.mp4", source_root=str(tmp_path), first_frame=10,
+                           num_frames=50, fps=25.0, height=10, width=10)
+    with pytest.raises(_Skip, match="video_unreadable"):
+        _Videos(tmp_path / "out", clips=True).ref(clip, {"s": source, "c": clip})
+    assert not list((tmp_path / "out").rglob("*.part"))
