@@ -33,7 +33,7 @@ from engine.store import schema
 from engine.store.current import judged
 from engine.audit.sampling import (KAPPA_MIN_ITEMS, audit_stats, calibration_pool, check_auditor, hash_token,
                                    latest_calibration)
-from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.sources.ingest import caption_of
 from engine.store.ids import stable_id
 from engine.media.video import MediaError, Video, fit_within
 from engine.media.overlay import color_for
@@ -401,7 +401,7 @@ def _item(store: Store, review_id: str) -> dict[str, Any] | None:
                 "motion": texts.get("motion", ""), "region": texts.get("region", ""), "keep": review.verdict,
                 "confidence": review.confidence, "rationale": review.rationale, "mode": review.mode, "frames": n,
                 "frame_indices": sorted(int(f) for f in (m.frames if m else {})),
-                "caption": next((caps[c] for c in CAPTION_SOURCE_ORDER if c in caps), ""),
+                "caption": caption_of(caps) or "",
                 # exists only for kept objects: shown after the decision, as the verdict is
                 "detailed": detailed or ""}
 

@@ -220,7 +220,8 @@ def review(
 
     # engine/ never imports review_ui/ statically (imports run review_ui -> engine)
     create_app = importlib.import_module("review_ui.app").create_app
-    store = _store(_config(config, data_dir=data_dir, database_url=database_url))
+    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    store = _store(cfg)
     if not _loopback(host):
         err.print(f"warning: --host {host} serves the review UI beyond this machine over plain HTTP: sign-in tokens "
                   "and session cookies would cross the network in clear. Keep 127.0.0.1 and reach it through an SSH "
@@ -233,8 +234,8 @@ def review(
         raise typer.Exit(2)
     from engine.cli.registry import configured_current
 
-    current = configured_current(_config(config, data_dir=data_dir, database_url=database_url))
-    uvicorn.run(create_app(store, reveal=reveal, current=current), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, reveal=reveal, current=configured_current(cfg)), host=host, port=port,
+                log_level="warning")
 
 
 def _loopback(host: str) -> bool:

@@ -58,7 +58,6 @@ class SplitReport:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> clips
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source rel, reason)
-    seconds_scanned: float = 0.0  # of video
 
     def as_summary(self) -> dict:
         return {"sources_scanned": self.scanned, "sources_resumed": self.resumed, "sources_whole": self.whole,
@@ -105,13 +104,13 @@ def split_sources(cfg: Config, store: Store, videos: Sequence[IngestedVideo], so
                 units[v.id] = _save(cfg, store, v, source, clips, lineage, run_id, (timed or {}).get(v.rel, []))
                 _count(report, [(c.kept, c.reason) for c, _ in clips])
                 report.scanned += 1
-                report.seconds_scanned += scanned.bounds.num_frames / (scanned.bounds.fps or 25.0)
             if on_progress:
                 on_progress(v.rel)
+    split_ids = {v.id for v in split}
     for v in videos:
         if v.id in units:
             report.units += units[v.id]
-        elif not any(v is s for s in split):
+        elif v.id not in split_ids:
             report.units.append(v.id)
             report.whole += 1
     return report

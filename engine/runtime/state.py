@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.sources.ingest import caption_of
 from engine.store import schema
 from engine.store.current import Current, Row, VideoRows
 
@@ -20,8 +20,7 @@ class VideoState:
     # --- reads ---------------------------------------------------------------------------------------
     @property
     def caption(self) -> str | None:
-        caps = self.rows.captions
-        return next((caps[src] for src in CAPTION_SOURCE_ORDER if src in caps), None)
+        return caption_of(self.rows.captions)
 
     def objects(self, stage_version: str, subject_only: bool = False) -> list[Row]:
         """Objects of one Analyzer version (or dataset), in (noun, instance) order."""

@@ -12,7 +12,7 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from engine.runtime.pipeline import VideoTask
-from engine.sources.ingest import CAPTION_SOURCE_ORDER
+from engine.sources.ingest import CAPTION_SOURCE_ORDER, caption_of
 from engine.store import schema
 from engine.store.db import Store
 
@@ -34,13 +34,9 @@ def video_tasks(store: Store, video_ids: Sequence[str]) -> list[VideoTask]:
                     c.video_id.in_(parents[i:i + CHUNK]))):
                 captions.setdefault(vid, {})[src] = text
         out = [VideoTask(r.id, str(Path(r.source_root) / r.path), r.path, r.kind, r.num_frames, r.fps, r.width,
-                         r.height, r.first_frame or 0, _caption(captions.get(r.parent_id, {})) if r.parent_id else None)
+                         r.height, r.first_frame or 0, caption_of(captions.get(r.parent_id, {})) if r.parent_id else None)
                for r in rows]
     return sorted(out, key=lambda t: (t.rel, t.first_frame))
-
-
-def _caption(caps: dict[str, str]) -> str | None:
-    return next((caps[s] for s in CAPTION_SOURCE_ORDER if s in caps), None)
 
 
 def uncaptioned(store: Store, video_ids: Sequence[str]) -> set[str]:

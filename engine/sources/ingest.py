@@ -36,6 +36,11 @@ CAPTION_TABLES = ("captions.jsonl", "captions.csv")
 CAPTION_SOURCE_ORDER = ("sidecar", "captions.jsonl", "captions.csv", "captioner")
 
 
+def caption_of(captions: dict[str, str]) -> str | None:
+    """A video's caption among those of its sources ({source: text}): the first in CAPTION_SOURCE_ORDER."""
+    return next((captions[s] for s in CAPTION_SOURCE_ORDER if s in captions), None)
+
+
 @dataclass(frozen=True)
 class Candidate:
     path: Path  # absolute
@@ -60,7 +65,7 @@ class IngestedVideo:
 
     @property
     def caption(self) -> str | None:
-        return next((self.captions[s] for s in CAPTION_SOURCE_ORDER if s in self.captions), None)
+        return caption_of(self.captions)
 
 
 @dataclass(frozen=True)
