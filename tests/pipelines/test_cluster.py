@@ -72,3 +72,20 @@ def test_a_run_on_a_cluster_started_apart_uses_the_drivers_endpoint_and_key(endp
         assert s.query(schema.Sample).filter_by(data_type="detailed").count() > 0
         assert s.query(schema.Request).count() == len(requests)
         assert {x.endpoint for x in s.query(schema.Request)} == {endpoint.base_url}
+
+
+@pytest.mark.timeout(300)
+def test_the_split_phase_runs_on_a_cluster_started_apart(endpoint, tmp_path, cluster, bikes_mp4):
+    """The shot detector's actor on the cluster, TransNetV2's real weights: a montage with known cuts becomes its
+    five clips of 2 s or more (tests/pipelines/test_clips.py has the rest)."""
+    from montage import make_montage
+
+    src = tmp_path / "raw"
+    src.mkdir()
+    make_montage(src / "montage.mp4", bikes_mp4.parent)
+    r = run_engine(endpoint, tmp_path / "d", "--source", str(src), "--dry-run", "--ray-address", cluster,
+                   "--set", "split.detector=transnetv2")
+    assert r.exit_code == 0, r.output
+    with open_store(tmp_path / "d").session() as s:
+        kept = sorted((c.start, c.end) for c in s.query(schema.Clip).filter_by(kept=True))
+    assert kept == [(76, 137), (137, 187), (187, 242), (250, 350), (428, 488)], kept
