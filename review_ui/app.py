@@ -31,6 +31,7 @@ from PIL import Image
 from engine.media import masks
 from engine.store import schema
 from engine.store.current import judged
+from engine.audit.names import lookup_key
 from engine.audit.sampling import (KAPPA_MIN_ITEMS, audit_stats, calibration_pool, check_auditor, hash_token,
                                    latest_calibration)
 from engine.sources.ingest import caption_of
@@ -171,7 +172,7 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
 
     @app.post("/login")
     def login(request: Request, name: str = Form(...), token: str = Form(...)):
-        name, token = name.strip(), token.strip()
+        name, token = lookup_key(name), token.strip()  # the session, throttle and lookup use the stored form
         client = f"client:{request.client.host if request.client else '-'}"
         if throttle.blocked(f"name:{name}", client):
             return RedirectResponse("/login?error=throttled", status_code=303)

@@ -14,6 +14,14 @@ from engine.store import Store, schema
 COLUMNS = ("review_id", "auditor", "same_object", "reason", "note", "decided_at", "stratum", "reviewer_keep",
            "reviewer_confidence", "noun", "object_id", "video_id")
 HISTORY_COLUMNS = ("review_id", "auditor", "action", "same_object", "reason", "note", "at")
+# A spreadsheet runs a cell that begins with one of these as a formula (=HYPERLINK(...) sends data away); notes,
+# names and nouns come from people and models, so such a text cell gets a leading ' (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text; numbers, booleans and empty cells stay as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def audit_rows(store: Store, history: bool = False) -> list[dict[str, Any]]:
@@ -35,7 +43,8 @@ def audit_rows(store: Store, history: bool = False) -> list[dict[str, Any]]:
 
 
 def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, history: bool = False) -> int:
-    """jsonl: one object a line; csv: a header, then a row each (notes quoted, newlines kept). Returns rows written."""
+    """jsonl: one object a line, values exact; csv: a header, then a row each (notes quoted, newlines kept, a text
+    cell that a spreadsheet would run as a formula prefixed with '). Returns rows written."""
     n = 0
     if fmt == "jsonl":
         for row in rows:
@@ -45,7 +54,7 @@ def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, history: bool =
     writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS if history else COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
         n += 1
     return n
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from engine.store import schema
 from engine.store.current import Current, current_reviews
+from engine.audit.names import lookup_key
 from engine.audit.stats import Confusion, wilson
 from engine.store import Store
 
@@ -56,8 +57,8 @@ def remove_auditor(store: Store, name: str) -> bool:
 
 
 def check_auditor(store: Store, name: str, token: str) -> bool:
-    with store.session() as s:
-        row = s.get(schema.Auditor, name)
+    with store.session() as s:  # the name as `engine audit add-auditor` stored it (NFKC: full-width is ASCII)
+        row = s.get(schema.Auditor, lookup_key(name))
     return row is not None and secrets.compare_digest(row.token_sha256, hash_token(token))
 
 

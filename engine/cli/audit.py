@@ -18,10 +18,29 @@ audit_app = typer.Typer(help="Audit the Reviewer: auditors, samples, statistics.
 @audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
 def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
                       database_url: DbOpt = None) -> None:
-    """Create an auditor (or give them a new token) and print the token once; it is stored hashed."""
-    from engine.audit.sampling import add_auditor
+    """Create an auditor (or give them a new token) and print the token once; it is stored hashed. Names are
+    NFKC-normalised; markup, mixed scripts and look-alikes of a name in use are refused."""
+    import sqlalchemy as sa
 
-    token = add_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name)
+    from engine.audit.names import confusable_with, normalise_name
+    from engine.audit.sampling import add_auditor
+    from engine.store import schema
+
+    try:
+        name = normalise_name(name)
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)  # one line, however long the name
+        raise typer.Exit(2) from None
+    store = _store(_config(config, data_dir=data_dir, database_url=database_url))
+    with store.session() as s:  # removed auditors' names too: their audits stay under them
+        in_use = set(s.execute(sa.select(schema.Auditor.name)).scalars())
+        in_use |= set(s.execute(sa.select(schema.Audit.auditor).distinct()).scalars())
+    other = confusable_with(name, in_use)
+    if other is not None:
+        err.print(f"error: auditor name {name!r} looks like auditor {other!r} (look-alike letters): choose another",
+                  highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    token = add_auditor(store, name)
     console.print(f"auditor {name}: token {token}\n(shown once; sign in to `engine review` with it)", highlight=False)
 
 
@@ -29,8 +48,10 @@ def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt 
 def audit_remove_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
                          database_url: DbOpt = None) -> None:
     """Remove an auditor. A signed-in session of theirs ends at its next request; their decisions are kept."""
+    from engine.audit.names import lookup_key
     from engine.audit.sampling import remove_auditor
 
+    name = lookup_key(name)  # found as add-auditor stored it (NFKC)
     if not remove_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name):
         err.print(f"error: no auditor named {name!r}", highlight=False)
         raise typer.Exit(1)
