@@ -147,6 +147,7 @@ class RuntimeConfig(_Strict):
     max_unit_attempts: int = Field(3, ge=1, description="tries of a failing unit in one run before quarantine")
     multi_frame_ratio: float = Field(0.5, ge=0, le=1, description="share of detailed/QA samples that are multi-frame")
     reviewer_mode: Literal["paper", "direct"] = "paper"
+    min_free_gb: float = Field(1.0, ge=0, description="preflight warns when the store's disk has less free space")
 
 
 class QAConfig(_Strict):

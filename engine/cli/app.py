@@ -27,13 +27,16 @@ from engine.llm.request_log import RoleTotals, add_totals, request_totals
 from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
-from engine.runtime.run_state import FINISHED, PREFLIGHT_EXIT, Outcome, mark_interrupted, outcome
+from engine.runtime.run_state import FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome, mark_interrupted, outcome, stale_state
 from engine.runtime.units import uncaptioned, video_tasks
 from engine.runtime.summary import run_summary
 from engine.sources.ingest import IngestReport, ingest
 from engine.store import schema
 from engine.store.current import stage_counts
 from engine.store.db import Store
+from engine.store.faults import cause, is_store_fault, store_error
+
+log = logging.getLogger(__name__)
 
 # "\b" keeps click from re-wrapping the block.
 EXAMPLES = """\b
@@ -103,127 +106,198 @@ def run(
                   highlight=False)
         raise typer.Exit(2)
     os.environ.setdefault("VIDEOREFER_CACHE_DIR", str(cfg.data_path / "cache"))  # e.g. MeViS's mask index
-    probed: dict = {}
-    if not dry_run:
-        probed = _preflight(cfg, built)  # stops here, before anything is spent, when a setting is missing
+    # Everything that can be known before the run is checked now: before any request and before the run row.
+    probed = _preflight(cfg, built, seg_path, dry_run)
     store = _store(cfg)
-    for stale in mark_interrupted(store):
-        err.print(f"note: run {stale[:12]} stopped without a word (killed?): marked interrupted", highlight=False)
     run_id = uuid.uuid4().hex
     command = "run --dry-run" if dry_run else f"run --pipelines {','.join(names)}"
-    with store.session() as s:
-        s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
-                         config=cfg.model_dump(mode="json"), source=str(source.resolve()), heartbeat_at=schema.utcnow()))
-        s.flush()
-        if probed.get("requests"):  # preflight's probes are requests too: they count in this run
-            store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in probed["requests"]])
-    report = _ingest_with_progress(store, source, cfg, limit, run_id)
-    _print_problems(report)
-    _print_summary(report)
-    _print_datasets(report)
-    summary: dict = {"videos": len(report.videos), "new_videos": report.new_videos,
-                     "problems": len(report.problems), "duplicates": len(report.duplicates)}
     try:
-        split = _split_with_progress(cfg, store, report, run_id, retry_failed)
-    except KeyboardInterrupt:
-        _close_run(store, run_id, outcome(summary, interrupted=True), summary)
-    except Exception as e:  # noqa: BLE001  (the run row is closed with the reason, as any abort)
-        _close_run(store, run_id, outcome(summary, _abort_reason(e, cfg, run_id)), summary)
-    _print_split(split, cfg)
-    summary["split"] = split.as_summary()
-    tasks = video_tasks(store, split.units)
-    plan = make_plan(cfg, built, vc, tasks, uncaptioned(store, [t.id for t in tasks]), measured_tokens(store))
-    summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd,
-                   plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
-                                  "cost_usd": a.cost_usd} for a in plan.roles})
-    if dry_run:
+        for stale in mark_interrupted(store, cfg.data_path / "logs"):
+            err.print(f"note: {_stale_sentence(store, stale)}", highlight=False)
+        with store.session() as s:
+            s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
+                             config=cfg.model_dump(mode="json"), source=str(source.resolve()),
+                             heartbeat_at=schema.utcnow()))
+            s.flush()
+            if probed.get("requests"):  # preflight's probes are requests too: they count in this run
+                store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in probed["requests"]])
+    except Exception as e:  # noqa: BLE001  (a store that refuses the run row: one line, nothing was run)
         _stop_ray(cfg)
-        _print_plan(plan, cfg, built, names)
-        out = Outcome(FINISHED, 0, "dry run: nothing was sent")
-    else:
+        if not is_store_fault(e):
+            raise
+        err.print(f"aborted: {store_error(e, store.url)}\nNothing was run.   (exit code 3)", highlight=False)
+        raise typer.Exit(3) from None
+    with _run_log(cfg, run_id) as run_log:
+        try:
+            out, summary = _phases(cfg, store, source, run_id, names, built, vc, seg_path, dry_run, limit,
+                                   not no_cache, retry_failed, probed, run_log)
+        finally:
+            _stop_ray(cfg)
+        _close_run(store, run_id, out, summary)
+
+
+def _stale_sentence(store: Store, run_id: str) -> str:
+    state = stale_state(store, run_id)
+    if state == "interrupted":
+        return f"run {run_id[:12]} stopped without a word (killed?): marked interrupted"
+    return f"run {run_id[:12]} could not close its row when it ended: closed as {state}, as its run log says"
+
+
+def _phases(cfg: Config, store: Store, source: Path, run_id: str, names: list[str], built: list[Pipeline],
+            vc: VersionContext, seg_path: str, dry_run: bool, limit: int | None, use_cache: bool, retry_failed: bool,
+            probed: dict, run_log: "_RunLog") -> tuple[Outcome, dict]:
+    """Ingest, split, plan, then execute (or print the plan): how the run ended, and its summary. Every way it
+    can stop ends here with a reason, so the caller always closes the run row."""
+    summary: dict = {}
+    try:
+        report = _ingest_with_progress(store, source, cfg, limit, run_id)
+        _print_problems(report)
+        _print_summary(report)
+        _print_datasets(report)
+        summary.update(videos=len(report.videos), new_videos=report.new_videos, problems=len(report.problems),
+                       duplicates=len(report.duplicates))
+        split = _split_with_progress(cfg, store, report, run_id, retry_failed)
+        _print_split(split, cfg)
+        summary["split"] = split.as_summary()
+        tasks = video_tasks(store, split.units)
+        plan = make_plan(cfg, built, vc, tasks, uncaptioned(store, [t.id for t in tasks]), measured_tokens(store))
+        summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd,
+                       plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
+                                      "cost_usd": a.cost_usd} for a in plan.roles})
+        if dry_run:
+            _stop_ray(cfg)
+            _print_plan(plan, cfg, built, names)
+            return Outcome(FINISHED, 0, "dry run: nothing was sent"), summary
         reason, interrupted, execution = None, False, None
         try:
-            with _run_log(cfg, run_id):
-                execution = _execute(cfg, store, run_id, split.units, built, seg_path, vc,
-                                     not no_cache, retry_failed, probed)
+            execution = _execute(cfg, store, run_id, split.units, built, seg_path, vc, use_cache, retry_failed, probed)
         except KeyboardInterrupt:
             interrupted = True
         except Exception as e:  # noqa: BLE001  (every way a run can stop ends with its row closed and a reason)
-            reason = _abort_reason(e, cfg, run_id)
+            reason = _abort_reason(e, store, run_log)
         result = run_summary(store, run_id, [*split.units, *(v.id for v in report.videos)], current_of(built, vc))
         result["videos"] = len(split.units)  # the units: whole videos and clips
         if execution is not None:
             result["cache_hits"] = dict(execution.cache_hits)
         _print_run_summary(result)
         summary.update(result)
-        out = outcome(summary, reason, interrupted)
-    _close_run(store, run_id, out, summary)
+        return outcome(summary, reason, interrupted), summary
+    except KeyboardInterrupt:
+        return outcome(summary, interrupted=True), summary
+    except Exception as e:  # noqa: BLE001  (ingest, split or the summary: the run row is closed with the reason)
+        return outcome(summary, _abort_reason(e, store, run_log)), summary
 
 
 def _close_run(store: Store, run_id: str, out: Outcome, summary: dict) -> None:
-    with store.session() as s:
-        r = s.get(schema.Run, run_id)
-        r.status, r.finished_at, r.summary, r.reason = out.state, schema.utcnow(), summary, out.sentence
+    log.info("%s%s", RUN_END_MARK, out.sentence)  # the run log says how it ended, even if the row cannot
+    try:
+        with store.session() as s:
+            r = s.get(schema.Run, run_id)
+            r.status, r.finished_at, r.summary, r.reason = out.state, schema.utcnow(), summary, out.sentence
+    except Exception as e:  # noqa: BLE001  (the store is what failed: the next run or status closes the row)
+        if not is_store_fault(e):
+            raise
+        err.print(f"note: the run's row could not be closed ({cause(e)}); the next engine run or engine status "
+                  "closes it", highlight=False)
     (console if out.exit_code == 0 else err).print(f"{out.sentence}   (exit code {out.exit_code})", highlight=False)
     console.print(f"store: {_safe_url(store.url)}   run id: {run_id}", highlight=False)
     if out.exit_code:
         raise typer.Exit(out.exit_code)
 
 
+class _RunLog(logging.FileHandler):
+    """<data_dir>/logs/run-<id>.log. A line that cannot be written (a full disk) is dropped, never a traceback on
+    the console; `failed` remembers it, so nobody is sent to a log that is not there."""
+
+    def __init__(self, path: Path):
+        # Opened now, while there may still be room: its first block then takes the lines of the end too.
+        super().__init__(path, delay=True)
+        self.path, self.failed = path, False
+        try:
+            self.stream = self._open()
+        except OSError:
+            self.failed = True
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True
+
+
+class _OneLine(logging.Formatter):
+    """The console's warnings: one line each; tracebacks go to the run log only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "warning: " + " ".join(record.getMessage().split())[:500]
+
+
 @contextlib.contextmanager
 def _run_log(cfg: Config, run_id: str):
-    """During a run: warnings (the driver's, and those the actors send back) on the console, and everything from
-    INFO up in <data_dir>/logs/run-<id>.log."""
+    """During a run: warnings (the driver's, and those the actors send back) on the console, one line each, and
+    everything from INFO up, tracebacks included, in <data_dir>/logs/run-<id>.log."""
     logs = cfg.data_path / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(logs / f"run-{run_id}.log")
+    with contextlib.suppress(OSError):
+        logs.mkdir(parents=True, exist_ok=True)
+    to_file = _RunLog(logs / f"run-{run_id}.log")
     to_file.setLevel(logging.INFO)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setLevel(logging.WARNING)
-    to_console.setFormatter(logging.Formatter("warning: %(message)s"))
+    to_console.setFormatter(_OneLine())
     root = logging.getLogger()
     level = root.level
     root.setLevel(min(level, logging.INFO) if level else logging.INFO)
     root.addHandler(to_file)
     root.addHandler(to_console)
     try:
-        yield
+        yield to_file
     finally:
         root.removeHandler(to_file)
         root.removeHandler(to_console)
         root.setLevel(level)
-        to_file.close()
+        with contextlib.suppress(OSError):
+            to_file.close()
 
 
-def _abort_reason(e: BaseException, cfg: Config, run_id: str) -> str:
-    """A readable reason for the run row and the console; the traceback, if any, goes to a log file."""
+def _abort_reason(e: BaseException, store: Store, run_log: _RunLog) -> str:
+    """One line for the run row and the console; the traceback goes to the run log."""
     from engine.runtime.pipeline import RunAborted
 
+    log.info("the run stopped", exc_info=e)
     if isinstance(e, RunAborted):
         return str(e)
-    import traceback
-
-    logs = cfg.data_path / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"run-{run_id}.log"
-    path.write_text("".join(traceback.format_exception(e)))
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (traceback in {path})"
+    if is_store_fault(e):
+        return str(store_error(e, store.url))
+    first = " ".join(str(e).split())[:300]
+    where = "" if run_log.failed else f" (traceback in {run_log.path})"
+    return f"{type(e).__name__}: {first}{where}"
 
 
-def _preflight(cfg: Config, pipelines: list[Pipeline]) -> dict:
-    """Every missing or unreachable endpoint the pipelines' agents use, named, before any video is touched; each
-    server's output mode learnt, and each vision agent's model proven to see images. Returns what was learnt,
-    with the probe requests for the run's request log."""
+def _preflight(cfg: Config, pipelines: list[Pipeline], seg_path: str, dry_run: bool) -> dict:
+    """What can be known before the run, checked before any request and before the run row (exit 2 and one
+    sentence naming the setting): the cluster's address, the store, the actors' resources, the segmentor's
+    checkpoints; then every endpoint the pipelines' agents use, each server's output mode learnt and each vision
+    agent's model proven to see images. Returns what was learnt, with the probe requests for the request log."""
     from engine.llm.client import EndpointError, ModelClient
     from engine.llm.request_log import MemoryLog
+    from engine.runtime.executor import roles_of
+    from engine.runtime.preflight import PreflightError, check_cluster, check_ray_address, check_store
 
+    try:
+        check_ray_address(cfg)
+        if dry_run:
+            return {}
+        for warning in check_store(cfg):
+            err.print(f"warning: {warning}", highlight=False)
+        check_cluster(cfg, roles_of(pipelines), seg_path)
+    except PreflightError as e:
+        _stop_ray(cfg)
+        err.print(f"error: {e}\nNothing was run.", highlight=False)
+        raise typer.Exit(PREFLIGHT_EXIT) from None
     agents = agents_of(pipelines, cfg)
     keys = sorted({a.endpoint for a in agents})
     vision = sorted({a.endpoint for a in agents if getattr(a, "sees_images", False)})
-    log = MemoryLog()
+    probes = MemoryLog()
     try:
-        client = ModelClient(cfg, log=log)
+        client = ModelClient(cfg, log=probes)
         client.check(keys)
 
         async def probe_all() -> None:
@@ -244,9 +318,10 @@ def _preflight(cfg: Config, pipelines: list[Pipeline]) -> dict:
 
         asyncio.run(probe_all())
     except EndpointError as e:
+        _stop_ray(cfg)
         err.print(f"error: {e}\nNothing was run.", highlight=False)
         raise typer.Exit(PREFLIGHT_EXIT) from None
-    return {**client.probed(), "requests": list(log.rows.values())}
+    return {**client.probed(), "requests": list(probes.rows.values())}
 
 
 def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipelines: list[Pipeline], seg_path: str,
@@ -321,6 +396,8 @@ def _print_run_summary(r: dict) -> None:
         ("cost USD", f"{r['cost_usd']:,.4f}"),
         ("new samples (this run)", f"{r['new_results']:,}"),
         *((f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}") for k, v in sorted(r.get("dropped", {}).items())),
+        *((("skipped inputs (not failures: see Skipped inputs)", f"{r['skipped_inputs']:,}"),)
+          if r.get("skipped_inputs") else ()),
         ("failures in this run (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
         ("  quarantined among these videos, all runs", f"{r['quarantined_in_store']:,}"),
     ]
@@ -521,8 +598,8 @@ def status(
     """Show what the store holds, which results are current, recent runs, requests and failures (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
-    for stale in mark_interrupted(store):
-        console.print(f"run {stale[:12]} stopped without a word (killed?): marked interrupted", highlight=False)
+    for stale in mark_interrupted(store, cfg.data_path / "logs"):
+        console.print(_stale_sentence(store, stale), highlight=False)
     counts = store.counts()
     t = Table(title=f"Store {_safe_url(cfg.resolved_database_url)}", title_justify="left")
     t.add_column("table")

@@ -38,6 +38,25 @@ from engine.store.io import StoreError, StoreIO, Update
 log = logging.getLogger(__name__)
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def ray_error_line(e: BaseException) -> str:
+    """The last line of what an actor raised, without Ray's traceback and colour codes: what a person needs."""
+    import re
+
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        text = f"{type(cause).__name__}: {cause}"
+    else:
+        text = str(e)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "File "))]
+    found = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", ln)), lines[-1] if lines else "")
+    return one_line(found)[:500]
+
+
 def start_ray(cfg: Config) -> None:
     if ray.is_initialized():
         return
@@ -97,7 +116,8 @@ async def start_actors(pools: dict[str, Pool], expected_version: str) -> dict[st
                 raise RunAborted(f"the segmentor built reports version {versions[0]!r}, but its class declares "
                                  f"{expected_version!r}: version_for(cfg) and the built backend must agree")
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
-        raise RunAborted(f"an actor could not start: {e}") from None
+        log.info("an actor could not start", exc_info=True)  # Ray's traceback: the run log only
+        raise RunAborted(f"an actor could not start: {ray_error_line(e)}") from None
     return pids
 
 
@@ -186,8 +206,8 @@ async def _run_stage(stage, video: VideoTask, ctx: StageContext) -> None:
     except (UnitFailure, RunAborted, StoreError, asyncio.CancelledError):
         raise
     except Exception as e:  # a bug or a decoder failure must not stop the other videos
-        log.exception("stage %s failed on %s", stage.name, video.rel)
-        raise UnitFailure(type(e).__name__, str(e)[:500]) from None
+        log.info("stage %s failed on %s", stage.name, video.rel, exc_info=True)  # the run log; the unit's row says why
+        raise UnitFailure(type(e).__name__, one_line(str(e))[:500]) from None
 
 
 @dataclass

@@ -9,13 +9,16 @@
 | finished_empty           | 4         | there was work to do and the run produced nothing                      |
 | interrupted              | 130       | stopped by Ctrl-C or a signal; a run killed outright is found interrupted by the next `engine run` or `engine status` (no heartbeat for HEARTBEAT_STALE_S) |
 
-A rerun goes on from where any of these stopped.
+A rerun goes on from where any of these stopped. Inputs that ingest skips (unreadable, empty, not a video: the
+"Skipped inputs" table) are not failed units: they change no state or exit code, and a finished run's sentence
+counts them ("finished: nothing was left to do (3 inputs skipped: see Skipped inputs)").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -28,6 +31,7 @@ EXIT_CODES = {FINISHED: 0, FINISHED_WITH_FAILURES: 1, ABORTED: 3, FINISHED_EMPTY
 PREFLIGHT_EXIT = 2
 HEARTBEAT_S = 10.0  # a running run writes its heartbeat this often
 HEARTBEAT_STALE_S = 120.0  # a "running" run silent this long was killed
+RUN_END_MARK = "run ended: "  # the run log's last line: how the run ended, for when its row could not be closed
 
 
 @dataclass(frozen=True)
@@ -43,34 +47,72 @@ def outcome(summary: dict, reason: str | None = None, interrupted: bool = False)
         return Outcome(INTERRUPTED, EXIT_CODES[INTERRUPTED], "interrupted: a rerun goes on from where it stopped")
     if reason is not None:
         return Outcome(ABORTED, EXIT_CODES[ABORTED], f"aborted: {reason}")
+    # inputs ingest skipped (unreadable, not a video) are listed and counted, never failures: they change no exit code
+    skipped = summary.get("skipped_inputs", 0)
+    also = f" ({skipped:,} input{'s' if skipped != 1 else ''} skipped: see Skipped inputs)" if skipped else ""
     failed = summary.get("quarantined", 0)
     if failed:
         return Outcome(FINISHED_WITH_FAILURES, EXIT_CODES[FINISHED_WITH_FAILURES],
                        f"finished with failures: {failed:,} unit(s) quarantined in this run (engine status lists "
-                       "them; --retry-failed tries them again)")
+                       f"them; --retry-failed tries them again){also}")
     made = summary.get("new_results", 0)
     worked = summary.get("work_requests", 0) + summary.get("units_run", 0)
     if not worked and not made:
-        return Outcome(FINISHED, EXIT_CODES[FINISHED], "finished: nothing was left to do")
+        return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished: nothing was left to do{also}")
     if not made:
         return Outcome(FINISHED_EMPTY, EXIT_CODES[FINISHED_EMPTY],
-                       "finished, but produced nothing: there was work to do and no result came of it")
-    return Outcome(FINISHED, EXIT_CODES[FINISHED], "finished")
+                       f"finished, but produced nothing: there was work to do and no result came of it{also}")
+    return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished{also}")
 
 
-def mark_interrupted(store: Store, now=None) -> list[str]:
-    """Runs still 'running' whose heartbeat stopped: they were killed. Returns their ids."""
+def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[str]:
+    """Runs still 'running' that have ended: those whose run log says how (a store that refused to close the
+    row, e.g. a full disk), and those whose heartbeat stopped (killed). Returns their ids."""
     now = now or schema.utcnow()
     stale = now - timedelta(seconds=HEARTBEAT_STALE_S)
     r = schema.Run
     with store.session() as s:
         # SQLite returns naive datetimes: compare in Python, over the few runs still marked running
         rows = s.execute(sa.select(r.id, r.heartbeat_at, r.started_at).where(r.status == RUNNING)).all()
-        dead = [rid for rid, beat, started in rows if _aware(beat or started) < stale]
-        if dead:
-            s.execute(sa.update(r).where(r.id.in_(dead)).values(
-                status=INTERRUPTED, reason="no heartbeat: the process was killed or the machine stopped"))
-    return dead
+        ended = []
+        for rid, beat, started in rows:
+            said = _logged_end(logs / f"run-{rid}.log") if logs is not None else None
+            if said is not None:
+                state = _state_of(said)
+                s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=said))
+            elif _aware(beat or started) < stale:
+                s.execute(sa.update(r).where(r.id == rid).values(
+                    status=INTERRUPTED, reason="no heartbeat: the process was killed or the machine stopped"))
+            else:
+                continue
+            ended.append(rid)
+    return ended
+
+
+def _state_of(sentence: str) -> str:
+    """The state outcome() gave the sentence it wrote."""
+    for start, state in (("aborted", ABORTED), ("interrupted", INTERRUPTED), ("finished with failures",
+                         FINISHED_WITH_FAILURES), ("finished, but", FINISHED_EMPTY)):
+        if sentence.startswith(start):
+            return state
+    return FINISHED
+
+
+def stale_state(store: Store, run_id: str) -> str:
+    with store.session() as s:
+        return s.get(schema.Run, run_id).status
+
+
+def _logged_end(path: Path) -> str | None:
+    """The sentence a run log ends with, if the run wrote one (the file's last few kB are enough)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [ln for ln in tail.splitlines() if RUN_END_MARK in ln]
+    return lines[-1].split(RUN_END_MARK, 1)[1].strip() if lines else None
 
 
 def _aware(t):

@@ -8,6 +8,7 @@ group for the StoreIO thread. No stage runs SQL.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
@@ -18,14 +19,19 @@ from engine.runtime.pipeline import RunAborted, UnitFailure, VideoTask
 from engine.runtime.pool import Pool
 from engine.runtime.state import VideoState
 from engine.store import schema
+from engine.store.checks import RowError, check_group
 from engine.store.db import with_defaults
 from engine.store.ids import stable_id
-from engine.store.io import Delete, Insert, Op, StoreError, StoreIO, Upsert
+from engine.store.io import Delete, Insert, StoreError, StoreIO, UnitRef, Upsert
 
 if TYPE_CHECKING:  # the client (aiohttp) loads only in a run, not with every command
     from engine.llm.client import ModelClient
 
 log = logging.getLogger(__name__)
+# The unit whose work is running in this task, (kind, id, stage): its rows carry it to the writer, which
+# quarantines that unit if the database refuses them. Set by attempt(); child tasks inherit it.
+_UNIT: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar("unit", default=None)
+UNVERSIONED = ""  # the lineage key of a stage that writes nothing versioned (the Captioner): never NULL
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,13 @@ class Services:
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
         self._warned: set[str] = set()
+        self.rejected = 0  # units whose rows the store refused (quarantined by the writer)
+        io.on_rejected = self._rejected
+
+    def _rejected(self, unit: UnitRef | None, message: str) -> None:
+        self.rejected += 1
+        what = f"{unit.stage} of {unit.unit_kind} {unit.unit_id[:16]}" if unit else "rows of no unit"
+        log.warning("the store refused the %s: %s; quarantined, the run goes on", what, message)
 
     # --- model calls ---------------------------------------------------------------------------------
     async def ask(self, agent: Any, item: Any, images: ImageSet | None = None, scope: str | None = None) -> Any:
@@ -139,13 +152,14 @@ class Services:
         Returns (succeeded, result). Attempts made before a crash count: a resumed run finishes the
         unit's budget, it does not restart it.
         """
-        failure = ctx.state.failure(unit_id, stage, ctx.lineage)
+        failure = ctx.state.failure(unit_id, stage, ctx.key_lineage)
         if failure is not None and failure["quarantined"] and not self.retry_failed:
             return False, None
         budget = self.cfg.runtime.max_unit_attempts
         made = failure["attempts"] if failure is not None and not self.retry_failed else 0
         failed = failure is not None
         for n in range(min(made, budget - 1), budget):
+            token = _UNIT.set((unit_kind, unit_id, stage))
             try:
                 result = await work()
             except UnitFailure as e:
@@ -154,6 +168,8 @@ class Services:
                 continue
             except StoreError as e:
                 raise RunAborted(str(e)) from None
+            finally:
+                _UNIT.reset(token)
             if failed:  # it works now: it is no longer a failure
                 ctx.forget_failure(unit_id, stage)
             return True, result
@@ -161,8 +177,8 @@ class Services:
 
     def _record_failure(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str, e: UnitFailure,
                         attempts: int, quarantine: bool) -> None:
-        row = dict(id=stable_id("failure", unit_id, stage, ctx.lineage), unit_kind=unit_kind, unit_id=unit_id,
-                   video_id=ctx.video.id, lineage=ctx.lineage, stage=stage, attempts=attempts, error_code=e.code,
+        row = dict(id=stable_id("failure", unit_id, stage, ctx.key_lineage), unit_kind=unit_kind, unit_id=unit_id,
+                   video_id=ctx.video.id, lineage=ctx.key_lineage, stage=stage, attempts=attempts, error_code=e.code,
                    message=e.message[:2000], quarantined=quarantine, run_id=self.run_id, updated_at=schema.utcnow())
         ctx.state.apply(schema.Failure, [row])
         self.io.submit([Upsert(schema.Failure, [row], ("unit_id", "stage", "lineage"),
@@ -185,6 +201,11 @@ class StageContext:
     def cfg(self) -> Config:
         return self.s.cfg
 
+    @property
+    def key_lineage(self) -> str:
+        """The lineage that keys this stage's completions and failures (never NULL)."""
+        return self.lineage if self.lineage is not None else UNVERSIONED
+
     def save(self, *items: tuple[type[schema.Base], Sequence[dict[str, Any]]], done: Sequence[str] = (),
              dropped: dict[str, int] | None = None) -> None:
         """Keep rows (in memory now, in the store with the next batch) as one group.
@@ -193,31 +214,37 @@ class StageContext:
         unit is either done with all its results stored, or not done at all. `dropped` counts, by reason,
         what the work left out (the run summary adds them up).
         """
-        ops: list[Op] = []
+        groups: list[tuple[type[schema.Base], list[dict[str, Any]]]] = []
         for model, rows in items:
             # complete rows (defaults, lineage) so the in-memory state holds what a load from the store would
             rows = [with_defaults(model, {"lineage": self.lineage, **r} if _versioned(model) else r) for r in rows]
             if rows:
-                self.state.apply(model, rows)
-                ops.append(Insert(model, rows))
-        markers = [dict(id=stable_id("completion", unit, self.stage, self.lineage), video_id=self.video.id,
-                        unit_id=unit, stage=self.stage, lineage=self.lineage, run_id=self.s.run_id,
+                groups.append((model, rows))
+        markers = [dict(id=stable_id("completion", unit, self.stage, self.key_lineage), video_id=self.video.id,
+                        unit_id=unit, stage=self.stage, lineage=self.key_lineage, run_id=self.s.run_id,
                         dropped=dict(dropped) if dropped else None) for unit in done]
         if markers:
-            self.state.apply(schema.Completion, markers)
-            ops.append(Insert(schema.Completion, markers))
-        self.s.io.submit(ops)
+            groups.append((schema.Completion, markers))
+        try:  # what the store would refuse fails this unit now, never the batch it would share
+            check_group(groups, self.state.known, self.state.holder)
+        except RowError as e:
+            raise UnitFailure("invalid_rows", str(e)) from None
+        for model, rows in groups:
+            self.state.apply(model, rows)
+        kind, unit_id, stage = _UNIT.get() or ("video", self.video.id, self.stage)
+        self.s.io.submit([Insert(model, rows) for model, rows in groups],
+                         UnitRef(kind, unit_id, self.video.id, stage, self.key_lineage, self.s.run_id))
 
     def done(self, unit_id: str) -> bool:
-        return self.state.done(unit_id, self.stage, self.lineage)
+        return self.state.done(unit_id, self.stage, self.key_lineage)
 
     async def ask(self, agent: Any, item: Any, images: ImageSet | None = None) -> Any:
         """An agent's call for this video (its cached answers were loaded with its state)."""
         return await self.s.ask(agent, item, images, scope=self.video.id)
 
     def forget_failure(self, unit_id: str, stage: str) -> None:
-        self.state.rows.failures.pop((unit_id, stage, self.lineage), None)
-        self.s.io.submit([Delete(schema.Failure, {"unit_id": unit_id, "stage": stage, "lineage": self.lineage})])
+        self.state.rows.failures.pop((unit_id, stage, self.key_lineage), None)
+        self.s.io.submit([Delete(schema.Failure, {"unit_id": unit_id, "stage": stage, "lineage": self.key_lineage})])
 
     async def attempt(self, unit_kind: str, unit_id: str, work: Callable[[], Awaitable[Any]],
                       stage: str | None = None) -> tuple[bool, Any]:

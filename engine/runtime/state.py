@@ -53,6 +53,31 @@ class VideoState:
     def failure(self, unit_id: str, stage: str, lineage: str) -> Row | None:
         return self.rows.failures.get((unit_id, stage, lineage))
 
+    # --- what the store holds, for checking a unit's rows before they are queued (engine/store/checks.py) ---
+    def known(self, table: str, row_id: str) -> bool | None:
+        """Whether a row this video's rows may reference is stored (None: not held here, cannot tell)."""
+        r = self.rows
+        if table == "videos":
+            return True if row_id == r.video_id else None  # a video's rows belong to it; ingest stored it
+        if table == "objects":
+            return row_id in r.objects
+        if table == "masklets":
+            return any(m["id"] == row_id for m in r.masklets.values())
+        if table == "descriptions":
+            return any(d["id"] == row_id for d in r.descriptions.values())
+        return None
+
+    def holder(self, model: type[schema.Base], columns: tuple[str, ...], key: tuple) -> str | None:
+        """The id of a held row with this unique key: an object's (video, noun, instance, version), the one key
+        not derived from the id's own inputs."""
+        if model is not schema.VideoObject:
+            return None
+        want = dict(zip(columns, key))
+        for o in self.rows.objects.values():
+            if all(o.get(c) == v for c, v in want.items()):
+                return o["id"]
+        return None
+
     # --- writes (in memory; the caller queues the same rows for the store) ---------------------------
     def apply(self, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> None:
         r = self.rows

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 
 from engine.llm.request_log import add_totals, request_totals
+from engine.sources.ingest import STAGE as INGEST
 from engine.store import schema
 from engine.store.current import Current
 from engine.store.db import Store
@@ -47,8 +48,11 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
                                                                    cp.dropped.is_not(None))):
                 for reason, n in (counts or {}).items():  # JSON null is not SQL NULL
                     dropped[reason] = dropped.get(reason, 0) + n
-        failures = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)) or 0
-        quarantined = s.scalar(sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id, f.quarantined)) or 0
+        # the run's failure rows: its units', and (stage "ingest") the inputs its ingest skipped: not failures
+        in_run = sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)
+        failures = s.scalar(in_run.where(f.stage != INGEST)) or 0
+        quarantined = s.scalar(in_run.where(f.stage != INGEST, f.quarantined)) or 0
+        skipped = s.scalar(in_run.where(f.stage == INGEST)) or 0
         # what stays quarantined among this run's videos (earlier runs' too): --retry-failed tries them again
         still = 0
         for i in range(0, len(ids), CHUNK):
@@ -64,6 +68,6 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
         "roles": {t.role: {"requests": t.requests, "ok": t.ok, "tokens_in": t.tokens_in, "tokens_out": t.tokens_out,
                            "tokens_unknown": t.tokens_unknown, "cost_usd": t.cost_usd} for t in roles},
         "work_requests": sum(t.requests for t in roles if t.role != "probe"),  # preflight's probes are not work
-        "failures": failures, "quarantined": quarantined, "quarantined_in_store": still,
+        "failures": failures, "quarantined": quarantined, "quarantined_in_store": still, "skipped_inputs": skipped,
         "new_results": new_samples, "units_run": units_run, "dropped": dropped,
     }

@@ -10,12 +10,16 @@ Layout accepted under the source root (recursively):
   ``"start"`` and ``"end"`` (seconds, or "H:MM:SS.mmm" as Panda-70M's timestamps) captions a time range of its
   video: the clip whose middle falls in it takes it (engine/runtime/split.py), the video as a whole does not.
 
-An unreadable input is reported with its reason, recorded as a failure, and the scan goes on.
+Every input it skips (unreadable, empty, not a video, a folder named like one, a broken link or a link loop,
+permission denied) is reported with its reason and the scan goes on. A skipped input is recorded as a failure
+row of stage "ingest", never quarantined: the run summary counts it apart, as skipped_inputs, and it does not
+make a run finish with failures.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ from engine.store import Store
 OTHER_VIDEO_EXTENSIONS = frozenset({".flv", ".wmv", ".mpg", ".mpeg", ".m4v", ".3gp", ".ts", ".vob", ".ogv"})
 SKIPPED_DIR_NAMES = frozenset({"annotations", "__pycache__"})
 CAPTION_TABLES = ("captions.jsonl", "captions.csv")
+STAGE = "ingest"  # the stage of the failure rows that record skipped inputs
 CAPTION_SOURCE_ORDER = ("sidecar", "captions.jsonl", "captions.csv", "captioner")
 
 
@@ -90,27 +95,90 @@ class IngestReport:
 
 
 def scan(source: Path) -> tuple[list[Candidate], list[Problem]]:
-    """Find video files and frame folders under source, in a deterministic (sorted) order."""
+    """Find video files and frame folders under source, in a deterministic (sorted) order, and every input it skips
+    with the reason. Links to folders are followed, each real folder once, so a link loop cannot make it go round."""
     source = source.resolve()
     if not source.is_dir():
         raise NotADirectoryError(f"source is not a folder: {source}")
     found: list[Candidate] = []
     problems: list[Problem] = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in SKIPPED_DIR_NAMES)
-        here = Path(dirpath)
-        if here != source and any(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in filenames):
-            found.append(Candidate(here, here.relative_to(source).as_posix(), "frames"))
-        for name in sorted(filenames):
-            p = here / name
-            suffix = p.suffix.lower()
-            rel = p.relative_to(source).as_posix()
+    seen: dict[str, str] = {}  # real path of each folder walked -> the rel it was walked as
+    stack: list[tuple[Path, frozenset[str]]] = [(source, frozenset())]  # (folder, real paths of those above it)
+    links: list[tuple[Path, frozenset[str]]] = []  # links to folders: walked last, so a real folder keeps its own path
+    while stack or links:
+        here, above = stack.pop() if stack else links.pop(0)
+        rel = here.relative_to(source).as_posix()
+        real = os.path.realpath(here)
+        if real in seen:  # only a link makes a folder come round again
+            first = "the source folder" if seen[real] == "." else seen[real]
+            problems.append(Problem(rel, "symlink_loop", f"a link back to {first}, which holds it: not followed")
+                            if real in above else Problem(rel, "duplicate_folder",
+                                                          f"the same folder as {first}, through a link: scanned once"))
+            continue
+        seen[real] = rel
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Problem(rel, *_unreadable(e, "cannot list this folder")))
+            continue
+        dirs, files = [], []
+        for e in entries:
+            (dirs if _is_dir(e) else files).append(e)
+        suffixes = {Path(e.name).suffix.lower() for e in files}
+        frames = here != source and bool(suffixes & IMAGE_EXTENSIONS)
+        if frames:
+            found.append(Candidate(here, rel, "frames"))
+        elif here != source and here.suffix.lower() in VIDEO_EXTENSIONS and not suffixes & VIDEO_EXTENSIONS:
+            problems.append(Problem(rel, "not_a_video", "a folder named like a video, holding no frames"))
+        for e in files:
+            p, suffix = here / e.name, Path(e.name).suffix.lower()
+            rel_p = p.relative_to(source).as_posix()
+            if e.is_symlink() and (bad := _bad_link(p, rel_p)) is not None:
+                if not e.name.startswith("."):  # a hidden dangling link is an editor's lock file, not an input
+                    problems.append(bad)
+                continue
             if suffix in VIDEO_EXTENSIONS:
-                found.append(Candidate(p, rel, "file"))
+                if os.access(p, os.R_OK):
+                    found.append(Candidate(p, rel_p, "file"))
+                else:
+                    problems.append(Problem(rel_p, "permission_denied", "cannot read it: permission denied"))
             elif suffix in OTHER_VIDEO_EXTENSIONS:
-                problems.append(Problem(rel, "unsupported_format", f"{suffix} is not supported; convert to .mp4"))
+                problems.append(Problem(rel_p, "unsupported_format", f"{suffix} is not supported; convert to .mp4"))
+        subdirs = [e for e in dirs if not e.name.startswith(".") and e.name.lower() not in SKIPPED_DIR_NAMES]
+        stack += [(here / e.name, above | {real}) for e in reversed(subdirs) if not e.is_symlink()]
+        links += [(here / e.name, above | {real}) for e in subdirs if e.is_symlink()]
     found.sort(key=lambda c: c.rel)
     return found, problems
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()  # follows links; a link loop raises
+    except OSError:
+        return False
+
+
+def _bad_link(p: Path, rel: str) -> Problem | None:
+    """A link that leads nowhere, or round in a loop; None for a link to a file."""
+    try:
+        os.stat(p)
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return Problem(rel, "symlink_loop", "a link that leads back to itself: not followed")
+        try:
+            target = os.readlink(p)
+        except OSError:
+            target = "?"
+        return Problem(rel, "broken_symlink", f"a link to {target}, which does not exist")
+
+
+def _unreadable(e: OSError, what: str) -> tuple[str, str]:
+    """(code, reason) of an OSError met reading an input."""
+    if isinstance(e, PermissionError):
+        return "permission_denied", f"{what}: permission denied"
+    return "unreadable", f"{what}: {e.strerror or e}"
 
 
 def _sidecar(c: Candidate) -> Path:
@@ -236,16 +304,16 @@ def ingest(
         candidates = candidates[:limit]
     if on_start:
         on_start(len(candidates))
+    _record_skipped(store, source, problems, run_id)  # the inputs, not the caption tables' lines
     stored = _stored_videos(store, source)
     for c in candidates:
         try:
             _ingest_one(store, source, c, tables, frame_folder_fps, report, stored.get(c.rel))
-        except MediaError as e:
-            report.problems.append(Problem(c.rel, e.code, e.reason))
-            _record_failure(store, c, e.code, e.reason, run_id)
-        except OSError as e:  # unreadable file (permissions, vanished mid-scan)
-            report.problems.append(Problem(c.rel, "unreadable", str(e)))
-            _record_failure(store, c, "unreadable", str(e), run_id)
+        except (MediaError, OSError) as e:  # OSError: permissions, or a file vanished mid-scan
+            p = Problem(c.rel, e.code, e.reason) if isinstance(e, MediaError) else Problem(
+                c.rel, *_unreadable(e, "cannot read it"))
+            report.problems.append(p)
+            _record_skipped(store, source, [p], run_id)
         if on_progress:
             on_progress(c.rel)
     return report
@@ -280,7 +348,7 @@ def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, re
     with store.session() as s:
         new = store.insert_ignore(s, schema.Video, [row]) == 1
         # A file that failed before and reads now is no longer a failure.
-        s.query(schema.Failure).filter_by(unit_id=str(c.path), stage="ingest").delete()
+        s.query(schema.Failure).filter_by(unit_id=str(c.path), stage=STAGE).delete()
         stored = s.get(schema.Video, vid)
         # The same bytes under another path: the path recorded first stays the video's path.
         if (stored.source_root, stored.path) != (str(source), c.rel):
@@ -300,11 +368,13 @@ def _save_captions(store: Store, s, vid: str, captions: dict[str, str]) -> None:
     )
 
 
-def _record_failure(store: Store, c: Candidate, code: str, message: str, run_id: str | None) -> None:
-    with store.session() as s:
-        store.upsert(
-            s, schema.Failure,
-            [dict(id=stable_id("failure", str(c.path), "ingest"), unit_kind="file", unit_id=str(c.path), stage="ingest",
-                  lineage="", attempts=1, error_code=code, message=message, quarantined=True, run_id=run_id)],
-            conflict=("unit_id", "stage", "lineage"), update=("error_code", "message", "run_id"),
-        )
+def _record_skipped(store: Store, source: Path, problems: list[Problem], run_id: str | None) -> None:
+    """Skipped inputs are listed by `engine status` and counted in their run's summary, but not quarantined: a skip
+    is the input's state, not a failed unit, and every ingest looks at the input again anyway."""
+    rows = [dict(id=stable_id("failure", str(source / p.rel), STAGE), unit_kind="file", unit_id=str(source / p.rel),
+                 stage=STAGE, lineage="", attempts=1, error_code=p.code, message=p.reason, quarantined=False,
+                 run_id=run_id) for p in problems]
+    if rows:
+        with store.session() as s:  # quarantined is updated too: stores written before kept skips quarantined
+            store.upsert(s, schema.Failure, rows, conflict=("unit_id", "stage", "lineage"),
+                         update=("error_code", "message", "quarantined", "run_id"))

@@ -1,9 +1,13 @@
 """The driver's one door to the store: a thread that batches writes into few transactions and serves reads.
 
 The driver's event loop never runs SQL. Work is queued here and done in this thread:
-- `submit(ops)`: one unit's writes (its results, its completion marker, its cache entries) as one group.
+- `submit(ops, unit)`: one unit's writes (its results, its completion marker, its cache entries) as one group.
   A group is never split across transactions; every group waiting when a batch starts goes into it
   (up to `max_rows`), so a crash loses at most the batch being written and a resume redoes its units.
+- A group the database refuses (an integrity error, a value too long) costs its unit only: the batch is
+  committed again group by group, the refused unit is quarantined with the database's message, and
+  `on_rejected` tells the event loop. Only store-wide faults (engine/store/faults.py) stop the writer;
+  a connection that dropped is tried once more on a fresh one first.
 - `flush()`: waits until everything queued before it is committed (the request log writes a
   request's row before the request leaves).
 - `read(fn)`: runs `fn(session)` here, after the writes queued before it, so it sees them.
@@ -30,6 +34,8 @@ from sqlalchemy.orm import Session
 
 from engine.store import schema
 from engine.store.db import Store
+from engine.store.faults import StoreError  # noqa: F401  (re-exported: the runtime catches it from here)
+from engine.store.faults import cause, disconnected, store_error, unit_fault
 
 log = logging.getLogger(__name__)
 _TABLE_ORDER = {t.name: i for i, t in enumerate(schema.Base.metadata.sorted_tables)}
@@ -67,8 +73,22 @@ class Delete:
 Op = Insert | Upsert | Update | Delete
 
 
-class StoreError(RuntimeError):
-    """A batch could not be written: the run must stop (the store refused what the engine wrote)."""
+@dataclass(frozen=True)
+class UnitRef:
+    """Whose rows a group holds: what is quarantined if the database refuses them."""
+
+    unit_kind: str
+    unit_id: str
+    video_id: str | None
+    stage: str
+    lineage: str
+    run_id: str | None
+
+
+@dataclass
+class _Group:
+    ops: list[Op]
+    unit: UnitRef | None
 
 
 @dataclass
@@ -90,7 +110,7 @@ class _Barrier:
 
 @dataclass
 class _Batch:
-    groups: list[list[Op]] = field(default_factory=list)
+    groups: list[_Group] = field(default_factory=list)
     rows: int = 0
     barriers: list[_Barrier] = field(default_factory=list)
     reads: list[_Read | _Lookup] = field(default_factory=list)
@@ -102,8 +122,10 @@ _STOP = object()
 class StoreIO:
     """Create it inside the event loop that uses it; `await aclose()` commits what is queued and stops."""
 
-    def __init__(self, store: Store, max_rows: int = 5000, linger_s: float = 0.025):
+    def __init__(self, store: Store, max_rows: int = 5000, linger_s: float = 0.025,
+                 on_rejected: Callable[[UnitRef | None, str], None] | None = None):
         self.store = store
+        self.on_rejected = on_rejected  # called in the event loop: (the unit, the database's message)
         self.max_rows, self.linger_s = max_rows, linger_s
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -114,13 +136,10 @@ class StoreIO:
         self._thread.start()
 
     # --- the event loop's side -----------------------------------------------------------------------
-    def submit(self, ops: Sequence[Op]) -> None:
+    def submit(self, ops: Sequence[Op], unit: UnitRef | None = None) -> None:
         self._check()
         if ops:
-            self._queue.put(list(ops))
-
-    def insert(self, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> None:
-        self.submit([Insert(model, rows)])
+            self._queue.put(_Group(list(ops), unit))
 
     async def flush(self) -> None:
         """Wait until every write queued so far is committed."""
@@ -150,14 +169,42 @@ class StoreIO:
 
     def _check(self) -> None:
         if self._error is not None:
-            raise StoreError(f"writing to the store failed: {type(self._error).__name__}: {self._error}") from self._error
+            raise store_error(self._error, self.store.url) from self._error
 
     # --- the thread's side ---------------------------------------------------------------------------
     def _serve(self) -> None:
         # One connection for the thread's life: no pool checkout or session set-up per batch.
-        with self.store.engine.connect() as conn:
-            self._conn = conn
+        try:
+            self._conn = self.store.engine.connect()
+        except Exception as e:  # noqa: BLE001  (a store that cannot be reached: raised on the loop's next call)
+            log.info("the store cannot be reached", exc_info=True)
+            self._error = e
+            self._conn = None
+        try:
             self._loop_batches()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _reconnect(self) -> None:
+        log.warning("the store's connection was lost: trying once more on a fresh one")
+        try:
+            self._conn.close()
+        except Exception:  # noqa: BLE001  (the old connection is gone either way)
+            pass
+        self._conn = self.store.engine.connect()
+
+    def _retrying(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        """fn(conn) in a transaction; a dropped connection (a restarted server) is tried once more."""
+        try:
+            with self._conn.begin():
+                return fn(self._conn)
+        except sa.exc.DBAPIError as e:
+            if not disconnected(e):
+                raise
+        self._reconnect()
+        with self._conn.begin():
+            return fn(self._conn)
 
     def _loop_batches(self) -> None:
         stop = False
@@ -170,9 +217,9 @@ class StoreIO:
             while True:
                 if item is _STOP:
                     stop = True
-                elif isinstance(item, list):
+                elif isinstance(item, _Group):
                     batch.groups.append(item)
-                    batch.rows += sum(len(getattr(op, "rows", ())) or 1 for op in item)
+                    batch.rows += sum(len(getattr(op, "rows", ())) or 1 for op in item.ops)
                 elif isinstance(item, _Barrier):
                     batch.barriers.append(item)
                 else:
@@ -189,35 +236,83 @@ class StoreIO:
 
     def _run(self, batch: _Batch) -> None:
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
-        conn = self._conn
         if batch.groups and self._error is None:
             try:
-                with conn.begin():
-                    self._write(conn, batch.groups)
+                self._commit(batch.groups)
                 self.batches += 1
-            except Exception as e:  # noqa: BLE001  (kept, raised to the event loop on its next call)
-                log.exception("store batch failed")
+            except Exception as e:  # noqa: BLE001  (store-wide: raised to the event loop on its next call)
+                log.info("the store refused a batch", exc_info=True)  # the run log only: the console gets one line
                 self._error = e
         outcomes += [(b.future, None, None) for b in batch.barriers]
         if batch.reads:
-            with conn.begin(), Session(bind=conn) as s:
-                lookups = [r for r in batch.reads if isinstance(r, _Lookup)]
-                if lookups:
-                    outcomes += self._lookup(s, lookups)
-                for r in batch.reads:
-                    if isinstance(r, _Read):
-                        try:
-                            with s.begin_nested():  # a failing read rolls back alone
-                                outcomes.append((r.future, r.fn(s), None))
-                        except Exception as e:  # noqa: BLE001  (the reader gets its own error)
-                            outcomes.append((r.future, None, e))
+            try:
+                outcomes += self._retrying(lambda conn: self._reads(conn, batch.reads))
+            except Exception as e:  # noqa: BLE001  (every reader gets the store's error, as one line)
+                log.info("the store refused a read", exc_info=True)
+                outcomes += [(r.future, None, store_error(e, self.store.url)) for r in batch.reads]
         self._resolve(outcomes)
 
-    def _write(self, s: sa.Connection, groups: list[list[Op]]) -> None:
+    def _reads(self, conn: sa.Connection, reads: list[_Read | _Lookup]) -> list:
+        outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        with Session(bind=conn) as s:
+            lookups = [r for r in reads if isinstance(r, _Lookup)]
+            if lookups:
+                outcomes += self._lookup(s, lookups)
+            for r in reads:
+                if isinstance(r, _Read):
+                    try:
+                        with s.begin_nested():  # a failing read rolls back alone
+                            outcomes.append((r.future, r.fn(s), None))
+                    except sa.exc.DBAPIError as e:
+                        if disconnected(e):
+                            raise  # the whole batch of reads is tried again on a fresh connection
+                        outcomes.append((r.future, None, e if unit_fault(e) else store_error(e, self.store.url)))
+                    except Exception as e:  # noqa: BLE001  (the reader gets its own error)
+                        outcomes.append((r.future, None, e))
+        return outcomes
+
+    def _commit(self, groups: list[_Group]) -> None:
+        """The batch in one transaction; if the database refuses a row, group by group, quarantining the refused."""
+        try:
+            self._retrying(lambda conn: self._write(conn, groups))
+            return
+        except sa.exc.DBAPIError as e:
+            if not unit_fault(e):
+                raise
+        for group in groups:
+            try:
+                self._retrying(lambda conn, g=group: self._write(conn, [g]))
+            except sa.exc.DBAPIError as e:
+                if not unit_fault(e):
+                    raise
+                self._reject(group, cause(e))
+
+    def _reject(self, group: _Group, message: str) -> None:
+        """A group the database refused: its unit is quarantined with the database's message; the run goes on."""
+        unit = group.unit
+        tables = sorted({op.model.__tablename__ for op in group.ops})
+        log.info("the store refused the rows of %s (%s): %s", unit or "no unit", ", ".join(tables), message)
+        if unit is not None:
+            from engine.store.ids import stable_id
+
+            row = dict(id=stable_id("failure", unit.unit_id, unit.stage, unit.lineage), unit_kind=unit.unit_kind,
+                       unit_id=unit.unit_id, video_id=unit.video_id, lineage=unit.lineage, stage=unit.stage,
+                       attempts=1, error_code="store_rejected", message=f"the store refused its rows: {message}"[:2000],
+                       quarantined=True, run_id=unit.run_id, updated_at=schema.utcnow())
+            self._retrying(lambda conn: self.store.upsert(
+                conn, schema.Failure, [row], ("unit_id", "stage", "lineage"),
+                ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at")))
+        if self.on_rejected is not None:
+            try:
+                self._loop.call_soon_threadsafe(self.on_rejected, unit, f"{message} ({', '.join(tables)})")
+            except RuntimeError:  # the loop is closed
+                pass
+
+    def _write(self, s: sa.Connection, groups: list[_Group]) -> None:
         inserts: dict[type, list[dict]] = defaultdict(list)
         rest: dict[type, list[Op]] = defaultdict(list)  # per table, in queue order
         for group in groups:
-            for op in group:
+            for op in group.ops:
                 if isinstance(op, Insert):
                     inserts[op.model].extend(op.rows)
                 else:

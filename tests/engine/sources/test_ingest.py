@@ -54,7 +54,7 @@ def test_ingest_records_videos_captions_and_failures_idempotently(store, mixed_s
     assert (counts["videos"], counts["captions"], counts["failures"]) == (3, 2, 3)
     with store.session() as s:
         f = s.query(schema.Failure).filter(schema.Failure.unit_id.endswith("empty.mp4")).one()
-        assert (f.stage, f.error_code, f.quarantined) == ("ingest", "empty_file", True)
+        assert (f.stage, f.error_code, f.quarantined) == ("ingest", "empty_file", False)  # skipped, not quarantined
         v = s.query(schema.Video).filter_by(path="street/bikes.mp4").one()
         assert (v.width, v.height, v.kind, v.size_bytes) == (640, 272, "file", 509868)
 
