@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.analyzer import AnalyzeItem, AnalyzerAgent
+from agents.analyzer import Analysis, AnalyzeItem, AnalyzerAgent
 from agents.annotator import AnnotateItem, AnnotatorAgent
 from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, QAWriterSeeingFrames, RefineItem, RefinerAgent, qa_types
@@ -72,6 +72,26 @@ class CaptionStage(Stage):
                                         source="captioner", text=text)]))
 
 
+NOUN_CHARS = schema.VideoObject.__table__.c.noun.type.length  # PostgreSQL enforces VARCHAR(128), SQLite does not
+
+
+def clip_noun(text: str) -> str:
+    """A noun as its objects row keeps it: whitespace collapsed, clipped to the column (the id hashes this too)."""
+    return " ".join(text.split())[:NOUN_CHARS].strip()
+
+
+def object_nouns(analysis: Analysis) -> list[str]:
+    """The Analysis's nouns (the subject first), one per noun whatever its case, as the column keeps them, empty ones
+    dropped: the Analyzer's parse() normalises already, but the rows' unique key (video, noun, instance, version)
+    must hold for any agent, or the second row is silently skipped and its masklet fails the foreign key."""
+    out, seen = [], set()
+    for noun in map(clip_noun, analysis.nouns):
+        if noun and noun.casefold() not in seen:
+            seen.add(noun.casefold())
+            out.append(noun)
+    return out
+
+
 @dataclass
 class AnalyzeStage(Stage):
     """Nouns of the caption's physical objects, the subject marked: one object row per noun."""
@@ -94,8 +114,10 @@ class AnalyzeStage(Stage):
         if caption is None:
             raise UnitFailure("no_caption", "the video has no caption (add a sidecar, or run the caption stage)")
         analysis = await ctx.ask(self.agent, AnalyzeItem(caption))
+        subject = clip_noun(analysis.subject or "")
         rows = [dict(id=stable_id("object", video.id, noun, 0, ctx.version), video_id=video.id, noun=noun, instance=0,
-                     is_subject=noun == analysis.subject, stage_version=ctx.version) for noun in analysis.nouns]
+                     is_subject=noun == subject, stage_version=ctx.version)
+                for noun in object_nouns(analysis)]
         ctx.save((schema.VideoObject, rows), done=[video.id])
 
 
@@ -477,8 +499,19 @@ class QAStage(Stage):
 
 # --- annotated datasets (engine/sources/datasets: MeViS, Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) -----------
 
-DATASET_VERSION = "dataset@2"
+# dataset@3: an object's row is told apart by the dataset's object id (instance), not by its first expression: two
+# instances with one expression (12 videos of A2D-Sentences) are two objects; its id hashes its stage_version
+DATASET_VERSION = "dataset@3"
 EXPRESSIONS = "referring_expressions"  # the descriptions' model field for a dataset's own text
+
+
+def dataset_instances(obj_ids: list[str]) -> dict[str, int]:
+    """A video's dataset object ids as the objects' instance numbers: the ids themselves where all are integers that
+    fit the INTEGER column (A2D's instance ids, palette values, MeViS anno ids), else their rank (shorter ids first,
+    so numbers keep their order): fixed by the released annotations, never by the frames sampled."""
+    if all(i.isdecimal() and int(i) < 2 ** 31 for i in obj_ids):
+        return {i: int(i) for i in obj_ids}
+    return {i: n for n, i in enumerate(sorted(obj_ids, key=lambda i: (len(i), i)))}
 
 
 def is_dataset_video(video: VideoTask) -> bool:
@@ -512,6 +545,7 @@ class DatasetObjectsStage(Stage):
         if len(frames) > ctx.cfg.sampling.mask_frames:
             frames = [frames[i] for i in uniform_indices(len(frames), ctx.cfg.sampling.mask_frames)]
         found = await asyncio.to_thread(adapter.objects, dv, frames)
+        instances = dataset_instances([str(o.obj_id) for o in found])  # all of them: dropping one renumbers none
         objects, masklets, descriptions, dropped = [], [], [], {}
         for obj in found:
             try:
@@ -523,19 +557,22 @@ class DatasetObjectsStage(Stage):
                 dropped["dataset_objects:no_mask_on_sampled_frames"] = \
                     dropped.get("dataset_objects:no_mask_on_sampled_frames", 0) + 1
                 continue
-            expressions = [" ".join(records.neutralise(e).split()) for e in obj.expressions]
+            expressions = [e for e in (" ".join(records.neutralise(e).split()) for e in obj.expressions) if e]
             anchor = max(frames, key=lambda f: masks.area(frame_masks[str(f)]))
-            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", DATASET_VERSION)
-            objects.append(dict(id=object_id, video_id=video.id, noun=expressions[0][:128], instance=0,
+            # the id hashes the stage's version as the unique key holds it: without it, a new mask_frames gave the
+            # old version's id, its rows were skipped, and the store had no object of the version in use
+            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", ctx.version)
+            noun = clip_noun(expressions[0]) if expressions else "object"  # no usable text: still people's mask
+            objects.append(dict(id=object_id, video_id=video.id, noun=noun, instance=instances[str(obj.obj_id)],
                                 stage_version=ctx.version))
             masklets.append(dict(
                 id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id, backend_version=DATASET_VERSION,
                 anchor_frame=anchor, box=list(masks.bbox_xyxy(frame_masks[str(anchor)])), grounding_score=1.0,
                 mask_score=1.0, height=video.height, width=video.width, frames=frame_masks,
                 **masks.quality(frame_masks)))
-            descriptions.append(dict(
+            descriptions += [dict(
                 id=stable_id("description", object_id, "short", ctx.lineage), object_id=object_id, kind="short",
-                text="\n".join(expressions), model=EXPRESSIONS, prompt_version=DATASET_VERSION))
+                text="\n".join(expressions), model=EXPRESSIONS, prompt_version=DATASET_VERSION)] if expressions else []
         ctx.save((schema.VideoObject, objects), (schema.Masklet, masklets), (schema.Description, descriptions),
                  done=[video.id], dropped=dropped)
 

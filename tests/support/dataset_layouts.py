@@ -17,6 +17,7 @@ from synthetic import render, write_frame_folder, write_mp4
 
 EXPRESSIONS = {"red square": "a red square moving to the right", "blue circle": "the blue circle drifting left"}
 SHAPES = list(EXPRESSIONS)  # object k + 1 in palettes, instance k in A2D, anno id 100 + k in MeViS
+SHARED_QUERY = "white cat rolling on the carpet"  # as two instances of -YM5_oSdP1c share it in A2D-Sentences
 
 
 def _background(v: int) -> tuple[int, int, int]:
@@ -85,9 +86,11 @@ def make_mevis(root: Path, videos=("m1", "m2"), num_frames: int = 8) -> dict:
     return gt
 
 
-def make_a2d(root: Path, videos=("a2dclip1", "a2dclip2"), num_frames: int = 12, annotated=(2, 6, 10)) -> dict:
+def make_a2d(root: Path, videos=("a2dclip1", "a2dclip2"), num_frames: int = 12, annotated=(2, 6, 10),
+             shared_query=()) -> dict:
     """A2D-Sentences: mp4 clips, videoset.csv (no header), the annotation CSV with the released file's malformed
-    '1 (copy)' row, a missed video, and per annotated frame an .h5 with transposed reMask (1-based names)."""
+    '1 (copy)' row, a missed video, and per annotated frame an .h5 with transposed reMask (1-based names). The
+    instances of the videos in shared_query all have one query, SHARED_QUERY (12 videos of the release do)."""
     gt = {}
     (root / "Release" / "clips320H").mkdir(parents=True)
     h5_root = root / "text_annotations" / "a2d_annotation_with_instances"
@@ -119,7 +122,7 @@ def make_a2d(root: Path, videos=("a2dclip1", "a2dclip2"), num_frames: int = 12, 
         w.writerow(["video_id", "instance_id", "query"])
         for vid in videos:
             for k, s in enumerate(SHAPES):
-                w.writerow([vid, k, f"{EXPRESSIONS[s]} {vid}"])
+                w.writerow([vid, k, SHARED_QUERY if vid in shared_query else f"{EXPRESSIONS[s]} {vid}"])
         w.writerow([videos[0], "1 (copy)", "a copied row"])
     (root / "text_annotations" / "a2d_missed_videos.txt").write_text("missedclip")
     return gt

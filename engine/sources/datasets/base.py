@@ -31,7 +31,7 @@ class DatasetVideo:
 
 @dataclass
 class DatasetObject:
-    obj_id: str  # the dataset's object id(s), as text ("1", "[0, 3]")
+    obj_id: str  # the dataset's object id, as text ("1"): the stored object's identity (its row's instance)
     expressions: list[str]
     masks: dict[int, Any] = field(default_factory=dict)  # frame position -> RLE, or None where it is absent
 
