@@ -450,7 +450,9 @@ class QAStage(Stage):
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state, qa = ctx.state, ctx.cfg.qa
         agent = self._agent(ctx.cfg)
-        kept = [o for o in state.grounded(ctx.objects_version) if state.kept(o)]
+        # an object whose detailed description failed is that unit's failure (the Refiner's), not its QA's: left out
+        kept = [o for o in state.grounded(ctx.objects_version)
+                if state.kept(o) and state.description(o["id"], "detailed") is not None]
         todo = [g for g in qa_groups(kept, state, qa.pairs_per_video) if not ctx.done("+".join(o["id"] for o in g))]
 
         async def one(group) -> None:

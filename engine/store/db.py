@@ -52,10 +52,11 @@ class Store:
             db_path = url.removeprefix("sqlite:///")
             if db_path and db_path != ":memory:":
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        # PostgreSQL: no pre-ping round trip per checkout; connections are recycled before servers drop them.
         # JSON columns (masks as RLE, answers) through orjson: several times faster than json both ways.
-        self.engine = sa.create_engine(url, pool_recycle=1800, json_serializer=_json_dumps,
-                                       json_deserializer=orjson.loads)
+        # A server's connections can be ended under us (a restart, terminated backends): checkouts are pinged
+        # (the writer holds one connection for the run, so that costs a round trip per command, not per row).
+        self.engine = sa.create_engine(url, pool_recycle=1800, pool_pre_ping=not url.startswith("sqlite"),
+                                       json_serializer=_json_dumps, json_deserializer=orjson.loads)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

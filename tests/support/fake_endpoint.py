@@ -28,7 +28,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema",
-          "no_usage", "list_content")
+          "no_usage", "list_content", "truncated", "empty", "refusal_text", "wrong_types", "huge", "bad_utf8")
+HUGE_BYTES = 5 << 20  # the "huge" fault's answer: 5 MB
+
+
+@dataclass
+class FaultRule:
+    """A fault aimed at some requests: those for one agent's schema (`schema`: the response_format's name) whose
+    messages contain `text`, or whose first image is mostly `color` (an RGB; for agents that see only frames).
+    `times`: how many matching requests get it (None: all, until the rule is removed)."""
+
+    fault: str
+    schema: str | None = None
+    text: str | None = None
+    color: tuple[int, int, int] | None = None
+    times: int | None = None
+    fired: int = 0
+
+    def matches(self, body: dict[str, Any]) -> bool:
+        if self.times is not None and self.fired >= self.times:
+            return False
+        if self.schema is not None and _schema_name(body) != self.schema:
+            return False
+        if self.text is not None and self.text not in " ".join(t for m in body.get("messages", []) for t in _texts(m)):
+            return False
+        if self.color is not None:
+            urls = image_urls(body)
+            if not urls or not _mostly(urls[0], self.color):
+                return False
+        return True
 
 
 @dataclass
@@ -62,6 +90,8 @@ class FakeEndpoint:
     extra_systems: str = "keep"
     model_ids: tuple[str, ...] = ("fake-model",)
     fail_matching: dict[str, str] = field(default_factory=dict)  # substring of the last user text -> fault
+    rules: list[FaultRule] = field(default_factory=list)  # aimed faults (FaultRule), checked first
+    answers: dict[str, Any] = field(default_factory=dict)  # field name -> the value every answer gives it
 
     def __post_init__(self) -> None:
         self.received: list[Received] = []
@@ -197,6 +227,10 @@ class FakeEndpoint:
                 return "no_json_schema", 0.0
             if self.list_content == "error" and any(isinstance(m.get("content"), list) for m in body.get("messages", [])):
                 return "list_content", 0.0
+            for rule in self.rules:
+                if rule.matches(body):
+                    rule.fired += 1
+                    return rule.fault, 0.0
             text = last_user_text(body)
             for needle, fault in self.fail_matching.items():
                 if needle in text:
@@ -279,12 +313,26 @@ class FakeEndpoint:
         time.sleep(delay)
         content: str | None
         refusal = None
+        answer_value = answer_for(body)
+        if isinstance(answer_value, dict):
+            answer_value = {**answer_value, **{k: v for k, v in self.answers.items() if k in answer_value}}
         if fault == "refusal":
             content, refusal = None, "I can't help with that."
         elif fault == "schema":
             content = json.dumps({"unexpected": True})
+        elif fault == "truncated":  # cut off mid-answer, as at max_tokens
+            whole = json.dumps(answer_value)
+            content = whole[: len(whole) // 2]
+        elif fault == "empty":
+            content = ""
+        elif fault == "refusal_text":  # a refusal written as the answer itself, not in the refusal field
+            content = "I'm sorry, but I can't help with that request."
+        elif fault == "wrong_types":
+            content = json.dumps(_wrong_types(answer_value))
+        elif fault == "huge":
+            content = json.dumps({**answer_value, "padding": "x" * HUGE_BYTES})
         else:
-            content = json.dumps(answer_for(body))
+            content = json.dumps(answer_value)
         prompt_tokens = _count_tokens(self._as_read(body), self.sees_images)
         completion_tokens = max(1, len((content or refusal or "")) // 4)
         answer = {
@@ -299,6 +347,11 @@ class FakeEndpoint:
             del answer["usage"]
         entry.usage = answer.get("usage")  # before the answer leaves: the client may look right after
         entry.t_end = time.monotonic()
+        if fault == "bad_utf8":  # bytes that are no UTF-8 inside the answer's content
+            raw = json.dumps(answer).encode()
+            at = raw.index(b'"content": "') + len(b'"content": "')
+            h._send(200, None, raw=raw[:at] + b"\xff\xfe\xfa" + raw[at:])
+            return answer.get("usage")
         h._send(200, answer)
         return answer.get("usage")
 
@@ -329,6 +382,39 @@ def image_urls(body: dict[str, Any]) -> list[str]:
 def _count_tokens(body: dict[str, Any], sees_images: bool = True) -> int:
     text = " ".join(t for m in body.get("messages", []) for t in _texts(m))
     return max(1, len(text) // 4) + (85 * len(image_urls(body)) if sees_images else 0)
+
+
+def _schema_name(body: dict[str, Any]) -> str | None:
+    rf = body.get("response_format") or {}
+    return rf.get("json_schema", {}).get("name") if rf.get("type") == "json_schema" else None
+
+
+def _mostly(url: str, rgb: tuple[int, int, int], tolerance: float = 40.0) -> bool:
+    """Whether a data-URL image's mean colour is near rgb."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    data = base64.b64decode(url.split(",", 1)[1])
+    mean = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
+    return float(np.abs(mean - np.asarray(rgb, float)).max()) < tolerance
+
+
+def _wrong_types(value: Any) -> Any:
+    """The same answer with every field of the wrong JSON type (strings as numbers, numbers as strings, ...)."""
+    if isinstance(value, dict):
+        return {k: _wrong_types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return {"items": value}
+    if isinstance(value, bool):
+        return "maybe"
+    if isinstance(value, (int, float)):
+        return "a lot"
+    if isinstance(value, str):
+        return 42
+    return value
 
 
 def _schema_of(body: dict[str, Any]) -> dict[str, Any] | None:

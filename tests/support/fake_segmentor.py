@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -99,4 +100,25 @@ class ShiftedSegmentor(HashSegmentor):
         tracks = super().segment(request, frames)
         for t in tracks:
             t.masks = {f + 1: m for f, m in t.masks.items()}
+        return tracks
+
+
+class ChaosSegmentor(HashSegmentor):
+    """The chaos matrix's segmentor: every noun grounded once (so every stage after it has work), and faults aimed
+    by noun while the file named by $CHAOS_SEGMENTOR_FAULTS lists them: "segfail" (a noun containing it raises),
+    "wrongsize" (its masks are half the frame's size)."""
+
+    version = "hash-chaos@1"
+
+    def segment(self, request, frames):
+        flags = os.environ.get("CHAOS_SEGMENTOR_FAULTS", "")
+        active = Path(flags).read_text().split() if flags and os.path.exists(flags) else []
+        if "segfail" in active and any("segfail" in n for n in request.nouns):
+            raise RuntimeError("chaos: the segmentor failed on this video")
+        h, w = frames.shape[1:3]
+        tracks = []
+        for noun in request.nouns:
+            d = int(hashlib.sha256(f"{request.video_id}:{noun}".encode()).hexdigest()[:8], 16)
+            size = (h // 2, w // 2) if "wrongsize" in active and "wrongsize" in noun else (h, w)
+            tracks.append(self._track(noun, 0, d, request.frame_indices, *size))
         return tracks
