@@ -54,7 +54,7 @@ def ray_error_line(e: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "File "))]
     found = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", ln)), lines[-1] if lines else "")
-    return one_line(found)[:500]
+    return re.sub(r"^(?:\w+\.)+(?=\w+(?:Error|Exception)\b)", "", one_line(found))[:500]  # no module path
 
 
 def start_ray(cfg: Config) -> None:

@@ -117,9 +117,10 @@ def check_cluster(cfg: Config, roles: Sequence[str], segmentor_path: str) -> Non
         ray.get(actor.ready.remote())
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
         where = preflight_log(cfg, e)
-        raise PreflightError(f"the segmentor ({cfg.segmentor.backend}) could not be built: {ray_error_line(e)}. "
-                             f"Check segmentor.sam2_checkpoint / segmentor.gdino_checkpoint (and the backend's other "
-                             f"settings); the whole error is in {where}") from None
+        line = ray_error_line(e)
+        hint = "" if "segmentor." in line else " (check the segmentor's settings: checkpoints, backend)"
+        raise PreflightError(f"the segmentor ({cfg.segmentor.backend}) could not be built: {line.rstrip('.')}"
+                             f"{hint}; the whole error is in {where}") from None
     finally:
         ray.kill(actor)
 
