@@ -27,7 +27,8 @@ from engine.llm.request_log import RoleTotals, add_totals, request_totals
 from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
-from engine.runtime.run_state import FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome, mark_interrupted, outcome, stale_state
+from engine.runtime.run_state import (FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome, mark_interrupted, outcome,
+                                      stale_state)
 from engine.runtime.units import uncaptioned, video_tasks
 from engine.runtime.summary import run_summary
 from engine.sources.ingest import IngestReport, ingest

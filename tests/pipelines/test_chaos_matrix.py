@@ -312,6 +312,59 @@ def test_postgresql_connections_terminated_mid_run_are_reconnected(tmp_path, ray
                                                                   "finished, equal export"))
 
 
+@pytest.mark.timeout(300)
+def test_dataset_faults_cost_their_video_only(tmp_path, ray_address):
+    """Ref-YouTube-VOS as released, with three quirks: two objects with one expression, a frame file missing in
+    the middle of a video, an object whose mask is empty on every frame."""
+    from PIL import Image
+
+    import dataset_layouts as layouts
+
+    root = tmp_path / "ytvos"
+    layouts.make_ytvos(root, videos=("vclean", "vdup", "vmissing", "vempty"))
+    meta_path = root / "meta_expressions" / "train" / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    exps = meta["videos"]["vdup"]["expressions"]
+    for e in exps.values():
+        e["exp"] = "a shape moving right"  # one expression for both objects
+    meta_path.write_text(json.dumps(meta))
+    (root / "train" / "JPEGImages" / "vmissing" / "00015.jpg").unlink()
+    for png in (root / "train" / "Annotations" / "vempty").iterdir():  # object 1 is never on any frame
+        im = Image.open(png)
+        label = np.asarray(im).copy()
+        label[label == 1] = 0
+        out = Image.fromarray(label, mode="P")
+        out.putpalette(im.getpalette())
+        out.save(png)
+    with FakeEndpoint(answers={"same_object": True}) as endpoint:
+        data = tmp_path / "d"
+        r = _run(endpoint, data, root, ray_address, "--pipelines", "qa")
+        _quiet(r.output)
+        store = open_store(data)
+        with store.session() as s:
+            names = {v.id: Path(v.path).name for v in s.query(schema.Video)}
+            objects: dict[str, int] = {}
+            for o in s.query(schema.VideoObject):
+                objects[names[o.video_id]] = objects.get(names[o.video_id], 0) + 1
+            detailed = {names[o.video_id] for o, d in s.query(schema.VideoObject, schema.Description).join(
+                schema.Description, schema.Description.object_id == schema.VideoObject.id).filter(
+                schema.Description.kind == "detailed")}
+            failed = {names.get(f.video_id, f.unit_id): f.error_code for f in s.query(schema.Failure)}
+            run = s.query(schema.Run).order_by(schema.Run.started_at.desc()).first()
+        store.dispose()
+    assert objects.get("vdup") == 2 and "vdup" in detailed  # two objects, one expression: both go on
+    assert objects.get("vclean") == 2 and "vclean" in detailed
+    assert objects.get("vempty") == 1 and "vempty" in detailed  # the empty object left out, counted
+    assert run.summary["dropped"].get("dataset_objects:no_mask_on_sampled_frames") == 1
+    assert set(failed) <= {"vmissing"}, failed  # a missing frame costs that video at most
+    missing = f"quarantined ({failed['vmissing']})" if "vmissing" in failed else (
+        "described, its masks matched to the frames left by name" if "vmissing" in detailed else "left out")
+    assert r.exit_code == (1 if failed else 0), r.output[-3000:]
+    MATRIX.extend([("dataset objects", "duplicate expressions across instances", "both objects stored and exported"),
+                   ("dataset objects", "missing frame file", f"the video {missing}; the others finished"),
+                   ("dataset objects", "empty mask", "object left out, counted as no_mask_on_sampled_frames")])
+
+
 def test_print_the_matrix():
     """The cells run above and their outcomes (pytest -s shows the table)."""
     if not MATRIX:
