@@ -60,8 +60,16 @@ MODES = ("json_schema", "json_object_schema", "json_object", "text")
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
 NO_KEY = "no-key"  # what is sent when api_key_env = "" (local servers that check nothing)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-ANSWER_CHARS = 2000
-KIND_HEADER = "X-Engine-Request-Kind"  # call | repair | probe: servers ignore it; test endpoints count by it  # of a failed request's raw answer kept in the request log
+ANSWER_CHARS = 2000  # of a failed request's raw answer kept in the request log
+KIND_HEADER = "X-Engine-Request-Kind"  # call | repair | probe: servers ignore it; test endpoints count by it
+# Read of an answer at most: a chat completion is kilobytes (max_tokens bounds it); a server that streams more is
+# broken, and parsing or scanning megabytes of it for JSON would stall the event loop every agent shares.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# Tries of one preflight probe in one output mode: one invalid answer or one transient fault must not decide
+# which mode a whole run uses (or stop it).
+PROBE_TRIES = 3
+SNIPPET_CHARS = 500  # of an invalid answer quoted in its unit's failure message
+MESSAGE_CHARS = 800  # a failure message's length at most (`engine status` shows it on one line)
 # Words in an error body that mean "this response_format is not supported", whatever the status code.
 FORMAT_WORDS = ("response_format", "json_schema", "json_object", "grammar", "guided")
 
@@ -162,6 +170,10 @@ class _MalformedResponse(Exception):
     """A 2xx answer whose body is not a chat completion: treated like a transient server fault."""
 
 
+class _AnswerTooLarge(Exception):
+    """A 2xx answer longer than MAX_ANSWER_BYTES: not retried (it would come back as long), the unit fails."""
+
+
 class _ImagesIgnored(Exception):
     """An answer whose prompt tokens cannot include the images the request carried."""
 
@@ -249,6 +261,8 @@ def _error_code(e: BaseException) -> str:
         return "timeout"
     if isinstance(e, _MalformedResponse):
         return "malformed_response"
+    if isinstance(e, _AnswerTooLarge):
+        return "answer_too_large"
     return "connection"
 
 
@@ -313,8 +327,13 @@ class _Probe(pydantic.BaseModel):
 
 
 class _Outcome(Exception):
-    def __init__(self, status: Status, code: str, message: str):
-        self.status, self.code, self.message = status, code, message
+    def __init__(self, status: Status, code: str, message: str, cause: BaseException | None = None):
+        self.status, self.code, self.message, self.cause = status, code, message, cause
+
+    @property
+    def transient(self) -> bool:
+        """Failed without an answer that says anything about the request: trying again may succeed."""
+        return self.cause is not None and _transient(self.cause)
 
 
 class _Unsupported(Exception):
@@ -445,10 +464,46 @@ class ModelClient:
         self._sessions.clear()
 
     # --- preflight probes ---------------------------------------------------------------------------
+    async def _probe(self, ep: _Endpoint, key: str, messages: list, mode: str) -> tuple[str | None, bool, CallResult]:
+        """One preflight request in one output mode, tried up to PROBE_TRIES times while it fails without an answer
+        (timeout, dropped connection, a 5xx that does not refuse the format) or answers what does not match its
+        schema. Each try is one HTTP request (no retries inside _send), so PROBE_TRIES is what the server gets.
+        Returns (the last answer, whether it is valid, the last try's counts); raises _Unsupported when the server
+        refuses the mode, _Outcome when a try fails for good or the tries end in a failure without an answer."""
+        rhash = self.request_key(key, messages, _Probe)
+        wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
+        failures: list[str] = []
+        for n in range(1, PROBE_TRIES + 1):
+            result = CallResult("probe", ep.cfg.model, rhash, "error")
+            try:
+                content, _ = await self._send(ep, "probe", rhash, "probe", messages, _Probe, mode, result,
+                                              tries=1, tried=n - 1)
+            except EndpointDown as down:
+                raise EndpointError(str(down)) from None
+            except _Outcome as o:
+                if not o.transient:
+                    raise
+                failures.append(o.code)
+                last, delay = o, wait(_FirstFailure(o.cause, n - 1))
+            else:
+                if isinstance(self._validate(content, _Probe), pydantic.BaseModel):
+                    return content, True, result
+                failures.append("invalid answer")
+                delay = 0.0
+            if n < PROBE_TRIES:
+                log.warning("%s: try %d of %d of the %s probe: %s; trying again", ep.where, n, PROBE_TRIES, mode,
+                            failures[-1])
+                await asyncio.sleep(delay)
+        if failures.count("invalid answer") == PROBE_TRIES:  # invalid every time: the server's answer in this mode
+            return content, False, result
+        # A fault that persisted, or faults between invalid answers: neither tells that the mode does not work.
+        raise _Outcome("error", last.code, f"{last.message}; {PROBE_TRIES} tries: {', '.join(failures)}", last.cause)
+
     async def learn_mode(self, key: str) -> str:
         """Which output mode this agent's server and model take, learnt with a tiny structured request (the
         first of json_schema, llama.cpp's json_object with a schema, json_object and text that the server
-        accepts and answers with valid JSON); remembered for every later call to that server and model."""
+        accepts and answers with valid JSON); remembered for every later call to that server and model. A mode is
+        given up only when the server refuses it or answers PROBE_TRIES probes in a row with invalid JSON."""
         ep = self.endpoint(key)
         if ep.mode_key in self._modes:
             return self._modes[ep.mode_key]
@@ -457,19 +512,18 @@ class ModelClient:
                     {"role": "user", "content": 'Reply with the JSON object {"answer": "ok"}.'}]
         accepted = None
         for mode in modes:
-            result = CallResult("probe", ep.cfg.model, "", "error")
             try:
-                content, _ = await self._send(ep, "probe", self.request_key(key, messages, _Probe), "probe",
-                                              messages, _Probe, mode, result)
+                _, valid, _ = await self._probe(ep, key, messages, mode)
             except _Unsupported:
                 log.warning("%s refuses response_format %s", ep.where, mode)
                 continue
             except _Outcome as o:
                 raise EndpointError(f"{ep.where}: the probe of output mode {mode} failed: {o.message}") from None
             accepted = accepted or mode
-            if isinstance(self._validate(content, _Probe), pydantic.BaseModel):
+            if valid:
                 accepted = mode
                 break
+            log.warning("%s answered %d probes in %s mode with invalid JSON", ep.where, PROBE_TRIES, mode)
         if accepted is None:
             raise EndpointError(f"{ep.where} refuses every output mode ({', '.join(modes)}); set "
                                 f"agents.{key}.structured_output to one it takes")
@@ -479,8 +533,9 @@ class ModelClient:
     async def check_vision(self, key: str) -> int | None:
         """Prove that this agent's model sees images: the same tiny request with and without a 64x64 image must
         differ in prompt tokens (where the server reports usage), else a question about the image's colour
-        must be answered right. Raises EndpointError naming the agent, endpoint and model; returns the prompt
-        tokens the image took (None when the server reports no usage)."""
+        must be answered right. Each request is a probe (_probe: a transient fault or an invalid answer is tried
+        again). Raises EndpointError naming the agent, endpoint and model; returns the prompt tokens the image
+        took (None when the server reports no usage)."""
         import numpy as np
 
         ep = self.endpoint(key)
@@ -494,10 +549,8 @@ class ModelClient:
             for name, content in (("text", question), ("image", [{"type": "text", "text": question},
                                                                  {"type": "image_url", "image_url": {"url": image}}])):
                 messages = [{"role": "user", "content": content}]
-                result = CallResult("probe", ep.cfg.model, "", "error")
                 try:
-                    answer, _ = await self._send(ep, "probe", self.request_key(key, messages, _Probe), "probe",
-                                                 messages, _Probe, mode, result)
+                    answer, _, result = await self._probe(ep, key, messages, mode)
                 except (_Outcome, _Unsupported) as o:
                     if name == "text":
                         raise EndpointError(f"{ep.where}: the probe request failed: {getattr(o, 'message', o)}") \
@@ -619,7 +672,8 @@ class ModelClient:
             return problem, content, mode
         # One repair request that shows the model what was wrong with its answer.
         repair = [*messages, {"role": "assistant", "content": content or ""},
-                  {"role": "user", "content": f"Your answer does not match the required JSON schema: {problem}\n"
+                  {"role": "user", "content": f"Your answer does not match the required JSON schema: "
+                                              f"{str(problem)[:800]}\n"
                                               "Reply again with only the corrected JSON object."}]
         try:
             content2, refusal = await self._send(ep, role, rhash, "repair", repair, schema, mode, result)
@@ -630,16 +684,23 @@ class ModelClient:
         fixed = self._validate(content2, schema)
         if isinstance(fixed, pydantic.BaseModel):
             return fixed, content2, mode
-        raise _Outcome("invalid", "schema_violation", f"after one repair: {fixed}"[:1000])
+        # The unit's failure message (`engine status`) shows what the model said: the repaired answer, or the first
+        # one when the repair came back empty.
+        shown = content2 or content or ""
+        raise _Outcome("invalid", "schema_violation", _one_line(
+            f"schema_violation after one repair: {_reason(fixed)}; answer: {shown[:SNIPPET_CHARS]!r}"))
 
     @staticmethod
-    def _validate(content: str | None, schema: type[T]) -> T | str:
-        if content is None:
-            return "the answer was empty"
+    def _validate(content: str | None, schema: type[T]) -> T | ValueError:
+        """The answer as a `schema` instance, or what is wrong with it."""
+        if not content:
+            return ValueError("the answer was empty")
         try:
             return schema.model_validate(_extract_json(content))
         except ValueError as e:  # json and pydantic errors are ValueErrors
-            return str(e)[:800]
+            return e
+        except RecursionError:  # JSON nested deeper than the parser goes
+            return ValueError("the answer's JSON is nested too deep")
 
     @staticmethod
     def body(ep: _Endpoint, messages: list, schema, mode: str) -> dict[str, Any]:
@@ -656,13 +717,15 @@ class ModelClient:
                 body["response_format"] = {"type": "json_object"}
         return body
 
-    async def _send(self, ep, role, rhash, kind, messages, schema, mode, result) -> tuple[str | None, str | None]:
-        """One logical request with retries, each HTTP attempt logged. Returns (content, refusal)."""
-        max_attempts = ep.cfg.max_attempts
+    async def _send(self, ep, role, rhash, kind, messages, schema, mode, result, tries: int | None = None,
+                    tried: int = 0) -> tuple[str | None, str | None]:
+        """One logical request with retries, each HTTP attempt logged. Returns (content, refusal). `tries`: HTTP
+        requests at most (max_attempts by default); `tried`: requests already made for it (numbers the log's)."""
+        max_attempts = tries or ep.cfg.max_attempts
         data = orjson.dumps(self.body(ep, messages, schema, mode))
         est = len(data) // 4 + ep.cfg.max_tokens
         images = _count_images(messages)
-        attempt = 0
+        attempt = tried
 
         async def one() -> dict:
             nonlocal attempt
@@ -689,7 +752,9 @@ class ModelClient:
             raise self._status_outcome(ep, e, attempt) from None
         except (asyncio.TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
             raise _Outcome("error", _error_code(e), f"{ep.where}: {type(e).__name__}: {e} "
-                                                    f"(after {attempt} attempts)") from None
+                                                    f"(after {attempt} attempts)", e) from None
+        except _AnswerTooLarge as e:
+            raise _Outcome("error", "answer_too_large", f"{ep.where}: {e}", e) from None
         except _ImagesIgnored as e:
             raise _Outcome("error", "images_ignored", str(e)) from None
         message = completion["choices"][0].get("message") or {}
@@ -709,7 +774,7 @@ class ModelClient:
                 raise
         result.attempts += 1
         t0 = time.monotonic()
-        status, text = None, ""
+        status, raw = None, b""
         left = _Left()
         try:
             async with self._session(ep).post(f"{ep.base_url}/chat/completions", data=data,
@@ -717,16 +782,18 @@ class ModelClient:
                                               timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s),
                                               trace_request_ctx=left) as r:
                 status = r.status
-                text = await r.text(errors="replace")
+                raw, whole = await _read_capped(r)
                 headers = r.headers
             if status >= 400:
-                raise _HTTPError(status, headers, text)
+                raise _HTTPError(status, headers, raw.decode(errors="replace"))
             ep.breaker.succeeded()
+            if not whole:
+                raise _AnswerTooLarge(f"HTTP {status} answer is longer than {MAX_ANSWER_BYTES} bytes (the limit)")
             try:
-                completion = orjson.loads(text)
-                completion["choices"][0]  # noqa: B018  (a chat completion has one)
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise _MalformedResponse(f"HTTP {status} body is not a chat completion") from None
+                completion = orjson.loads(raw)  # bytes: orjson rejects what is not UTF-8
+                _check_completion(completion)
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+                raise _MalformedResponse(f"HTTP {status} body is not a chat completion ({str(e)[:120]})") from None
         except asyncio.CancelledError:  # the run stopped: sent with its answer unknown, or never sent at all
             if left.sent or self.log is None:
                 row.update(status="cancelled")
@@ -735,7 +802,8 @@ class ModelClient:
                 self.log.withdraw(row["id"])
             raise
         except Exception as e:
-            row.update(status=_error_code(e), http_status=status, answer=text[:ANSWER_CHARS] or None)
+            row.update(status=_error_code(e), http_status=status,
+                       answer=raw[:4 * ANSWER_CHARS].decode(errors="replace")[:ANSWER_CHARS] or None)
             self._finish(row, t0, ep, None)
             if _transient(e) and not (isinstance(e, _HTTPError) and e.status in (408, 409, 429)):
                 ep.breaker.failed()  # no answer, or a 5xx that is not about the request: the server may be down
@@ -775,9 +843,9 @@ class ModelClient:
         if code in FATAL_STATUS:
             hint = {401: f"check the key in ${ep.cfg.api_key_env}", 403: "the key may lack access to this model",
                     404: "check base_url and model"}[code]
-            return _Outcome("error", FATAL_STATUS[code], f"{ep.where} answered HTTP {code}: {text} ({hint})")
+            return _Outcome("error", FATAL_STATUS[code], f"{ep.where} answered HTTP {code}: {text} ({hint})", e)
         kind = f"retries exhausted after {attempts} attempts" if _transient(e) else "not retried"
-        return _Outcome("error", f"http_{code}", f"{ep.where} answered HTTP {code} ({kind}): {text}")
+        return _Outcome("error", f"http_{code}", f"{ep.where} answered HTTP {code} ({kind}): {text}", e)
 
 
 class _Left:
@@ -808,3 +876,35 @@ def _error_message(body: str) -> str:
         return str(err.get("message", err) if isinstance(err, dict) else err)
     except ValueError:
         return body
+
+
+async def _read_capped(r: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The body, at most MAX_ANSWER_BYTES of it, and whether that is all of it."""
+    data = bytearray()
+    while len(data) <= MAX_ANSWER_BYTES:
+        chunk = await r.content.read(MAX_ANSWER_BYTES + 1 - len(data))
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data[:MAX_ANSWER_BYTES]), False
+
+
+def _check_completion(completion: Any) -> None:
+    """Raise (KeyError, TypeError...) unless `completion` has what _send reads, of the types it reads."""
+    message = completion["choices"][0].get("message") or {}
+    if not isinstance(message.get("content") or "", str) or not isinstance(message.get("refusal") or "", str):
+        raise TypeError("its message's content or refusal is not a string")
+
+
+def _reason(problem: ValueError) -> str:
+    """What is wrong with an answer, short: pydantic's errors as `field: message`, else the error's first line."""
+    if isinstance(problem, pydantic.ValidationError):
+        errors = problem.errors()
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        return ("; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in errors[:3]))[:240] + more
+    return (str(problem).splitlines() or [type(problem).__name__])[0][:200]
+
+
+def _one_line(text: str) -> str:
+    """A failure message as `engine status` shows it: one line, MESSAGE_CHARS at most."""
+    return " ".join(text.splitlines())[:MESSAGE_CHARS]
