@@ -159,8 +159,9 @@ def test_missing_key_or_unreachable_endpoint_stops_before_anything(endpoint, sou
 def test_gpu_segmentor_on_a_machine_without_gpus_is_refused(endpoint, source, tmp_path):
     r = run_engine(endpoint, tmp_path / "d", "--source", str(source), "--limit", "1",
                    "--set", "ray.resources.segmentor.num_gpus=1")
-    assert r.exit_code == 3 and "set ray.resources.segmentor.num_gpus = 0" in " ".join(r.output.split())
-    assert not endpoint.work_requests()  # aborted before any video
+    assert r.exit_code == 2 and "set ray.resources.segmentor.num_gpus = 0" in " ".join(r.output.split())
+    assert not endpoint.chat_requests()  # refused at preflight: not even a probe
+    assert not (tmp_path / "d" / "engine.sqlite").exists()  # and no run recorded
 
 
 def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):

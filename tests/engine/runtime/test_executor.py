@@ -56,7 +56,9 @@ def test_three_media_replicas_all_take_work(tmp_path, clips):
     media = result.pool_calls["media"]
     print(f"\nmedia calls per replica: {media}")
     assert len(media) == 3 and min(media) > 0  # every replica worked
-    assert min(media) >= 0.1 * sum(media)  # and none did nearly all of it (a video's calls prefer one replica)
+    # and none did nearly all of it (a video's calls prefer one replica, so shares vary with timing: 3 of 38 was seen
+    # on a busy machine, which is not the fault this checks)
+    assert max(media) <= 0.8 * sum(media)
 
 
 @pytest.mark.timeout(300)
