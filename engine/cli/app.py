@@ -27,15 +27,15 @@ from engine.llm.request_log import RoleTotals, add_totals, request_totals
 from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
-from engine.runtime.run_state import (FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome, mark_interrupted, outcome,
-                                      stale_state)
+from engine.runtime.run_state import (ABORTED, EXIT_CODES, FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome,
+                                      mark_interrupted, outcome)
 from engine.runtime.units import uncaptioned, video_tasks
 from engine.runtime.summary import run_summary
 from engine.sources.ingest import IngestReport, ingest
 from engine.store import schema
 from engine.store.current import stage_counts
 from engine.store.db import Store
-from engine.store.faults import cause, is_store_fault, store_error
+from engine.store.faults import cause, is_store_fault, one_line, store_error
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def run(
     run_id = uuid.uuid4().hex
     command = "run --dry-run" if dry_run else f"run --pipelines {','.join(names)}"
     try:
-        for stale in mark_interrupted(store, cfg.data_path / "logs"):
-            err.print(f"note: {_stale_sentence(store, stale)}", highlight=False)
+        for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
+            err.print(f"note: {_stale_sentence(stale, state)}", highlight=False)
         with store.session() as s:
             s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
                              config=cfg.model_dump(mode="json"), source=str(source.resolve()),
@@ -137,8 +137,7 @@ def run(
         _close_run(store, run_id, out, summary)
 
 
-def _stale_sentence(store: Store, run_id: str) -> str:
-    state = stale_state(store, run_id)
+def _stale_sentence(run_id: str, state: str) -> str:
     if state == "interrupted":
         return f"run {run_id[:12]} stopped without a word (killed?): marked interrupted"
     return f"run {run_id[:12]} could not close its row when it ended: closed as {state}, as its run log says"
@@ -200,6 +199,8 @@ def _close_run(store: Store, run_id: str, out: Outcome, summary: dict) -> None:
             raise
         err.print(f"note: the run's row could not be closed ({cause(e)}); the next engine run or engine status "
                   "closes it", highlight=False)
+        if out.exit_code == 0:  # the results are stored, but the store refused a write: not a clean finish
+            out = Outcome(ABORTED, EXIT_CODES[ABORTED], f"aborted: {store_error(e, store.url)}")
     (console if out.exit_code == 0 else err).print(f"{out.sentence}   (exit code {out.exit_code})", highlight=False)
     console.print(f"store: {_safe_url(store.url)}   run id: {run_id}", highlight=False)
     if out.exit_code:
@@ -227,7 +228,7 @@ class _OneLine(logging.Formatter):
     """The console's warnings: one line each; tracebacks go to the run log only."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return "warning: " + " ".join(record.getMessage().split())[:500]
+        return "warning: " + one_line(record.getMessage())[:500]
 
 
 @contextlib.contextmanager
@@ -267,7 +268,7 @@ def _abort_reason(e: BaseException, store: Store, run_log: _RunLog) -> str:
         return str(e)
     if is_store_fault(e):
         return str(store_error(e, store.url))
-    first = " ".join(str(e).split())[:300]
+    first = one_line(str(e))[:300]
     where = "" if run_log.failed else f" (traceback in {run_log.path})"
     return f"{type(e).__name__}: {first}{where}"
 
@@ -599,8 +600,8 @@ def status(
     """Show what the store holds, which results are current, recent runs, requests and failures (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
-    for stale in mark_interrupted(store, cfg.data_path / "logs"):
-        console.print(_stale_sentence(store, stale), highlight=False)
+    for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
+        console.print(_stale_sentence(stale, state), highlight=False)
     counts = store.counts()
     t = Table(title=f"Store {_safe_url(cfg.resolved_database_url)}", title_justify="left")
     t.add_column("table")

@@ -50,6 +50,7 @@ from engine.llm.breaker import Breaker, EndpointDown
 from engine.llm.limits import EndpointLimiter
 from engine.llm.request_log import Cache, RequestLog, request_columns
 from engine.media.images import to_data_url, url_digest
+from engine.store.faults import one_line
 from engine.store.schema import utcnow
 
 log = logging.getLogger(__name__)
@@ -687,8 +688,8 @@ class ModelClient:
         # The unit's failure message (`engine status`) shows what the model said: the repaired answer, or the first
         # one when the repair came back empty.
         shown = content2 or content or ""
-        raise _Outcome("invalid", "schema_violation", _one_line(
-            f"schema_violation after one repair: {_reason(fixed)}; answer: {shown[:SNIPPET_CHARS]!r}"))
+        raise _Outcome("invalid", "schema_violation", one_line(
+            f"schema_violation after one repair: {_reason(fixed)}; answer: {shown[:SNIPPET_CHARS]!r}")[:MESSAGE_CHARS])
 
     @staticmethod
     def _validate(content: str | None, schema: type[T]) -> T | ValueError:
@@ -904,7 +905,3 @@ def _reason(problem: ValueError) -> str:
         return ("; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in errors[:3]))[:240] + more
     return (str(problem).splitlines() or [type(problem).__name__])[0][:200]
 
-
-def _one_line(text: str) -> str:
-    """A failure message as `engine status` shows it: one line, MESSAGE_CHARS at most."""
-    return " ".join(text.splitlines())[:MESSAGE_CHARS]

@@ -33,13 +33,10 @@ from engine.store import schema
 from engine.store.current import Current, load_videos
 from engine.store.db import Store
 from engine.runtime.run_state import HEARTBEAT_S
+from engine.store.faults import one_line
 from engine.store.io import StoreError, StoreIO, Update
 
 log = logging.getLogger(__name__)
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def ray_error_line(e: BaseException) -> str:
@@ -53,7 +50,8 @@ def ray_error_line(e: BaseException) -> str:
         text = str(e)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith((" ", "File "))]
-    found = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", ln)), lines[-1] if lines else "")
+    errors = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception)\b", ln)]
+    found = errors[-1] if errors else lines[-1] if lines else ""
     return re.sub(r"^(?:\w+\.)+(?=\w+(?:Error|Exception)\b)", "", one_line(found))[:500]  # no module path
 
 

@@ -65,9 +65,9 @@ def outcome(summary: dict, reason: str | None = None, interrupted: bool = False)
     return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished{also}")
 
 
-def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[str]:
+def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[tuple[str, str]]:
     """Runs still 'running' that have ended: those whose run log says how (a store that refused to close the
-    row, e.g. a full disk), and those whose heartbeat stopped (killed). Returns their ids."""
+    row, e.g. a full disk), and those whose heartbeat stopped (killed). Returns (id, state closed as) of each."""
     now = now or schema.utcnow()
     stale = now - timedelta(seconds=HEARTBEAT_STALE_S)
     r = schema.Run
@@ -81,11 +81,12 @@ def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[s
                 state = _state_of(said)
                 s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=said))
             elif _aware(beat or started) < stale:
+                state = INTERRUPTED
                 s.execute(sa.update(r).where(r.id == rid).values(
-                    status=INTERRUPTED, reason="no heartbeat: the process was killed or the machine stopped"))
+                    status=state, reason="no heartbeat: the process was killed or the machine stopped"))
             else:
                 continue
-            ended.append(rid)
+            ended.append((rid, state))
     return ended
 
 
@@ -96,11 +97,6 @@ def _state_of(sentence: str) -> str:
         if sentence.startswith(start):
             return state
     return FINISHED
-
-
-def stale_state(store: Store, run_id: str) -> str:
-    with store.session() as s:
-        return s.get(schema.Run, run_id).status
 
 
 def _logged_end(path: Path) -> str | None:

@@ -22,7 +22,7 @@ from engine.store import schema
 from engine.store.checks import RowError, check_group
 from engine.store.db import with_defaults
 from engine.store.ids import stable_id
-from engine.store.io import Delete, Insert, StoreError, StoreIO, UnitRef, Upsert
+from engine.store.io import Delete, Insert, StoreError, StoreIO, UnitRef, failure_upsert
 
 if TYPE_CHECKING:  # the client (aiohttp) loads only in a run, not with every command
     from engine.llm.client import ModelClient
@@ -68,11 +68,9 @@ class Services:
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
         self._warned: set[str] = set()
-        self.rejected = 0  # units whose rows the store refused (quarantined by the writer)
         io.on_rejected = self._rejected
 
     def _rejected(self, unit: UnitRef | None, message: str) -> None:
-        self.rejected += 1
         what = f"{unit.stage} of {unit.unit_kind} {unit.unit_id[:16]}" if unit else "rows of no unit"
         log.warning("the store refused the %s: %s; quarantined, the run goes on", what, message)
 
@@ -177,12 +175,10 @@ class Services:
 
     def _record_failure(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str, e: UnitFailure,
                         attempts: int, quarantine: bool) -> None:
-        row = dict(id=stable_id("failure", unit_id, stage, ctx.key_lineage), unit_kind=unit_kind, unit_id=unit_id,
-                   video_id=ctx.video.id, lineage=ctx.key_lineage, stage=stage, attempts=attempts, error_code=e.code,
-                   message=e.message[:2000], quarantined=quarantine, run_id=self.run_id, updated_at=schema.utcnow())
-        ctx.state.apply(schema.Failure, [row])
-        self.io.submit([Upsert(schema.Failure, [row], ("unit_id", "stage", "lineage"),
-                               ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at"))])
+        op = failure_upsert(UnitRef(unit_kind, unit_id, ctx.video.id, stage, ctx.key_lineage, self.run_id), e.code,
+                            e.message, attempts, quarantine)
+        ctx.state.apply(schema.Failure, op.rows)
+        self.io.submit([op])
 
 
 @dataclass

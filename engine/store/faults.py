@@ -30,6 +30,11 @@ class StoreError(RuntimeError):
     cause, fit for the console and the run row."""
 
 
+def one_line(text: str) -> str:
+    """A message as one line (database, actor and model messages span several)."""
+    return " ".join(text.split())
+
+
 def unit_fault(e: BaseException) -> bool:
     """A row broke a constraint or does not fit its column: the unit's fault, not the store's."""
     return isinstance(e, (sa.exc.IntegrityError, sa.exc.DataError))
@@ -43,7 +48,7 @@ def disconnected(e: BaseException) -> bool:
 def cause(e: BaseException) -> str:
     """The database's own message, one line."""
     orig = getattr(e, "orig", None) or e
-    text = " ".join(str(orig).split()) or type(orig).__name__
+    text = one_line(str(orig)) or type(orig).__name__
     lowered = text.lower()
     for needle, said in _CAUSES:
         if needle in lowered:

@@ -85,6 +85,18 @@ class UnitRef:
     run_id: str | None
 
 
+def failure_upsert(unit: UnitRef, code: str, message: str, attempts: int, quarantined: bool) -> Upsert:
+    """A unit's failure row (one per unit, stage and lineage; a later attempt overwrites it)."""
+    from engine.store.ids import stable_id
+
+    row = dict(id=stable_id("failure", unit.unit_id, unit.stage, unit.lineage), unit_kind=unit.unit_kind,
+               unit_id=unit.unit_id, video_id=unit.video_id, lineage=unit.lineage, stage=unit.stage,
+               attempts=attempts, error_code=code, message=message[:2000], quarantined=quarantined,
+               run_id=unit.run_id, updated_at=schema.utcnow())
+    return Upsert(schema.Failure, [row], ("unit_id", "stage", "lineage"),
+                  ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at"))
+
+
 @dataclass
 class _Group:
     ops: list[Op]
@@ -293,15 +305,13 @@ class StoreIO:
         tables = sorted({op.model.__tablename__ for op in group.ops})
         log.info("the store refused the rows of %s (%s): %s", unit or "no unit", ", ".join(tables), message)
         if unit is not None:
-            from engine.store.ids import stable_id
-
-            row = dict(id=stable_id("failure", unit.unit_id, unit.stage, unit.lineage), unit_kind=unit.unit_kind,
-                       unit_id=unit.unit_id, video_id=unit.video_id, lineage=unit.lineage, stage=unit.stage,
-                       attempts=1, error_code="store_rejected", message=f"the store refused its rows: {message}"[:2000],
-                       quarantined=True, run_id=unit.run_id, updated_at=schema.utcnow())
-            self._retrying(lambda conn: self.store.upsert(
-                conn, schema.Failure, [row], ("unit_id", "stage", "lineage"),
-                ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at")))
+            op = failure_upsert(unit, "store_rejected", f"the store refused its rows: {message}", 1, True)
+            try:
+                self._retrying(lambda conn: self.store.upsert(conn, op.model, op.rows, op.conflict, op.update))
+            except sa.exc.DBAPIError as e:
+                if not unit_fault(e):
+                    raise
+                log.info("the failure row of %s was refused too: %s", unit, cause(e))  # the unit's, never the run's
         if self.on_rejected is not None:
             try:
                 self._loop.call_soon_threadsafe(self.on_rejected, unit, f"{message} ({', '.join(tables)})")
