@@ -19,8 +19,10 @@ class CaptionItem:
     context: str | None = None  # a clip's source's caption: it describes the whole video, not this shot
 
 
-CONTEXT_NOTE = (" The clip is one shot of a longer video, which was described as a whole as: \"{context}\". That "
-                "description may name things this shot does not show: caption only what these frames show.")
+CONTEXT_NOTE = (
+    ' The clip is one shot of a longer video, which was described as a whole as: "{context}". That '
+    "description may name things this shot does not show: caption only what these frames show."
+)
 
 
 class CaptionerAgent(TemplateAgent):

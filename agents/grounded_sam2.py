@@ -28,8 +28,8 @@ import numpy as np
 
 from agents.segmentor import SegmentRequest, Track
 from engine.media import masks
-from engine.store.ids import stable_id
 from engine.media.video import uniform_indices
+from engine.store.ids import stable_id
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # SAM 2's propagation draws a progre
 
 RANDOM = "random"
 SAM2_HUB = {  # config name -> hub repository (file names come from sam2's own table)
-    "sam2_hiera_t": "facebook/sam2-hiera-tiny", "sam2_hiera_s": "facebook/sam2-hiera-small",
-    "sam2_hiera_b+": "facebook/sam2-hiera-base-plus", "sam2_hiera_l": "facebook/sam2-hiera-large",
-    "sam2.1_hiera_t": "facebook/sam2.1-hiera-tiny", "sam2.1_hiera_s": "facebook/sam2.1-hiera-small",
-    "sam2.1_hiera_b+": "facebook/sam2.1-hiera-base-plus", "sam2.1_hiera_l": "facebook/sam2.1-hiera-large",
+    "sam2_hiera_t": "facebook/sam2-hiera-tiny",
+    "sam2_hiera_s": "facebook/sam2-hiera-small",
+    "sam2_hiera_b+": "facebook/sam2-hiera-base-plus",
+    "sam2_hiera_l": "facebook/sam2-hiera-large",
+    "sam2.1_hiera_t": "facebook/sam2.1-hiera-tiny",
+    "sam2.1_hiera_s": "facebook/sam2.1-hiera-small",
+    "sam2.1_hiera_b+": "facebook/sam2.1-hiera-base-plus",
+    "sam2.1_hiera_l": "facebook/sam2.1-hiera-large",
 }
 GDINO = {  # name -> (config file in the groundingdino package, hub file)
     "swint_ogc": ("GroundingDINO_SwinT_OGC.py", "groundingdino_swint_ogc.pth"),
@@ -98,8 +102,10 @@ def _load_state(model: torch.nn.Module, path: str, what: str, strict: bool = Tru
     state = {k.removeprefix("module."): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or (strict and unexpected):
-        raise CheckpointError(f"{what} checkpoint {path} does not fit the model: missing {missing[:8]}"
-                              f"{'...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}")
+        raise CheckpointError(
+            f"{what} checkpoint {path} does not fit the model: missing {missing[:8]}"
+            f"{'...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
+        )
 
 
 def build_sam2(cfg: Any, device: torch.device):
@@ -109,13 +115,19 @@ def build_sam2(cfg: Any, device: torch.device):
     family = cfg.sam2_model.split("_")[0]  # sam2 | sam2.1
     config_name = f"configs/{family}/{cfg.sam2_model}.yaml"
     predictor = build_sam2_video_predictor(
-        config_name, ckpt_path=None, device="cpu", vos_optimized=cfg.compile,
+        config_name,
+        ckpt_path=None,
+        device="cpu",
+        vos_optimized=cfg.compile,
         hydra_overrides_extra=[f"++model.image_size={cfg.image_size}"],
     )
     if cfg.sam2_checkpoint != RANDOM:
         path = cfg.sam2_checkpoint or _hub_file(
-            SAM2_HUB[cfg.sam2_model], HF_MODEL_ID_TO_FILENAMES[SAM2_HUB[cfg.sam2_model]][1], cfg.cache_dir,
-            "sam2_checkpoint")
+            SAM2_HUB[cfg.sam2_model],
+            HF_MODEL_ID_TO_FILENAMES[SAM2_HUB[cfg.sam2_model]][1],
+            cfg.cache_dir,
+            "sam2_checkpoint",
+        )
         _load_state(predictor, path, "SAM 2")
     predictor = predictor.to(device).eval()
     image = SAM2ImagePredictor(predictor)
@@ -136,8 +148,10 @@ def build_grounding_dino(cfg: Any, device: torch.device):
     try:
         model = build_model(args)
     except (OSError, ValueError) as e:  # the BERT text encoder could not be found, fetched or named
-        raise CheckpointError(f"GroundingDINO's text encoder {cfg.text_encoder!r} cannot be loaded ({e}); set "
-                              "segmentor.text_encoder to a local BERT folder on offline machines") from None
+        raise CheckpointError(
+            f"GroundingDINO's text encoder {cfg.text_encoder!r} cannot be loaded ({e}); set "
+            "segmentor.text_encoder to a local BERT folder on offline machines"
+        ) from None
     if cfg.gdino_checkpoint != RANDOM:
         path = cfg.gdino_checkpoint or _hub_file(GDINO_REPO, hub_file, cfg.cache_dir, "gdino_checkpoint")
         _load_state(model, path, "GroundingDINO", strict=False)  # the release carries unused heads
@@ -149,11 +163,24 @@ def init_state_from_frames(predictor: Any, images: torch.Tensor, height: int, wi
     which would decode the video again from a JPEG folder or an mp4)."""
     device = predictor.device
     state: dict[str, Any] = {
-        "images": images, "num_frames": len(images), "offload_video_to_cpu": offload,
-        "offload_state_to_cpu": False, "video_height": height, "video_width": width, "device": device,
-        "storage_device": device, "point_inputs_per_obj": {}, "mask_inputs_per_obj": {}, "cached_features": {},
-        "constants": {}, "obj_id_to_idx": OrderedDict(), "obj_idx_to_id": OrderedDict(), "obj_ids": [],
-        "output_dict_per_obj": {}, "temp_output_dict_per_obj": {}, "frames_tracked_per_obj": {},
+        "images": images,
+        "num_frames": len(images),
+        "offload_video_to_cpu": offload,
+        "offload_state_to_cpu": False,
+        "video_height": height,
+        "video_width": width,
+        "device": device,
+        "storage_device": device,
+        "point_inputs_per_obj": {},
+        "mask_inputs_per_obj": {},
+        "cached_features": {},
+        "constants": {},
+        "obj_id_to_idx": OrderedDict(),
+        "obj_idx_to_id": OrderedDict(),
+        "obj_ids": [],
+        "output_dict_per_obj": {},
+        "temp_output_dict_per_obj": {},
+        "frames_tracked_per_obj": {},
     }
     predictor._get_image_feature(state, frame_idx=0, batch_size=1)
     return state
@@ -174,10 +201,22 @@ class GroundedSam2Segmentor:
     def version_for(cls, cfg: Any) -> str:
         """Models and size, readable, then a digest of every other setting that changes the masks: changing
         a threshold or a checkpoint gives a new version, so the next run re-segments (and reruns what follows)."""
-        settings = [getattr(cfg, k) for k in ("sam2_checkpoint", "gdino_checkpoint", "text_encoder", "box_threshold",
-                                              "text_threshold", "anchor_candidates", "gdino_image_size",
-                                              "max_instances", "instance_iou")]
-        return f"grounded_sam2@1|{cfg.sam2_model}|{cfg.gdino_model}|{cfg.image_size}|{stable_id('settings', *settings)[:8]}"
+        settings = [
+            getattr(cfg, k)
+            for k in (
+                "sam2_checkpoint",
+                "gdino_checkpoint",
+                "text_encoder",
+                "box_threshold",
+                "text_threshold",
+                "anchor_candidates",
+                "gdino_image_size",
+                "max_instances",
+                "instance_iou",
+            )
+        ]
+        digest = stable_id("settings", *settings)[:8]
+        return f"grounded_sam2@1|{cfg.sam2_model}|{cfg.gdino_model}|{cfg.image_size}|{digest}"
 
     def _autocast(self):
         # bf16 on CUDA for speed; on the CPU too, because SAM 2 keeps its memory features in bf16 and
@@ -263,8 +302,17 @@ class GroundedSam2Segmentor:
         tracks = []
         for k, (noun, instance, pos, box, g_score, _, m_score) in enumerate(objects):
             frame_masks = {request.frame_indices[p]: result[k].get(p) for p in range(len(frames))}
-            tracks.append(Track(noun, instance, request.frame_indices[pos], tuple(float(v) for v in box), g_score,
-                                m_score, frame_masks))
+            tracks.append(
+                Track(
+                    noun,
+                    instance,
+                    request.frame_indices[pos],
+                    tuple(float(v) for v in box),
+                    g_score,
+                    m_score,
+                    frame_masks,
+                )
+            )
         return tracks
 
     def _sam2_input(self, frames: np.ndarray, offload: bool) -> torch.Tensor:

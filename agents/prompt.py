@@ -38,8 +38,10 @@ class Prompt:
 
     def messages(self, images: list[str] | tuple[str, ...] = (), **values: object) -> list[dict]:
         """System and user turns; images (data URLs, or 'sha256:' placeholders the runtime fills) follow the text."""
-        return [{"role": "system", "content": self.system.format(**values)},
-                user_message(self.user.format(**values), list(images))]
+        return [
+            {"role": "system", "content": self.system.format(**values)},
+            user_message(self.user.format(**values), list(images)),
+        ]
 
 
 @cache

@@ -84,8 +84,39 @@ def qa_types(unit: str, mix: dict[str, float], n: int) -> tuple[str, ...]:
     return tuple(sorted(out, key=QA_TYPES.index))
 
 
-_STOP = {"a", "an", "the", "this", "that", "is", "are", "was", "were", "and", "or", "of", "to", "in", "on", "at",
-         "with", "by", "for", "from", "it", "its", "as", "does", "do", "did", "has", "have", "will", "what", "who"}
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "is",
+    "are",
+    "was",
+    "were",
+    "and",
+    "or",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "with",
+    "by",
+    "for",
+    "from",
+    "it",
+    "its",
+    "as",
+    "does",
+    "do",
+    "did",
+    "has",
+    "have",
+    "will",
+    "what",
+    "who",
+}
 # With one object in the group, "he", "the man" or "its" can only mean it (the intro line tags it), so such a
 # question is kept as written; with several, only a tagged reference says which one.
 _REFERRING = re.compile(r"\b(he|she|it|they|him|her|his|its|their|them|this|that|these|those|the)\b", re.I)
@@ -112,8 +143,9 @@ def tag_objects(text: str, nouns: list[str]) -> str:
     lowered = [" ".join(x.lower().split()) for x in nouns]
     heads = [x.split()[-1] if x else "" for x in lowered]
     # each object's full noun, then its head word ('ball' of 'red ball'), longest first
-    candidates = sorted({(noun, i) for i, noun in enumerate(lowered)} | {(h, i) for i, h in enumerate(heads)},
-                        key=lambda c: -len(c[0]))
+    candidates = sorted(
+        {(noun, i) for i, noun in enumerate(lowered)} | {(h, i) for i, h in enumerate(heads)}, key=lambda c: -len(c[0])
+    )
     for noun, i in candidates:
         if not noun or any(noun in other for j, other in enumerate(lowered) if j != i):
             continue  # ambiguous: it is (part of) another object's noun too
@@ -149,11 +181,23 @@ class QAWriter(TemplateAgent):
 
     def prompt(self, item: QAItem) -> list[dict]:
         objects = "\n".join(f"{name} ({o.noun}): {o.description}" for name, o in zip(item.names, item.objects))
-        frames = (f" The {len(item.images)} frames show the objects marked in order: "
-                  + ", ".join(f"{name} in colour {i + 1}" for i, name in enumerate(item.names)) + ".") \
-            if item.images else ""
-        return self.template.messages(item.images, names=", ".join(item.names), objects=objects, n=len(item.types),
-                                      types=", ".join(item.types), frames=frames)
+        frames = (
+            (
+                f" The {len(item.images)} frames show the objects marked in order: "
+                + ", ".join(f"{name} in colour {i + 1}" for i, name in enumerate(item.names))
+                + "."
+            )
+            if item.images
+            else ""
+        )
+        return self.template.messages(
+            item.images,
+            names=", ".join(item.names),
+            objects=objects,
+            n=len(item.types),
+            types=", ".join(item.types),
+            frames=frames,
+        )
 
     def parse(self, item: QAItem, response: QASet) -> QAResult:
         """The pairs asked for (by type, as many of each as asked), with the object references tagged; the rest

@@ -78,5 +78,6 @@ class DirectReviewer(Judge):
     mode = "direct"
 
     def prompt(self, item: JudgeItem) -> list[dict]:
-        return self.template.messages(item.images, noun=item.noun, static=item.static, dynamic=item.dynamic,
-                                      n_frames=len(item.images))
+        return self.template.messages(
+            item.images, noun=item.noun, static=item.static, dynamic=item.dynamic, n_frames=len(item.images)
+        )

@@ -69,8 +69,10 @@ class DatasetMasksSegmentor:
 
         found = dataset_of(str(request.video_path))
         if found is None:
-            raise ValueError(f"{request.video_path} is not a video of an annotated dataset (MeViS, Ref-YouTube-VOS, "
-                             "A2D-Sentences, Ref-DAVIS17) in its released layout")
+            raise ValueError(
+                f"{request.video_path} is not a video of an annotated dataset (MeViS, Ref-YouTube-VOS, "
+                "A2D-Sentences, Ref-DAVIS17) in its released layout"
+            )
         adapter, video = found
         have = set(adapter.mask_frames(video))
         objects = adapter.objects(video, [f for f in request.frame_indices if f in have])
@@ -86,5 +88,12 @@ def _track_from_masks(noun: str, instance: int, frame_masks: dict[int, Any], fra
     areas = {f: masks.area(frame_masks.get(f)) for f in frame_indices}
     anchor = max(frame_indices, key=lambda f: areas[f])  # the frame where the object is largest
     box = masks.bbox_xyxy(frame_masks[anchor]) if areas[anchor] else (0.0, 0.0, 0.0, 0.0)
-    return Track(noun, instance, anchor, box, grounding_score=1.0, mask_score=1.0,
-                 masks={f: frame_masks.get(f) for f in frame_indices})
+    return Track(
+        noun,
+        instance,
+        anchor,
+        box,
+        grounding_score=1.0,
+        mask_score=1.0,
+        masks={f: frame_masks.get(f) for f in frame_indices},
+    )

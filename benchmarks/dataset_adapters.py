@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -60,8 +58,13 @@ def make_mevis(root: Path, scale: float) -> None:
             objects = []
             for _ in range(rng.randint(2, 8)):
                 frames = [None if rng.random() < 0.1 else rng.choice(rles) for _ in range(n_frames)]
-                fh.write(("" if first else ",") + json.dumps(str(anno)) + ":["
-                         + ",".join("null" if f is None else f for f in frames) + "]")
+                fh.write(
+                    ("" if first else ",")
+                    + json.dumps(str(anno))
+                    + ":["
+                    + ",".join("null" if f is None else f for f in frames)
+                    + "]"
+                )
                 first = False
                 objects.append(anno)
                 anno += 1
@@ -98,8 +101,12 @@ def make_ytvos(root: Path, scale: float) -> None:
             else:
                 target.write_bytes(tiny_bytes)
         n_obj = rng.randint(1, 4)
-        meta["videos"][vid] = {"expressions": {str(e): {"exp": f"expression {e}", "obj_id": str(e % n_obj + 1)}
-                                               for e in range(rng.randint(2, 6))}, "frames": names}
+        meta["videos"][vid] = {
+            "expressions": {
+                str(e): {"exp": f"expression {e}", "obj_id": str(e % n_obj + 1)} for e in range(rng.randint(2, 6))
+            },
+            "frames": names,
+        }
     (root / "meta_expressions" / "train").mkdir(parents=True)
     (root / "meta_expressions" / "train" / "meta_expressions.json").write_text(json.dumps(meta))
 
@@ -134,7 +141,7 @@ def make_a2d(root: Path, scale: float) -> None:
         w.writerows(queries)
 
 
-MEASURE = r'''
+MEASURE = r"""
 import json, resource, statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
@@ -145,7 +152,10 @@ t0 = time.perf_counter()
 if what == "list":
     adapter, _ = dataset_of(str(videos[0]))
     s = adapter.summary()
-    detail = f"{{s.videos}} videos, {{s.objects}} objects, {{s.expressions}} expressions, {{s.frames_with_masks}} frames with masks"
+    detail = (
+        f"{{s.videos}} videos, {{s.objects}} objects, {{s.expressions}} expressions, "
+        f"{{s.frames_with_masks}} frames with masks"
+    )
 elif what == "first":
     adapter, dv = dataset_of(str(videos[0]))
     objs = adapter.objects(dv, adapter.mask_frames(dv)[:32])
@@ -166,13 +176,18 @@ elif what == "baseline":  # before: the whole mask_dict.json parsed for each vid
     detail = "json.load of mask_dict.json, once per video"
 print(json.dumps({{"s": time.perf_counter() - t0, "detail": detail,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-'''
+"""
 
 
 def measure(what: str, video_dir: Path, cache: Path) -> dict:
     env = {"VIDEOREFER_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video_dir)],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -182,9 +197,11 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the real sizes")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    sets = {"MeViS train": (make_mevis, "mevis", "train/JPEGImages"),
-            "Ref-YouTube-VOS train": (make_ytvos, "ytvos", "train/JPEGImages"),
-            "A2D-Sentences": (make_a2d, "a2d", "Release/clips320H")}
+    sets = {
+        "MeViS train": (make_mevis, "mevis", "train/JPEGImages"),
+        "Ref-YouTube-VOS train": (make_ytvos, "ytvos", "train/JPEGImages"),
+        "A2D-Sentences": (make_a2d, "a2d", "Release/clips320H"),
+    }
     print(f"{'dataset':24s} {'step':34s} {'seconds':>9s} {'peak MB':>8s}  detail")
     for name, (make, folder, videos) in sets.items():
         root = args.out / folder

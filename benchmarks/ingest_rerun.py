@@ -31,7 +31,7 @@ def make(folder: Path, n: int, width: int, height: int, frames_per_clip: int) ->
         frames[:] = rng.integers(0, 255, 3, dtype=np.uint8)
         for t in range(frames_per_clip):
             x = (i * 7 + t * 5) % (width - 40)
-            frames[t, height // 3:height // 3 + 40, x:x + 40] = 255
+            frames[t, height // 3 : height // 3 + 40, x : x + 40] = 255
         write_mp4(folder / f"{i // 500:02d}" / f"clip_{i:05d}.mp4", frames, fps=24)
 
 
@@ -39,8 +39,12 @@ def dry_run(source: Path, data: Path) -> float:
     engine = Path(sys.executable).with_name("engine")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     t0 = time.perf_counter()
-    subprocess.run([str(engine), "run", "--source", str(source), "--dry-run", "--data-dir", str(data)], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(engine), "run", "--source", str(source), "--dry-run", "--data-dir", str(data)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t0
 
 
@@ -56,8 +60,10 @@ def main() -> None:
         t0 = time.perf_counter()
         make(src, args.files, args.width, args.height, args.frames)
         size = sum(f.stat().st_size for f in src.rglob("*.mp4")) / 1e6
-        print(f"wrote {args.files} clips of {args.width}x{args.height}, {args.frames} frames ({size:.0f} MB) in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"wrote {args.files} clips of {args.width}x{args.height}, {args.frames} frames ({size:.0f} MB) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         first, second = dry_run(src, data), dry_run(src, data)
         print(f"first dry run  {first:7.1f} s  (every file probed and hashed)")
         print(f"second dry run {second:7.1f} s  (unchanged: neither)")

@@ -23,12 +23,12 @@ from pydantic import BaseModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from fake_endpoint import FakeEndpoint  # noqa: E402
 
-from engine.llm.request_log import StoreCache, StoreRequestLog, add_totals, request_totals  # noqa: E402
-from engine.store.io import StoreIO  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.media.images import user_message  # noqa: E402
 from engine.llm.client import ModelClient  # noqa: E402
+from engine.llm.request_log import StoreCache, StoreRequestLog, add_totals, request_totals  # noqa: E402
+from engine.media.images import user_message  # noqa: E402
 from engine.store import Store  # noqa: E402
+from engine.store.io import StoreIO  # noqa: E402
 
 
 class Description(BaseModel):
@@ -39,23 +39,30 @@ class Description(BaseModel):
 
 async def burst(args) -> int:
     rates = {f: args.fault_rate / 3 for f in ("429", "503", "hang")}
-    with FakeEndpoint(latency_s=(0.02, 0.08), fault_rates=rates, seed=args.seed, hang_s=args.timeout + 1.0) as fake, \
-            tempfile.TemporaryDirectory() as tmp:
-        env = {"ENGINE_AGENTS__ANNOTATOR__BASE_URL": fake.base_url, "ENGINE_AGENTS__ANNOTATOR__MODEL": "fake-model",
-               "ENGINE_AGENTS__ANNOTATOR__MAX_CONCURRENT": str(args.concurrency),
-               "ENGINE_AGENTS__ANNOTATOR__RPM": str(args.rpm),
-               "ENGINE_AGENTS__ANNOTATOR__TIMEOUT_S": str(args.timeout),
-               "ENGINE_AGENTS__ANNOTATOR__MAX_ATTEMPTS": str(args.attempts),
-               "ENGINE_AGENTS__ANNOTATOR__BACKOFF_MAX_S": "4"}
+    with (
+        FakeEndpoint(latency_s=(0.02, 0.08), fault_rates=rates, seed=args.seed, hang_s=args.timeout + 1.0) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        env = {
+            "ENGINE_AGENTS__ANNOTATOR__BASE_URL": fake.base_url,
+            "ENGINE_AGENTS__ANNOTATOR__MODEL": "fake-model",
+            "ENGINE_AGENTS__ANNOTATOR__MAX_CONCURRENT": str(args.concurrency),
+            "ENGINE_AGENTS__ANNOTATOR__RPM": str(args.rpm),
+            "ENGINE_AGENTS__ANNOTATOR__TIMEOUT_S": str(args.timeout),
+            "ENGINE_AGENTS__ANNOTATOR__MAX_ATTEMPTS": str(args.attempts),
+            "ENGINE_AGENTS__ANNOTATOR__BACKOFF_MAX_S": "4",
+        }
         cfg = load_config(environ=env)
         store = Store(f"sqlite:///{tmp}/engine.sqlite")
         io = StoreIO(store)
         client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), environ={"OPENAI_API_KEY": "sk-bench"})
         t0 = time.monotonic()
-        results = await asyncio.gather(*(
-            client.query("annotator", [user_message(f"Describe object {i}: a red car")], Description)
-            for i in range(args.calls)
-        ))
+        results = await asyncio.gather(
+            *(
+                client.query("annotator", [user_message(f"Describe object {i}: a red car")], Description)
+                for i in range(args.calls)
+            )
+        )
         wall = time.monotonic() - t0
         await client.aclose()
         await io.aclose()
@@ -66,16 +73,20 @@ async def burst(args) -> int:
         counts = store.counts()
         rows, logged = counts["model_calls"], counts["requests"]
         ep = cfg.agents.annotator
-        print(f"limits: max_concurrent={ep.max_concurrent} rpm={ep.rpm or 'unlimited'} timeout={ep.timeout_s}s "
-              f"max_attempts={ep.max_attempts} backoff_max={ep.backoff_max_s}s")
+        print(
+            f"limits: max_concurrent={ep.max_concurrent} rpm={ep.rpm or 'unlimited'} timeout={ep.timeout_s}s "
+            f"max_attempts={ep.max_attempts} backoff_max={ep.backoff_max_s}s"
+        )
         print(f"calls={args.calls} fault_rate={args.fault_rate:.0%} (429/503/hang evenly)")
         print(f"http requests={len(fake.chat_requests())} by scripted fault: {dict(faults)}")
         print(f"succeeded={ok} failed={failed} by code: {dict(codes)}")
         print(f"succeeded+failed={ok + failed} (lost={args.calls - ok - failed}) cached answers={rows}")
         print(f"request log rows={logged} = endpoint requests {len(fake.chat_requests())}")
         tot = add_totals(request_totals(store))
-        print(f"tokens in={tot.tokens_in} out={tot.tokens_out} cost=${tot.cost_usd:.4f} "
-              f"peak in flight at server={fake.peak_in_flight} (counts hung requests the client had abandoned)")
+        print(
+            f"tokens in={tot.tokens_in} out={tot.tokens_out} cost=${tot.cost_usd:.4f} "
+            f"peak in flight at server={fake.peak_in_flight} (counts hung requests the client had abandoned)"
+        )
         print(f"wall={wall:.1f}s  throughput={args.calls / wall:.1f} calls/s")
         return 0 if ok + failed == args.calls and rows == ok and logged == len(fake.chat_requests()) else 1
 

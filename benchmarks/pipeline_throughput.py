@@ -42,13 +42,14 @@ sys.path.insert(0, str(SUPPORT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+from prefill import prefill  # noqa: E402
+from synthetic import Shape, render, write_mp4  # noqa: E402
+
 from engine.cli.registry import build_pipelines, version_context  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.runtime.executor import execute  # noqa: E402
 from engine.sources.ingest import ingest  # noqa: E402
 from engine.store import Store, schema  # noqa: E402
-from prefill import prefill  # noqa: E402
-from synthetic import Shape, render, write_mp4  # noqa: E402
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
 AGENTS = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
@@ -56,15 +57,20 @@ AGENTS = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
 
 def make_source(folder: Path, n: int) -> None:
     for i in range(n):
-        shapes = tuple(Shape(f"{c} {k}", k, rgb, 18, (0.1 + 0.25 * j, 0.2 + 0.2 * j), (1.0 + i / 8, 0.5))
-                       for j, ((c, rgb), k) in enumerate(zip(COLORS.items(), ("square", "circle", "square"))))
+        shapes = tuple(
+            Shape(f"{c} {k}", k, rgb, 18, (0.1 + 0.25 * j, 0.2 + 0.2 * j), (1.0 + i / 8, 0.5))
+            for j, ((c, rgb), k) in enumerate(zip(COLORS.items(), ("square", "circle", "square")))
+        )
         write_mp4(folder / f"clip_{i:03d}.mp4", render(40 + i % 7, 96, 72, shapes=shapes)[0])
         (folder / f"clip_{i:03d}.txt").write_text(f"A red square {i} passes a blue circle and a green box.")
 
 
 def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(SUPPORT / "fake_endpoint.py"), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SUPPORT / "fake_endpoint.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -108,22 +114,49 @@ def run_engine(cfg, store: Store, ids: list[str], endpoint_pid: int) -> Measure:
     def ready(pids: dict[str, list[int]]) -> None:  # every actor up, before the first video: the clock starts
         roles.update(pids)
         workers.extend(p for role in pids.values() for p in role)
-        marks.update(t=time.perf_counter(), driver=cpu_of([os.getpid()]), workers=cpu_of(workers),
-                     endpoint=cpu_of([endpoint_pid]), **{f"role:{r}": cpu_of(p) for r, p in pids.items()})
+        marks.update(
+            t=time.perf_counter(),
+            driver=cpu_of([os.getpid()]),
+            workers=cpu_of(workers),
+            endpoint=cpu_of([endpoint_pid]),
+            **{f"role:{r}": cpu_of(p) for r, p in pids.items()},
+        )
 
     environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"]}
     try:
-        asyncio.run(execute(cfg, store, run_id, ids, build_pipelines(["detailed"]), path, vc.segmentor_version,
-                            environ=environ, on_ready=ready))
+        asyncio.run(
+            execute(
+                cfg,
+                store,
+                run_id,
+                ids,
+                build_pipelines(["detailed"]),
+                path,
+                vc.segmentor_version,
+                environ=environ,
+                on_ready=ready,
+            )
+        )
         wall = time.perf_counter() - marks["t"]
-        m = Measure(0, 0, 0, wall, cpu_of([os.getpid()]) - marks["driver"], cpu_of(workers) - marks["workers"],
-                    cpu_of([endpoint_pid]) - marks["endpoint"],
-                    {r: cpu_of(p) - marks[f"role:{r}"] for r, p in roles.items()})
+        m = Measure(
+            0,
+            0,
+            0,
+            wall,
+            cpu_of([os.getpid()]) - marks["driver"],
+            cpu_of(workers) - marks["workers"],
+            cpu_of([endpoint_pid]) - marks["endpoint"],
+            {r: cpu_of(p) - marks[f"role:{r}"] for r, p in roles.items()},
+        )
     finally:
         ray.shutdown()
     with store.session() as q:
-        m.objects = q.query(schema.Masklet).join(schema.VideoObject, schema.VideoObject.id == schema.Masklet.object_id) \
-            .filter(schema.VideoObject.video_id.in_(ids)).count()
+        m.objects = (
+            q.query(schema.Masklet)
+            .join(schema.VideoObject, schema.VideoObject.id == schema.Masklet.object_id)
+            .filter(schema.VideoObject.video_id.in_(ids))
+            .count()
+        )
         m.requests = q.query(schema.Request).filter_by(run_id=run_id).count()
         m.samples = q.query(schema.Sample).filter_by(run_id=run_id).count()
     return m
@@ -132,6 +165,7 @@ def run_engine(cfg, store: Store, ids: list[str], endpoint_pid: int) -> Measure:
 def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
     """The same agents and segmentor, one call after another, no Ray, no overlap."""
     import openai
+    from fake_segmentor import HashSegmentor
 
     from agents.analyzer import AnalyzeItem, AnalyzerAgent
     from agents.annotator import AnnotateItem, AnnotatorAgent
@@ -142,7 +176,6 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
     from engine.media.images import to_data_url
     from engine.media.overlay import OverlayObject, draw_overlay
     from engine.media.video import Video, uniform_indices
-    from fake_segmentor import HashSegmentor
 
     client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
     seg = HashSegmentor()
@@ -161,8 +194,9 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
         analysis = ask(AnalyzerAgent(), AnalyzeItem(f"A red square passes a blue circle and a green box {v.path}."))
         mask_idx = uniform_indices(v.num_frames, cfg.sampling.mask_frames)
         frames = video.frames(mask_idx)
-        tracks = seg.segment(SegmentRequest(v.id, path, tuple(mask_idx), tuple(analysis.nouns), v.height, v.width),
-                             frames)
+        tracks = seg.segment(
+            SegmentRequest(v.id, path, tuple(mask_idx), tuple(analysis.nouns), v.height, v.width), frames
+        )
         plain = [to_data_url(f, 768, 85) for f in video.frames(uniform_indices(v.num_frames, 16))]
         for t in tracks:
             objects += 1
@@ -178,15 +212,21 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
 
 def median_measure(ms: list[Measure]) -> Measure:
     """Each figure's median over repeated runs (per object where it is a cost)."""
+
     def med(values):
         return statistics.median(values)
 
     objects = ms[0].objects
-    return Measure(objects, ms[0].requests, ms[0].samples, med([m.wall for m in ms]),
-                   med([m.driver_cpu / m.objects * objects for m in ms]),
-                   med([m.worker_cpu / m.objects * objects for m in ms]),
-                   med([m.endpoint_cpu / m.objects * objects for m in ms]),
-                   {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu})
+    return Measure(
+        objects,
+        ms[0].requests,
+        ms[0].samples,
+        med([m.wall for m in ms]),
+        med([m.driver_cpu / m.objects * objects for m in ms]),
+        med([m.worker_cpu / m.objects * objects for m in ms]),
+        med([m.endpoint_cpu / m.objects * objects for m in ms]),
+        {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu},
+    )
 
 
 def report(label: str, m: Measure, args, cfg) -> None:
@@ -199,18 +239,24 @@ def report(label: str, m: Measure, args, cfg) -> None:
     bound = min(llm_bound, seg_bound, cpu_bound)
     achieved = m.objects / m.wall
     print(f"--- {label}")
-    print(f"videos={args.videos} objects={m.objects} requests={m.requests} ({m.requests / m.objects:.2f}/object) "
-          f"samples={m.samples}")
+    print(
+        f"videos={args.videos} objects={m.objects} requests={m.requests} ({m.requests / m.objects:.2f}/object) "
+        f"samples={m.samples}"
+    )
     print(f"{'':34}{'objects/s':>10}{'vs bound':>10}")
-    print(f"{'bound (slowest of the three)':34}{bound:10.2f}{1:10.0%}   (model calls {llm_bound:.1f}, segmentor "
-          f"{seg_bound:.1f}, CPU {cpu_bound:.1f} = {cores} cores / "
-          f"{m.per_object_ms(engine_cpu + m.endpoint_cpu):.1f} ms per object)")
+    print(
+        f"{'bound (slowest of the three)':34}{bound:10.2f}{1:10.0%}   (model calls {llm_bound:.1f}, segmentor "
+        f"{seg_bound:.1f}, CPU {cpu_bound:.1f} = {cores} cores / "
+        f"{m.per_object_ms(engine_cpu + m.endpoint_cpu):.1f} ms per object)"
+    )
     print(f"{'engine':34}{achieved:10.2f}{achieved / bound:10.0%}   wall {m.wall:.1f} s")
-    print(f"CPU per object: driver {m.per_object_ms(m.driver_cpu):.1f} ms, engine Ray workers "
-          f"{m.per_object_ms(m.worker_cpu):.1f} ms ("
-          + ", ".join(f"{r} {m.per_object_ms(c):.1f}" for r, c in sorted(m.role_cpu.items()))
-          + f"), engine in all {m.per_object_ms(engine_cpu):.1f} ms "
-          f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)")
+    print(
+        f"CPU per object: driver {m.per_object_ms(m.driver_cpu):.1f} ms, engine Ray workers "
+        f"{m.per_object_ms(m.worker_cpu):.1f} ms ("
+        + ", ".join(f"{r} {m.per_object_ms(c):.1f}" for r, c in sorted(m.role_cpu.items()))
+        + f"), engine in all {m.per_object_ms(engine_cpu):.1f} ms "
+        f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)"
+    )
 
 
 def main() -> None:
@@ -221,7 +267,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--seg-s-per-frame", type=float, default=0.005)
     p.add_argument("--videos-in-flight", type=int, default=48)
-    p.add_argument("--cpu", action="store_true", help="1 ms model latency, 0 ms segmentor: the engine's CPU is the limit")
+    p.add_argument(
+        "--cpu", action="store_true", help="1 ms model latency, 0 ms segmentor: the engine's CPU is the limit"
+    )
     p.add_argument("--prefill", type=int, default=0, help="also run in a store pre-filled with this many objects")
     p.add_argument("--repeat", type=int, default=1, help="runs of each kind; medians are reported")
     args = p.parse_args()
@@ -235,13 +283,18 @@ def main() -> None:
             src = Path(tmp) / "videos"
             src.mkdir()
             make_source(src, args.videos)
-            overrides = {"segmentor.backend": "fake_segmentor:HashSegmentor",
-                         "ray.resources": {"segmentor": {"num_gpus": 0, "num_cpus": 0.5},
-                                           "media": {"num_cpus": 0.5, "max_concurrency": 4}},
-                         "runtime.videos_in_flight": args.videos_in_flight,
-                         **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS}}
+            overrides = {
+                "segmentor.backend": "fake_segmentor:HashSegmentor",
+                "ray.resources": {
+                    "segmentor": {"num_gpus": 0, "num_cpus": 0.5},
+                    "media": {"num_cpus": 0.5, "max_concurrency": 4},
+                },
+                "runtime.videos_in_flight": args.videos_in_flight,
+                **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS},
+            }
             kinds = [("empty store", "empty")] + (
-                [(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else [])
+                [(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else []
+            )
             template = Path(tmp) / "prefilled"
             if args.prefill:  # filled once, copied for each run
                 cfg = load_config(environ={}, overrides={"data_dir": str(template), **overrides})
@@ -258,22 +311,28 @@ def main() -> None:
                     store = Store(cfg.resolved_database_url)
                     ids = [v.id for v in ingest(store, src).videos]
                     runs[label].append(run_engine(cfg, store, ids, endpoint.pid))
-            print(f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
-                  f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"
-                  + (f"; medians of {args.repeat} runs each" if args.repeat > 1 else ""))
+            print(
+                f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
+                f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"
+                + (f"; medians of {args.repeat} runs each" if args.repeat > 1 else "")
+            )
             results = [(label, median_measure(ms), cfg, store, ids) for label, ms in runs.items()]
             for label, m, cfg, _, _ in results:
                 report(label, m, args, cfg)
             if len(results) == 2:
                 (_, e, *_), (_, f, *_) = results
                 ratio = (f.driver_cpu + f.worker_cpu) / f.objects / ((e.driver_cpu + e.worker_cpu) / e.objects)
-                print(f"--- engine CPU per object, pre-filled / empty: {ratio:.3f} (driver "
-                      f"{f.per_object_ms(f.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f})")
+                print(
+                    f"--- engine CPU per object, pre-filled / empty: {ratio:.3f} (driver "
+                    f"{f.per_object_ms(f.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f})"
+                )
             label, m, cfg, store, ids = results[0]
-            naive_wall, naive_objects = naive_loop(cfg, store, ids[:args.naive_videos], url)
+            naive_wall, naive_objects = naive_loop(cfg, store, ids[: args.naive_videos], url)
             naive = naive_objects / naive_wall
-            print(f"naive sequential loop: {naive:.2f} objects/s ({naive_objects} objects in {naive_wall:.1f} s); "
-                  f"engine vs naive {m.objects / m.wall / naive:.1f}x")
+            print(
+                f"naive sequential loop: {naive:.2f} objects/s ({naive_objects} objects in {naive_wall:.1f} s); "
+                f"engine vs naive {m.objects / m.wall / naive:.1f}x"
+            )
     finally:
         endpoint.terminate()
 

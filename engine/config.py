@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -53,8 +54,11 @@ class EndpointConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="per request")
     max_attempts: int = Field(6, ge=1, description="tries per request on 429/5xx/timeouts/connection errors")
     backoff_max_s: float = Field(60.0, gt=0, description="longest wait between tries")
-    breaker_failures: int = Field(20, ge=1, description="consecutive connection errors or 5xx that stop all sending "
-                                  "to this endpoint while it is probed")
+    breaker_failures: int = Field(
+        20,
+        ge=1,
+        description="consecutive connection errors or 5xx that stop all sending to this endpoint while it is probed",
+    )
     breaker_down_s: float = Field(60.0, gt=0, description="an endpoint down this long aborts the run")
     max_concurrent: int = Field(16, ge=1, description="requests in flight to this endpoint")
     rpm: int = Field(0, ge=0, description="requests per minute; 0 = unlimited")
@@ -82,11 +86,20 @@ class AgentsConfig(_Strict):
 class SegmentorConfig(_Strict):
     backend: str = Field("grounded_sam2", description="a registered name or an import path 'package.module:Class'")
     sam2_model: Literal[
-        "sam2_hiera_t", "sam2_hiera_s", "sam2_hiera_b+", "sam2_hiera_l",
-        "sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l",
+        "sam2_hiera_t",
+        "sam2_hiera_s",
+        "sam2_hiera_b+",
+        "sam2_hiera_l",
+        "sam2.1_hiera_t",
+        "sam2.1_hiera_s",
+        "sam2.1_hiera_b+",
+        "sam2.1_hiera_l",
     ] = "sam2.1_hiera_b+"
-    sam2_checkpoint: str = Field("", description="local path; empty = download from the hub into cache_dir; "
-                                 "'random' = random weights (tests and speed benchmarks)")
+    sam2_checkpoint: str = Field(
+        "",
+        description="local path; empty = download from the hub into cache_dir; "
+        "'random' = random weights (tests and speed benchmarks)",
+    )
     gdino_model: Literal["swint_ogc", "swinb_cogcoor"] = "swint_ogc"
     gdino_checkpoint: str = ""
     text_encoder: str = Field("bert-base-uncased", description="hub name or local folder of GroundingDINO's BERT")
@@ -157,14 +170,22 @@ class QAConfig(_Strict):
     pairs_per_set: int = Field(3, ge=1, le=10, description="QA pairs asked for per object (or pair of objects)")
     type_mix: dict[Literal["basic", "reasoning", "future"], float] = Field(
         default_factory=lambda: {"basic": 40.0, "reasoning": 21.0, "future": 14.0},
-        description="relative share of each QA type; each pair's type is drawn from it, deterministically")
-    pairs_per_video: int = Field(6, ge=0, description="two-object QA sets per video at most: the pairs of kept "
-                                                      "objects seen together on the most frames first")
-    frames: bool = Field(False, description="the QA writer also sees frames with the objects marked (needs a "
-                                            "vision-language model on the refiner endpoint)")
+        description="relative share of each QA type; each pair's type is drawn from it, deterministically",
+    )
+    pairs_per_video: int = Field(
+        6,
+        ge=0,
+        description="two-object QA sets per video at most: the pairs of kept "
+        "objects seen together on the most frames first",
+    )
+    frames: bool = Field(
+        False,
+        description="the QA writer also sees frames with the objects marked (needs a "
+        "vision-language model on the refiner endpoint)",
+    )
 
     @model_validator(mode="after")
-    def _some_type(self) -> "QAConfig":
+    def _some_type(self) -> QAConfig:
         if not any(v > 0 for v in self.type_mix.values()) or any(v < 0 for v in self.type_mix.values()):
             raise ValueError("qa.type_mix needs non-negative shares, at least one above 0")
         return self
@@ -183,11 +204,12 @@ class SplitConfig(_Strict):
     min_brightness: float = Field(ClipRules.min_brightness, ge=0, description="mean (0..255) below: black")
     min_contrast: float = Field(ClipRules.min_contrast, ge=0, description="mean in-frame std below: uniform")
     min_side: int = Field(ClipRules.min_side, ge=0, description="shorter side in pixels below: low_resolution")
-    duplicate_distance: float = Field(ClipRules.duplicate_distance, ge=0, le=64,
-                                      description="mean pHash distance at or below: near_duplicate")
+    duplicate_distance: float = Field(
+        ClipRules.duplicate_distance, ge=0, le=64, description="mean pHash distance at or below: near_duplicate"
+    )
 
     @model_validator(mode="after")
-    def _lengths(self) -> "SplitConfig":
+    def _lengths(self) -> SplitConfig:
         if self.max_seconds < self.min_seconds:
             raise ValueError("split.max_seconds must be at least split.min_seconds")
         return self
@@ -250,7 +272,7 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tup
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "ENGINE_CONFIG":
             continue
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -28,13 +28,32 @@ def main() -> int:
     try:
         url = endpoint.stdout.readline().strip()
         print(f"stand-in model endpoint: {url}", flush=True)
-        env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-demo", "RAY_AUTH_MODE": "disabled",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "OPENAI_BASE_URL": url,
+            "OPENAI_API_KEY": "sk-demo",
+            "RAY_AUTH_MODE": "disabled",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")])),
+        }
         engine = Path(sys.executable).with_name("engine")
-        cmd = [str(engine), "run", "--source", str(ROOT / "examples" / "videos"), "--pipelines", "short,detailed,qa",
-               "--data-dir", args.data_dir, "--set", "segmentor.backend=fake_segmentor:HashSegmentor",
-               "--set", "ray.resources.segmentor.num_gpus=0", "--set", "ray.resources.segmentor.num_cpus=0.5",
-               "--set", "ray.resources.media.num_cpus=0.5"]
+        cmd = [
+            str(engine),
+            "run",
+            "--source",
+            str(ROOT / "examples" / "videos"),
+            "--pipelines",
+            "short,detailed,qa",
+            "--data-dir",
+            args.data_dir,
+            "--set",
+            "segmentor.backend=fake_segmentor:HashSegmentor",
+            "--set",
+            "ray.resources.segmentor.num_gpus=0",
+            "--set",
+            "ray.resources.segmentor.num_cpus=0.5",
+            "--set",
+            "ray.resources.media.num_cpus=0.5",
+        ]
         return subprocess.call(cmd, env=env)
     finally:
         endpoint.terminate()

@@ -8,10 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from engine.media.video import Video, uniform_indices
+from engine.media.video import Video
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))  # the synthetic clip maker
 from synthetic import DEFAULT_SHAPES, Shape, render, write_frame_folder, write_mp4  # noqa: E402
@@ -39,7 +36,12 @@ def synthetic() -> None:
     write_frame_folder(OUT / "frames/JPEGImages/green_square", frames)
     # Frame folders get their caption from captions.jsonl, the table form a dataset usually ships.
     (OUT / "captions.jsonl").write_text(
-        json.dumps({"video": "frames/JPEGImages/green_square", "caption": "A green square rises diagonally while a blue circle moves left."})
+        json.dumps(
+            {
+                "video": "frames/JPEGImages/green_square",
+                "caption": "A green square rises diagonally while a blue circle moves left.",
+            }
+        )
         + "\n"
     )
 

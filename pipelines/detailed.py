@@ -5,8 +5,16 @@ and static) -> review (keep or discard) -> refine (one detailed description) -> 
 """
 
 from engine.runtime.pipeline import Pipeline
-from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DetailedSamples, RefineStage, ReviewStage,
-                              SegmentStage, is_plain_video)
+from pipelines.stages import (
+    AnalyzeStage,
+    AnnotateStage,
+    CaptionStage,
+    DetailedSamples,
+    RefineStage,
+    ReviewStage,
+    SegmentStage,
+    is_plain_video,
+)
 
 
 def build_pipeline() -> Pipeline:

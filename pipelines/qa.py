@@ -7,9 +7,19 @@
 """
 
 from engine.runtime.pipeline import Pipeline
-from pipelines.stages import (AnalyzeStage, AnnotateStage, CaptionStage, DatasetObjectsStage, DatasetQAStage,
-                              QAStage, RefineStage, ReviewStage, SegmentStage, is_dataset_video,
-                              is_plain_video)
+from pipelines.stages import (
+    AnalyzeStage,
+    AnnotateStage,
+    CaptionStage,
+    DatasetObjectsStage,
+    DatasetQAStage,
+    QAStage,
+    RefineStage,
+    ReviewStage,
+    SegmentStage,
+    is_dataset_video,
+    is_plain_video,
+)
 
 
 def build_pipeline() -> list[Pipeline]:
@@ -39,7 +49,7 @@ def build_dataset_pipeline() -> list[Pipeline]:
         Pipeline(
             name="qa_dataset",
             description="QA pairs about an annotated dataset's objects (MeViS, Ref-YouTube-VOS, A2D-Sentences, "
-                        "Ref-DAVIS17)",
+            "Ref-DAVIS17)",
             accepts=is_dataset_video,
             stages=[
                 DatasetObjectsStage(),

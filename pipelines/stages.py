@@ -40,8 +40,14 @@ def mask_indices(cfg: Config, video: VideoTask) -> list[int]:
 
 
 def description_row(ctx: StageContext, obj: Row, kind: str, text: str, agent: Any) -> dict:
-    return dict(id=stable_id("description", obj["id"], kind, ctx.lineage), object_id=obj["id"], kind=kind, text=text,
-                model=getattr(ctx.cfg.agents, agent.endpoint).model, prompt_version=agent.version)
+    return dict(
+        id=stable_id("description", obj["id"], kind, ctx.lineage),
+        object_id=obj["id"],
+        kind=kind,
+        text=text,
+        model=getattr(ctx.cfg.agents, agent.endpoint).model,
+        prompt_version=agent.version,
+    )
 
 
 @dataclass
@@ -68,8 +74,19 @@ class CaptionStage(Stage):
         idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
         images = await ctx.s.encode(video, idx, "captioner")
         text = await ctx.ask(self.agent, CaptionItem(images.digests, video.context), images)
-        ctx.save((schema.Caption, [dict(id=stable_id("caption", video.id, "captioner"), video_id=video.id,
-                                        source="captioner", text=text)]))
+        ctx.save(
+            (
+                schema.Caption,
+                [
+                    dict(
+                        id=stable_id("caption", video.id, "captioner"),
+                        video_id=video.id,
+                        source="captioner",
+                        text=text,
+                    )
+                ],
+            )
+        )
 
 
 NOUN_CHARS = schema.VideoObject.__table__.c.noun.type.length  # PostgreSQL enforces VARCHAR(128), SQLite does not
@@ -115,9 +132,17 @@ class AnalyzeStage(Stage):
             raise UnitFailure("no_caption", "the video has no caption (add a sidecar, or run the caption stage)")
         analysis = await ctx.ask(self.agent, AnalyzeItem(caption))
         subject = clip_noun(analysis.subject or "")
-        rows = [dict(id=stable_id("object", video.id, noun, 0, ctx.version), video_id=video.id, noun=noun, instance=0,
-                     is_subject=noun == subject, stage_version=ctx.version)
-                for noun in object_nouns(analysis)]
+        rows = [
+            dict(
+                id=stable_id("object", video.id, noun, 0, ctx.version),
+                video_id=video.id,
+                noun=noun,
+                instance=0,
+                is_subject=noun == subject,
+                stage_version=ctx.version,
+            )
+            for noun in object_nouns(analysis)
+        ]
         ctx.save((schema.VideoObject, rows), done=[video.id])
 
 
@@ -134,13 +159,23 @@ class SegmentStage(Stage):
         return vc.segmentor_version
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        nouns = [o for o in ctx.state.objects(ctx.objects_version, self.subject_only)
-                 if o["instance"] == 0 and not ctx.done(o["id"])]
+        nouns = [
+            o
+            for o in ctx.state.objects(ctx.objects_version, self.subject_only)
+            if o["instance"] == 0 and not ctx.done(o["id"])
+        ]
         if not nouns:
             return
         indices = tuple(mask_indices(ctx.cfg, video))
-        request = SegmentRequest(video.id, video.path, indices, tuple(o["noun"] for o in nouns), video.height,
-                                 video.width, video.first_frame)
+        request = SegmentRequest(
+            video.id,
+            video.path,
+            indices,
+            tuple(o["noun"] for o in nouns),
+            video.height,
+            video.width,
+            video.first_frame,
+        )
         tracks = await ctx.s.segment(request)
         new_objects, masklets = [], []
         for obj in nouns:
@@ -148,14 +183,32 @@ class SegmentStage(Stage):
                 object_id = obj["id"]
                 if t.instance:  # each further instance is an object of its own
                     object_id = stable_id("object", video.id, obj["noun"], t.instance, obj["stage_version"])
-                    new_objects.append(dict(id=object_id, video_id=video.id, noun=obj["noun"], instance=t.instance,
-                                            is_subject=obj["is_subject"], stage_version=obj["stage_version"]))
+                    new_objects.append(
+                        dict(
+                            id=object_id,
+                            video_id=video.id,
+                            noun=obj["noun"],
+                            instance=t.instance,
+                            is_subject=obj["is_subject"],
+                            stage_version=obj["stage_version"],
+                        )
+                    )
                 frames = {str(f): m for f, m in t.masks.items()}
-                masklets.append(dict(
-                    id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id,
-                    backend_version=ctx.version, anchor_frame=t.anchor_frame, box=list(t.box),
-                    grounding_score=t.grounding_score, mask_score=t.mask_score, height=video.height, width=video.width,
-                    frames=frames, **quality))
+                masklets.append(
+                    dict(
+                        id=stable_id("masklet", object_id, ctx.lineage),
+                        object_id=object_id,
+                        backend_version=ctx.version,
+                        anchor_frame=t.anchor_frame,
+                        box=list(t.box),
+                        grounding_score=t.grounding_score,
+                        mask_score=t.mask_score,
+                        height=video.height,
+                        width=video.width,
+                        frames=frames,
+                        **quality,
+                    )
+                )
         # a noun without a track is done too: not grounded at this lineage
         ctx.save((schema.VideoObject, new_objects), (schema.Masklet, masklets), done=[o["id"] for o in nouns])
 
@@ -168,7 +221,8 @@ class AnnotateStage(Stage):
     uses = ("media", "model")
     outputs = ("descriptions:appearance", "descriptions:motion")
     annotators: tuple[AnnotatorAgent, ...] = field(
-        default_factory=lambda: (AnnotatorAgent("dynamic"), AnnotatorAgent("static")))
+        default_factory=lambda: (AnnotatorAgent("dynamic"), AnnotatorAgent("static"))
+    )
     masked: bool = False  # every object shown with its mask drawn (a dataset's objects: no noun to find it by)
     context_kind: str | None = None  # a description kind given to the Annotator as context (a dataset's expressions)
 
@@ -201,8 +255,9 @@ class AnnotateStage(Stage):
                 # overlays exist on mask frames (a dataset's annotated ones): take annotator_frames of them
                 idx = sorted(int(k) for k in state.masklet(marked[0])["frames"])
                 idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
-                shared["marked"] = asyncio.ensure_future(ctx.s.overlays(
-                    video, [(idx, state.masklet(i)["frames"]) for i in marked], "annotator"))
+                shared["marked"] = asyncio.ensure_future(
+                    ctx.s.overlays(video, [(idx, state.masklet(i)["frames"]) for i in marked], "annotator")
+                )
             return (await shared["marked"])[marked.index(obj["id"])]
 
         async def one(pair) -> None:
@@ -241,15 +296,23 @@ class ReviewStage(Stage):
 
     def estimate(self, cfg: Config) -> list[CallEstimate]:
         if cfg.runtime.reviewer_mode == "paper":
-            return [CallEstimate(self.region.role, "reviewer", "object", 1, 100, 1, 80),
-                    CallEstimate(self.judge.role, "reviewer", "object", 1, 500, 0, 60)]
-        return [CallEstimate(self.direct.role, "reviewer", "object", 1, 400,
-                             min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames), 60)]
+            return [
+                CallEstimate(self.region.role, "reviewer", "object", 1, 100, 1, 80),
+                CallEstimate(self.judge.role, "reviewer", "object", 1, 500, 0, 60),
+            ]
+        return [
+            CallEstimate(
+                self.direct.role, "reviewer", "object", 1, 400, min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames), 60
+            )
+        ]
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state = ctx.state
-        todo = [o for o in state.grounded(ctx.objects_version) if state.review(o["id"]) is None
-                and all(state.description(o["id"], k) for k in ("appearance", "motion"))]  # the Annotator's done
+        todo = [
+            o
+            for o in state.grounded(ctx.objects_version)
+            if state.review(o["id"]) is None and all(state.description(o["id"], k) for k in ("appearance", "motion"))
+        ]  # the Annotator's done
         paper = ctx.cfg.runtime.reviewer_mode == "paper"
         shown = [o for o in todo if not (paper and state.description(o["id"], "region"))]
         shared: dict[str, asyncio.Future] = {}
@@ -261,8 +324,11 @@ class ReviewStage(Stage):
                 for o in shown:
                     m = state.masklet(o["id"])
                     keys = sorted(int(f) for f in m["frames"])
-                    frames = [m["anchor_frame"]] if paper else [keys[i] for i in uniform_indices(len(keys),
-                                                                                                 DIRECT_REVIEW_FRAMES)]
+                    frames = (
+                        [m["anchor_frame"]]
+                        if paper
+                        else [keys[i] for i in uniform_indices(len(keys), DIRECT_REVIEW_FRAMES)]
+                    )
                     items.append((frames, m["frames"]))
                 shared["images"] = asyncio.ensure_future(ctx.s.overlays(video, items, "reviewer"))
             return (await shared["images"])[shown.index(obj)]
@@ -294,11 +360,19 @@ class ReviewStage(Stage):
             item = JudgeItem(obj["noun"], "", texts["appearance"]["text"], texts["motion"]["text"], images.digests)
             judge = self.direct
             verdict = await ctx.ask(judge, item, images)
-        review = dict(id=stable_id("review", obj["id"], ctx.lineage), object_id=obj["id"], mode=judge.mode,
-                      verdict=verdict.same_object, confidence=verdict.confidence, rationale=verdict.rationale,
-                      region_description_id=region_id, model=ctx.cfg.agents.reviewer.model,
-                      prompt_version=judge.version, masklet_id=m["id"],
-                      description_ids=[texts["appearance"]["id"], texts["motion"]["id"]])
+        review = dict(
+            id=stable_id("review", obj["id"], ctx.lineage),
+            object_id=obj["id"],
+            mode=judge.mode,
+            verdict=verdict.same_object,
+            confidence=verdict.confidence,
+            rationale=verdict.rationale,
+            region_description_id=region_id,
+            model=ctx.cfg.agents.reviewer.model,
+            prompt_version=judge.version,
+            masklet_id=m["id"],
+            description_ids=[texts["appearance"]["id"], texts["motion"]["id"]],
+        )
         ctx.save((schema.Description, rows), (schema.Review, [review]))
 
 
@@ -319,8 +393,11 @@ class RefineStage(Stage):
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state = ctx.state
-        todo = [o for o in state.grounded(ctx.objects_version)
-                if state.kept(o) and state.description(o["id"], "detailed") is None]
+        todo = [
+            o
+            for o in state.grounded(ctx.objects_version)
+            if state.kept(o) and state.description(o["id"], "detailed") is None
+        ]
 
         async def one(obj) -> None:
             async def work() -> None:
@@ -337,12 +414,31 @@ def _usable(annotation: list[dict]) -> bool:
     return all(any(v["segmentation"] is not None for v in entry.values()) for entry in annotation)
 
 
-def _sample_row(ctx: StageContext, sample_id: str, data_type: str, video: VideoTask, object_ids: list[str],
-                human: str, answer: str, annotation: list[dict], mode: str, qa_type: str | None = None) -> dict:
+def _sample_row(
+    ctx: StageContext,
+    sample_id: str,
+    data_type: str,
+    video: VideoTask,
+    object_ids: list[str],
+    human: str,
+    answer: str,
+    annotation: list[dict],
+    mode: str,
+    qa_type: str | None = None,
+) -> dict:
     conversations = records.conversation(human, answer)
     records.check(conversations, annotation)
-    return dict(id=sample_id, data_type=data_type, qa_type=qa_type, video_id=video.id, object_ids=object_ids,
-                conversations=conversations, annotation=annotation, mode=mode, run_id=ctx.s.run_id)
+    return dict(
+        id=sample_id,
+        data_type=data_type,
+        qa_type=qa_type,
+        video_id=video.id,
+        object_ids=object_ids,
+        conversations=conversations,
+        annotation=annotation,
+        mode=mode,
+        run_id=ctx.s.run_id,
+    )
 
 
 class _SamplesStage(Stage):
@@ -371,8 +467,19 @@ class DetailedSamples(_SamplesStage):
             if not _usable(annotation):
                 continue
             human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj["id"]))
-            rows.append(_sample_row(ctx, sample_id, "detailed", video, [obj["id"]], human,
-                                    records.neutralise(text["text"]), annotation, mode))
+            rows.append(
+                _sample_row(
+                    ctx,
+                    sample_id,
+                    "detailed",
+                    video,
+                    [obj["id"]],
+                    human,
+                    records.neutralise(text["text"]),
+                    annotation,
+                    mode,
+                )
+            )
         if rows:
             ctx.save((schema.Sample, rows))
 
@@ -399,8 +506,19 @@ class ShortSamples(_SamplesStage):
             if not _usable(annotation):
                 continue
             human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj["id"]))
-            rows.append(_sample_row(ctx, sample_id, "short", video, [obj["id"]], human, records.neutralise(caption),
-                                    annotation, "single"))
+            rows.append(
+                _sample_row(
+                    ctx,
+                    sample_id,
+                    "short",
+                    video,
+                    [obj["id"]],
+                    human,
+                    records.neutralise(caption),
+                    annotation,
+                    "single",
+                )
+            )
         if rows:
             ctx.save((schema.Sample, rows))
 
@@ -411,7 +529,7 @@ def qa_groups(objects: list[Row], state: Any, max_pairs: int) -> list[list[Row]]
     present = {o["id"]: {k for k, v in state.masklet(o["id"])["frames"].items() if v is not None} for o in objects}
     pairs = []
     for i, a in enumerate(objects):
-        for b in objects[i + 1:]:
+        for b in objects[i + 1 :]:
             shared = len(present[a["id"]] & present[b["id"]])
             if shared:
                 pairs.append((-shared, a["id"], b["id"], [a, b]))
@@ -439,20 +557,27 @@ class QAStage(Stage):
     def version(self, vc: VersionContext) -> str:
         qa = vc.cfg.qa
         mix = ",".join(f"{k}={v:g}" for k, v in sorted(qa.type_mix.items()))
-        return (f"{vc.agent_version(self._agent(vc.cfg))}|{RECORDS_VERSION}|multi_frame_ratio="
-                f"{vc.cfg.runtime.multi_frame_ratio}|qa={qa.pairs_per_set},{mix},{qa.pairs_per_video},{qa.frames}")
+        return (
+            f"{vc.agent_version(self._agent(vc.cfg))}|{RECORDS_VERSION}|multi_frame_ratio="
+            f"{vc.cfg.runtime.multi_frame_ratio}|qa={qa.pairs_per_set},{mix},{qa.pairs_per_video},{qa.frames}"
+        )
 
     def estimate(self, cfg: Config) -> list[CallEstimate]:
         frames = cfg.sampling.annotator_frames if cfg.qa.frames else 0
-        return [CallEstimate(self.agent.role, "refiner", "kept", 1, 500, frames, 100 * cfg.qa.pairs_per_set),
-                CallEstimate(self.agent.role, "refiner", "pair", 1, 800, frames, 100 * cfg.qa.pairs_per_set)]
+        return [
+            CallEstimate(self.agent.role, "refiner", "kept", 1, 500, frames, 100 * cfg.qa.pairs_per_set),
+            CallEstimate(self.agent.role, "refiner", "pair", 1, 800, frames, 100 * cfg.qa.pairs_per_set),
+        ]
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state, qa = ctx.state, ctx.cfg.qa
         agent = self._agent(ctx.cfg)
         # an object whose detailed description failed is that unit's failure (the Refiner's), not its QA's: left out
-        kept = [o for o in state.grounded(ctx.objects_version)
-                if state.kept(o) and state.description(o["id"], "detailed") is not None]
+        kept = [
+            o
+            for o in state.grounded(ctx.objects_version)
+            if state.kept(o) and state.description(o["id"], "detailed") is not None
+        ]
         todo = [g for g in qa_groups(kept, state, qa.pairs_per_video) if not ctx.done("+".join(o["id"] for o in g))]
 
         async def one(group) -> None:
@@ -466,11 +591,14 @@ class QAStage(Stage):
                         raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
                     objs.append(QAObject(o["noun"], d["text"]))
                 images = await self._frames(video, ctx, group) if qa.frames else None
-                item = QAItem(tuple(objs), qa_types(unit, qa.type_mix, qa.pairs_per_set),
-                              images.digests if images else ())
+                item = QAItem(
+                    tuple(objs), qa_types(unit, qa.type_mix, qa.pairs_per_set), images.digests if images else ()
+                )
                 result = await ctx.ask(agent, item, images)
                 rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(result.pairs)) if r]
-                ctx.save((schema.Sample, rows), done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()})
+                ctx.save(
+                    (schema.Sample, rows), done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()}
+                )
 
             await ctx.attempt("object", unit, work)
 
@@ -480,8 +608,9 @@ class QAStage(Stage):
     async def _frames(video: VideoTask, ctx: StageContext, group: list) -> ImageSet:
         """Frames with every object of the group marked, in the group's order (colour 1, 2, ...)."""
         m = [ctx.state.masklet(o["id"]) for o in group]
-        keys = sorted(set.intersection(*({int(k) for k, v in x["frames"].items() if v is not None} for x in m))) \
-            or sorted(int(k) for k in m[0]["frames"])
+        keys = sorted(
+            set.intersection(*({int(k) for k, v in x["frames"].items() if v is not None} for x in m))
+        ) or sorted(int(k) for k in m[0]["frames"])
         idx = [keys[i] for i in uniform_indices(len(keys), ctx.cfg.sampling.annotator_frames)]
         return (await ctx.s.overlays(video, [(idx, [x["frames"] for x in m])], "refiner"))[0]
 
@@ -495,8 +624,18 @@ class QAStage(Stage):
         if not _usable(annotation):
             return None
         human = records.multi_object_turn(len(group), pair.question)
-        return _sample_row(ctx, stable_id("sample", "qa", ids, index, ctx.lineage), "qa", video, ids, human,
-                           pair.answer, annotation, mode, qa_type=pair.type)
+        return _sample_row(
+            ctx,
+            stable_id("sample", "qa", ids, index, ctx.lineage),
+            "qa",
+            video,
+            ids,
+            human,
+            pair.answer,
+            annotation,
+            mode,
+            qa_type=pair.type,
+        )
 
 
 # --- annotated datasets (engine/sources/datasets: MeViS, Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) -----------
@@ -511,7 +650,7 @@ def dataset_instances(obj_ids: list[str]) -> dict[str, int]:
     """A video's dataset object ids as the objects' instance numbers: the ids themselves where all are integers that
     fit the INTEGER column (A2D's instance ids, palette values, MeViS anno ids), else their rank (shorter ids first,
     so numbers keep their order): fixed by the released annotations, never by the frames sampled."""
-    if all(i.isdecimal() and int(i) < 2 ** 31 for i in obj_ids):
+    if all(i.isdecimal() and int(i) < 2**31 for i in obj_ids):
         return {i: int(i) for i in obj_ids}
     return {i: n for n, i in enumerate(sorted(obj_ids, key=lambda i: (len(i), i)))}
 
@@ -556,8 +695,9 @@ class DatasetObjectsStage(Stage):
                 raise UnitFailure("segmentor_output", str(e)) from None
             frame_masks = {str(f): obj.masks.get(f) for f in frames}
             if not any(frame_masks.values()):
-                dropped["dataset_objects:no_mask_on_sampled_frames"] = \
+                dropped["dataset_objects:no_mask_on_sampled_frames"] = (
                     dropped.get("dataset_objects:no_mask_on_sampled_frames", 0) + 1
+                )
                 continue
             expressions = [e for e in (" ".join(records.neutralise(e).split()) for e in obj.expressions) if e]
             anchor = max(frames, key=lambda f: masks.area(frame_masks[str(f)]))
@@ -565,18 +705,51 @@ class DatasetObjectsStage(Stage):
             # old version's id, its rows were skipped, and the store had no object of the version in use
             object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", ctx.version)
             noun = clip_noun(expressions[0]) if expressions else "object"  # no usable text: still people's mask
-            objects.append(dict(id=object_id, video_id=video.id, noun=noun, instance=instances[str(obj.obj_id)],
-                                stage_version=ctx.version))
-            masklets.append(dict(
-                id=stable_id("masklet", object_id, ctx.lineage), object_id=object_id, backend_version=DATASET_VERSION,
-                anchor_frame=anchor, box=list(masks.bbox_xyxy(frame_masks[str(anchor)])), grounding_score=1.0,
-                mask_score=1.0, height=video.height, width=video.width, frames=frame_masks,
-                **masks.quality(frame_masks)))
-            descriptions += [dict(
-                id=stable_id("description", object_id, "short", ctx.lineage), object_id=object_id, kind="short",
-                text="\n".join(expressions), model=EXPRESSIONS, prompt_version=DATASET_VERSION)] if expressions else []
-        ctx.save((schema.VideoObject, objects), (schema.Masklet, masklets), (schema.Description, descriptions),
-                 done=[video.id], dropped=dropped)
+            objects.append(
+                dict(
+                    id=object_id,
+                    video_id=video.id,
+                    noun=noun,
+                    instance=instances[str(obj.obj_id)],
+                    stage_version=ctx.version,
+                )
+            )
+            masklets.append(
+                dict(
+                    id=stable_id("masklet", object_id, ctx.lineage),
+                    object_id=object_id,
+                    backend_version=DATASET_VERSION,
+                    anchor_frame=anchor,
+                    box=list(masks.bbox_xyxy(frame_masks[str(anchor)])),
+                    grounding_score=1.0,
+                    mask_score=1.0,
+                    height=video.height,
+                    width=video.width,
+                    frames=frame_masks,
+                    **masks.quality(frame_masks),
+                )
+            )
+            descriptions += (
+                [
+                    dict(
+                        id=stable_id("description", object_id, "short", ctx.lineage),
+                        object_id=object_id,
+                        kind="short",
+                        text="\n".join(expressions),
+                        model=EXPRESSIONS,
+                        prompt_version=DATASET_VERSION,
+                    )
+                ]
+                if expressions
+                else []
+            )
+        ctx.save(
+            (schema.VideoObject, objects),
+            (schema.Masklet, masklets),
+            (schema.Description, descriptions),
+            done=[video.id],
+            dropped=dropped,
+        )
 
 
 @dataclass

@@ -16,9 +16,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import sqlalchemy as sa
@@ -28,17 +28,22 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 
-from engine.media import masks
-from engine.store import schema
-from engine.store.current import judged
 from engine.audit.names import lookup_key
-from engine.audit.sampling import (KAPPA_MIN_ITEMS, audit_stats, calibration_pool, check_auditor, hash_token,
-                                   latest_calibration)
-from engine.sources.ingest import caption_of
-from engine.store.ids import stable_id
-from engine.media.video import MediaError, Video, fit_within
+from engine.audit.sampling import (
+    KAPPA_MIN_ITEMS,
+    audit_stats,
+    calibration_pool,
+    check_auditor,
+    hash_token,
+    latest_calibration,
+)
+from engine.media import masks
 from engine.media.overlay import color_for
-from engine.store import Store
+from engine.media.video import MediaError, Video, fit_within
+from engine.sources.ingest import caption_of
+from engine.store import Store, schema
+from engine.store.current import judged
+from engine.store.ids import stable_id
 
 COOKIE = "review_session"
 MAX_SIDE = 640
@@ -47,8 +52,13 @@ IDLE_S = 30 * 60  # a session unused this long ends
 ABSOLUTE_S = 12 * 3600  # and any session after this long
 MAX_UNDO = 200  # per-session state is bounded
 MAX_NOTE = 2000
-REASONS = {"wrong_object": "wrong object", "mask_wrong": "mask wrong or drifting",
-           "hallucinated": "description hallucinated", "several_objects": "several objects", "other": "other"}
+REASONS = {
+    "wrong_object": "wrong object",
+    "mask_wrong": "mask wrong or drifting",
+    "hallucinated": "description hallucinated",
+    "several_objects": "several objects",
+    "other": "other",
+}
 FAILED_LOGINS = 5  # failed sign-ins per name, and per client, within THROTTLE_S before sign-in is refused
 THROTTLE_S = 15 * 60
 # Login errors are fixed sentences chosen by code: nothing in the URL reaches the page.
@@ -161,9 +171,11 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         # scripts only from files of this server (review_ui/static); inline styles stay
-        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self'; style-src 'self' "
-                                                       "'unsafe-inline'; script-src 'self'; form-action 'self'; "
-                                                       "frame-ancestors 'none'; base-uri 'none'")
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self'; style-src 'self' "
+            "'unsafe-inline'; script-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
         return response
 
     @app.get("/login", response_class=HTMLResponse)
@@ -211,14 +223,30 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         if data is None:
             raise HTTPException(404, "no such audit item")
         decided = _decision(store, review_id, sess.auditor)
-        return TEMPLATES.TemplateResponse(request, "item.html", {
-            "sess": sess, "item": data, "decided": decided, "progress": _progress(store, sess),
-            "can_undo": bool(sess.undo), "reveal": decided is not None and reveal == "after", "reasons": REASONS,
-            "max_note": MAX_NOTE})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "item.html",
+            {
+                "sess": sess,
+                "item": data,
+                "decided": decided,
+                "progress": _progress(store, sess),
+                "can_undo": bool(sess.undo),
+                "reveal": decided is not None and reveal == "after",
+                "reasons": REASONS,
+                "max_note": MAX_NOTE,
+            },
+        )
 
     @app.post("/decide")
-    def decide(request: Request, review_id: str = Form(...), verdict: str = Form(...), note: str = Form(""),
-               reason: str = Form(""), csrf: str = Form("")):
+    def decide(
+        request: Request,
+        review_id: str = Form(...),
+        verdict: str = Form(...),
+        note: str = Form(""),
+        reason: str = Form(""),
+        csrf: str = Form(""),
+    ):
         """verdict "correct": the same object; "wrong": a different object, with an optional reason code."""
         sess = require(request, csrf)
         if verdict not in ("correct", "wrong") or _item(store, review_id) is None:
@@ -227,13 +255,29 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
             raise HTTPException(400, f"a reason is for a different object, one of {', '.join(schema.AUDIT_REASONS)}")
         if len(note) > MAX_NOTE:  # refused, never cut
             raise HTTPException(400, f"the note is longer than {MAX_NOTE:,} characters")
-        row = dict(id=stable_id("audit", review_id, sess.auditor), review_id=review_id, auditor=sess.auditor,
-                   human_verdict=verdict == "correct", note=note.strip(), reason=reason or None)
+        row = dict(
+            id=stable_id("audit", review_id, sess.auditor),
+            review_id=review_id,
+            auditor=sess.auditor,
+            human_verdict=verdict == "correct",
+            note=note.strip(),
+            reason=reason or None,
+        )
         with store.session() as s:
-            store.upsert(s, schema.Audit, [row], conflict=("review_id", "auditor"),
-                         update=("human_verdict", "note", "reason"))
-            s.add(schema.AuditEvent(id=uuid.uuid4().hex, review_id=review_id, auditor=sess.auditor, action="decide",
-                                    human_verdict=row["human_verdict"], reason=row["reason"], note=row["note"]))
+            store.upsert(
+                s, schema.Audit, [row], conflict=("review_id", "auditor"), update=("human_verdict", "note", "reason")
+            )
+            s.add(
+                schema.AuditEvent(
+                    id=uuid.uuid4().hex,
+                    review_id=review_id,
+                    auditor=sess.auditor,
+                    action="decide",
+                    human_verdict=row["human_verdict"],
+                    reason=row["reason"],
+                    note=row["note"],
+                )
+            )
         if review_id in sess.undo:  # a decision changed: one undo step, not two
             sess.undo.remove(review_id)
         sess.undo.append(review_id)
@@ -259,8 +303,9 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         return RedirectResponse(f"/item/{review_id}", status_code=303)
 
     @app.get("/items", response_class=HTMLResponse)
-    def items(request: Request, state: str = "", noun: str = "", auditor: str = "", reason: str = "",
-              stratum: str = ""):
+    def items(
+        request: Request, state: str = "", noun: str = "", auditor: str = "", reason: str = "", stratum: str = ""
+    ):
         """Every audit item, skipped ones included, filtered; each row jumps to its item, where a decision can be
         changed at any time. The stratum (the Reviewer's verdict) shows only on items this auditor has decided,
         and only when verdicts are revealed after a decision."""
@@ -268,14 +313,27 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         if sess is None:
             return _to_login(request)
         rows = _item_rows(store, sess, reveal == "after")
-        for key, value in (("state", state), ("noun", noun.strip().lower()), ("auditor", auditor.strip()),
-                           ("reason", reason), ("stratum", stratum)):
+        for key, value in (
+            ("state", state),
+            ("noun", noun.strip().lower()),
+            ("auditor", auditor.strip()),
+            ("reason", reason),
+            ("stratum", stratum),
+        ):
             if value:
                 rows = [r for r in rows if _matches(r, key, value)]
-        return TEMPLATES.TemplateResponse(request, "items.html", {
-            "sess": sess, "rows": rows, "progress": _progress(store, sess), "reasons": REASONS,
-            "f": {"state": state, "noun": noun, "auditor": auditor, "reason": reason, "stratum": stratum},
-            "show_stratum": reveal == "after"})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "items.html",
+            {
+                "sess": sess,
+                "rows": rows,
+                "progress": _progress(store, sess),
+                "reasons": REASONS,
+                "f": {"state": state, "noun": noun, "auditor": auditor, "reason": reason, "stratum": stratum},
+                "show_stratum": reveal == "after",
+            },
+        )
 
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request):
@@ -288,8 +346,11 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         except ValueError:
             raise HTTPException(400, "rule is majority, first or adjudicator:<name>") from None
         cal = latest_calibration(store) if current is not None else None
-        return TEMPLATES.TemplateResponse(request, "dashboard.html", {
-            "sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS, "cal": cal})
+        return TEMPLATES.TemplateResponse(
+            request,
+            "dashboard.html",
+            {"sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS, "cal": cal},
+        )
 
     @app.get("/calibration.png")
     def calibration_png(request: Request):
@@ -317,22 +378,34 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         if frames is None or pos >= len(frames[0]):
             raise HTTPException(404, "no such frame")
         body = frames[{"jpg": 0, "png": 1, "edge.png": 2}[ext]][pos]
-        return Response(body, media_type="image/jpeg" if ext == "jpg" else "image/png",
-                        headers={"Cache-Control": "private, max-age=3600"})
+        return Response(
+            body,
+            media_type="image/jpeg" if ext == "jpg" else "image/png",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
 
     return app
 
 
 # --- queries --------------------------------------------------------------------------------------
 
+
 def _item_rows(store: Store, sess: Session, reveal: bool) -> list[dict[str, Any]]:
     """The item list: one query per table for every item."""
     order = _ordered_items(store)
     with store.session() as s:
         items = {i.review_id: i for i in s.query(schema.AuditItem)}
-        nouns = dict(s.execute(sa.select(schema.Review.id, schema.VideoObject.noun).join(
-            schema.VideoObject, schema.VideoObject.id == schema.Review.object_id).where(
-            schema.Review.id.in_(list(items)))).all()) if items else {}
+        nouns = (
+            dict(
+                s.execute(
+                    sa.select(schema.Review.id, schema.VideoObject.noun)
+                    .join(schema.VideoObject, schema.VideoObject.id == schema.Review.object_id)
+                    .where(schema.Review.id.in_(list(items)))
+                ).all()
+            )
+            if items
+            else {}
+        )
         audits: dict[str, list] = {}
         for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(list(items))):
             audits.setdefault(a.review_id, []).append(a)
@@ -340,12 +413,19 @@ def _item_rows(store: Store, sess: Session, reveal: bool) -> list[dict[str, Any]
     for n, rid in enumerate(order, 1):
         mine = next((a for a in audits.get(rid, []) if a.auditor == sess.auditor), None)
         state = "decided" if mine else "skipped" if rid in sess.skipped else "undecided"
-        rows.append({"n": n, "review_id": rid, "noun": nouns.get(rid, ""), "state": state,
-                     "mine": None if mine is None else ("same" if mine.human_verdict else "different"),
-                     "reason": mine.reason if mine else None,
-                     "auditors": sorted(a.auditor for a in audits.get(rid, [])),
-                     "reasons": sorted({a.reason for a in audits.get(rid, []) if a.reason}),
-                     "stratum": items[rid].stratum if reveal and mine else None})
+        rows.append(
+            {
+                "n": n,
+                "review_id": rid,
+                "noun": nouns.get(rid, ""),
+                "state": state,
+                "mine": None if mine is None else ("same" if mine.human_verdict else "different"),
+                "reason": mine.reason if mine else None,
+                "auditors": sorted(a.auditor for a in audits.get(rid, [])),
+                "reasons": sorted({a.reason for a in audits.get(rid, []) if a.reason}),
+                "stratum": items[rid].stratum if reveal and mine else None,
+            }
+        )
     return rows
 
 
@@ -395,16 +475,28 @@ def _item(store: Store, review_id: str) -> dict[str, Any] | None:
         m, texts = judged(s, review)
         n = len(m.frames) if m else 0
         caps = {c.source: c.text for c in s.query(schema.Caption).filter_by(video_id=obj.video_id)}
-        detailed = s.execute(sa.select(schema.Description.text).where(
-            schema.Description.object_id == obj.id, schema.Description.kind == "detailed")
-            .order_by(schema.Description.created_at.desc()).limit(1)).scalar_one_or_none()
-        return {"review_id": review_id, "noun": obj.noun, "appearance": texts.get("appearance", ""),
-                "motion": texts.get("motion", ""), "region": texts.get("region", ""), "keep": review.verdict,
-                "confidence": review.confidence, "rationale": review.rationale, "mode": review.mode, "frames": n,
-                "frame_indices": sorted(int(f) for f in (m.frames if m else {})),
-                "caption": caption_of(caps) or "",
-                # exists only for kept objects: shown after the decision, as the verdict is
-                "detailed": detailed or ""}
+        detailed = s.execute(
+            sa.select(schema.Description.text)
+            .where(schema.Description.object_id == obj.id, schema.Description.kind == "detailed")
+            .order_by(schema.Description.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return {
+            "review_id": review_id,
+            "noun": obj.noun,
+            "appearance": texts.get("appearance", ""),
+            "motion": texts.get("motion", ""),
+            "region": texts.get("region", ""),
+            "keep": review.verdict,
+            "confidence": review.confidence,
+            "rationale": review.rationale,
+            "mode": review.mode,
+            "frames": n,
+            "frame_indices": sorted(int(f) for f in (m.frames if m else {})),
+            "caption": caption_of(caps) or "",
+            # exists only for kept objects: shown after the decision, as the verdict is
+            "detailed": detailed or "",
+        }
 
 
 class _NoFrames(Exception):

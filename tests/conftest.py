@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from engine.store.schema import Base
 from engine.store import Store
+from engine.store.schema import Base
 
 # Test helpers (fake endpoint, fake segmentor) live in tests/support: on sys.path here, and on
 # PYTHONPATH for the Ray workers that import the fake segmentor by its import path.

@@ -17,8 +17,8 @@ within each cell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -139,8 +139,18 @@ def calibrate(pool: Pool, target: float, bootstrap: int = BOOTSTRAP, seed: int =
         return Interval(float(point), float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
 
     admitted = pool.scores >= t
-    return Calibration(target, chosen, interval(p, 0), interval(r, 1), float(admitted.mean()), int(pool.keep.sum()),
-                       int(admitted.sum()), int((admitted & ~pool.keep).sum()), len(pool.audited), curve)
+    return Calibration(
+        target,
+        chosen,
+        interval(p, 0),
+        interval(r, 1),
+        float(admitted.mean()),
+        int(pool.keep.sum()),
+        int(admitted.sum()),
+        int((admitted & ~pool.keep).sum()),
+        len(pool.audited),
+        curve,
+    )
 
 
 def plot(cal: Calibration, path) -> None:
@@ -156,9 +166,14 @@ def plot(cal: Calibration, path) -> None:
         ax.plot(y, p, "-", color="#3b7dd8", label="estimated precision")
     ax.axhline(cal.target, color="#999", ls="--", lw=1, label=f"target {cal.target:.2f}")
     if cal.threshold is not None:
-        ax.errorbar([cal.yield_], [cal.precision.value],
-                    yerr=[[cal.precision.value - cal.precision.low], [cal.precision.high - cal.precision.value]],
-                    fmt="o", color="#e06666", label=f"threshold {cal.threshold:.3f}")
+        ax.errorbar(
+            [cal.yield_],
+            [cal.precision.value],
+            yerr=[[cal.precision.value - cal.precision.low], [cal.precision.high - cal.precision.value]],
+            fmt="o",
+            color="#e06666",
+            label=f"threshold {cal.threshold:.3f}",
+        )
     ax.set_xlabel("yield (share of reviewed objects kept)")
     ax.set_ylabel("precision (same object)")
     ax.set_ylim(0, 1.02)

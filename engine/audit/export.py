@@ -1,18 +1,31 @@
-"""`engine audit export`: people's audits as JSONL or CSV, with their notes and reason codes, for analysis elsewhere."""
+"""`engine audit export`: people's audits as JSONL or CSV, with notes and reason codes, for analysis elsewhere."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 
 from engine.store import Store, schema
 
-COLUMNS = ("review_id", "auditor", "same_object", "reason", "note", "decided_at", "stratum", "reviewer_keep",
-           "reviewer_confidence", "noun", "object_id", "video_id")
+COLUMNS = (
+    "review_id",
+    "auditor",
+    "same_object",
+    "reason",
+    "note",
+    "decided_at",
+    "stratum",
+    "reviewer_keep",
+    "reviewer_confidence",
+    "noun",
+    "object_id",
+    "video_id",
+)
 HISTORY_COLUMNS = ("review_id", "auditor", "action", "same_object", "reason", "note", "at")
 # A spreadsheet runs a cell that begins with one of these as a formula (=HYPERLINK(...) sends data away); notes,
 # names and nouns come from people and models, so such a text cell gets a leading ' (OWASP, "CSV injection").
@@ -29,17 +42,43 @@ def audit_rows(store: Store, history: bool = False) -> list[dict[str, Any]]:
     with store.session() as s:
         if history:
             e = schema.AuditEvent
-            return [{"review_id": x.review_id, "auditor": x.auditor, "action": x.action, "same_object": x.human_verdict,
-                     "reason": x.reason, "note": x.note, "at": x.created_at.isoformat()}
-                    for x in s.execute(sa.select(e).order_by(e.created_at, e.id)).scalars()]
+            return [
+                {
+                    "review_id": x.review_id,
+                    "auditor": x.auditor,
+                    "action": x.action,
+                    "same_object": x.human_verdict,
+                    "reason": x.reason,
+                    "note": x.note,
+                    "at": x.created_at.isoformat(),
+                }
+                for x in s.execute(sa.select(e).order_by(e.created_at, e.id)).scalars()
+            ]
         a, r, o, it = schema.Audit, schema.Review, schema.VideoObject, schema.AuditItem
-        q = (sa.select(a, r.verdict, r.confidence, o.noun, o.id, o.video_id, it.stratum)
-             .join(r, r.id == a.review_id).join(o, o.id == r.object_id).outerjoin(it, it.review_id == a.review_id)
-             .order_by(a.review_id, a.auditor))
-        return [{"review_id": x.review_id, "auditor": x.auditor, "same_object": x.human_verdict, "reason": x.reason,
-                 "note": x.note, "decided_at": x.created_at.isoformat(), "stratum": stratum, "reviewer_keep": keep,
-                 "reviewer_confidence": conf, "noun": noun, "object_id": oid, "video_id": vid}
-                for x, keep, conf, noun, oid, vid, stratum in s.execute(q)]
+        q = (
+            sa.select(a, r.verdict, r.confidence, o.noun, o.id, o.video_id, it.stratum)
+            .join(r, r.id == a.review_id)
+            .join(o, o.id == r.object_id)
+            .outerjoin(it, it.review_id == a.review_id)
+            .order_by(a.review_id, a.auditor)
+        )
+        return [
+            {
+                "review_id": x.review_id,
+                "auditor": x.auditor,
+                "same_object": x.human_verdict,
+                "reason": x.reason,
+                "note": x.note,
+                "decided_at": x.created_at.isoformat(),
+                "stratum": stratum,
+                "reviewer_keep": keep,
+                "reviewer_confidence": conf,
+                "noun": noun,
+                "object_id": oid,
+                "video_id": vid,
+            }
+            for x, keep, conf, noun, oid, vid, stratum in s.execute(q)
+        ]
 
 
 def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, history: bool = False) -> int:

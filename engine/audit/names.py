@@ -10,7 +10,7 @@ the names already in use. Pure functions: the store and the CLI apply them.
 from __future__ import annotations
 
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 MAX_LEN = 64
 PUNCTUATION = frozenset(" ._-'")  # besides letters and digits; no <, >, &, quotes other than the apostrophe
@@ -23,18 +23,61 @@ MIXABLE = (frozenset({"CJK", "HIRAGANA", "KATAKANA"}), frozenset({"CJK", "HANGUL
 # read differently to people who type names), and case is not folded (Ann and ann are told apart).
 _LOOKALIKES = {
     # Cyrillic lower case
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
-    "һ": "h", "ԛ": "q", "ԝ": "w",
+    "а": "a",
+    "е": "e",
+    "о": "o",
+    "р": "p",
+    "с": "c",
+    "у": "y",
+    "х": "x",
+    "і": "i",
+    "ј": "j",
+    "ѕ": "s",
+    "ԁ": "d",
+    "һ": "h",
+    "ԛ": "q",
+    "ԝ": "w",
     # Cyrillic upper case
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X",
-    "І": "I", "Ј": "J", "Ѕ": "S",
+    "А": "A",
+    "В": "B",
+    "Е": "E",
+    "К": "K",
+    "М": "M",
+    "Н": "H",
+    "О": "O",
+    "Р": "P",
+    "С": "C",
+    "Т": "T",
+    "Х": "X",
+    "І": "I",
+    "Ј": "J",
+    "Ѕ": "S",
     # Greek lower case
-    "ο": "o", "α": "a", "ν": "v", "ρ": "p", "τ": "t", "ι": "i", "κ": "k",
+    "ο": "o",
+    "α": "a",
+    "ν": "v",
+    "ρ": "p",
+    "τ": "t",
+    "ι": "i",
+    "κ": "k",
     # Greek upper case
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
-    "Τ": "T", "Υ": "Y", "Χ": "X",
+    "Α": "A",
+    "Β": "B",
+    "Ε": "E",
+    "Ζ": "Z",
+    "Η": "H",
+    "Ι": "I",
+    "Κ": "K",
+    "Μ": "M",
+    "Ν": "N",
+    "Ο": "O",
+    "Ρ": "P",
+    "Τ": "T",
+    "Υ": "Y",
+    "Χ": "X",
     # Latin variants
-    "ɡ": "g", "ı": "i",
+    "ɡ": "g",
+    "ı": "i",
 }
 _FOLD = str.maketrans(_LOOKALIKES)
 
@@ -60,12 +103,15 @@ def normalise_name(name: str) -> str:
         on_letter = i > 0 and unicodedata.category(name[i - 1])[0] in "LM"
         ok = cat[0] == "L" or cat == "Nd" or ch in PUNCTUATION or (cat[0] == "M" and on_letter)
         if not ok:
-            raise ValueError(f"auditor name {raw!r} may hold letters, digits, spaces and . _ - ' only, not {ch!r} "
-                             f"(U+{ord(ch):04X})")
+            raise ValueError(
+                f"auditor name {raw!r} may hold letters, digits, spaces and . _ - ' only, not {ch!r} (U+{ord(ch):04X})"
+            )
     scripts = {_script(ch) for ch in name if unicodedata.category(ch)[0] == "L"}
     if len(scripts) > 1 and not any(scripts <= group for group in MIXABLE):
-        raise ValueError(f"auditor name {raw!r} mixes scripts ({', '.join(sorted(scripts)).lower()}), so it could "
-                         "pass for another name")
+        raise ValueError(
+            f"auditor name {raw!r} mixes scripts ({', '.join(sorted(scripts)).lower()}), so it could "
+            "pass for another name"
+        )
     return name
 
 

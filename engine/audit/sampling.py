@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from engine.store import schema
-from engine.store.current import Current, current_reviews
 from engine.audit.names import lookup_key
 from engine.audit.stats import Confusion, wilson
-from engine.store import Store
+from engine.store import Store, schema
+from engine.store.current import Current, current_reviews
 
 BOOTSTRAP_REPLICATES = 2000
 BOOTSTRAP_SEED = 12345
 
 
 # --- auditors ------------------------------------------------------------------------------------
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -41,8 +41,13 @@ def add_auditor(store: Store, name: str) -> str:
         raise ValueError("an auditor name is 1 to 64 characters")
     token = secrets.token_urlsafe(24)
     with store.session() as s:
-        store.upsert(s, schema.Auditor, [dict(name=name, token_sha256=hash_token(token))], conflict=("name",),
-                     update=("token_sha256",))
+        store.upsert(
+            s,
+            schema.Auditor,
+            [dict(name=name, token_sha256=hash_token(token))],
+            conflict=("name",),
+            update=("token_sha256",),
+        )
     return token
 
 
@@ -64,12 +69,14 @@ def check_auditor(store: Store, name: str, token: str) -> bool:
 
 # --- sampling ------------------------------------------------------------------------------------
 
+
 def _size_bucket(area_fraction: float) -> str:
     return "small" if area_fraction < 0.01 else "medium" if area_fraction < 0.1 else "large"
 
 
-def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int = 100, seed: int = 0,
-                extra: str | None = None) -> dict[str, tuple[int, int]]:
+def draw_sample(
+    store: Store, current: Current, kept: int = 100, discarded: int = 100, seed: int = 0, extra: str | None = None
+) -> dict[str, tuple[int, int]]:
     """Draw audit items among the current reviews, stratified by the Reviewer's verdict (and optionally
     'category' or 'size').
 
@@ -77,8 +84,10 @@ def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int 
     drawn stay; returns {stratum: (population, newly drawn)}.
     """
     with store.session() as s:
-        rows = [(rid, verdict, noun, frames, h, w) for rid, verdict, _, noun, frames, h, w
-                in s.execute(current_reviews(current)).all()]
+        rows = [
+            (rid, verdict, noun, frames, h, w)
+            for rid, verdict, _, noun, frames, h, w in s.execute(current_reviews(current)).all()
+        ]
         already = dict(s.execute(sa.select(schema.AuditItem.review_id, schema.AuditItem.stratum)).all())
     pools: dict[str, list[str]] = defaultdict(list)
     for rid, verdict, noun, frames, h, w in rows:
@@ -115,6 +124,7 @@ def draw_sample(store: Store, current: Current, kept: int = 100, discarded: int 
 
 # --- statistics ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Estimate:
     value: float
@@ -138,7 +148,7 @@ class AuditStats:
     items: int  # audited items: what the sample, the intervals and the estimates count
     decisions: int  # audits: one per (item, auditor)
     multi: int  # items with more than one label
-    kappas: list["PairKappa"] = field(default_factory=list)
+    kappas: list[PairKappa] = field(default_factory=list)
     per_auditor: dict[str, Confusion] = field(default_factory=dict)  # each auditor's own decisions, on their items
 
 
@@ -157,6 +167,7 @@ class PairKappa:
 def label_rule(rule: str):
     """An item's label from its [(created_at, auditor, same_object)]: majority (a tie goes to the first auditor),
     first (the earliest decision), or adjudicator:<name> (that auditor's label where they gave one, else majority)."""
+
     def first(labels):
         return min(labels, key=lambda x: (x[0], x[1]))[2]
 
@@ -225,8 +236,11 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
     with store.session() as s:
         # items of the verdict strata only: near-threshold draws (calibration) are not uniform within a verdict
         near = sa.select(it.review_id).where(it.stratum.like("near:%"))
-        rows = s.execute(sa.select(r.id, r.verdict, a.auditor, a.human_verdict, a.created_at)
-                         .join(a, a.review_id == r.id).where(r.id.not_in(near))).all()
+        rows = s.execute(
+            sa.select(r.id, r.verdict, a.auditor, a.human_verdict, a.created_at)
+            .join(a, a.review_id == r.id)
+            .where(r.id.not_in(near))
+        ).all()
         pops = dict(s.execute(sa.select(it.stratum, sa.func.max(it.population)).group_by(it.stratum)).all())
         verdict_counts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
     n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or verdict_counts.get(True, 0)
@@ -238,7 +252,9 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
         keep_of[rid] = bool(keep)
     labelled = [(keep_of[rid], choose(labels)) for rid, labels in sorted(by_item.items())]
     sample = _confusion(labelled)
-    per_auditor = {name: _confusion([(k, h) for _, k, who, h, _ in rows if who == name]) for name in {x[2] for x in rows}}
+    per_auditor = {
+        name: _confusion([(k, h) for _, k, who, h, _ in rows if who == name]) for name in {x[2] for x in rows}
+    }
     kept = [h for k, h in labelled if k]
     disc = [h for k, h in labelled if not k]
     p_lo, p_hi = wilson(sample.tp, sample.tp + sample.fp)
@@ -248,19 +264,38 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
     if kept and disc:
         point = population_metrics(sum(kept) / len(kept), sum(disc) / len(disc), n_kept, n_disc)
         boot = _bootstrap(kept, disc, n_kept, n_disc)
-        recall, accuracy, f1 = (_interval([b[i] for b in boot], point[i], f"stratified bootstrap x{BOOTSTRAP_REPLICATES}")
-                                for i in range(3))
+        recall, accuracy, f1 = (
+            _interval([b[i] for b in boot], point[i], f"stratified bootstrap x{BOOTSTRAP_REPLICATES}")
+            for i in range(3)
+        )
     names = sorted(per_auditor)
     kappas = []
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
-            both = [(lab[x], lab[y]) for lab in ({who: h for _, who, h in v} for v in by_item.values())
-                    if x in lab and y in lab]
+        for y in names[i + 1 :]:
+            both = [
+                (lab[x], lab[y])
+                for lab in ({who: h for _, who, h in v} for v in by_item.values())
+                if x in lab and y in lab
+            ]
             if both:
                 kappas.append(PairKappa(x, y, len(both), cohen_kappa(both) if len(both) >= KAPPA_MIN_ITEMS else None))
-    return AuditStats(sample, n_kept, n_disc, precision, Estimate(sample.accuracy, acc_lo, acc_hi, "Wilson"),
-                      recall, accuracy, f1, audits_for_half_width(sample.precision if kept else 0.5, len(kept)),
-                      rule, len(by_item), len(rows), sum(len(v) > 1 for v in by_item.values()), kappas, per_auditor)
+    return AuditStats(
+        sample,
+        n_kept,
+        n_disc,
+        precision,
+        Estimate(sample.accuracy, acc_lo, acc_hi, "Wilson"),
+        recall,
+        accuracy,
+        f1,
+        audits_for_half_width(sample.precision if kept else 0.5, len(kept)),
+        rule,
+        len(by_item),
+        len(rows),
+        sum(len(v) > 1 for v in by_item.values()),
+        kappas,
+        per_auditor,
+    )
 
 
 def audits_for_half_width(p: float, have: int, half_width: float = 0.05) -> int:
@@ -274,18 +309,24 @@ def audits_for_half_width(p: float, have: int, half_width: float = 0.05) -> int:
 
 
 def _confusion(pairs: list[tuple[bool, bool]]) -> Confusion:
-    return Confusion(tp=sum(k and h for k, h in pairs), fp=sum(k and not h for k, h in pairs),
-                     fn=sum(not k and h for k, h in pairs), tn=sum(not k and not h for k, h in pairs))
+    return Confusion(
+        tp=sum(k and h for k, h in pairs),
+        fp=sum(k and not h for k, h in pairs),
+        fn=sum(not k and h for k, h in pairs),
+        tn=sum(not k and not h for k, h in pairs),
+    )
 
 
 # --- calibration ---------------------------------------------------------------------------------
 
+
 def calibration_pool(store: Store, current: Current, rule: str = "majority"):
-    """Every current review's score and verdict, and each audited item's label by `rule` (engine/audit/calibrate.py)."""
+    """Every current review's score and verdict, and each audited item's label by `rule`
+    (engine/audit/calibrate.py)."""
     from engine.audit.calibrate import pool_from
 
     choose = label_rule(rule)
-    r, a = schema.Review, schema.Audit
+    a = schema.Audit
     with store.session() as s:
         reviews = [(rid, bool(v), float(c)) for rid, v, c, *_ in s.execute(current_reviews(current)).all()]
         labels: dict[str, list] = defaultdict(list)
@@ -297,9 +338,15 @@ def calibration_pool(store: Store, current: Current, rule: str = "majority"):
 def save_calibration(store: Store, cal, rule: str) -> str:
     import uuid
 
-    est = {"precision": vars(cal.precision), "recall": vars(cal.recall), "yield": cal.yield_,
-           "admitted": cal.admitted, "readmitted": cal.readmitted, "audited": cal.audited,
-           "kept_by_reviewer": cal.kept_by_reviewer}
+    est = {
+        "precision": vars(cal.precision),
+        "recall": vars(cal.recall),
+        "yield": cal.yield_,
+        "admitted": cal.admitted,
+        "readmitted": cal.readmitted,
+        "audited": cal.audited,
+        "kept_by_reviewer": cal.kept_by_reviewer,
+    }
     cid = uuid.uuid4().hex
     with store.session() as s:
         s.add(schema.Calibration(id=cid, target=cal.target, threshold=cal.threshold, rule=rule, estimates=est))
@@ -308,8 +355,9 @@ def save_calibration(store: Store, cal, rule: str) -> str:
 
 def latest_calibration(store: Store) -> schema.Calibration | None:
     with store.session() as s:
-        row = s.execute(sa.select(schema.Calibration).order_by(schema.Calibration.created_at.desc()).limit(1)
-                        ).scalar_one_or_none()
+        row = s.execute(
+            sa.select(schema.Calibration).order_by(schema.Calibration.created_at.desc()).limit(1)
+        ).scalar_one_or_none()
         if row is not None:
             s.expunge(row)
         return row
@@ -330,19 +378,21 @@ def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -
     # the cells whose score range holds the threshold, or is next to it, for each verdict
     near_cells = set()
     for verdict in (False, True):
-        mine = sorted({int(c) for c in cell[pool.keep == verdict]},
-                      key=lambda c: pool.scores[cell == c].min())
+        mine = sorted({int(c) for c in cell[pool.keep == verdict]}, key=lambda c: pool.scores[cell == c].min())
         for k, c in enumerate(mine):
             lo, hi = pool.scores[cell == c].min(), pool.scores[cell == c].max()
-            if lo <= cal.threshold <= hi or (k + 1 < len(mine) and hi < cal.threshold <= pool.scores[
-                    cell == mine[k + 1]].min()):
-                near_cells.update(mine[max(0, k - 1):k + 2])
+            if lo <= cal.threshold <= hi or (
+                k + 1 < len(mine) and hi < cal.threshold <= pool.scores[cell == mine[k + 1]].min()
+            ):
+                near_cells.update(mine[max(0, k - 1) : k + 2])
     candidates = [i for i, c in enumerate(cell) if int(c) in near_cells and ids[i] not in already]
     rng = random.Random(seed)
     picked = rng.sample(candidates, min(n, len(candidates)))
     population = {c: int((cell == c).sum()) for c in near_cells}
-    rows = [dict(review_id=ids[i], stratum=f"near:{int(cell[i])}", population=population[int(cell[i])], seed=seed)
-            for i in picked]
+    rows = [
+        dict(review_id=ids[i], stratum=f"near:{int(cell[i])}", population=population[int(cell[i])], seed=seed)
+        for i in picked
+    ]
     with store.session() as s:
         store.insert_ignore(s, schema.AuditItem, rows)
     report: dict[str, tuple[int, int]] = {}

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,10 +27,18 @@ from engine.llm.request_log import RoleTotals, add_totals, request_totals
 from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import PluginError
-from engine.runtime.run_state import (ABORTED, EXIT_CODES, FINISHED, PREFLIGHT_EXIT, RUN_END_MARK, Outcome,
-                                      mark_interrupted, outcome)
-from engine.runtime.units import uncaptioned, video_tasks
+from engine.runtime.run_state import (
+    ABORTED,
+    EXIT_CODES,
+    FINISHED,
+    PREFLIGHT_EXIT,
+    RUN_END_MARK,
+    Outcome,
+    mark_interrupted,
+    outcome,
+)
 from engine.runtime.summary import run_summary
+from engine.runtime.units import uncaptioned, video_tasks
 from engine.sources.ingest import IngestReport, ingest
 from engine.store import schema
 from engine.store.current import stage_counts
@@ -77,13 +85,18 @@ def init(
 @app.command(short_help="Run the engine over a folder of videos.  e.g. engine run --source videos/ --dry-run")
 def run(
     source: Annotated[Path, typer.Option("--source", "-s", help="folder of videos (searched recursively)")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="scan, probe, split into clips and record; print the plan; "
-                                                            "call no model")] = False,
-    pipelines: Annotated[str, typer.Option("--pipelines", "-p", help=f"comma-separated: {','.join(PIPELINES)}")] = "detailed",
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="process at most N videos")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="scan, probe, split into clips and record; print the plan; call no model")
+    ] = False,
+    pipelines: Annotated[
+        str, typer.Option("--pipelines", "-p", help=f"comma-separated: {','.join(PIPELINES)}")
+    ] = "detailed",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="process at most N videos")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="send every model call, even ones stored")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="try quarantined units again")] = False,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join a Ray cluster ('auto', ray://...)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="join a Ray cluster ('auto', ray://...)")
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -102,9 +115,11 @@ def run(
         err.print(f"error: {e}\nNothing was run.", highlight=False)
         raise typer.Exit(2) from None
     if "qa-dataset" in names and not _has_dataset_video(source):
-        err.print(f"error: --pipelines qa-dataset, but {source} holds no video of an annotated dataset (MeViS, "
-                  "Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) in its released layout.\nNothing was run.",
-                  highlight=False)
+        err.print(
+            f"error: --pipelines qa-dataset, but {source} holds no video of an annotated dataset (MeViS, "
+            "Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) in its released layout.\nNothing was run.",
+            highlight=False,
+        )
         raise typer.Exit(2)
     os.environ.setdefault("VIDEOREFER_CACHE_DIR", str(cfg.data_path / "cache"))  # e.g. MeViS's mask index
     # Everything that can be known before the run is checked now: before any request and before the run row.
@@ -116,9 +131,16 @@ def run(
         for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
             err.print(f"note: {_stale_sentence(stale, state)}", highlight=False)
         with store.session() as s:
-            s.add(schema.Run(id=run_id, command=command, engine_version=engine.__version__,
-                             config=cfg.model_dump(mode="json"), source=str(source.resolve()),
-                             heartbeat_at=schema.utcnow()))
+            s.add(
+                schema.Run(
+                    id=run_id,
+                    command=command,
+                    engine_version=engine.__version__,
+                    config=cfg.model_dump(mode="json"),
+                    source=str(source.resolve()),
+                    heartbeat_at=schema.utcnow(),
+                )
+            )
             s.flush()
             if probed.get("requests"):  # preflight's probes are requests too: they count in this run
                 store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in probed["requests"]])
@@ -130,8 +152,22 @@ def run(
         raise typer.Exit(3) from None
     with _run_log(cfg, run_id) as run_log:
         try:
-            out, summary = _phases(cfg, store, source, run_id, names, built, vc, seg_path, dry_run, limit,
-                                   not no_cache, retry_failed, probed, run_log)
+            out, summary = _phases(
+                cfg,
+                store,
+                source,
+                run_id,
+                names,
+                built,
+                vc,
+                seg_path,
+                dry_run,
+                limit,
+                not no_cache,
+                retry_failed,
+                probed,
+                run_log,
+            )
         finally:
             _stop_ray(cfg)
         _close_run(store, run_id, out, summary)
@@ -143,9 +179,22 @@ def _stale_sentence(run_id: str, state: str) -> str:
     return f"run {run_id[:12]} could not close its row when it ended: closed as {state}, as its run log says"
 
 
-def _phases(cfg: Config, store: Store, source: Path, run_id: str, names: list[str], built: list[Pipeline],
-            vc: VersionContext, seg_path: str, dry_run: bool, limit: int | None, use_cache: bool, retry_failed: bool,
-            probed: dict, run_log: "_RunLog") -> tuple[Outcome, dict]:
+def _phases(
+    cfg: Config,
+    store: Store,
+    source: Path,
+    run_id: str,
+    names: list[str],
+    built: list[Pipeline],
+    vc: VersionContext,
+    seg_path: str,
+    dry_run: bool,
+    limit: int | None,
+    use_cache: bool,
+    retry_failed: bool,
+    probed: dict,
+    run_log: _RunLog,
+) -> tuple[Outcome, dict]:
     """Ingest, split, plan, then execute (or print the plan): how the run ended, and its summary. Every way it
     can stop ends here with a reason, so the caller always closes the run row."""
     summary: dict = {}
@@ -154,16 +203,30 @@ def _phases(cfg: Config, store: Store, source: Path, run_id: str, names: list[st
         _print_problems(report)
         _print_summary(report)
         _print_datasets(report)
-        summary.update(videos=len(report.videos), new_videos=report.new_videos, problems=len(report.problems),
-                       duplicates=len(report.duplicates))
+        summary.update(
+            videos=len(report.videos),
+            new_videos=report.new_videos,
+            problems=len(report.problems),
+            duplicates=len(report.duplicates),
+        )
         split = _split_with_progress(cfg, store, report, run_id, retry_failed)
         _print_split(split, cfg)
         summary["split"] = split.as_summary()
         tasks = video_tasks(store, split.units)
         plan = make_plan(cfg, built, vc, tasks, uncaptioned(store, [t.id for t in tasks]), measured_tokens(store))
-        summary.update(planned_calls=plan.calls, planned_cost_usd=plan.cost_usd,
-                       plan={a.role: {"calls": a.calls, "tokens_in": a.tokens_in, "tokens_out": a.tokens_out,
-                                      "cost_usd": a.cost_usd} for a in plan.roles})
+        summary.update(
+            planned_calls=plan.calls,
+            planned_cost_usd=plan.cost_usd,
+            plan={
+                a.role: {
+                    "calls": a.calls,
+                    "tokens_in": a.tokens_in,
+                    "tokens_out": a.tokens_out,
+                    "cost_usd": a.cost_usd,
+                }
+                for a in plan.roles
+            },
+        )
         if dry_run:
             _stop_ray(cfg)
             _print_plan(plan, cfg, built, names)
@@ -197,8 +260,10 @@ def _close_run(store: Store, run_id: str, out: Outcome, summary: dict) -> None:
     except Exception as e:  # noqa: BLE001  (the store is what failed: the next run or status closes the row)
         if not is_store_fault(e):
             raise
-        err.print(f"note: the run's row could not be closed ({cause(e)}); the next engine run or engine status "
-                  "closes it", highlight=False)
+        err.print(
+            f"note: the run's row could not be closed ({cause(e)}); the next engine run or engine status closes it",
+            highlight=False,
+        )
         if out.exit_code == 0:  # the results are stored, but the store refused a write: not a clean finish
             out = Outcome(ABORTED, EXIT_CODES[ABORTED], f"aborted: {store_error(e, store.url)}")
     (console if out.exit_code == 0 else err).print(f"{out.sentence}   (exit code {out.exit_code})", highlight=False)
@@ -309,12 +374,15 @@ def _preflight(cfg: Config, pipelines: list[Pipeline], seg_path: str, dry_run: b
                 for key in keys:
                     mode = await client.learn_mode(key)
                     ep = client.endpoint(key)
-                    console.print(f"agent {key}: {ep.base_url} (model {ep.cfg.model}): output mode {mode}",
-                                  highlight=False)
+                    console.print(
+                        f"agent {key}: {ep.base_url} (model {ep.cfg.model}): output mode {mode}", highlight=False
+                    )
                 for key in vision:
                     tokens = await client.check_vision(key)
-                    console.print(f"agent {key}: sees images"
-                                  + (f" (a 64x64 image: {tokens} prompt tokens)" if tokens else ""), highlight=False)
+                    console.print(
+                        f"agent {key}: sees images" + (f" (a 64x64 image: {tokens} prompt tokens)" if tokens else ""),
+                        highlight=False,
+                    )
             finally:
                 await client.aclose()
 
@@ -326,15 +394,38 @@ def _preflight(cfg: Config, pipelines: list[Pipeline], seg_path: str, dry_run: b
     return {**client.probed(), "requests": list(probes.rows.values())}
 
 
-def _execute(cfg: Config, store: Store, run_id: str, video_ids: list[str], pipelines: list[Pipeline], seg_path: str,
-             vc: VersionContext, use_cache: bool, retry_failed: bool, probed: dict):
+def _execute(
+    cfg: Config,
+    store: Store,
+    run_id: str,
+    video_ids: list[str],
+    pipelines: list[Pipeline],
+    seg_path: str,
+    vc: VersionContext,
+    use_cache: bool,
+    retry_failed: bool,
+    probed: dict,
+):
     from engine.runtime.executor import execute
 
     def run(on_progress) -> Any:
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill ends like Ctrl-C: row closed
         try:
-            return asyncio.run(execute(cfg, store, run_id, video_ids, pipelines, seg_path, vc.segmentor_version,
-                                       use_cache, retry_failed, on_progress, probed=probed))
+            return asyncio.run(
+                execute(
+                    cfg,
+                    store,
+                    run_id,
+                    video_ids,
+                    pipelines,
+                    seg_path,
+                    vc.segmentor_version,
+                    use_cache,
+                    retry_failed,
+                    on_progress,
+                    probed=probed,
+                )
+            )
         finally:
             signal.signal(signal.SIGTERM, previous)
             _stop_ray(cfg)
@@ -388,18 +479,30 @@ def _print_run_summary(r: dict) -> None:
     t.add_column(justify="right")
     keep = f"{r['kept'] / r['reviewed']:.0%}" if r["reviewed"] else "-"
     rows = [
-        ("videos and clips (units)", f"{r['videos']:,}"), ("objects", f"{r['objects']:,}"), ("  grounded", f"{r['grounded']:,}"),
-        ("  reviewed", f"{r['reviewed']:,}"), ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
+        ("videos and clips (units)", f"{r['videos']:,}"),
+        ("objects", f"{r['objects']:,}"),
+        ("  grounded", f"{r['grounded']:,}"),
+        ("  reviewed", f"{r['reviewed']:,}"),
+        ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
         ("requests sent", f"{r['requests']:,}"),
         ("  answered from the cache (no request)", f"{sum(r.get('cache_hits', {}).values()):,}"),
-        ("tokens in / out", f"{r['tokens_in']:,} / {r['tokens_out']:,}"
-                            + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else "")),
+        (
+            "tokens in / out",
+            f"{r['tokens_in']:,} / {r['tokens_out']:,}"
+            + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else ""),
+        ),
         ("cost USD", f"{r['cost_usd']:,.4f}"),
         ("new samples (this run)", f"{r['new_results']:,}"),
-        *((f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}") for k, v in sorted(r.get("dropped", {}).items())),
-        *((("skipped inputs (not failures: see Skipped inputs)", f"{r['skipped_inputs']:,}"),)
-          if r.get("skipped_inputs") else ()),
+        *(
+            (f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}")
+            for k, v in sorted(r.get("dropped", {}).items())
+        ),
+        *(
+            (("skipped inputs (not failures: see Skipped inputs)", f"{r['skipped_inputs']:,}"),)
+            if r.get("skipped_inputs")
+            else ()
+        ),
         ("failures in this run (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
         ("  quarantined among these videos, all runs", f"{r['quarantined_in_store']:,}"),
     ]
@@ -408,9 +511,25 @@ def _print_run_summary(r: dict) -> None:
     console.print(t)
     if r["roles"]:
         hits = r.get("cache_hits", {})
-        _print_role_table("Requests by agent role, this run", [
-            RoleTotals(role, x["requests"], x["ok"], x["requests"] - x["ok"], 0, x["tokens_unknown"], x["tokens_in"],
-                       x["tokens_out"], x["cost_usd"], 0.0) for role, x in sorted(r["roles"].items())], hits)
+        _print_role_table(
+            "Requests by agent role, this run",
+            [
+                RoleTotals(
+                    role,
+                    x["requests"],
+                    x["ok"],
+                    x["requests"] - x["ok"],
+                    0,
+                    x["tokens_unknown"],
+                    x["tokens_in"],
+                    x["tokens_out"],
+                    x["cost_usd"],
+                    0.0,
+                )
+                for role, x in sorted(r["roles"].items())
+            ],
+            hits,
+        )
 
 
 def _print_plan_against_actual(run: schema.Run, actual: list[RoleTotals]) -> None:
@@ -419,16 +538,25 @@ def _print_plan_against_actual(run: schema.Run, actual: list[RoleTotals]) -> Non
     if not plan:
         return
     by_role = {t.role: t for t in actual}
-    t = Table(title=f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits "
-                    "and retries included)", title_justify="left")
+    t = Table(
+        title=f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits "
+        "and retries included)",
+        title_justify="left",
+    )
     for col in ("role", "planned calls", "requests", "planned tokens in", "tokens in", "planned cost USD", "cost USD"):
         t.add_column(col, justify="left" if col == "role" else "right")
     hits = run.summary.get("cache_hits", {})
     for role in sorted(set(plan) | {r for r in by_role if r != "probe"}):
         p, a = plan.get(role, {}), by_role.get(role)
-        t.add_row(role, f"{p.get('calls', 0):,.0f}", f"{a.requests if a else 0:,}" + (
-            f" (+{hits[role]:,} cached)" if hits.get(role) else ""), f"{p.get('tokens_in', 0):,.0f}",
-                  f"{a.tokens_in if a else 0:,}", f"{p.get('cost_usd', 0):,.4f}", f"{a.cost_usd if a else 0:,.4f}")
+        t.add_row(
+            role,
+            f"{p.get('calls', 0):,.0f}",
+            f"{a.requests if a else 0:,}" + (f" (+{hits[role]:,} cached)" if hits.get(role) else ""),
+            f"{p.get('tokens_in', 0):,.0f}",
+            f"{a.tokens_in if a else 0:,}",
+            f"{p.get('cost_usd', 0):,.4f}",
+            f"{a.cost_usd if a else 0:,.4f}",
+        )
     console.print(t)
 
 
@@ -441,17 +569,36 @@ def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] |
         if x.role == "total":
             t.add_section()
         hit = sum((hits or {}).values()) if x.role == "total" else (hits or {}).get(x.role, 0)
-        t.add_row(x.role, f"{x.requests:,}", f"{x.ok:,}", f"{x.failed:,}", f"{hit:,}" if hits is not None else "-",
-                  f"{x.tokens_in:,}", f"{x.tokens_out:,}", f"{x.tokens_unknown:,}", f"{x.cost_usd:,.4f}")
+        t.add_row(
+            x.role,
+            f"{x.requests:,}",
+            f"{x.ok:,}",
+            f"{x.failed:,}",
+            f"{hit:,}" if hits is not None else "-",
+            f"{x.tokens_in:,}",
+            f"{x.tokens_out:,}",
+            f"{x.tokens_unknown:,}",
+            f"{x.cost_usd:,.4f}",
+        )
     console.print(t)
 
 
 def _ingest_with_progress(store: Store, source: Path, cfg: Config, limit: int | None, run_id: str) -> IngestReport:
-    columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    columns = (
+        TextColumn("probing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=None)
         return ingest(
-            store, source, frame_folder_fps=cfg.sampling.frame_folder_fps, limit=limit, run_id=run_id,
+            store,
+            source,
+            frame_folder_fps=cfg.sampling.frame_folder_fps,
+            limit=limit,
+            run_id=run_id,
             on_start=lambda n: progress.update(task, total=n),
             on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
         )
@@ -460,15 +607,27 @@ def _ingest_with_progress(store: Store, source: Path, cfg: Config, limit: int | 
 def _split_with_progress(cfg: Config, store: Store, report: IngestReport, run_id: str, retry_failed: bool):
     from engine.runtime.split import split_sources
 
-    columns = (TextColumn("splitting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (
+        TextColumn("splitting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("", total=None)
-            return split_sources(cfg, store, report.videos, report.source, run_id, report.timed_captions,
-                                 on_start=lambda n: progress.update(task, total=n),
-                                 on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
-                                 retry_failed=retry_failed)
+            return split_sources(
+                cfg,
+                store,
+                report.videos,
+                report.source,
+                run_id,
+                report.timed_captions,
+                on_start=lambda n: progress.update(task, total=n),
+                on_progress=lambda rel: progress.update(task, advance=1, description=rel[-60:]),
+                retry_failed=retry_failed,
+            )
     except BaseException:
         _stop_ray(cfg)
         raise
@@ -488,12 +647,15 @@ def _print_split(split, cfg: Config) -> None:
     t = Table(title=f"Clips (split.detector = {cfg.split.detector})", title_justify="left", show_header=False)
     t.add_column(justify="left")
     t.add_column(justify="right")
-    rows = [("sources split in this run", split.scanned),
-            ("sources split before (not decoded again)", split.resumed),
-            ("sources not split (frame folders, datasets)", split.whole),
-            ("clips found", split.clips), ("  kept", split.kept),
-            *((f"  dropped: {reason.replace('_', ' ')}", n) for reason, n in sorted(split.dropped.items())),
-            ("sources that could not be split", len(split.failed))]
+    rows = [
+        ("sources split in this run", split.scanned),
+        ("sources split before (not decoded again)", split.resumed),
+        ("sources not split (frame folders, datasets)", split.whole),
+        ("clips found", split.clips),
+        ("  kept", split.kept),
+        *((f"  dropped: {reason.replace('_', ' ')}", n) for reason, n in sorted(split.dropped.items())),
+        ("sources that could not be split", len(split.failed)),
+    ]
     for k, v in rows:
         t.add_row(k, f"{v:,}")
     console.print(t)
@@ -558,9 +720,14 @@ def _print_datasets(report: IngestReport) -> None:
         t = Table(title=f"Dataset {s.dataset}, split {s.split} ({s.root})", title_justify="left", show_header=False)
         t.add_column(justify="left")
         t.add_column(justify="right")
-        for k, v in (("videos in the split", s.videos), ("  in this source", here), ("objects", s.objects),
-                     ("referring expressions", s.expressions), ("frames with masks", s.frames_with_masks),
-                     *((f"left out: {reason}", n) for reason, n in sorted(s.skipped.items()))):
+        for k, v in (
+            ("videos in the split", s.videos),
+            ("  in this source", here),
+            ("objects", s.objects),
+            ("referring expressions", s.expressions),
+            ("frames with masks", s.frames_with_masks),
+            *((f"left out: {reason}", n) for reason, n in sorted(s.skipped.items())),
+        ):
             t.add_row(k, f"{v:,}")
         console.print(t)
         for w in s.warnings:
@@ -571,20 +738,52 @@ def _print_datasets(report: IngestReport) -> None:
 
 def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:
     t = Table(title=f"Plan for a run of {', '.join(names)} (estimate)", title_justify="left")
-    for col, just in (("agent role", "left"), ("endpoint", "left"), ("model", "left"), ("calls", "right"),
-                      ("tokens in", "right"), ("tokens out", "right"), ("cost USD", "right"), ("basis", "left")):
+    for col, just in (
+        ("agent role", "left"),
+        ("endpoint", "left"),
+        ("model", "left"),
+        ("calls", "right"),
+        ("tokens in", "right"),
+        ("tokens out", "right"),
+        ("cost USD", "right"),
+        ("basis", "left"),
+    ):
         t.add_column(col, justify=just)
     for a in plan.roles:
-        t.add_row(a.role, a.endpoint, getattr(cfg.agents, a.endpoint).model, f"{a.calls:,.0f}", f"{a.tokens_in:,.0f}",
-                  f"{a.tokens_out:,.0f}", f"{a.cost_usd:,.4f}", "measured" if a.measured else "estimate")
+        t.add_row(
+            a.role,
+            a.endpoint,
+            getattr(cfg.agents, a.endpoint).model,
+            f"{a.calls:,.0f}",
+            f"{a.tokens_in:,.0f}",
+            f"{a.tokens_out:,.0f}",
+            f"{a.cost_usd:,.4f}",
+            "measured" if a.measured else "estimate",
+        )
     if any("segmentor" in st.uses for p in pipelines for st in p.stages):
         seg = cfg.segmentor
         where = "GPU" if cfg.ray.resources["segmentor"].num_gpus > 0 else "CPU"
-        t.add_row("segmentor", seg.backend, seg.sam2_model if seg.backend == "grounded_sam2" else "-", "-", "-", "-",
-                  "-", f"{plan.mask_frames:,} object-frames on {where}")
+        t.add_row(
+            "segmentor",
+            seg.backend,
+            seg.sam2_model if seg.backend == "grounded_sam2" else "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"{plan.mask_frames:,} object-frames on {where}",
+        )
     t.add_section()
-    t.add_row("total", "", "", f"{plan.calls:,.0f}", f"{sum(a.tokens_in for a in plan.roles):,.0f}",
-              f"{sum(a.tokens_out for a in plan.roles):,.0f}", f"{plan.cost_usd:,.4f}", "")
+    t.add_row(
+        "total",
+        "",
+        "",
+        f"{plan.calls:,.0f}",
+        f"{sum(a.tokens_in for a in plan.roles):,.0f}",
+        f"{sum(a.tokens_out for a in plan.roles):,.0f}",
+        f"{plan.cost_usd:,.4f}",
+        "",
+    )
     console.print(t)
     console.print(
         f"videos {plan.videos:,}   frames to decode {plan.frames:,}   objects (est. "
@@ -597,7 +796,8 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
 def status(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
 ) -> None:
-    """Show what the store holds, which results are current, recent runs, requests and failures (example: engine status)."""
+    """Show what the store holds, which results are current, recent runs, requests and failures
+    (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
     for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
@@ -616,8 +816,9 @@ def status(
     else:
         with store.session() as s:
             stages = stage_counts(s, current)
-        vt = Table(title="Results by version (current = what this configuration's versions select)",
-                   title_justify="left")
+        vt = Table(
+            title="Results by version (current = what this configuration's versions select)", title_justify="left"
+        )
         for col in ("result", "current", "outdated only"):
             vt.add_column(col, justify="left" if col == "result" else "right")
         for c in stages:
@@ -632,9 +833,15 @@ def status(
         for col in ("run id", "command", "state", "started", "videos", "new", "reason"):
             rt.add_column(col, overflow="fold")
         for r in runs:
-            rt.add_row(r.id[:12], r.command, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-                       str(r.summary.get("videos", "")), str(r.summary.get("new_videos", "")),
-                       "" if r.status == "finished" else (r.reason or ""))
+            rt.add_row(
+                r.id[:12],
+                r.command,
+                r.status,
+                f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                str(r.summary.get("videos", "")),
+                str(r.summary.get("new_videos", "")),
+                "" if r.status == "finished" else (r.reason or ""),
+            )
         console.print(rt)
     totals = request_totals(store)
     if totals:
@@ -642,8 +849,9 @@ def status(
         real = [r for r in runs if r.command.startswith("run --pipelines")]
         if real:
             actual = request_totals(store, real[0].id)
-            _print_role_table(f"Requests by agent role, run {real[0].id[:12]}", actual,
-                              real[0].summary.get("cache_hits", {}))
+            _print_role_table(
+                f"Requests by agent role, run {real[0].id[:12]}", actual, real[0].summary.get("cache_hits", {})
+            )
             _print_plan_against_actual(real[0], actual)
     else:
         console.print("no model requests yet")
@@ -658,10 +866,15 @@ def status(
         console.print("no failures")
 
 
-app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(export)
-app.command(short_help="Check a VideoRefer-format file and count defects.  e.g. engine validate out/detailed_train.json")(
-    validate)
-app.add_typer(audit_app, name="audit", short_help="Audit the Reviewer.  e.g. engine audit sample --kept 100 --discarded 100")
+app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(
+    export
+)
+app.command(
+    short_help="Check a VideoRefer-format file and count defects.  e.g. engine validate out/detailed_train.json"
+)(validate)
+app.add_typer(
+    audit_app, name="audit", short_help="Audit the Reviewer.  e.g. engine audit sample --kept 100 --discarded 100"
+)
 app.command(short_help="Serve the audit web UI.  e.g. engine review --port 8765")(review)
 
 

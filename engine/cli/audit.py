@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _store, console, err
 
-audit_app = typer.Typer(help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True,
-                        rich_markup_mode=None)
+audit_app = typer.Typer(
+    help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
-def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
-                      database_url: DbOpt = None) -> None:
+def audit_add_auditor(
+    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+) -> None:
     """Create an auditor (or give them a new token) and print the token once; it is stored hashed. Names are
     NFKC-normalised; markup, mixed scripts and look-alikes of a name in use are refused."""
     import sqlalchemy as sa
@@ -37,16 +39,21 @@ def audit_add_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt 
         in_use |= set(s.execute(sa.select(schema.Audit.auditor).distinct()).scalars())
     other = confusable_with(name, in_use)
     if other is not None:
-        err.print(f"error: auditor name {name!r} looks like auditor {other!r} (look-alike letters): choose another",
-                  highlight=False, markup=False, soft_wrap=True)
+        err.print(
+            f"error: auditor name {name!r} looks like auditor {other!r} (look-alike letters): choose another",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     token = add_auditor(store, name)
     console.print(f"auditor {name}: token {token}\n(shown once; sign in to `engine review` with it)", highlight=False)
 
 
 @audit_app.command("remove-auditor", short_help="Remove an auditor: their sessions end, their audits stay.")
-def audit_remove_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None,
-                         database_url: DbOpt = None) -> None:
+def audit_remove_auditor(
+    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+) -> None:
     """Remove an auditor. A signed-in session of theirs ends at its next request; their decisions are kept."""
     from engine.audit.names import lookup_key
     from engine.audit.sampling import remove_auditor
@@ -61,10 +68,17 @@ def audit_remove_auditor(name: str, config: ConfigOpt = None, data_dir: DataDirO
 @audit_app.command("export", short_help="People's audits as JSONL or CSV, with notes and reason codes.")
 def audit_export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl | csv")] = "jsonl",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="file to write (default: standard output)")] = None,
-    history: Annotated[bool, typer.Option("--history", help="every decision and undo, in order, not only the current "
-                                                            "decision of each item and auditor")] = False,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: standard output)")] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="every decision and undo, in order, not only the current decision of each item and auditor",
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Export audits (example: engine audit export --format csv -o audits.csv)."""
     from engine.audit.export import audit_rows, write
@@ -89,11 +103,19 @@ def audit_sample(
     kept: Annotated[int, typer.Option("--kept", min=0)] = 100,
     discarded: Annotated[int, typer.Option("--discarded", min=0)] = 100,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    by: Annotated[Optional[str], typer.Option("--by", help="extra strata: category or size")] = None,
-    near_threshold: Annotated[Optional[int], typer.Option(
-        "--near-threshold", min=1, help="instead: N items where the decision is most uncertain, around the newest "
-                                        "calibration's threshold (their sampling weights are recorded)")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    by: Annotated[str | None, typer.Option("--by", help="extra strata: category or size")] = None,
+    near_threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--near-threshold",
+            min=1,
+            help="instead: N items where the decision is most uncertain, around the newest "
+            "calibration's threshold (their sampling weights are recorded)",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
     from engine.audit.sampling import draw_near_threshold, draw_sample
@@ -126,9 +148,11 @@ def audit_sample(
 @audit_app.command("calibrate", short_help="The Reviewer's keep threshold for a target precision, from the audits.")
 def audit_calibrate(
     target: Annotated[float, typer.Option("--target-precision", min=0.5, max=1.0)] = 0.95,
-    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="write the precision-yield curve (PNG)")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="write the precision-yield curve (PNG)")] = None,
     rule: Annotated[str, typer.Option("--rule", help="majority, first or adjudicator:NAME")] = "majority",
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Choose the keep threshold on the Reviewer's same-object score (its confidence for a keep, 1 - it for a
     discard) that reaches the target precision; print its precision, recall and yield with intervals weighted by
@@ -145,25 +169,39 @@ def audit_calibrate(
         err.print(f"error: --rule: {e}", highlight=False)
         raise typer.Exit(2) from None
     if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
-        err.print(f"error: {len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
-                  "(engine audit sample, then engine review)", highlight=False)
+        err.print(
+            f"error: {len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
+            "(engine audit sample, then engine review)",
+            highlight=False,
+        )
         raise typer.Exit(1)
     cal = calibrate(pool, target)
     save_calibration(store, cal, rule)
     if cal.threshold is None:
         best = max((p for _, p, _ in cal.curve if p == p), default=0.0)
-        err.print(f"no threshold reaches precision {target:.2f} (the best estimate is {best:.2f}); the highest "
-                  "audited score is recorded", highlight=False)
+        err.print(
+            f"no threshold reaches precision {target:.2f} (the best estimate is {best:.2f}); the highest "
+            "audited score is recorded",
+            highlight=False,
+        )
     p, r = cal.precision, cal.recall
-    console.print(f"threshold {cal.threshold if cal.threshold is not None else float('nan'):.3f} on the same-object "
-                  f"score, from {cal.audited:,} audited items (label rule: {rule})", highlight=False)
-    console.print(f"  precision {p.value:.3f} (95% {p.low:.3f}-{p.high:.3f})   recall {r.value:.3f} "
-                  f"(95% {r.low:.3f}-{r.high:.3f})   yield {cal.yield_:.3f} ({cal.admitted:,} objects; the Reviewer "
-                  f"kept {cal.kept_by_reviewer:,})", highlight=False)
+    console.print(
+        f"threshold {cal.threshold if cal.threshold is not None else float('nan'):.3f} on the same-object "
+        f"score, from {cal.audited:,} audited items (label rule: {rule})",
+        highlight=False,
+    )
+    console.print(
+        f"  precision {p.value:.3f} (95% {p.low:.3f}-{p.high:.3f})   recall {r.value:.3f} "
+        f"(95% {r.low:.3f}-{r.high:.3f})   yield {cal.yield_:.3f} ({cal.admitted:,} objects; the Reviewer "
+        f"kept {cal.kept_by_reviewer:,})",
+        highlight=False,
+    )
     if cal.readmitted:
-        console.print(f"  {cal.readmitted:,} of them the Reviewer discarded: they have no detailed description or "
-                      "samples, so `engine export --calibrated` cannot include them until they are refined",
-                      highlight=False)
+        console.print(
+            f"  {cal.readmitted:,} of them the Reviewer discarded: they have no detailed description or "
+            "samples, so `engine export --calibrated` cannot include them until they are refined",
+            highlight=False,
+        )
     if plot_path is not None:
         plot(cal, plot_path)
         console.print(f"curve: {plot_path}", highlight=False)
@@ -173,10 +211,17 @@ def audit_calibrate(
 
 @audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
 def audit_stats_cmd(
-    rule: Annotated[str, typer.Option(
-        "--rule", help="an item's label where several auditors labelled it: majority (a tie goes to the first "
-                       "auditor), first, or adjudicator:NAME (NAME's label where given, else majority)")] = "majority",
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    rule: Annotated[
+        str,
+        typer.Option(
+            "--rule",
+            help="an item's label where several auditors labelled it: majority (a tie goes to the first "
+            "auditor), first, or adjudicator:NAME (NAME's label where given, else majority)",
+        ),
+    ] = "majority",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Confusion matrix over audited items, the paper's metrics with 95% intervals, population estimates, kappa per
     pair of auditors."""
@@ -188,9 +233,12 @@ def audit_stats_cmd(
         err.print(f"error: --rule: {e}", highlight=False)
         raise typer.Exit(2) from None
     c = st.sample
-    console.print(f"audited items: {st.items:,} ({st.decisions:,} decisions; {st.multi:,} items labelled by several "
-                  f"auditors, label by rule: {st.rule})   pools: kept {st.kept_population:,}, discarded "
-                  f"{st.discarded_population:,}", highlight=False)
+    console.print(
+        f"audited items: {st.items:,} ({st.decisions:,} decisions; {st.multi:,} items labelled by several "
+        f"auditors, label by rule: {st.rule})   pools: kept {st.kept_population:,}, discarded "
+        f"{st.discarded_population:,}",
+        highlight=False,
+    )
     m = Table(title="Confusion matrix (audited items)", title_justify="left")
     for col in ("", "person: correct", "person: wrong"):
         m.add_column(col)
@@ -202,21 +250,30 @@ def audit_stats_cmd(
         t.add_column(col)
     fmt = lambda e: f"{e.low:.2f}-{e.high:.2f}" if e else "-"  # noqa: E731
     t.add_row("precision", f"{c.precision:.2f}", f"{st.precision.value:.2f}", fmt(st.precision), st.precision.method)
-    for name, sample_value, est in (("recall", c.recall, st.population_recall),
-                                    ("accuracy", c.accuracy, st.population_accuracy),
-                                    ("F1", c.f1, st.population_f1)):
-        t.add_row(name, f"{sample_value:.2f}", f"{est.value:.2f}" if est else "-", fmt(est), est.method if est else
-                  "needs audits in both strata")
+    for name, sample_value, est in (
+        ("recall", c.recall, st.population_recall),
+        ("accuracy", c.accuracy, st.population_accuracy),
+        ("F1", c.f1, st.population_f1),
+    ):
+        t.add_row(
+            name,
+            f"{sample_value:.2f}",
+            f"{est.value:.2f}" if est else "-",
+            fmt(est),
+            est.method if est else "needs audits in both strata",
+        )
     console.print(t)
-    console.print(f"sample accuracy 95% Wilson: {st.sample_accuracy.low:.2f}-{st.sample_accuracy.high:.2f}",
-                  highlight=False)
+    console.print(
+        f"sample accuracy 95% Wilson: {st.sample_accuracy.low:.2f}-{st.sample_accuracy.high:.2f}", highlight=False
+    )
     for k in st.kappas:
         value = f"{k.kappa:.2f}" if k.kappa is not None else f"too few items (under {KAPPA_MIN_ITEMS})"
         console.print(f"Cohen's kappa, {k.a} and {k.b}, over the {k.n} items both labelled: {value}", highlight=False)
     if not st.kappas:
         console.print("Cohen's kappa: needs two auditors on the same items", highlight=False)
-    console.print(f"further kept-stratum audits for a precision interval of ±0.05: {st.more_for_precision_05}",
-                  highlight=False)
+    console.print(
+        f"further kept-stratum audits for a precision interval of ±0.05: {st.more_for_precision_05}", highlight=False
+    )
     a = Table(title="Each auditor's own decisions (on the items they labelled)", title_justify="left")
     for col in ("auditor", "decisions", "TP", "FP", "FN", "TN", "Reviewer accuracy by their labels"):
         a.add_column(col)
@@ -227,12 +284,21 @@ def audit_stats_cmd(
 
 
 def review(
-    host: Annotated[str, typer.Option("--host", help="address to bind; 127.0.0.1 keeps it on this machine")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="address to bind; 127.0.0.1 keeps it on this machine")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8765,
-    reveal: Annotated[str, typer.Option(
-        "--reveal", help="after: show the Reviewer's verdict, confidence, rationale and detailed description once "
-                         "the auditor has decided (never before: blind judging); never: not even then")] = "after",
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    reveal: Annotated[
+        str,
+        typer.Option(
+            "--reveal",
+            help="after: show the Reviewer's verdict, confidence, rationale and detailed description once "
+            "the auditor has decided (never before: blind judging); never: not even then",
+        ),
+    ] = "after",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Serve the audit web UI (example: engine review --port 8765)."""
     import importlib
@@ -244,19 +310,24 @@ def review(
     cfg = _config(config, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
     if not _loopback(host):
-        err.print(f"warning: --host {host} serves the review UI beyond this machine over plain HTTP: sign-in tokens "
-                  "and session cookies would cross the network in clear. Keep 127.0.0.1 and reach it through an SSH "
-                  "tunnel (ssh -L 8765:127.0.0.1:8765 host), or put a TLS proxy in front (e.g. caddy reverse-proxy "
-                  f"--from review.example.org --to 127.0.0.1:{port}).", highlight=False)
-    console.print(f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)",
-                  highlight=False)
+        err.print(
+            f"warning: --host {host} serves the review UI beyond this machine over plain HTTP: sign-in tokens "
+            "and session cookies would cross the network in clear. Keep 127.0.0.1 and reach it through an SSH "
+            "tunnel (ssh -L 8765:127.0.0.1:8765 host), or put a TLS proxy in front (e.g. caddy reverse-proxy "
+            f"--from review.example.org --to 127.0.0.1:{port}).",
+            highlight=False,
+        )
+    console.print(
+        f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)", highlight=False
+    )
     if reveal not in ("after", "never"):
         err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
         raise typer.Exit(2)
     from engine.cli.registry import configured_current
 
-    uvicorn.run(create_app(store, reveal=reveal, current=configured_current(cfg)), host=host, port=port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(store, reveal=reveal, current=configured_current(cfg)), host=host, port=port, log_level="warning"
+    )
 
 
 def _loopback(host: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,11 +16,11 @@ from engine.store import Store
 console = Console(width=None if Console().is_terminal else 120)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 120)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="config file (default: ./engine.toml)")]
-DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help="overrides data_dir")]
-DbOpt = Annotated[Optional[str], typer.Option("--database-url", help="overrides database_url")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="config file (default: ./engine.toml)")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="overrides data_dir")]
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="overrides database_url")]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", metavar="KEY=VALUE", help="override any config key, e.g. --set sampling.mask_frames=16"),
 ]
 

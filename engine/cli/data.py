@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
@@ -22,20 +22,39 @@ def export(
     accepted_only: Annotated[bool, typer.Option("--accepted-only", help="only objects the Reviewer kept")] = False,
     audited_only: Annotated[bool, typer.Option("--audited-only", help="only objects a person confirmed")] = False,
     min_coverage: Annotated[float, typer.Option("--min-coverage", min=0, max=1, help="mask coverage floor")] = 0.0,
-    max_objects: Annotated[Optional[int], typer.Option("--max-objects", min=1, help="objects per record")] = None,
+    max_objects: Annotated[int | None, typer.Option("--max-objects", min=1, help="objects per record")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0, max=1, help="videos held out")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="split seed")] = 0,
-    empty_frames: Annotated[str, typer.Option(
-        "--empty-frames", help="keep: write an empty frame as {\"segmentation\": null}; drop: only frames with a "
-                               "mask (videollama3 always drops)")] = "keep",
-    all_versions: Annotated[bool, typer.Option(
-        "--all-versions", help="samples of every prompt/model/segmentor version, not only the configured ones")] = False,
-    calibrated: Annotated[bool, typer.Option(
-        "--calibrated", help="apply the newest `engine audit calibrate` threshold: records with an object below it are "
-                             "left out (objects it re-admits have no samples yet); the manifest records it")] = False,
-    clips: Annotated[bool, typer.Option(
-        "--clips", help="write each clip as a video file of its own under <out>/videos/ (frame keys counted in it) "
-                        "and link whole videos there; default: a clip's records name its source")] = False,
+    empty_frames: Annotated[
+        str,
+        typer.Option(
+            "--empty-frames",
+            help='keep: write an empty frame as {"segmentation": null}; drop: only frames with a '
+            "mask (videollama3 always drops)",
+        ),
+    ] = "keep",
+    all_versions: Annotated[
+        bool,
+        typer.Option(
+            "--all-versions", help="samples of every prompt/model/segmentor version, not only the configured ones"
+        ),
+    ] = False,
+    calibrated: Annotated[
+        bool,
+        typer.Option(
+            "--calibrated",
+            help="apply the newest `engine audit calibrate` threshold: records with an object below it are "
+            "left out (objects it re-admits have no samples yet); the manifest records it",
+        ),
+    ] = False,
+    clips: Annotated[
+        bool,
+        typer.Option(
+            "--clips",
+            help="write each clip as a video file of its own under <out>/videos/ (frame keys counted in it) "
+            "and link whole videos there; default: a clip's records name its source",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -43,7 +62,8 @@ def export(
 ) -> None:
     """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
     from engine.dataset.card import write_card
-    from engine.dataset.export import Filters, export as run_export
+    from engine.dataset.export import Filters
+    from engine.dataset.export import export as run_export
     from engine.dataset.validate import validate_file
 
     if fmt not in ("videorefer", "jsonl", "videollama3"):
@@ -69,15 +89,40 @@ def export(
 
         cal = latest_calibration(store)
         if cal is None or cal.threshold is None:
-            err.print("error: --calibrated, but no calibration with a threshold: run `engine audit calibrate` first",
-                      highlight=False)
+            err.print(
+                "error: --calibrated, but no calibration with a threshold: run `engine audit calibrate` first",
+                highlight=False,
+            )
             raise typer.Exit(2)
-        calibration = {"threshold": cal.threshold, "target_precision": cal.target, "rule": cal.rule,
-                       "estimated_precision": cal.estimates["precision"], "created_at": cal.created_at.isoformat()}
-    filters = Filters(names, accepted_only, audited_only, min_coverage, max_objects, val_fraction, seed, empty_frames,
-                      calibration["threshold"] if calibration else None)
-    result = run_export(store, out, current, fmt, filters, cfg.model_dump(mode="json"), all_versions=all_versions,
-                        clips=clips, calibration=calibration)
+        calibration = {
+            "threshold": cal.threshold,
+            "target_precision": cal.target,
+            "rule": cal.rule,
+            "estimated_precision": cal.estimates["precision"],
+            "created_at": cal.created_at.isoformat(),
+        }
+    filters = Filters(
+        names,
+        accepted_only,
+        audited_only,
+        min_coverage,
+        max_objects,
+        val_fraction,
+        seed,
+        empty_frames,
+        calibration["threshold"] if calibration else None,
+    )
+    result = run_export(
+        store,
+        out,
+        current,
+        fmt,
+        filters,
+        cfg.model_dump(mode="json"),
+        all_versions=all_versions,
+        clips=clips,
+        calibration=calibration,
+    )
     # every file checked against the loader its format is for (and UniPixel's layout, which our records keep),
     # with the sizes and lengths of the videos the records name (a clip's file, or its source)
     sizes_of = result.sizes.get
@@ -91,38 +136,68 @@ def export(
         t.add_column(col)
     for path, r in zip(result.files, reports):
         data_type = path.name.split("_")[0]
-        left = ", ".join(f"{reason} {n:,}" for (dt, reason), n in sorted(result.skipped.items())
-                         if dt == data_type and path.name.startswith(f"{dt}_train")) or "-"
+        left = (
+            ", ".join(
+                f"{reason} {n:,}"
+                for (dt, reason), n in sorted(result.skipped.items())
+                if dt == data_type and path.name.startswith(f"{dt}_train")
+            )
+            or "-"
+        )
         verdict = "ok" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
         t.add_row(path.name, f"{result.file_counts[path.name]:,}", left, verdict)
     console.print(t)
     if result.video_root is not None:
-        console.print(f"videos: {result.video_root} ({result.clip_files:,} clip files written; whole videos linked)"
-                      f"; train with it as the video folder", highlight=False)
+        console.print(
+            f"videos: {result.video_root} ({result.clip_files:,} clip files written; whole videos linked)"
+            f"; train with it as the video folder",
+            highlight=False,
+        )
     console.print(f"card: {card}", highlight=False)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
     if not sum(result.counts.values()):  # an empty export says why, and is not a success
         with store.session() as s:
-            stored = s.scalar(sa.select(sa.func.count()).select_from(schema.Sample)
-                              .where(schema.Sample.data_type.in_(names))) or 0
-        hint = (f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
-                "segmentor): export with the run's configuration, or --all-versions") if stored and not all_versions \
-            else "every sample was left out (see the table)" if stored else "the store holds no sample of these types"
+            stored = (
+                s.scalar(
+                    sa.select(sa.func.count()).select_from(schema.Sample).where(schema.Sample.data_type.in_(names))
+                )
+                or 0
+            )
+        hint = (
+            (
+                f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
+                "segmentor): export with the run's configuration, or --all-versions"
+            )
+            if stored and not all_versions
+            else "every sample was left out (see the table)"
+            if stored
+            else "the store holds no sample of these types"
+        )
         err.print(f"no records exported: {hint}", highlight=False)
         raise typer.Exit(4)
 
 
 def validate(
     file: Annotated[Path, typer.Argument(help="a .json array or .jsonl file")],
-    video_root: Annotated[Optional[Path], typer.Option(
-        "--video-root", help="where the records' videos are: mask sizes and frame ranges are checked against them")
+    video_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--video-root", help="where the records' videos are: mask sizes and frame ranges are checked against them"
+        ),
     ] = None,
-    fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="videorefer | jsonl | videollama3 (default: detected from the first record)")] = None,
-    unipixel: Annotated[bool, typer.Option(
-        "--unipixel", help="also the layout UniPixel's VideoRefer loader asserts (two turns, '<video>\\n' first, "
-                           "an intro line for several regions)")] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="videorefer | jsonl | videollama3 (default: detected from the first record)"),
+    ] = None,
+    unipixel: Annotated[
+        bool,
+        typer.Option(
+            "--unipixel",
+            help="also the layout UniPixel's VideoRefer loader asserts (two turns, '<video>\\n' first, "
+            "an intro line for several regions)",
+        ),
+    ] = False,
 ) -> None:
     """Check a training file against what VideoRefer's and VideoLLaMA3's loaders do with it, counting records per
     defect (example: engine validate out/detailed_train.json --video-root videos/)."""

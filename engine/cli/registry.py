@@ -6,15 +6,15 @@ engine/ keeps no lists of pipeline names and imports no agent.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pipelines.detailed
 import pipelines.qa
 import pipelines.short
 from engine.config import Config
-from engine.store.current import Current
 from engine.runtime.pipeline import Pipeline, VersionContext, current_of
 from engine.runtime.plugins import PluginError, backend_version, load_segmentor
+from engine.store.current import Current
 
 # name -> builder; the order is the order of a run (detailed first: it segments every noun of a video at once)
 PIPELINES = {
@@ -44,8 +44,10 @@ def segmentor_path(cfg: Config) -> str:
     if spec in SEGMENTORS:
         return SEGMENTORS[spec]
     if ":" not in spec:
-        raise PluginError(f"unknown segmentor backend {spec!r}: use one of {', '.join(SEGMENTORS)} or an import path "
-                          "'package.module:Class'")
+        raise PluginError(
+            f"unknown segmentor backend {spec!r}: use one of {', '.join(SEGMENTORS)} or an import path "
+            "'package.module:Class'"
+        )
     return spec
 
 

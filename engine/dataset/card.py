@@ -6,11 +6,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from engine.store import schema
-from engine.dataset.export import ExportResult
 from engine.audit.stats import Confusion, wilson
-from engine.store import Store
+from engine.dataset.export import ExportResult
 from engine.dataset.validate import Report
+from engine.store import Store, schema
 
 TOP_CATEGORIES = 30
 
@@ -72,29 +71,36 @@ def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
     lines = []
     if kept + dropped:
         lo, hi = wilson(kept, kept + dropped)
-        lines.append(f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of {kept + dropped:,} "
-                     f"reviewed objects; 95% Wilson interval {lo:.1%}-{hi:.1%})")
+        lines.append(
+            f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of {kept + dropped:,} "
+            f"reviewed objects; 95% Wilson interval {lo:.1%}-{hi:.1%})"
+        )
     st = audit_stats(store)  # one label per audited item (majority of its auditors)
     c = st.sample
     if not c.n:
         return lines + ["- Audits: none yet (`engine audit sample`, then the review UI)."], None
     p_lo, p_hi = wilson(c.tp, c.tp + c.fp)
     a_lo, a_hi = wilson(c.tp + c.tn, c.n)
-    lines += [f"- Audits: {c.n:,} items ({st.decisions:,} decisions, label by {st.rule}): TP {c.tp}, FP {c.fp}, "
-              f"FN {c.fn}, TN {c.tn} (sample ratios)",
-              f"- Precision {c.precision:.2f} (95% Wilson {p_lo:.2f}-{p_hi:.2f}), accuracy {c.accuracy:.2f} "
-              f"({a_lo:.2f}-{a_hi:.2f}), recall {c.recall:.2f}, F1 {c.f1:.2f}"]
+    lines += [
+        f"- Audits: {c.n:,} items ({st.decisions:,} decisions, label by {st.rule}): TP {c.tp}, FP {c.fp}, "
+        f"FN {c.fn}, TN {c.tn} (sample ratios)",
+        f"- Precision {c.precision:.2f} (95% Wilson {p_lo:.2f}-{p_hi:.2f}), accuracy {c.accuracy:.2f} "
+        f"({a_lo:.2f}-{a_hi:.2f}), recall {c.recall:.2f}, F1 {c.f1:.2f}",
+    ]
     return lines, c
 
 
 def _clips(store: Store, lineage: str | None) -> list[str]:
     """What the split found in the store, at the configured split's lineage (docs/clips.md)."""
     if lineage is None:
-        return ["- Sources were not split into clips (`split.detector = \"none\"`)."]
+        return ['- Sources were not split into clips (`split.detector = "none"`).']
     c = schema.Clip
     with store.session() as s:
-        rows = s.execute(sa.select(c.kept, c.reason, sa.func.count(), sa.func.count(sa.distinct(c.source_id)))
-                         .where(c.lineage == lineage).group_by(c.kept, c.reason)).all()
+        rows = s.execute(
+            sa.select(c.kept, c.reason, sa.func.count(), sa.func.count(sa.distinct(c.source_id)))
+            .where(c.lineage == lineage)
+            .group_by(c.kept, c.reason)
+        ).all()
         sources = s.scalar(sa.select(sa.func.count(sa.distinct(c.source_id))).where(c.lineage == lineage)) or 0
     if not rows:
         return ["- No source was split into clips at this configuration's split version."]
@@ -106,19 +112,25 @@ def _clips(store: Store, lineage: str | None) -> list[str]:
     return lines
 
 
-def write_card(store: Store, result: ExportResult, report: list[Report], fmt: str,
-               split_lineage: str | None = None) -> Path:
+def write_card(
+    store: Store, result: ExportResult, report: list[Report], fmt: str, split_lineage: str | None = None
+) -> Path:
     """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split."""
     charts = _plots(result, result.out / "charts")
     review_lines, _ = _review_and_audit(store)
     counts = result.counts
     types = sorted({t for t, _ in counts})
     lines = [
-        "# Dataset card", "",
+        "# Dataset card",
+        "",
         f"Object-level video instruction data in the VideoRefer-700K record format (`{fmt}`), exported by "
         "videorefer-engine. Each record is one single-turn conversation about the objects marked `<region>`, "
-        "with their masks as COCO RLE keyed by frame index.", "",
-        "## Records", "", "| data type | train | val | total |", "|---|---:|---:|---:|",
+        "with their masks as COCO RLE keyed by frame index.",
+        "",
+        "## Records",
+        "",
+        "| data type | train | val | total |",
+        "|---|---:|---:|---:|",
     ]
     for t in types:
         tr, va = counts[(t, "train")], counts[(t, "val")]
@@ -127,24 +139,38 @@ def write_card(store: Store, result: ExportResult, report: list[Report], fmt: st
     if qa:
         lines += ["", "QA types: " + ", ".join(f"{k} {v:,}" for k, v in sorted(qa.items())) + "."]
     modes = result.stats["modes"]
-    lines += ["", "Single- vs multi-frame: " + ", ".join(
-        f"{t} {modes[(t, 'single')]:,} / {modes[(t, 'multi')]:,}" for t in types) + "."]
+    lines += [
+        "",
+        "Single- vs multi-frame: "
+        + ", ".join(f"{t} {modes[(t, 'single')]:,} / {modes[(t, 'multi')]:,}" for t in types)
+        + ".",
+    ]
     if result.skipped:
-        lines += ["", "Left out: " + ", ".join(f"{t} {reason.replace('_', ' ')} {v:,}"
-                                               for (t, reason), v in sorted(result.skipped.items())) + "."]
+        lines += [
+            "",
+            "Left out: "
+            + ", ".join(f"{t} {reason.replace('_', ' ')} {v:,}" for (t, reason), v in sorted(result.skipped.items()))
+            + ".",
+        ]
     lines += ["", "## Clips", "", *_clips(store, split_lineage)]
     if result.video_root is not None:
-        lines.append(f"- `videos/` holds each exported clip as a file of its own ({result.clip_files:,} written) "
-                     "and links to whole videos: train with it as the video folder.")
+        lines.append(
+            f"- `videos/` holds each exported clip as a file of its own ({result.clip_files:,} written) "
+            "and links to whole videos: train with it as the video folder."
+        )
     lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
     for r in report:
         verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
         lines.append(f"- `{r.path.name}`: {r.records:,} records, {verdict}")
     if charts:
         lines += ["", "## Charts", ""] + [f"![{title}]({path})" for title, path in charts]
-    lines += ["", "Provenance: `*.provenance.jsonl` beside each file has one line per record (models and prompt "
-              "versions of every agent involved, reviewer verdict and confidence, audits, engine version, the "
-              "video's content hash). `manifest.json` holds the filters, the configuration and the counts.", ""]
+    lines += [
+        "",
+        "Provenance: `*.provenance.jsonl` beside each file has one line per record (models and prompt "
+        "versions of every agent involved, reviewer verdict and confidence, audits, engine version, the "
+        "video's content hash). `manifest.json` holds the filters, the configuration and the counts.",
+        "",
+    ]
     path = result.out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -119,8 +120,16 @@ def _chunks(store: Store, current: Current | None, types: tuple[str, ...]) -> It
     last = ""
     while True:
         with store.session() as s:
-            rows = s.execute(samples_query(current, types).where(schema.Sample.id > last)
-                             .order_by(schema.Sample.id).limit(CHUNK)).scalars().all()
+            rows = (
+                s.execute(
+                    samples_query(current, types)
+                    .where(schema.Sample.id > last)
+                    .order_by(schema.Sample.id)
+                    .limit(CHUNK)
+                )
+                .scalars()
+                .all()
+            )
         if not rows:
             return
         yield rows
@@ -215,8 +224,13 @@ class _Videos:
                 link.symlink_to(src.resolve())
             return rel.as_posix()
         end = video.first_frame + video.num_frames
-        written = write_clip(src, video.first_frame, video.num_frames,
-                             self.root / rel.parent / f"{rel.stem}_{video.first_frame}-{end}", video.fps)
+        written = write_clip(
+            src,
+            video.first_frame,
+            video.num_frames,
+            self.root / rel.parent / f"{rel.stem}_{video.first_frame}-{end}",
+            video.fps,
+        )
         self.clip_files += 1
         return written.relative_to(self.root).as_posix()
 
@@ -225,10 +239,12 @@ def _shift(entry: dict[str, Any], by: int) -> dict[str, Any]:
     return {str(int(k) + by): v for k, v in entry.items()} if by else entry
 
 
-def _record(smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt: Format, f: Filters,
-            ctx: dict) -> dict[str, Any]:
-    annotation = [_shift(_frames(entry, f.empty_frames == "drop" or fmt == "videollama3"), offset)
-                  for entry in smp.annotation]
+def _record(
+    smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt: Format, f: Filters, ctx: dict
+) -> dict[str, Any]:
+    annotation = [
+        _shift(_frames(entry, f.empty_frames == "drop" or fmt == "videollama3"), offset) for entry in smp.annotation
+    ]
     if fmt != "videollama3":
         return {"id": smp.id, "video": name, "conversations": smp.conversations, "annotation": annotation}
     # VideoLLaMA3's loader turns each <region> into one frame's mask: one mask per object, the anchor frame
@@ -239,8 +255,14 @@ def _record(smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt
         anchor = str(view.masklet["anchor_frame"] + offset) if view and view.masklet else None
         key = anchor if anchor in entry else max(entry, key=lambda k: masks.area(entry[k]["segmentation"]))
         one.append({key: entry[key]["segmentation"]})
-    return {"id": smp.id, "video": [name], "conversations": smp.conversations, "masks": one,
-            "height": video.height, "width": video.width}
+    return {
+        "id": smp.id,
+        "video": [name],
+        "conversations": smp.conversations,
+        "masks": one,
+        "height": video.height,
+        "width": video.width,
+    }
 
 
 def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
@@ -248,25 +270,55 @@ def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
     for oid in smp.object_ids:
         view: ObjectView | None = ctx["views"].get(oid)
         o, m, r = (view.object, view.masklet, view.review) if view else (None, None, None)
-        objects.append({
-            "object_id": oid, "noun": o["noun"] if o else None, "analyzer": o["stage_version"] if o else None,
-            "segmentor": m["backend_version"] if m else None, "coverage": m["coverage"] if m else None,
-            "descriptions": sorted(f"{d['kind']}:{d['model']}:{d['prompt_version']}"
-                                   for d in (view.descriptions.values() if view else ())),
-            "review": None if r is None else {
-                "mode": r["mode"], "model": r["model"], "prompt": r["prompt_version"], "keep": r["verdict"],
-                "confidence": r["confidence"],
-                "audits": [{"auditor": a.auditor, "correct": a.human_verdict} for a in ctx["audits"].get(r["id"], [])]},
-            "kept": view.kept if view else None,
-        })
-    return {"id": smp.id, "data_type": smp.data_type, "qa_type": smp.qa_type, "mode": smp.mode,
-            "lineage": smp.lineage, "video_sha256_128": smp.video_id, "engine_version": engine.__version__,
-            "objects": objects}
+        objects.append(
+            {
+                "object_id": oid,
+                "noun": o["noun"] if o else None,
+                "analyzer": o["stage_version"] if o else None,
+                "segmentor": m["backend_version"] if m else None,
+                "coverage": m["coverage"] if m else None,
+                "descriptions": sorted(
+                    f"{d['kind']}:{d['model']}:{d['prompt_version']}"
+                    for d in (view.descriptions.values() if view else ())
+                ),
+                "review": None
+                if r is None
+                else {
+                    "mode": r["mode"],
+                    "model": r["model"],
+                    "prompt": r["prompt_version"],
+                    "keep": r["verdict"],
+                    "confidence": r["confidence"],
+                    "audits": [
+                        {"auditor": a.auditor, "correct": a.human_verdict} for a in ctx["audits"].get(r["id"], [])
+                    ],
+                },
+                "kept": view.kept if view else None,
+            }
+        )
+    return {
+        "id": smp.id,
+        "data_type": smp.data_type,
+        "qa_type": smp.qa_type,
+        "mode": smp.mode,
+        "lineage": smp.lineage,
+        "video_sha256_128": smp.video_id,
+        "engine_version": engine.__version__,
+        "objects": objects,
+    }
 
 
-def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer", filters: Filters = Filters(),
-           config: dict | None = None, all_versions: bool = False, clips: bool = False,
-           calibration: dict | None = None) -> ExportResult:
+def export(
+    store: Store,
+    out: Path,
+    current: Current,
+    fmt: Format = "videorefer",
+    filters: Filters = Filters(),
+    config: dict | None = None,
+    all_versions: bool = False,
+    clips: bool = False,
+    calibration: dict | None = None,
+) -> ExportResult:
     """Write the export folder: data files, provenance sidecars and manifest.json.
 
     Samples of the current versions only, unless `all_versions`; reviews and masks are always the current ones.
@@ -308,13 +360,20 @@ def export(store: Store, out: Path, current: Current, fmt: Format = "videorefer"
     result.stats = stats
     result.sizes, result.video_root, result.clip_files = named.sizes, named.root, named.clip_files
     manifest = {
-        "engine_version": engine.__version__, "created_at": schema.utcnow().isoformat(), "format": fmt,
-        "filters": asdict(filters), "config": config or {}, "versions": "all" if all_versions else "current",
+        "engine_version": engine.__version__,
+        "created_at": schema.utcnow().isoformat(),
+        "format": fmt,
+        "filters": asdict(filters),
+        "config": config or {},
+        "versions": "all" if all_versions else "current",
         "counts": {f"{t}_{s}": n for (t, s), n in sorted(result.counts.items())},
         "empty_frames": "drop" if fmt == "videollama3" else filters.empty_frames,
-        "skipped": {t: {r: n for (tt, r), n in sorted(result.skipped.items()) if tt == t}
-                    for t in sorted({t for t, _ in result.skipped})},
-        "file_counts": result.file_counts, "files": [p.name for p in result.files],
+        "skipped": {
+            t: {r: n for (tt, r), n in sorted(result.skipped.items()) if tt == t}
+            for t in sorted({t for t, _ in result.skipped})
+        },
+        "file_counts": result.file_counts,
+        "files": [p.name for p in result.files],
         "source_roots": sorted({r for (r,) in _source_roots(store)}),
         "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
         "calibration": calibration,  # the keep threshold applied, with its estimated precision

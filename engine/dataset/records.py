@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 Mode = Literal["single", "multi"]
 
@@ -87,7 +88,8 @@ def check(conversations: list[dict[str, str]], annotation: list[dict[str, Any]])
     if any(int(n) >= len(annotation) for n in OBJECT_TAG.findall(human + answer)):
         raise ValueError("an <objectN> tag without its region")
     stray = FORMAT_TOKEN.search(OBJECT_TAG.sub("", answer)) or FORMAT_TOKEN.search(
-        OBJECT_TAG.sub("", human).replace("<video>", "").replace("<region>", ""))
+        OBJECT_TAG.sub("", human).replace("<video>", "").replace("<region>", "")
+    )
     if stray:
         raise ValueError(f"a format token out of place: {stray.group(0)}")
     for entry in annotation:

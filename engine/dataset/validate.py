@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,24 +34,24 @@ DEFECTS = {
     "not_json": "not valid JSON: the file does not load",
     "not_a_record": "not an object with id, video, conversations and annotation (videollama3: masks)",
     "bad_conversations": "turns not human/gpt pairs (a leading gpt turn is skipped): an unknown role or an odd "
-                         "count stops VideoRefer's preprocess",
+    "count stops VideoRefer's preprocess",
     "video_placeholder": "not exactly one human turn with <video> (VideoRefer moves it to that turn's head): "
-                         "the video's features are missing or spliced in twice",
+    "the video's features are missing or spliced in twice",
     "token_in_answer": "<video>, <region>, <image> or <audio> in the answer: VideoRefer moves <video> to the "
-                       "head of any turn, and a <region> there takes a region's features",
+    "head of any turn, and a <region> there takes a region's features",
     "stray_token": "<image> or <audio> in the human turn: the tokenizer inserts a modality the record lacks",
     "region_count": "count of <region> differs from the annotation entries (videollama3: from the frame masks): "
-                    "regions shift or the record is replaced",
+    "regions shift or the record is replaced",
     "object_tag": "<objectN> with N not below the number of regions",
     "unipixel_layout": "(--unipixel) not the layout UniPixel's VideoRefer loader asserts: two turns, the human one "
-                       "'<video>\\n' + one <region> and no <object> tag, or + an intro line starting 'There' with "
-                       "the <objectN><region> pairs, then the question",
+    "'<video>\\n' + one <region> and no <object> tag, or + an intro line starting 'There' with "
+    "the <objectN><region> pairs, then the question",
     "empty_annotation": "an annotation entry (object) with no frames",
     "frame_key": "a frame key that is not an integer: int() fails and the record is replaced",
     "frame_out_of_range": "a frame index outside the decoded video: the record is replaced",
     "video_not_found": "the video is not under --video-root: the record is replaced",
     "null_frame": "a bare null frame value: VideoRefer crashes on value['segmentation'] (write "
-                  "{\"segmentation\": null} for an empty frame)",
+    '{"segmentation": null} for an empty frame)',
     "missing_segmentation": "a frame value without 'segmentation': VideoRefer crashes (KeyError)",
     "no_mask": "an object none of whose frames has a mask: its region feature is read from nothing",
     "polygon_without_size": "a polygon or uncompressed RLE but no record height/width: annToMask crashes",
@@ -135,8 +136,13 @@ def _decode(seg: Any, rec: dict, found: set[str]) -> np.ndarray | None:
 
 def _text_defects(rec: dict, fmt: Format, regions: int, unipixel: bool) -> set[str]:
     conv = rec["conversations"]
-    if not (isinstance(conv, list) and conv and all(isinstance(t, dict) and isinstance(t.get("value"), str)
-                                                    and t.get("from") in ("human", "gpt") for t in conv)):
+    if not (
+        isinstance(conv, list)
+        and conv
+        and all(
+            isinstance(t, dict) and isinstance(t.get("value"), str) and t.get("from") in ("human", "gpt") for t in conv
+        )
+    ):
         return {"bad_conversations"}
     turns = conv[1:] if conv[0]["from"] != "human" else conv  # both loaders drop a leading non-human turn
     if len(turns) < 2 or len(turns) % 2 or any(t["from"] != ("human", "gpt")[i % 2] for i, t in enumerate(turns)):
@@ -157,12 +163,21 @@ def _text_defects(rec: dict, fmt: Format, regions: int, unipixel: bool) -> set[s
         found.add("object_tag")
     if unipixel and fmt == "videorefer":
         q = conv[0]["value"]
-        layout = len(conv) == 2 and conv[0]["from"] == "human" and q.count("<video>") == 1 and \
-            (q.startswith("<video>\n") or q.endswith("\n<video>"))
+        layout = (
+            len(conv) == 2
+            and conv[0]["from"] == "human"
+            and q.count("<video>") == 1
+            and (q.startswith("<video>\n") or q.endswith("\n<video>"))
+        )
         q = q.replace("<video>\n", "", 1) if q.startswith("<video>\n") else q.removesuffix("\n<video>")
         lines = q.count("\n")
-        if not (layout and ((lines == 1 and q.startswith("There") and "<object" in q)
-                            or (lines == 0 and q.count("<region>") == 1 and "<object" not in q))):
+        if not (
+            layout
+            and (
+                (lines == 1 and q.startswith("There") and "<object" in q)
+                or (lines == 0 and q.count("<region>") == 1 and "<object" not in q)
+            )
+        ):
             found.add("unipixel_layout")
     return found
 
@@ -171,8 +186,11 @@ def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None, unipixel: bool
     """The defects of one record (empty set: a valid record). sizes_of None: sizes and ranges not checked;
     unipixel: UniPixel's layout asserts too (our own exports keep them)."""
     key = "masks" if fmt == "videollama3" else "annotation"
-    if not isinstance(rec, dict) or not {"id", "video", "conversations", key} <= set(rec) \
-            or not isinstance(rec[key], list):
+    if (
+        not isinstance(rec, dict)
+        or not {"id", "video", "conversations", key} <= set(rec)
+        or not isinstance(rec[key], list)
+    ):
         return {"not_a_record"}
     found: set[str] = set()
     video = rec["video"]
@@ -228,16 +246,24 @@ def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None, unipixel: bool
                 any_mask = True
             elif fmt == "videollama3":
                 found.add("empty_mask")
-        if not any_mask and fmt == "videorefer" and not found & {"null_frame", "missing_segmentation", "bad_rle",
-                                                                   "polygon_without_size"}:
+        if (
+            not any_mask
+            and fmt == "videorefer"
+            and not found & {"null_frame", "missing_segmentation", "bad_rle", "polygon_without_size"}
+        ):
             found.add("no_mask")
     if len(shapes) > 1:
         found.add("mask_sizes_differ")
     return found
 
 
-def validate_file(path: Path, video_root: Path | None = None, fmt: Format | None = None,
-                  sizes_of: SizesOf | None = None, unipixel: bool = False) -> Report:
+def validate_file(
+    path: Path,
+    video_root: Path | None = None,
+    fmt: Format | None = None,
+    sizes_of: SizesOf | None = None,
+    unipixel: bool = False,
+) -> Report:
     """Validate one file. Sizes come from sizes_of (e.g. the store's videos), else from probing video_root."""
     path = Path(path)
     fmt = fmt or detect_format(path)

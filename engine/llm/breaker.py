@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,14 @@ class EndpointDown(RuntimeError):
 
 
 class Breaker:
-    def __init__(self, where: str, threshold: int, down_s: float, probe: Callable[[], Awaitable[bool]],
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        where: str,
+        threshold: int,
+        down_s: float,
+        probe: Callable[[], Awaitable[bool]],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.where, self.threshold, self.down_s = where, threshold, down_s
         self.probe, self.clock = probe, clock
         self.failures = 0  # consecutive
@@ -51,8 +57,12 @@ class Breaker:
         if self.failures >= self.threshold and self._closed.is_set() and self._down is None:
             self.opened_at = self.clock()
             self._closed.clear()
-            log.warning("%s: %d failures in a row; holding every request while it is probed (giving up after "
-                        "%.0f s)", self.where, self.failures, self.down_s)
+            log.warning(
+                "%s: %d failures in a row; holding every request while it is probed (giving up after %.0f s)",
+                self.where,
+                self.failures,
+                self.down_s,
+            )
             self._prober = asyncio.ensure_future(self._probe_until_up())
 
     async def _probe_until_up(self) -> None:
@@ -69,9 +79,11 @@ class Breaker:
                 self._closed.set()
                 return
             if self.clock() - self.opened_at >= self.down_s:
-                self._down = EndpointDown(f"{self.where} has not answered for {self.down_s:.0f} s "
-                                          f"({self.failures} failed requests in a row); the run stops here, and "
-                                          "a rerun goes on from where it stopped")
+                self._down = EndpointDown(
+                    f"{self.where} has not answered for {self.down_s:.0f} s "
+                    f"({self.failures} failed requests in a row); the run stops here, and "
+                    "a rerun goes on from where it stopped"
+                )
                 self._closed.set()  # release the waiters: admit() raises for them
                 return
 

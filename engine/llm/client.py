@@ -36,9 +36,10 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Generic, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import aiohttp
 import orjson
@@ -114,8 +115,9 @@ def _strict_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
     return to_strict_json_schema(schema)
 
 
-def canonical_request(model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
-                      schema: type[pydantic.BaseModel]) -> dict[str, Any]:
+def canonical_request(
+    model: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], schema: type[pydantic.BaseModel]
+) -> dict[str, Any]:
     """The request as the cache sees it: images replaced by their hashes, keys in a fixed order."""
 
     def digest(url: str) -> str:
@@ -124,7 +126,9 @@ def canonical_request(model: str, messages: Sequence[Mapping[str, Any]], params:
     def strip(content: Any) -> Any:
         if isinstance(content, list):
             return [
-                {"type": "image_url", "image_url": digest(p["image_url"]["url"])} if p.get("type") == "image_url" else p
+                {"type": "image_url", "image_url": digest(p["image_url"]["url"])}
+                if p.get("type") == "image_url"
+                else p
                 for p in content
             ]
         return content
@@ -154,12 +158,15 @@ def _request_hash(model: str, messages: list, params: Mapping[str, Any], schema:
     """request_hash(canonical_request(...)), with the schema's part serialised once per schema: the same bytes
     (keys in sorted order: messages, model, params, schema)."""
     c = canonical_request(model, messages, params, schema)
-    text = (f'{{"messages":{_canonical_json(c["messages"])},"model":{_canonical_json(model)},'
-            f'"params":{_canonical_json(c["params"])},"schema":{_schema_part(schema)}}}')
+    text = (
+        f'{{"messages":{_canonical_json(c["messages"])},"model":{_canonical_json(model)},'
+        f'"params":{_canonical_json(c["params"])},"schema":{_schema_part(schema)}}}'
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- transport errors -------------------------------------------------------------------------------
+
 
 class _HTTPError(Exception):
     def __init__(self, status: int, headers: Mapping[str, str], body: str):
@@ -268,8 +275,10 @@ def _error_code(e: BaseException) -> str:
 
 
 def _schema_instructions(schema: type[pydantic.BaseModel]) -> str:
-    return ("Answer with one JSON object, and nothing else, that matches this JSON schema:\n"
-            f"<schema>{json.dumps(_schema_json(schema))}</schema>")
+    return (
+        "Answer with one JSON object, and nothing else, that matches this JSON schema:\n"
+        f"<schema>{json.dumps(_schema_json(schema))}</schema>"
+    )
 
 
 def _with_instructions(messages: list[dict], schema: type[pydantic.BaseModel]) -> list[dict]:
@@ -298,9 +307,12 @@ def _fill_images(messages: Sequence[Mapping[str, Any]], images: Mapping[str, str
     for m in messages:
         content = m.get("content")
         if isinstance(content, list):
-            content = [{"type": "image_url", "image_url": {"url": images[p["image_url"]["url"]]}}
-                       if p.get("type") == "image_url" and p["image_url"]["url"].startswith("sha256:") else p
-                       for p in content]
+            content = [
+                {"type": "image_url", "image_url": {"url": images[p["image_url"]["url"]]}}
+                if p.get("type") == "image_url" and p["image_url"]["url"].startswith("sha256:")
+                else p
+                for p in content
+            ]
         out.append({**m, "content": content})
     return out
 
@@ -344,8 +356,15 @@ class _Unsupported(Exception):
 class ModelClient:
     """Model access for all agents of one process. Create it inside the event loop that uses it."""
 
-    def __init__(self, cfg: Config, cache: Cache | None = None, log: RequestLog | None = None,
-                 run_id: str | None = None, use_cache: bool = True, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        cache: Cache | None = None,
+        log: RequestLog | None = None,
+        run_id: str | None = None,
+        use_cache: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ):
         self.cfg = cfg
         self.cache = cache
         self.log = log
@@ -380,7 +399,7 @@ class ModelClient:
             if not secret:
                 raise EndpointError(
                     f"agent {key}: the environment variable {ep.api_key_env} (agents.{key}.api_key_env) is not "
-                    f"set. Export the API key under that name, or set agents.{key}.api_key_env = \"\" for a "
+                    f'set. Export the API key under that name, or set agents.{key}.api_key_env = "" for a '
                     "server that needs no key."
                 )
         else:
@@ -388,8 +407,11 @@ class ModelClient:
         lim_key = (base_url, ep.model)
         if lim_key not in self._limiters:
             # Agents on the same base URL and model share one limiter, with the strictest of their limits.
-            peers = [p for p in (getattr(self.cfg.agents, a) for a in AGENT_NAMES)
-                     if (self._base_url(p), p.model) == lim_key]
+            peers = [
+                p
+                for p in (getattr(self.cfg.agents, a) for a in AGENT_NAMES)
+                if (self._base_url(p), p.model) == lim_key
+            ]
             strictest = lambda vals: min([v for v in vals if v], default=0)  # noqa: E731 (0 = unlimited)
             self._limiters[lim_key] = EndpointLimiter(
                 min(p.max_concurrent for p in peers), strictest(p.rpm for p in peers), strictest(p.tpm for p in peers)
@@ -397,8 +419,11 @@ class ModelClient:
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         if base_url not in self._breakers:  # one per server: when it is down, it is down for every agent
             self._breakers[base_url] = Breaker(
-                f"{base_url}", ep.breaker_failures, ep.breaker_down_s,
-                lambda: self._answers(base_url, headers, min(10.0, ep.timeout_s)))
+                f"{base_url}",
+                ep.breaker_failures,
+                ep.breaker_down_s,
+                lambda: self._answers(base_url, headers, min(10.0, ep.timeout_s)),
+            )
         self._endpoints[key] = _Endpoint(key, ep, base_url, headers, self._limiters[lim_key], self._breakers[base_url])
         return self._endpoints[key]
 
@@ -411,8 +436,9 @@ class ModelClient:
             # tells a request that left from one stopped before it did (the request log keeps only the former).
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_mark_sent)
-            self._sessions[base_url] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                                             trace_configs=[trace])
+            self._sessions[base_url] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), trace_configs=[trace]
+            )
         return self._sessions[base_url]
 
     @staticmethod
@@ -437,22 +463,27 @@ class ModelClient:
     async def _answers(self, base_url: str, headers: dict[str, str], timeout: float) -> bool:
         """Whether the server answers at all (any HTTP status): the breaker's probe."""
         try:
-            async with self._session_for(base_url).get(f"{base_url}/models", headers=headers,
-                                                       timeout=aiohttp.ClientTimeout(total=timeout)):
+            async with self._session_for(base_url).get(
+                f"{base_url}/models", headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ):
                 return True
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def ping(self, key: str) -> None:
         """Raise EndpointError unless the agent's endpoint answers (any HTTP answer but 401/403 counts)."""
         ep = self.endpoint(key)
         try:
-            async with self._session(ep).get(f"{ep.base_url}/models", headers=ep.headers,
-                                             timeout=aiohttp.ClientTimeout(total=min(10.0, ep.cfg.timeout_s))) as r:
+            async with self._session(ep).get(
+                f"{ep.base_url}/models",
+                headers=ep.headers,
+                timeout=aiohttp.ClientTimeout(total=min(10.0, ep.cfg.timeout_s)),
+            ) as r:
                 status = r.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise EndpointError(f"{ep.where} cannot be reached: {type(e).__name__}. Check agents.{key}.base_url "
-                                "or OPENAI_BASE_URL.") from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise EndpointError(
+                f"{ep.where} cannot be reached: {type(e).__name__}. Check agents.{key}.base_url or OPENAI_BASE_URL."
+            ) from None
         if status in (401, 403):
             raise EndpointError(f"{ep.where} refused the key in ${ep.cfg.api_key_env}: HTTP {status}")
 
@@ -477,8 +508,9 @@ class ModelClient:
         for n in range(1, PROBE_TRIES + 1):
             result = CallResult("probe", ep.cfg.model, rhash, "error")
             try:
-                content, _ = await self._send(ep, "probe", rhash, "probe", messages, _Probe, mode, result,
-                                              tries=1, tried=n - 1)
+                content, _ = await self._send(
+                    ep, "probe", rhash, "probe", messages, _Probe, mode, result, tries=1, tried=n - 1
+                )
             except EndpointDown as down:
                 raise EndpointError(str(down)) from None
             except _Outcome as o:
@@ -492,8 +524,9 @@ class ModelClient:
                 failures.append("invalid answer")
                 delay = 0.0
             if n < PROBE_TRIES:
-                log.warning("%s: try %d of %d of the %s probe: %s; trying again", ep.where, n, PROBE_TRIES, mode,
-                            failures[-1])
+                log.warning(
+                    "%s: try %d of %d of the %s probe: %s; trying again", ep.where, n, PROBE_TRIES, mode, failures[-1]
+                )
                 await asyncio.sleep(delay)
         if failures.count("invalid answer") == PROBE_TRIES:  # invalid every time: the server's answer in this mode
             return content, False, result
@@ -509,8 +542,10 @@ class ModelClient:
         if ep.mode_key in self._modes:
             return self._modes[ep.mode_key]
         modes = MODES if ep.cfg.structured_output == "auto" else (ep.cfg.structured_output,)
-        messages = [{"role": "system", "content": "You answer in JSON."},
-                    {"role": "user", "content": 'Reply with the JSON object {"answer": "ok"}.'}]
+        messages = [
+            {"role": "system", "content": "You answer in JSON."},
+            {"role": "user", "content": 'Reply with the JSON object {"answer": "ok"}.'},
+        ]
         accepted = None
         for mode in modes:
             try:
@@ -526,8 +561,10 @@ class ModelClient:
                 break
             log.warning("%s answered %d probes in %s mode with invalid JSON", ep.where, PROBE_TRIES, mode)
         if accepted is None:
-            raise EndpointError(f"{ep.where} refuses every output mode ({', '.join(modes)}); set "
-                                f"agents.{key}.structured_output to one it takes")
+            raise EndpointError(
+                f"{ep.where} refuses every output mode ({', '.join(modes)}); set "
+                f"agents.{key}.structured_output to one it takes"
+            )
         self._modes[ep.mode_key] = accepted
         return accepted
 
@@ -547,18 +584,23 @@ class ModelClient:
         question = "What single colour fills this image? Answer with the colour name only."
         seen: dict[str, tuple[int | None, str]] = {}
         for _ in range(3):  # an answer without usage (a flaky proxy) is asked again before the colour is trusted
-            for name, content in (("text", question), ("image", [{"type": "text", "text": question},
-                                                                 {"type": "image_url", "image_url": {"url": image}}])):
+            for name, content in (
+                ("text", question),
+                ("image", [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": image}}]),
+            ):
                 messages = [{"role": "user", "content": content}]
                 try:
                     answer, _, result = await self._probe(ep, key, messages, mode)
                 except (_Outcome, _Unsupported) as o:
                     if name == "text":
-                        raise EndpointError(f"{ep.where}: the probe request failed: {getattr(o, 'message', o)}") \
-                            from None
-                    raise EndpointError(f"{ep.where} does not accept images: a request with one image part failed "
-                                        f"({getattr(o, 'message', 'format refused')}). Agent {key} needs a "
-                                        "vision-language model and a server that takes image parts.") from None
+                        raise EndpointError(
+                            f"{ep.where}: the probe request failed: {getattr(o, 'message', o)}"
+                        ) from None
+                    raise EndpointError(
+                        f"{ep.where} does not accept images: a request with one image part failed "
+                        f"({getattr(o, 'message', 'format refused')}). Agent {key} needs a "
+                        "vision-language model and a server that takes image parts."
+                    ) from None
                 seen[name] = (None if result.tokens_unknown else result.tokens_in, answer or "")
             if seen["text"][0] is not None and seen["image"][0] is not None:
                 break
@@ -567,13 +609,16 @@ class ModelClient:
             if t_image <= t_text:
                 raise EndpointError(
                     f"{ep.where} does not see images: a request with a 64x64 image counted {t_image} prompt "
-                    f"tokens, the same request without it {t_text}. Agent {key} needs a vision-language model.")
+                    f"tokens, the same request without it {t_text}. Agent {key} needs a vision-language model."
+                )
             self._image_tokens[ep.mode_key] = t_image - t_text
             return t_image - t_text
         if "red" not in answer.lower():
-            raise EndpointError(f"{ep.where} reports no token usage, and asked the colour of a red image it "
-                                f"answered {answer[:80]!r}: it does not see images. Agent {key} needs a "
-                                "vision-language model.")
+            raise EndpointError(
+                f"{ep.where} reports no token usage, and asked the colour of a red image it "
+                f"answered {answer[:80]!r}: it does not see images. Agent {key} needs a "
+                "vision-language model."
+            )
         return None
 
     def probed(self) -> dict[str, Any]:
@@ -585,9 +630,15 @@ class ModelClient:
         self._image_tokens.update(probed.get("image_tokens", {}))
 
     # --- the call ----------------------------------------------------------------------------------
-    async def query(self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type[T],
-                    role: str | None = None, images: Mapping[str, str] | None = None,
-                    scope: str | None = None) -> CallResult[T]:
+    async def query(
+        self,
+        key: str,
+        messages: Sequence[Mapping[str, Any]],
+        response_format: type[T],
+        role: str | None = None,
+        images: Mapping[str, str] | None = None,
+        scope: str | None = None,
+    ) -> CallResult[T]:
         """Ask agent endpoint `key`; `images` maps the messages' 'sha256:' placeholders to data URLs; `scope` is
         the video the call is for (its cached answers may be preloaded)."""
         rhash = self.request_key(key, messages, response_format)
@@ -598,8 +649,9 @@ class ModelClient:
         shared = self._inflight[rhash] = asyncio.get_running_loop().create_future()
         try:
             try:
-                result = await self._call(key, role or key, rhash, list(messages), response_format, images or {},
-                                          scope)
+                result = await self._call(
+                    key, role or key, rhash, list(messages), response_format, images or {}, scope
+                )
             except EndpointDown as down:
                 raise EndpointError(str(down)) from None
         except BaseException as e:
@@ -629,18 +681,30 @@ class ModelClient:
         started = time.monotonic()
         content: str | None = None
         try:
-            result.value, content, result.mode = await self._ask(ep, role, rhash, _fill_images(messages, images),
-                                                                 schema, result)
+            result.value, content, result.mode = await self._ask(
+                ep, role, rhash, _fill_images(messages, images), schema, result
+            )
             result.status = "ok"
         except _Outcome as o:
             result.status, result.error_code, result.error = o.status, o.code, o.message
         result.latency_s = time.monotonic() - started
         if result.ok and self.cache is not None:
-            self.cache.put(dict(request_hash=rhash, agent=role, model=ep.cfg.model, endpoint=ep.base_url, status="ok",
-                                tokens_in=result.tokens_in, tokens_out=result.tokens_out, cost_usd=result.cost_usd,
-                                latency_s=result.latency_s, run_id=self.run_id, video_id=scope,
-                                response={"parsed": result.value.model_dump(mode="json"), "content": content,
-                                          "mode": result.mode}))
+            self.cache.put(
+                dict(
+                    request_hash=rhash,
+                    agent=role,
+                    model=ep.cfg.model,
+                    endpoint=ep.base_url,
+                    status="ok",
+                    tokens_in=result.tokens_in,
+                    tokens_out=result.tokens_out,
+                    cost_usd=result.cost_usd,
+                    latency_s=result.latency_s,
+                    run_id=self.run_id,
+                    video_id=scope,
+                    response={"parsed": result.value.model_dump(mode="json"), "content": content, "mode": result.mode},
+                )
+            )
         if result.error_code in FATAL_STATUS.values():
             raise EndpointError(result.error)
         return result
@@ -654,14 +718,16 @@ class ModelClient:
         """Ask, degrade the output mode if the server refuses it, repair once if the output is invalid."""
         mode_key = (ep.base_url, ep.cfg.model)  # learnt once per server and model
         while True:
-            mode = self._modes.get(mode_key) or (ep.cfg.structured_output if ep.cfg.structured_output != "auto"
-                                                 else MODES[0])
+            mode = self._modes.get(mode_key) or (
+                ep.cfg.structured_output if ep.cfg.structured_output != "auto" else MODES[0]
+            )
             try:
                 content, refusal = await self._send(ep, role, rhash, "call", messages, schema, mode, result)
             except _Unsupported:
                 if ep.cfg.structured_output != "auto" or mode == MODES[-1]:
-                    raise _Outcome("error", "unsupported_output_mode",
-                                   f"{ep.where} rejected response_format {mode}") from None
+                    raise _Outcome(
+                        "error", "unsupported_output_mode", f"{ep.where} rejected response_format {mode}"
+                    ) from None
                 self._modes[mode_key] = MODES[MODES.index(mode) + 1]
                 log.warning("%s rejects %s output; using %s", ep.where, mode, self._modes[mode_key])
                 continue
@@ -672,10 +738,16 @@ class ModelClient:
         if isinstance(problem, pydantic.BaseModel):
             return problem, content, mode
         # One repair request that shows the model what was wrong with its answer.
-        repair = [*messages, {"role": "assistant", "content": content or ""},
-                  {"role": "user", "content": f"Your answer does not match the required JSON schema: "
-                                              f"{str(problem)[:800]}\n"
-                                              "Reply again with only the corrected JSON object."}]
+        repair = [
+            *messages,
+            {"role": "assistant", "content": content or ""},
+            {
+                "role": "user",
+                "content": f"Your answer does not match the required JSON schema: "
+                f"{str(problem)[:800]}\n"
+                "Reply again with only the corrected JSON object.",
+            },
+        ]
         try:
             content2, refusal = await self._send(ep, role, rhash, "repair", repair, schema, mode, result)
         except _Unsupported:
@@ -688,8 +760,13 @@ class ModelClient:
         # The unit's failure message (`engine status`) shows what the model said: the repaired answer, or the first
         # one when the repair came back empty.
         shown = content2 or content or ""
-        raise _Outcome("invalid", "schema_violation", one_line(
-            f"schema_violation after one repair: {_reason(fixed)}; answer: {shown[:SNIPPET_CHARS]!r}")[:MESSAGE_CHARS])
+        raise _Outcome(
+            "invalid",
+            "schema_violation",
+            one_line(f"schema_violation after one repair: {_reason(fixed)}; answer: {shown[:SNIPPET_CHARS]!r}")[
+                :MESSAGE_CHARS
+            ],
+        )
 
     @staticmethod
     def _validate(content: str | None, schema: type[T]) -> T | ValueError:
@@ -708,8 +785,10 @@ class ModelClient:
         """The request body for an output mode."""
         body: dict[str, Any] = {"model": ep.cfg.model, "messages": messages, **ModelClient._params(ep.cfg)}
         if mode == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": schema.__name__, "schema": _strict_schema(schema), "strict": True}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": _strict_schema(schema), "strict": True},
+            }
         else:
             body["messages"] = _with_instructions(messages, schema)
             if mode == "json_object_schema":  # llama.cpp's extension: JSON constrained by the schema
@@ -718,8 +797,9 @@ class ModelClient:
                 body["response_format"] = {"type": "json_object"}
         return body
 
-    async def _send(self, ep, role, rhash, kind, messages, schema, mode, result, tries: int | None = None,
-                    tried: int = 0) -> tuple[str | None, str | None]:
+    async def _send(
+        self, ep, role, rhash, kind, messages, schema, mode, result, tries: int | None = None, tried: int = 0
+    ) -> tuple[str | None, str | None]:
         """One logical request with retries, each HTTP attempt logged. Returns (content, refusal). `tries`: HTTP
         requests at most (max_attempts by default); `tried`: requests already made for it (numbers the log's)."""
         max_attempts = tries or ep.cfg.max_attempts
@@ -744,16 +824,21 @@ class ModelClient:
                     raise
                 wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
                 await asyncio.sleep(wait(_FirstFailure(first)))
-                retrying = AsyncRetrying(stop=stop_after_attempt(max_attempts - 1), wait=wait,
-                                         retry=retry_if_exception(_transient), reraise=True)
+                retrying = AsyncRetrying(
+                    stop=stop_after_attempt(max_attempts - 1),
+                    wait=wait,
+                    retry=retry_if_exception(_transient),
+                    reraise=True,
+                )
                 async for tenacity_attempt in retrying:
                     with tenacity_attempt:
                         completion = await one()
         except _HTTPError as e:
             raise self._status_outcome(ep, e, attempt) from None
-        except (asyncio.TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
-            raise _Outcome("error", _error_code(e), f"{ep.where}: {type(e).__name__}: {e} "
-                                                    f"(after {attempt} attempts)", e) from None
+        except (TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
+            raise _Outcome(
+                "error", _error_code(e), f"{ep.where}: {type(e).__name__}: {e} (after {attempt} attempts)", e
+            ) from None
         except _AnswerTooLarge as e:
             raise _Outcome("error", "answer_too_large", f"{ep.where}: {e}", e) from None
         except _ImagesIgnored as e:
@@ -764,9 +849,20 @@ class ModelClient:
     async def _post(self, ep, role, rhash, kind, attempt, mode, data: bytes, result, images: int = 0) -> dict:
         """One HTTP request: logged before it leaves, completed with what came back."""
         await ep.breaker.admit()  # held while the server is down; raises when it is given up for down
-        row = dict(id=f"{self._id_prefix}{next(self._ids):016x}", run_id=self.run_id, role=role, endpoint_key=ep.key, model=ep.cfg.model,
-                   endpoint=ep.base_url, request_hash=rhash, kind=kind, attempt=attempt, output_mode=mode,
-                   status="sent", sent_at=utcnow())
+        row = dict(
+            id=f"{self._id_prefix}{next(self._ids):016x}",
+            run_id=self.run_id,
+            role=role,
+            endpoint_key=ep.key,
+            model=ep.cfg.model,
+            endpoint=ep.base_url,
+            request_hash=rhash,
+            kind=kind,
+            attempt=attempt,
+            output_mode=mode,
+            status="sent",
+            sent_at=utcnow(),
+        )
         if self.log is not None:
             try:
                 await self.log.sent(request_columns(row))
@@ -778,10 +874,13 @@ class ModelClient:
         status, raw = None, b""
         left = _Left()
         try:
-            async with self._session(ep).post(f"{ep.base_url}/chat/completions", data=data,
-                                              headers={**ep.headers, KIND_HEADER: kind},
-                                              timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s),
-                                              trace_request_ctx=left) as r:
+            async with self._session(ep).post(
+                f"{ep.base_url}/chat/completions",
+                data=data,
+                headers={**ep.headers, KIND_HEADER: kind},
+                timeout=aiohttp.ClientTimeout(total=ep.cfg.timeout_s),
+                trace_request_ctx=left,
+            ) as r:
                 status = r.status
                 raw, whole = await _read_capped(r)
                 headers = r.headers
@@ -803,8 +902,11 @@ class ModelClient:
                 self.log.withdraw(row["id"])
             raise
         except Exception as e:
-            row.update(status=_error_code(e), http_status=status,
-                       answer=raw[:4 * ANSWER_CHARS].decode(errors="replace")[:ANSWER_CHARS] or None)
+            row.update(
+                status=_error_code(e),
+                http_status=status,
+                answer=raw[: 4 * ANSWER_CHARS].decode(errors="replace")[:ANSWER_CHARS] or None,
+            )
             self._finish(row, t0, ep, None)
             if _transient(e) and not (isinstance(e, _HTTPError) and e.status in (408, 409, 429)):
                 ep.breaker.failed()  # no answer, or a 5xx that is not about the request: the server may be down
@@ -816,8 +918,10 @@ class ModelClient:
         expected = self._image_tokens.get(ep.mode_key)
         if images and expected and row["tokens_in"] is not None and row["tokens_in"] < images * expected // 2:
             # The server reported fewer prompt tokens than the images alone take: it dropped them.
-            raise _ImagesIgnored(f"{ep.where} counted {row['tokens_in']} prompt tokens for a request with {images} "
-                                 f"images (one image took {expected} at preflight): the images were not seen")
+            raise _ImagesIgnored(
+                f"{ep.where} counted {row['tokens_in']} prompt tokens for a request with {images} "
+                f"images (one image took {expected} at preflight): the images were not seen"
+            )
         if row["tokens_in"] is None:
             result.tokens_unknown += 1
         else:
@@ -830,9 +934,13 @@ class ModelClient:
         tin = usage.get("prompt_tokens") if isinstance(usage, Mapping) else None
         tout = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
         known = isinstance(tin, int) and isinstance(tout, int)
-        row.update(latency_s=time.monotonic() - t0, finished_at=utcnow(),
-                   tokens_in=tin if known else None, tokens_out=tout if known else None,
-                   cost_usd=(tin * ep.cfg.price_in_per_mtok + tout * ep.cfg.price_out_per_mtok) / 1e6 if known else None)
+        row.update(
+            latency_s=time.monotonic() - t0,
+            finished_at=utcnow(),
+            tokens_in=tin if known else None,
+            tokens_out=tout if known else None,
+            cost_usd=(tin * ep.cfg.price_in_per_mtok + tout * ep.cfg.price_out_per_mtok) / 1e6 if known else None,
+        )
         if self.log is not None:
             self.log.answered(request_columns(row))
 
@@ -842,8 +950,11 @@ class ModelClient:
         if _unsupported_format(e):
             return _Unsupported()
         if code in FATAL_STATUS:
-            hint = {401: f"check the key in ${ep.cfg.api_key_env}", 403: "the key may lack access to this model",
-                    404: "check base_url and model"}[code]
+            hint = {
+                401: f"check the key in ${ep.cfg.api_key_env}",
+                403: "the key may lack access to this model",
+                404: "check base_url and model",
+            }[code]
             return _Outcome("error", FATAL_STATUS[code], f"{ep.where} answered HTTP {code}: {text} ({hint})", e)
         kind = f"retries exhausted after {attempts} attempts" if _transient(e) else "not retried"
         return _Outcome("error", f"http_{code}", f"{ep.where} answered HTTP {code} ({kind}): {text}", e)
@@ -861,8 +972,9 @@ async def _mark_sent(session, ctx, params) -> None:
 
 
 def _count_images(messages: Sequence[Mapping[str, Any]]) -> int:
-    return sum(1 for m in messages if isinstance(m.get("content"), list)
-               for p in m["content"] if p.get("type") == "image_url")
+    return sum(
+        1 for m in messages if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == "image_url"
+    )
 
 
 def _known_tokens(completion: Mapping[str, Any]) -> int:
@@ -904,4 +1016,3 @@ def _reason(problem: ValueError) -> str:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         return ("; ".join(f"{'.'.join(map(str, x['loc'])) or 'answer'}: {x['msg']}" for x in errors[:3]))[:240] + more
     return (str(problem).splitlines() or [type(problem).__name__])[0][:200]
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
 
 
 class _Gcra:
@@ -40,7 +40,7 @@ class _Gcra:
 
 @dataclass
 class Reservation:
-    _limiter: "EndpointLimiter"
+    _limiter: EndpointLimiter
     estimated_tokens: int
 
     def settle(self, actual_tokens: int) -> None:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from engine.store import schema
-from engine.store.ids import stable_id
 from engine.store.db import Store
+from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, StoreIO, Upsert
 
 REQUEST_COLUMNS = tuple(c.name for c in schema.Request.__table__.c)
@@ -142,6 +142,7 @@ class MemoryLog:
 
 # --- totals ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class RoleTotals:
     """Requests of one agent role (or of all, role "total"), from the request log."""
@@ -161,27 +162,56 @@ class RoleTotals:
 def request_totals(store: Store, run_id: str | None = None) -> list[RoleTotals]:
     """Per-role totals over the request log, optionally for one run."""
     r = schema.Request
-    query = sa.select(
-        r.role, sa.func.count(), sa.func.sum(sa.case((r.status == "ok", 1), else_=0)),
-        sa.func.sum(sa.case((r.status.in_(("sent", "cancelled")), 1), else_=0)),
-        sa.func.sum(sa.case((r.tokens_in.is_(None), 1), else_=0)),
-        sa.func.sum(r.tokens_in), sa.func.sum(r.tokens_out), sa.func.sum(r.cost_usd), sa.func.avg(r.latency_s),
-    ).group_by(r.role).order_by(r.role)
+    query = (
+        sa.select(
+            r.role,
+            sa.func.count(),
+            sa.func.sum(sa.case((r.status == "ok", 1), else_=0)),
+            sa.func.sum(sa.case((r.status.in_(("sent", "cancelled")), 1), else_=0)),
+            sa.func.sum(sa.case((r.tokens_in.is_(None), 1), else_=0)),
+            sa.func.sum(r.tokens_in),
+            sa.func.sum(r.tokens_out),
+            sa.func.sum(r.cost_usd),
+            sa.func.avg(r.latency_s),
+        )
+        .group_by(r.role)
+        .order_by(r.role)
+    )
     if run_id is not None:
         query = query.where(r.run_id == run_id)
     with store.session() as s:
         rows = s.execute(query).all()
-    return [RoleTotals(role, n, int(ok or 0), n - int(ok or 0), int(sent or 0), int(unknown or 0), int(tin or 0),
-                       int(tout or 0), float(cost or 0), float(lat or 0))
-            for role, n, ok, sent, unknown, tin, tout, cost, lat in rows]
+    return [
+        RoleTotals(
+            role,
+            n,
+            int(ok or 0),
+            n - int(ok or 0),
+            int(sent or 0),
+            int(unknown or 0),
+            int(tin or 0),
+            int(tout or 0),
+            float(cost or 0),
+            float(lat or 0),
+        )
+        for role, n, ok, sent, unknown, tin, tout, cost, lat in rows
+    ]
 
 
 def add_totals(rows: list[RoleTotals], role: str = "total") -> RoleTotals:
     n = sum(t.requests for t in rows)
-    return RoleTotals(role, n, sum(t.ok for t in rows), sum(t.failed for t in rows), sum(t.unanswered for t in rows),
-                      sum(t.tokens_unknown for t in rows), sum(t.tokens_in for t in rows),
-                      sum(t.tokens_out for t in rows), sum(t.cost_usd for t in rows),
-                      sum(t.mean_latency_s * t.requests for t in rows) / n if n else 0.0)
+    return RoleTotals(
+        role,
+        n,
+        sum(t.ok for t in rows),
+        sum(t.failed for t in rows),
+        sum(t.unanswered for t in rows),
+        sum(t.tokens_unknown for t in rows),
+        sum(t.tokens_in for t in rows),
+        sum(t.tokens_out for t in rows),
+        sum(t.cost_usd for t in rows),
+        sum(t.mean_latency_s * t.requests for t in rows) / n if n else 0.0,
+    )
 
 
 def request_columns(row: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,9 @@ compared with every clip already kept, in this video and in the store. Defaults 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -127,8 +127,9 @@ def _windows(start: int, end: int, longest: int) -> Iterator[tuple[int, int]]:
     yield from zip(edges[:-1], edges[1:])
 
 
-def plan_clips(bounds: Boundaries, stats: FrameStats, width: int, height: int,
-               rules: ClipRules = ClipRules()) -> list[Clip]:
+def plan_clips(
+    bounds: Boundaries, stats: FrameStats, width: int, height: int, rules: ClipRules = ClipRules()
+) -> list[Clip]:
     """Every shot as one clip or several windows, each kept or dropped with its reason and scores."""
     fps = bounds.fps or 25.0
     shortest, longest = int(round(rules.min_seconds * fps)), max(1, int(round(rules.max_seconds * fps)))
@@ -136,9 +137,12 @@ def plan_clips(bounds: Boundaries, stats: FrameStats, width: int, height: int,
     for shot in bounds.shots:
         for a, b in _windows(shot.start, shot.end, longest):
             c = Clip(int(a), int(b))
-            c.scores = {"seconds": float((b - a) / fps), "brightness": float(stats.brightness[a:b].mean()),
-                        "contrast": float(stats.contrast[a:b].mean()),
-                        "motion": float(stats.motion[a + 1:b].mean()) if b - a > 1 else 0.0}
+            c.scores = {
+                "seconds": float((b - a) / fps),
+                "brightness": float(stats.brightness[a:b].mean()),
+                "contrast": float(stats.contrast[a:b].mean()),
+                "motion": float(stats.motion[a + 1 : b].mean()) if b - a > 1 else 0.0,
+            }
             if min(width, height) < rules.min_side:
                 c.kept, c.reason = False, "low_resolution"
             elif b - a < shortest:
@@ -187,7 +191,9 @@ class HashIndex:
         self._array = None
 
 
-def drop_duplicates(candidates: list[tuple[Clip, list[str]]], index: HashIndex, rules: ClipRules = ClipRules()) -> None:
+def drop_duplicates(
+    candidates: list[tuple[Clip, list[str]]], index: HashIndex, rules: ClipRules = ClipRules()
+) -> None:
     """Mark each kept candidate whose hashes are within the distance of a known clip's (the store's, and those
     kept before it) as a near-duplicate, with the distance to the nearest in its scores; survivors join the index."""
     for clip, hashes in candidates:

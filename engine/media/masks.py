@@ -6,7 +6,8 @@ VideoRefer-700K. ``None`` stands for an empty mask where the format allows it.
 
 from __future__ import annotations
 
-from typing import Mapping, TypedDict
+from collections.abc import Mapping
+from typing import TypedDict
 
 import numpy as np
 from pycocotools import mask as cocomask
@@ -61,6 +62,7 @@ def iou(a: Mapping | None, b: Mapping | None) -> float:
 
 
 # --- masklet metrics: a masklet is {frame_index: RLE or None} over the sampled frames ---------------
+
 
 def _ordered(masklet: Mapping[int, Mapping | None]) -> list[Mapping | None]:
     return [masklet[k] for k in sorted(masklet, key=int)]
@@ -122,9 +124,13 @@ def check_masks(frame_masks: dict, frame_indices, size: tuple[int, int], backend
     """Raise SegmentorOutputError unless every mask is at a requested frame and of the frames' (height, width)."""
     extra = sorted(set(map(int, frame_masks)) - set(map(int, frame_indices)))
     if extra:
-        raise SegmentorOutputError(f"segmentor {backend} returned masks for frames {extra[:5]} of {video}, "
-                                   f"which were not asked for (asked: {list(frame_indices)[:5]}...)")
+        raise SegmentorOutputError(
+            f"segmentor {backend} returned masks for frames {extra[:5]} of {video}, "
+            f"which were not asked for (asked: {list(frame_indices)[:5]}...)"
+        )
     for f, rle in frame_masks.items():
         if rle is not None and tuple(rle["size"]) != tuple(size):
-            raise SegmentorOutputError(f"segmentor {backend} returned a mask of {tuple(rle['size'])} for frame {f} "
-                                       f"of {video}, whose frames are {tuple(size)}")
+            raise SegmentorOutputError(
+                f"segmentor {backend} returned a mask of {tuple(rle['size'])} for frame {f} "
+                f"of {video}, whose frames are {tuple(size)}"
+            )

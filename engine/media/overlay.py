@@ -6,18 +6,34 @@ instances of the same noun apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 # Well-separated hues (Glasbey-like) that stay readable on natural images.
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
 )
 
 
@@ -80,7 +96,9 @@ def draw_overlay(
             ys, xs = np.nonzero(obj.mask)
             box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         if obj.box is not None:
-            draw.rectangle([obj.box[0], obj.box[1], obj.box[2] - 1, obj.box[3] - 1], outline=color, width=max(1, contour))
+            draw.rectangle(
+                [obj.box[0], obj.box[1], obj.box[2] - 1, obj.box[3] - 1], outline=color, width=max(1, contour)
+            )
         if obj.label and box is not None:
             x0, y0 = max(0, box[0]), max(0, box[1])
             tb = draw.textbbox((x0, y0), obj.label, font=font)

@@ -15,9 +15,10 @@ follow a hard cut, `transitions` the inclusive frame ranges of gradual ones.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -143,8 +144,9 @@ class TransNetV2Detector:
         return boundaries_from(single, many, video_fps(path), self.threshold)
 
 
-def boundaries_from(single: np.ndarray, many: np.ndarray, fps: float, threshold: float = 0.5,
-                    max_cut_frames: int = 2) -> Boundaries:
+def boundaries_from(
+    single: np.ndarray, many: np.ndarray, fps: float, threshold: float = 0.5, max_cut_frames: int = 2
+) -> Boundaries:
     """Runs of frames where either head is above threshold: a run of at most max_cut_frames is a hard cut (the
     new shot starts after it), a longer one a gradual transition whose frames belong to no shot."""
     n = len(single)
@@ -195,7 +197,8 @@ class ContentDetector:
         return b
 
     def detect(self, path: str | Path) -> Boundaries:
-        from scenedetect import ContentDetector as Content, SceneManager, open_video
+        from scenedetect import ContentDetector as Content
+        from scenedetect import SceneManager, open_video
 
         video = open_video(str(path))
         manager = SceneManager()
@@ -235,4 +238,8 @@ def make_detector(name: Detector, device: str = "cpu"):
     raise ValueError(f"unknown shot detector {name!r}: choose transnetv2, content or none")
 
 
-DETECTOR_VERSIONS = {"transnetv2": TransNetV2Detector.version, "content": ContentDetector.version, "none": NoSplit.version}
+DETECTOR_VERSIONS = {
+    "transnetv2": TransNetV2Detector.version,
+    "content": ContentDetector.version,
+    "none": NoSplit.version,
+}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -116,8 +117,12 @@ class Video:
             try:
                 return decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1, **size_kwargs)
             except Exception as e:  # decord raises DECORDError/RuntimeError with ffmpeg's text
-                raise MediaError(self.path, "corrupt", "not a video this engine can read: the file is damaged, "
-                                 "truncated or of another format", _first_line(e)) from None
+                raise MediaError(
+                    self.path,
+                    "corrupt",
+                    "not a video this engine can read: the file is damaged, truncated or of another format",
+                    _first_line(e),
+                ) from None
 
         self._reader = self._native = open_reader()
         n, fps = len(self._reader), float(self._reader.get_avg_fps())
@@ -163,8 +168,12 @@ class Video:
                 # decode at the source size and resize here instead, from now on.
                 self._reader = self._native
                 return np.stack([_resize(f, self.size) for f in self._decode_file(indices)])
-            raise MediaError(self.path, "corrupt", f"frames {indices[:5]} cannot be decoded: the file is damaged or "
-                             "truncated", _first_line(e)) from None
+            raise MediaError(
+                self.path,
+                "corrupt",
+                f"frames {indices[:5]} cannot be decoded: the file is damaged or truncated",
+                _first_line(e),
+            ) from None
 
     def _decode_opencv(self, indices: list[int]) -> np.ndarray:
         import cv2

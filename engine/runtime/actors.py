@@ -16,7 +16,8 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,13 @@ class MediaWorker:
         return [url_digest(u) for u in urls], urls
 
     def overlays(
-        self, path: str, items: Sequence[tuple[Sequence[int], dict[str, Any]]], max_side: int, quality: int,
-        label: str | None = None, fps: float = 30.0,
+        self,
+        path: str,
+        items: Sequence[tuple[Sequence[int], dict[str, Any]]],
+        max_side: int,
+        quality: int,
+        label: str | None = None,
+        fps: float = 30.0,
     ):
         """For each (frame indices, that object's masks by frame): the frames with the mask drawn (fill, contour,
         label) -> [(digests, urls)], one call for all of a video's objects. An item may hold a list of objects'
@@ -106,8 +112,13 @@ class MediaWorker:
                 objs = []
                 for i, layer in enumerate(layers):
                     rle = layer.get(str(f))
-                    objs.append(OverlayObject(mask=masks.decode(rle) if rle is not None else None, color_index=i,
-                                              label=label if len(layers) == 1 else str(i + 1)))
+                    objs.append(
+                        OverlayObject(
+                            mask=masks.decode(rle) if rle is not None else None,
+                            color_index=i,
+                            label=label if len(layers) == 1 else str(i + 1),
+                        )
+                    )
                 urls.append(to_data_url(draw_overlay(frames[f], objs), max_side, quality))
             out.append(([url_digest(u) for u in urls], urls))
         return out
@@ -146,7 +157,9 @@ class SegmentorWorker:
         with self._device, _Caught() as caught:
             tracks = self.backend.segment(request, frames)
         for t in tracks:
-            masks.check_masks(t.masks, request.frame_indices, frames.shape[1:3], self.backend.version, request.video_path)
+            masks.check_masks(
+                t.masks, request.frame_indices, frames.shape[1:3], self.backend.version, request.video_path
+            )
         return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks], caught.messages
 
 
@@ -160,7 +173,7 @@ class _Caught(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(f"{record.name}: {record.getMessage()}")
 
-    def __enter__(self) -> "_Caught":
+    def __enter__(self) -> _Caught:
         self._warnings = warnings.catch_warnings(record=True)
         self._seen = self._warnings.__enter__()
         warnings.simplefilter("default")

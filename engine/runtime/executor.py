@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import ray
 
@@ -26,13 +26,13 @@ from engine.llm.request_log import StoreCache, StoreRequestLog
 from engine.runtime.actors import MediaWorker, SegmentorWorker
 from engine.runtime.pipeline import Pipeline, RunAborted, UnitFailure, VersionContext, VideoTask, current_of
 from engine.runtime.pool import Pool
+from engine.runtime.run_state import HEARTBEAT_S
 from engine.runtime.services import Progress, Services, StageContext
-from engine.runtime.units import video_tasks
 from engine.runtime.state import VideoState
+from engine.runtime.units import video_tasks
 from engine.store import schema
 from engine.store.current import Current, load_videos
 from engine.store.db import Store
-from engine.runtime.run_state import HEARTBEAT_S
 from engine.store.faults import one_line
 from engine.store.io import StoreError, StoreIO, Update
 
@@ -58,8 +58,13 @@ def ray_error_line(e: BaseException) -> str:
 def start_ray(cfg: Config) -> None:
     if ray.is_initialized():
         return
-    ray.init(address=cfg.ray.address or None, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, configure_logging=False)
+    ray.init(
+        address=cfg.ray.address or None,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+    )
 
 
 def roles_of(pipelines: Sequence[Pipeline]) -> list[str]:
@@ -80,8 +85,10 @@ def check_resources(cfg: Config, roles: Sequence[str]) -> None:
             "without a GPU set ray.resources.segmentor.num_gpus = 0 (e.g. --set ray.resources.segmentor.num_gpus=0)."
         )
     if need_cpu > have.get("CPU", 0):
-        raise RunAborted(f"the actors ask for {need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; "
-                         "lower ray.resources.<role>.num_cpus or replicas")
+        raise RunAborted(
+            f"the actors ask for {need_cpu:g} CPUs but the Ray cluster has {have.get('CPU', 0):g}; "
+            "lower ray.resources.<role>.num_cpus or replicas"
+        )
 
 
 def make_pools(cfg: Config, roles: Sequence[str], segmentor_path: str) -> dict[str, Pool]:
@@ -91,15 +98,18 @@ def make_pools(cfg: Config, roles: Sequence[str], segmentor_path: str) -> dict[s
     pools = {}
     if "media" in roles:
         r = res["media"]
-        media = ray.remote(MediaWorker).options(num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                                                max_concurrency=r.max_concurrency, **opts)
+        media = ray.remote(MediaWorker).options(
+            num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_concurrency=r.max_concurrency, **opts
+        )
         pools["media"] = Pool([media.remote() for _ in range(r.replicas)])
     if "segmentor" in roles:
         r = res["segmentor"]
-        seg = ray.remote(SegmentorWorker).options(num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                                                  max_concurrency=r.max_concurrency, **opts)
-        pools["segmentor"] = Pool([seg.remote(segmentor_path, cfg.segmentor.model_dump_json())
-                                   for _ in range(r.replicas)])
+        seg = ray.remote(SegmentorWorker).options(
+            num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_concurrency=r.max_concurrency, **opts
+        )
+        pools["segmentor"] = Pool(
+            [seg.remote(segmentor_path, cfg.segmentor.model_dump_json()) for _ in range(r.replicas)]
+        )
     return pools
 
 
@@ -111,8 +121,10 @@ async def start_actors(pools: dict[str, Pool], expected_version: str) -> dict[st
         if "segmentor" in pools:
             versions = await asyncio.gather(*(a.version.remote() for a in pools["segmentor"].actors))
             if set(versions) != {expected_version}:
-                raise RunAborted(f"the segmentor built reports version {versions[0]!r}, but its class declares "
-                                 f"{expected_version!r}: version_for(cfg) and the built backend must agree")
+                raise RunAborted(
+                    f"the segmentor built reports version {versions[0]!r}, but its class declares "
+                    f"{expected_version!r}: version_for(cfg) and the built backend must agree"
+                )
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
         log.info("an actor could not start", exc_info=True)  # Ray's traceback: the run log only
         raise RunAborted(f"an actor could not start: {ray_error_line(e)}") from None
@@ -218,12 +230,21 @@ class Execution:
     pool_calls: dict[str, list[int]]  # per actor role: calls sent to each replica
 
 
-async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[str], pipelines: Sequence[Pipeline],
-                  segmentor_path: str, segmentor_version: str, use_cache: bool = True, retry_failed: bool = False,
-                  on_progress: Callable[[str, int, int], None] | None = None,
-                  environ: dict[str, str] | None = None,
-                  on_ready: Callable[[dict[str, list[int]]], None] | None = None,
-                  probed: dict | None = None) -> Execution:
+async def execute(
+    cfg: Config,
+    store: Store,
+    run_id: str,
+    video_ids: Sequence[str],
+    pipelines: Sequence[Pipeline],
+    segmentor_path: str,
+    segmentor_version: str,
+    use_cache: bool = True,
+    retry_failed: bool = False,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    environ: dict[str, str] | None = None,
+    on_ready: Callable[[dict[str, list[int]]], None] | None = None,
+    probed: dict | None = None,
+) -> Execution:
     """Run the pipelines over the given (ingested) videos; model calls use this process's settings and keys."""
     roles = roles_of(pipelines)
     if roles:
@@ -237,8 +258,7 @@ async def execute(cfg: Config, store: Store, run_id: str, video_ids: Sequence[st
     current = current_of(list(pipelines), vc)
     plans = [Plan(p, p.lineages(vc), [st.version(vc) for st in p.stages]) for p in pipelines]
     io = StoreIO(store)
-    client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache,
-                         environ=environ)
+    client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache, environ=environ)
     client.adopt(probed or {})  # output modes and image token counts that preflight learnt
     progress = Progress(on_change=on_progress)
     gc_settings = _quiet_gc()
@@ -270,4 +290,3 @@ def _quiet_gc() -> tuple[int, int, int]:
 def _restore_gc(old: tuple[int, int, int]) -> None:
     gc.set_threshold(*old)
     gc.unfreeze()
-

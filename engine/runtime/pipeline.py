@@ -18,8 +18,9 @@ leaves the stages before it alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from engine.config import Config
 from engine.store.current import Current
@@ -114,7 +115,7 @@ class Stage:
             if hasattr(agent, "setup"):
                 agent.setup()
 
-    async def run(self, video: VideoTask, ctx: "StageContext") -> None:
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
         raise NotImplementedError
 
 
@@ -170,9 +171,15 @@ def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
                     samples.setdefault(sub, set()).add(lineage)
                 else:
                     raise ValueError(f"stage {stage.name} declares an unknown output {out!r}")
-    return Current(frozenset(objects), frozenset(kept), frozenset(masklets),
-                   {k: frozenset(v) for k, v in descriptions.items()}, frozenset(reviews),
-                   {k: frozenset(v) for k, v in samples.items()}, frozenset(stages))
+    return Current(
+        frozenset(objects),
+        frozenset(kept),
+        frozenset(masklets),
+        {k: frozenset(v) for k, v in descriptions.items()},
+        frozenset(reviews),
+        {k: frozenset(v) for k, v in samples.items()},
+        frozenset(stages),
+    )
 
 
 def agents_of(pipelines: list[Pipeline], cfg: Config) -> list[Any]:

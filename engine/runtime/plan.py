@@ -9,8 +9,8 @@ the estimate for that role.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import sqlalchemy as sa
 
@@ -57,13 +57,20 @@ def measured_tokens(store: Store) -> dict[str, tuple[float, float, int]]:
     with store.session() as s:
         rows = s.execute(
             sa.select(r.role, sa.func.avg(r.tokens_in), sa.func.avg(r.tokens_out), sa.func.count())
-            .where(r.status == "ok", r.kind == "call", r.tokens_in.is_not(None)).group_by(r.role)
+            .where(r.status == "ok", r.kind == "call", r.tokens_in.is_not(None))
+            .group_by(r.role)
         ).all()
     return {role: (float(i), float(o), int(n)) for role, i, o, n in rows}
 
 
-def make_plan(cfg: Config, pipelines: Sequence[Pipeline], vc: VersionContext, videos: Sequence[VideoTask],
-              uncaptioned: set[str], measured: dict[str, tuple[float, float, int]] | None = None) -> Plan:
+def make_plan(
+    cfg: Config,
+    pipelines: Sequence[Pipeline],
+    vc: VersionContext,
+    videos: Sequence[VideoTask],
+    uncaptioned: set[str],
+    measured: dict[str, tuple[float, float, int]] | None = None,
+) -> Plan:
     """Estimate a run of `pipelines` over `videos` (the ids in `uncaptioned` have no caption yet)."""
     measured = measured or {}
     n_mask, n_ann = cfg.sampling.mask_frames, cfg.sampling.annotator_frames
@@ -75,9 +82,13 @@ def make_plan(cfg: Config, pipelines: Sequence[Pipeline], vc: VersionContext, vi
         mine = [v for v in videos if pipeline.accepts(v)]
         kept_rate = 1.0 if any(st.counts_as_kept for st in pipeline.stages) else cfg.plan.keep_rate
         kept_per_video = per_video * kept_rate
-        count = {"uncaptioned": sum(v.id in uncaptioned for v in mine), "video": len(mine),
-                 "object": len(mine) * per_video, "kept": len(mine) * kept_per_video,
-                 "pair": len(mine) * min(1.0, max(0.0, kept_per_video - 1))}
+        count = {
+            "uncaptioned": sum(v.id in uncaptioned for v in mine),
+            "video": len(mine),
+            "object": len(mine) * per_video,
+            "kept": len(mine) * kept_per_video,
+            "pair": len(mine) * min(1.0, max(0.0, kept_per_video - 1)),
+        }
         if "segmentor" in stage.uses:
             segmented.update(v.id for v in mine)
         for e in stage.estimate(cfg):
@@ -90,10 +101,21 @@ def make_plan(cfg: Config, pipelines: Sequence[Pipeline], vc: VersionContext, vi
         per_in, per_out = (m[0], m[1]) if is_measured else shapes[role][:2]
         ep = getattr(cfg.agents, endpoint)
         tin, tout = n * per_in, n * per_out
-        roles.append(RoleEstimate(role, endpoint, n, tin, tout,
-                                  (tin * ep.price_in_per_mtok + tout * ep.price_out_per_mtok) / 1e6, is_measured))
-    frames = sum(len(set(uniform_indices(v.num_frames, n_mask)) | set(uniform_indices(v.num_frames, n_ann)))
-                 for v in videos)
-    mask_frames = round(sum(len(uniform_indices(v.num_frames, n_mask)) for v in videos if v.id in segmented)
-                        * per_video)
+        roles.append(
+            RoleEstimate(
+                role,
+                endpoint,
+                n,
+                tin,
+                tout,
+                (tin * ep.price_in_per_mtok + tout * ep.price_out_per_mtok) / 1e6,
+                is_measured,
+            )
+        )
+    frames = sum(
+        len(set(uniform_indices(v.num_frames, n_mask)) | set(uniform_indices(v.num_frames, n_ann))) for v in videos
+    )
+    mask_frames = round(
+        sum(len(uniform_indices(v.num_frames, n_mask)) for v in videos if v.id in segmented) * per_video
+    )
     return Plan(len(videos), frames, mask_frames, len(videos) * per_video, sorted(roles, key=lambda r: r.role))

@@ -13,8 +13,8 @@ import shutil
 import socket
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from engine.config import Config
 
@@ -37,8 +37,10 @@ def check_ray_address(cfg: Config, timeout_s: float = ADDRESS_TIMEOUT_S) -> None
             current = Path("/tmp/ray/ray_current_cluster")  # where `ray start --head` writes its address
             address = current.read_text().strip() if current.is_file() else ""
         if not address:
-            raise PreflightError("--ray-address auto: no Ray cluster runs on this machine (start one with `ray start "
-                                 "--head`, or give ray.address as host:port)")
+            raise PreflightError(
+                "--ray-address auto: no Ray cluster runs on this machine (start one with `ray start "
+                "--head`, or give ray.address as host:port)"
+            )
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -50,9 +52,11 @@ def check_ray_address(cfg: Config, timeout_s: float = ADDRESS_TIMEOUT_S) -> None
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
-                raise PreflightError(f"--ray-address {cfg.ray.address}: nothing answers at {host}:{port} within "
-                                     f"{timeout_s:g} s ({e.strerror or type(e).__name__}); start the cluster or fix "
-                                     "ray.address") from None
+                raise PreflightError(
+                    f"--ray-address {cfg.ray.address}: nothing answers at {host}:{port} within "
+                    f"{timeout_s:g} s ({e.strerror or type(e).__name__}); start the cluster or fix "
+                    "ray.address"
+                ) from None
             time.sleep(0.5)
 
 
@@ -66,12 +70,16 @@ def check_store(cfg: Config) -> list[str]:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     for target in (path, folder) if path.exists() else (existing,):
         if target.exists() and not os.access(target, os.W_OK):
-            raise PreflightError(f"the store {path} cannot be written ({target} is read-only); set --data-dir (or "
-                                 "database_url) to a writable place")
+            raise PreflightError(
+                f"the store {path} cannot be written ({target} is read-only); set --data-dir (or "
+                "database_url) to a writable place"
+            )
     free = shutil.disk_usage(existing).free
     if free < cfg.runtime.min_free_gb * 1e9:
-        return [f"only {free / 1e6:,.0f} MB free where the store lives ({existing}); a run that fills the disk stops "
-                f"(it can be resumed). runtime.min_free_gb = {cfg.runtime.min_free_gb:g} sets this warning"]
+        return [
+            f"only {free / 1e6:,.0f} MB free where the store lives ({existing}); a run that fills the disk stops "
+            f"(it can be resumed). runtime.min_free_gb = {cfg.runtime.min_free_gb:g} sets this warning"
+        ]
     return []
 
 
@@ -111,16 +119,21 @@ def check_cluster(cfg: Config, roles: Sequence[str], segmentor_path: str) -> Non
     from engine.runtime.actors import SegmentorWorker
 
     r = cfg.ray.resources["segmentor"]
-    actor = ray.remote(SegmentorWorker).options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=0).remote(
-        segmentor_path, cfg.segmentor.model_dump_json())
+    actor = (
+        ray.remote(SegmentorWorker)
+        .options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=0)
+        .remote(segmentor_path, cfg.segmentor.model_dump_json())
+    )
     try:
         ray.get(actor.ready.remote())
     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
         where = preflight_log(cfg, e)
         line = ray_error_line(e)
         hint = "" if "segmentor." in line else " (check the segmentor's settings: checkpoints, backend)"
-        raise PreflightError(f"the segmentor ({cfg.segmentor.backend}) could not be built: {line.rstrip('.')}"
-                             f"{hint}; the whole error is in {where}") from None
+        raise PreflightError(
+            f"the segmentor ({cfg.segmentor.backend}) could not be built: {line.rstrip('.')}"
+            f"{hint}; the whole error is in {where}"
+        ) from None
     finally:
         ray.kill(actor)
 

@@ -5,9 +5,12 @@
 | finished                 | 0         | every unit done; or nothing was left to do (the run says so)           |
 | finished_with_failures   | 1         | units failed in this run and are quarantined (`engine status` lists them) |
 | (preflight)              | 2         | a setting, key, endpoint or backend is wrong: nothing was run           |
-| aborted                  | 3         | a run-level error stopped it (endpoint down, key revoked, store refused writes, an actor failed) |
+| aborted                  | 3         | a run-level error stopped it (endpoint down, key revoked, store      |
+|                          |           | refused writes, an actor failed)                                       |
 | finished_empty           | 4         | there was work to do and the run produced nothing                      |
-| interrupted              | 130       | stopped by Ctrl-C or a signal; a run killed outright is found interrupted by the next `engine run` or `engine status` (no heartbeat for HEARTBEAT_STALE_S) |
+| interrupted              | 130       | stopped by Ctrl-C or a signal; a run killed outright is found          |
+|                          |           | interrupted by the next `engine run` or `engine status` (no heartbeat  |
+|                          |           | for HEARTBEAT_STALE_S)                                                 |
 
 A rerun goes on from where any of these stopped. Inputs that ingest skips (unreadable, empty, not a video: the
 "Skipped inputs" table) are not failed units: they change no state or exit code, and a finished run's sentence
@@ -17,7 +20,7 @@ counts them ("finished: nothing was left to do (3 inputs skipped: see Skipped in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,7 +28,12 @@ import sqlalchemy as sa
 from engine.store import schema
 from engine.store.db import Store
 
-RUNNING, FINISHED, FINISHED_WITH_FAILURES, FINISHED_EMPTY = "running", "finished", "finished_with_failures", "finished_empty"
+RUNNING, FINISHED, FINISHED_WITH_FAILURES, FINISHED_EMPTY = (
+    "running",
+    "finished",
+    "finished_with_failures",
+    "finished_empty",
+)
 ABORTED, INTERRUPTED = "aborted", "interrupted"
 EXIT_CODES = {FINISHED: 0, FINISHED_WITH_FAILURES: 1, ABORTED: 3, FINISHED_EMPTY: 4, INTERRUPTED: 130}
 PREFLIGHT_EXIT = 2
@@ -52,16 +60,22 @@ def outcome(summary: dict, reason: str | None = None, interrupted: bool = False)
     also = f" ({skipped:,} input{'s' if skipped != 1 else ''} skipped: see Skipped inputs)" if skipped else ""
     failed = summary.get("quarantined", 0)
     if failed:
-        return Outcome(FINISHED_WITH_FAILURES, EXIT_CODES[FINISHED_WITH_FAILURES],
-                       f"finished with failures: {failed:,} unit(s) quarantined in this run (engine status lists "
-                       f"them; --retry-failed tries them again){also}")
+        return Outcome(
+            FINISHED_WITH_FAILURES,
+            EXIT_CODES[FINISHED_WITH_FAILURES],
+            f"finished with failures: {failed:,} unit(s) quarantined in this run (engine status lists "
+            f"them; --retry-failed tries them again){also}",
+        )
     made = summary.get("new_results", 0)
     worked = summary.get("work_requests", 0) + summary.get("units_run", 0)
     if not worked and not made:
         return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished: nothing was left to do{also}")
     if not made:
-        return Outcome(FINISHED_EMPTY, EXIT_CODES[FINISHED_EMPTY],
-                       f"finished, but produced nothing: there was work to do and no result came of it{also}")
+        return Outcome(
+            FINISHED_EMPTY,
+            EXIT_CODES[FINISHED_EMPTY],
+            f"finished, but produced nothing: there was work to do and no result came of it{also}",
+        )
     return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished{also}")
 
 
@@ -82,8 +96,11 @@ def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[t
                 s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=said))
             elif _aware(beat or started) < stale:
                 state = INTERRUPTED
-                s.execute(sa.update(r).where(r.id == rid).values(
-                    status=state, reason="no heartbeat: the process was killed or the machine stopped"))
+                s.execute(
+                    sa.update(r)
+                    .where(r.id == rid)
+                    .values(status=state, reason="no heartbeat: the process was killed or the machine stopped")
+                )
             else:
                 continue
             ended.append((rid, state))
@@ -92,8 +109,12 @@ def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[t
 
 def _state_of(sentence: str) -> str:
     """The state outcome() gave the sentence it wrote."""
-    for start, state in (("aborted", ABORTED), ("interrupted", INTERRUPTED), ("finished with failures",
-                         FINISHED_WITH_FAILURES), ("finished, but", FINISHED_EMPTY)):
+    for start, state in (
+        ("aborted", ABORTED),
+        ("interrupted", INTERRUPTED),
+        ("finished with failures", FINISHED_WITH_FAILURES),
+        ("finished, but", FINISHED_EMPTY),
+    ):
         if sentence.startswith(start):
             return state
     return FINISHED
@@ -112,6 +133,5 @@ def _logged_end(path: Path) -> str | None:
 
 
 def _aware(t):
-    from datetime import timezone
 
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Config
 from engine.media import masks
@@ -62,8 +63,16 @@ class Progress:
 
 
 class Services:
-    def __init__(self, cfg: Config, io: StoreIO, client: "ModelClient", pools: dict[str, Pool], run_id: str,
-                 retry_failed: bool = False, progress: Progress | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        io: StoreIO,
+        client: ModelClient,
+        pools: dict[str, Pool],
+        run_id: str,
+        retry_failed: bool = False,
+        progress: Progress | None = None,
+    ):
         self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
@@ -81,8 +90,14 @@ class Services:
 
         messages = agent.prompt(item)
         try:
-            result = await self.client.query(agent.endpoint, messages, agent.response_format, role=agent.role,
-                                             images=images.by_digest if images else None, scope=scope)
+            result = await self.client.query(
+                agent.endpoint,
+                messages,
+                agent.response_format,
+                role=agent.role,
+                images=images.by_digest if images else None,
+                scope=scope,
+            )
         except EndpointError as e:
             raise RunAborted(str(e)) from None
         if not result.ok:
@@ -98,12 +113,19 @@ class Services:
     async def encode(self, video: VideoTask, indices: Sequence[int], endpoint_key: str) -> ImageSet:
         ep = getattr(self.cfg.agents, endpoint_key)
         digests, urls = await self.pools["media"].call(
-            "encode", video.path, [int(i) + video.first_frame for i in indices], ep.image_max_side, ep.image_quality, self.cfg.sampling.frame_folder_fps,
-            key=video.path)
+            "encode",
+            video.path,
+            [int(i) + video.first_frame for i in indices],
+            ep.image_max_side,
+            ep.image_quality,
+            self.cfg.sampling.frame_folder_fps,
+            key=video.path,
+        )
         return ImageSet(tuple(digests), tuple(urls))
 
-    async def overlays(self, video: VideoTask, items: Sequence[tuple[Sequence[int], Any]],
-                       endpoint_key: str, label: str | None = None) -> list[ImageSet]:
+    async def overlays(
+        self, video: VideoTask, items: Sequence[tuple[Sequence[int], Any]], endpoint_key: str, label: str | None = None
+    ) -> list[ImageSet]:
         """For each (frame indices, an object's masks by frame), those frames with the mask drawn: one actor call.
         An item may give a list of objects' masks instead: drawn together, object i in colour i, labelled i + 1."""
         if not items:
@@ -115,11 +137,20 @@ class Services:
         def drawn(idx, layer: dict) -> dict:  # only the masks drawn travel to the actor
             return {str(int(f) + off): layer.get(str(f)) for f in idx}
 
-        needed = [([int(f) + off for f in idx], [drawn(idx, x) for x in m] if isinstance(m, list) else drawn(idx, m))
-                  for idx, m in items]
+        needed = [
+            ([int(f) + off for f in idx], [drawn(idx, x) for x in m] if isinstance(m, list) else drawn(idx, m))
+            for idx, m in items
+        ]
         out = await self.pools["media"].call(
-            "overlays", video.path, needed, ep.image_max_side, ep.image_quality, label,
-            self.cfg.sampling.frame_folder_fps, key=video.path)
+            "overlays",
+            video.path,
+            needed,
+            ep.image_max_side,
+            ep.image_quality,
+            label,
+            self.cfg.sampling.frame_folder_fps,
+            key=video.path,
+        )
         return [ImageSet(tuple(d), tuple(u)) for d, u in out]
 
     async def segment(self, request: Any) -> list:
@@ -130,8 +161,9 @@ class Services:
 
         try:
             with self.pools["media"].lease(key=request.video_path) as media:
-                tracks, warned = await self.pools["segmentor"].call("segment", request, media,
-                                                                    self.cfg.sampling.frame_folder_fps)
+                tracks, warned = await self.pools["segmentor"].call(
+                    "segment", request, media, self.cfg.sampling.frame_folder_fps
+                )
         except RayTaskError as e:
             if isinstance(e.cause, masks.SegmentorOutputError):  # masks that do not fit the video: never stored
                 raise UnitFailure("segmentor_output", str(e.cause)) from None
@@ -143,8 +175,9 @@ class Services:
         return tracks
 
     # --- failures and quarantine ---------------------------------------------------------------------
-    async def attempt(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str,
-                      work: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+    async def attempt(
+        self, ctx: StageContext, unit_kind: str, unit_id: str, stage: str, work: Callable[[], Awaitable[Any]]
+    ) -> tuple[bool, Any]:
         """Run one unit's work with bounded retries; on the last failure, quarantine it.
 
         Returns (succeeded, result). Attempts made before a crash count: a resumed run finishes the
@@ -173,10 +206,23 @@ class Services:
             return True, result
         return False, None
 
-    def _record_failure(self, ctx: "StageContext", unit_kind: str, unit_id: str, stage: str, e: UnitFailure,
-                        attempts: int, quarantine: bool) -> None:
-        op = failure_upsert(UnitRef(unit_kind, unit_id, ctx.video.id, stage, ctx.key_lineage, self.run_id), e.code,
-                            e.message, attempts, quarantine)
+    def _record_failure(
+        self,
+        ctx: StageContext,
+        unit_kind: str,
+        unit_id: str,
+        stage: str,
+        e: UnitFailure,
+        attempts: int,
+        quarantine: bool,
+    ) -> None:
+        op = failure_upsert(
+            UnitRef(unit_kind, unit_id, ctx.video.id, stage, ctx.key_lineage, self.run_id),
+            e.code,
+            e.message,
+            attempts,
+            quarantine,
+        )
         ctx.state.apply(schema.Failure, op.rows)
         self.io.submit([op])
 
@@ -202,8 +248,12 @@ class StageContext:
         """The lineage that keys this stage's completions and failures (never NULL)."""
         return self.lineage if self.lineage is not None else UNVERSIONED
 
-    def save(self, *items: tuple[type[schema.Base], Sequence[dict[str, Any]]], done: Sequence[str] = (),
-             dropped: dict[str, int] | None = None) -> None:
+    def save(
+        self,
+        *items: tuple[type[schema.Base], Sequence[dict[str, Any]]],
+        done: Sequence[str] = (),
+        dropped: dict[str, int] | None = None,
+    ) -> None:
         """Keep rows (in memory now, in the store with the next batch) as one group.
 
         `done` names the units this group completes: their completion markers go in the same group, so a
@@ -216,9 +266,18 @@ class StageContext:
             rows = [with_defaults(model, {"lineage": self.lineage, **r} if _versioned(model) else r) for r in rows]
             if rows:
                 groups.append((model, rows))
-        markers = [dict(id=stable_id("completion", unit, self.stage, self.key_lineage), video_id=self.video.id,
-                        unit_id=unit, stage=self.stage, lineage=self.key_lineage, run_id=self.s.run_id,
-                        dropped=dict(dropped) if dropped else None) for unit in done]
+        markers = [
+            dict(
+                id=stable_id("completion", unit, self.stage, self.key_lineage),
+                video_id=self.video.id,
+                unit_id=unit,
+                stage=self.stage,
+                lineage=self.key_lineage,
+                run_id=self.s.run_id,
+                dropped=dict(dropped) if dropped else None,
+            )
+            for unit in done
+        ]
         if markers:
             groups.append((schema.Completion, markers))
         try:  # what the store would refuse fails this unit now, never the batch it would share
@@ -228,8 +287,10 @@ class StageContext:
         for model, rows in groups:
             self.state.apply(model, rows)
         kind, unit_id, stage = _UNIT.get() or ("video", self.video.id, self.stage)
-        self.s.io.submit([Insert(model, rows) for model, rows in groups],
-                         UnitRef(kind, unit_id, self.video.id, stage, self.key_lineage, self.s.run_id))
+        self.s.io.submit(
+            [Insert(model, rows) for model, rows in groups],
+            UnitRef(kind, unit_id, self.video.id, stage, self.key_lineage, self.s.run_id),
+        )
 
     def done(self, unit_id: str) -> bool:
         return self.state.done(unit_id, self.stage, self.key_lineage)
@@ -242,8 +303,9 @@ class StageContext:
         self.state.rows.failures.pop((unit_id, stage, self.key_lineage), None)
         self.s.io.submit([Delete(schema.Failure, {"unit_id": unit_id, "stage": stage, "lineage": self.key_lineage})])
 
-    async def attempt(self, unit_kind: str, unit_id: str, work: Callable[[], Awaitable[Any]],
-                      stage: str | None = None) -> tuple[bool, Any]:
+    async def attempt(
+        self, unit_kind: str, unit_id: str, work: Callable[[], Awaitable[Any]], stage: str | None = None
+    ) -> tuple[bool, Any]:
         return await self.s.attempt(self, unit_kind, unit_id, stage or self.stage, work)
 
 

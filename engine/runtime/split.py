@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -60,15 +60,28 @@ class SplitReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source rel, reason)
 
     def as_summary(self) -> dict:
-        return {"sources_scanned": self.scanned, "sources_resumed": self.resumed, "sources_whole": self.whole,
-                "clips": self.clips, "clips_kept": self.kept, "clips_dropped": dict(sorted(self.dropped.items())),
-                "sources_failed": len(self.failed)}
+        return {
+            "sources_scanned": self.scanned,
+            "sources_resumed": self.resumed,
+            "sources_whole": self.whole,
+            "clips": self.clips,
+            "clips_kept": self.kept,
+            "clips_dropped": dict(sorted(self.dropped.items())),
+            "sources_failed": len(self.failed),
+        }
 
 
-def split_sources(cfg: Config, store: Store, videos: Sequence[IngestedVideo], source: Path, run_id: str,
-                  timed: dict[str, list[TimedCaption]] | None = None,
-                  on_progress: Callable[[str], None] | None = None,
-                  on_start: Callable[[int], None] | None = None, retry_failed: bool = False) -> SplitReport:
+def split_sources(
+    cfg: Config,
+    store: Store,
+    videos: Sequence[IngestedVideo],
+    source: Path,
+    run_id: str,
+    timed: dict[str, list[TimedCaption]] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    retry_failed: bool = False,
+) -> SplitReport:
     """Split what needs splitting; returns the units to run and what the split found. A source that failed to
     decode is quarantined: later runs skip it, unless retry_failed."""
     report = SplitReport()
@@ -82,8 +95,9 @@ def split_sources(cfg: Config, store: Store, videos: Sequence[IngestedVideo], so
     todo = [v for v in split if v.id not in done]
     if not retry_failed:
         bad = _marked(store, schema.Failure, [v.id for v in todo], lineage, schema.Failure.quarantined)
-        report.failed += [(v.rel, "quarantined by an earlier run (--retry-failed tries it again)")
-                          for v in todo if v.id in bad]
+        report.failed += [
+            (v.rel, "quarantined by an earlier run (--retry-failed tries it again)") for v in todo if v.id in bad
+        ]
         todo = [v for v in todo if v.id not in bad]
     units: dict[str, list[str]] = {}
     for vid, clips in stored.items():
@@ -137,9 +151,11 @@ def _scans(cfg: Config, paths: list[str], videos: list[IngestedVideo]):
     elif cfg.split.device == "cpu":
         gpus = 0.0
     device = "cpu" if not gpus else "cuda"
-    # MALLOC_ARENA_MAX: glibc's per-thread arenas otherwise keep the decoder's freed buffers (benchmarks/split_speed.py)
-    worker = ray.remote(SplitWorker).options(num_cpus=res.num_cpus, num_gpus=gpus, max_restarts=1,
-                                             runtime_env={"env_vars": {"MALLOC_ARENA_MAX": "2"}})
+    # MALLOC_ARENA_MAX: glibc's per-thread arenas otherwise keep the decoder's freed buffers
+    # (benchmarks/split_speed.py)
+    worker = ray.remote(SplitWorker).options(
+        num_cpus=res.num_cpus, num_gpus=gpus, max_restarts=1, runtime_env={"env_vars": {"MALLOC_ARENA_MAX": "2"}}
+    )
     actors = [worker.remote(cfg.split.detector, device) for _ in range(res.replicas)]
     try:
         ray.get([a.ready.remote() for a in actors])
@@ -178,8 +194,16 @@ def _unit_id(v: IngestedVideo, clip: Clip, detector: str) -> str:
     return stable_id("clip", v.id, clip.start, clip.end, detector)
 
 
-def _save(cfg: Config, store: Store, v: IngestedVideo, source: Path, clips: list[tuple[Clip, list[str]]], lineage: str,
-          run_id: str, timed: list[TimedCaption]) -> list[str]:
+def _save(
+    cfg: Config,
+    store: Store,
+    v: IngestedVideo,
+    source: Path,
+    clips: list[tuple[Clip, list[str]]],
+    lineage: str,
+    run_id: str,
+    timed: list[TimedCaption],
+) -> list[str]:
     """Write a scanned source's clips, clip units, their timed captions and its completion, together."""
     detector = DETECTOR_VERSIONS[cfg.split.detector]
     clip_rows, video_rows, caption_rows, units = [], [], [], []
@@ -187,41 +211,87 @@ def _save(cfg: Config, store: Store, v: IngestedVideo, source: Path, clips: list
     for c, hashes in clips:
         cid = stable_id("clip", v.id, c.start, c.end, lineage)  # a row per split version: each keeps its verdicts
         unit = _unit_id(v, c, detector) if c.kept else None
-        clip_rows.append(dict(id=cid, source_id=v.id, lineage=lineage, start=c.start, end=c.end, kept=c.kept,
-                              reason=c.reason, scores={k: round(x, 3) for k, x in c.scores.items()}, hashes=hashes,
-                              video_id=unit, run_id=run_id))
+        clip_rows.append(
+            dict(
+                id=cid,
+                source_id=v.id,
+                lineage=lineage,
+                start=c.start,
+                end=c.end,
+                kept=c.kept,
+                reason=c.reason,
+                scores={k: round(x, 3) for k, x in c.scores.items()},
+                hashes=hashes,
+                video_id=unit,
+                run_id=run_id,
+            )
+        )
         if unit is None:
             continue
         units.append(unit)
         if unit != v.id:
-            video_rows.append(dict(id=unit, path=v.rel, source_root=str(source), kind="file", num_frames=c.end - c.start,
-                                   fps=v.info.fps, width=v.info.width, height=v.info.height, size_bytes=0,
-                                   mtime_ns=None, parent_id=v.id, first_frame=c.start))
+            video_rows.append(
+                dict(
+                    id=unit,
+                    path=v.rel,
+                    source_root=str(source),
+                    kind="file",
+                    num_frames=c.end - c.start,
+                    fps=v.info.fps,
+                    width=v.info.width,
+                    height=v.info.height,
+                    size_bytes=0,
+                    mtime_ns=None,
+                    parent_id=v.id,
+                    first_frame=c.start,
+                )
+            )
         middle = (c.start + c.end) / 2 / fps
         text = next((t.text for t in timed if t.start <= middle < t.end), None)
         if text is not None:
-            caption_rows.append(dict(id=stable_id("caption", unit, "captions.jsonl"), video_id=unit,
-                                     source="captions.jsonl", text=text))
+            caption_rows.append(
+                dict(
+                    id=stable_id("caption", unit, "captions.jsonl"), video_id=unit, source="captions.jsonl", text=text
+                )
+            )
     with store.session() as s:
         store.insert_ignore(s, schema.Video, video_rows)
         store.insert_ignore(s, schema.Clip, clip_rows)
         if caption_rows:
             store.upsert(s, schema.Caption, caption_rows, conflict=("video_id", "source"), update=("text",))
-        store.insert_ignore(s, schema.Completion, [dict(
-            id=stable_id("completion", v.id, STAGE, lineage), video_id=v.id, unit_id=v.id, stage=STAGE,
-            lineage=lineage, run_id=run_id, dropped=dict(Counter(c.reason for c, _ in clips if not c.kept)) or None)])
+        store.insert_ignore(
+            s,
+            schema.Completion,
+            [
+                dict(
+                    id=stable_id("completion", v.id, STAGE, lineage),
+                    video_id=v.id,
+                    unit_id=v.id,
+                    stage=STAGE,
+                    lineage=lineage,
+                    run_id=run_id,
+                    dropped=dict(Counter(c.reason for c, _ in clips if not c.kept)) or None,
+                )
+            ],
+        )
         s.query(schema.Failure).filter_by(unit_id=v.id, stage=STAGE, lineage=lineage).delete()
     return units
 
 
-def _marked(store: Store, model: type[schema.Completion] | type[schema.Failure], ids: list[str], lineage: str,
-            *where) -> set[str]:
+def _marked(
+    store: Store, model: type[schema.Completion] | type[schema.Failure], ids: list[str], lineage: str, *where
+) -> set[str]:
     """The sources among ids with a split completion (or failure) at this lineage."""
     out: set[str] = set()
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
-            out.update(s.scalars(sa.select(model.unit_id).where(
-                model.stage == STAGE, model.lineage == lineage, model.unit_id.in_(ids[i:i + CHUNK]), *where)))
+            out.update(
+                s.scalars(
+                    sa.select(model.unit_id).where(
+                        model.stage == STAGE, model.lineage == lineage, model.unit_id.in_(ids[i : i + CHUNK]), *where
+                    )
+                )
+            )
     return out
 
 
@@ -230,8 +300,11 @@ def _stored_clips(store: Store, ids: list[str], lineage: str) -> dict[str, list]
     out: dict[str, list] = {i: [] for i in ids}
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
-            for row in s.execute(sa.select(c.source_id, c.start, c.kept, c.reason, c.video_id).where(
-                    c.lineage == lineage, c.source_id.in_(ids[i:i + CHUNK])).order_by(c.source_id, c.start)):
+            for row in s.execute(
+                sa.select(c.source_id, c.start, c.kept, c.reason, c.video_id)
+                .where(c.lineage == lineage, c.source_id.in_(ids[i : i + CHUNK]))
+                .order_by(c.source_id, c.start)
+            ):
                 out[row.source_id].append(row)
     return out
 
@@ -246,8 +319,24 @@ def _kept_hashes(store: Store, lineage: str, exclude: set[str]) -> list[list[str
 
 def _record_failure(store: Store, v: IngestedVideo, lineage: str, reason: str, run_id: str) -> None:
     with store.session() as s:
-        store.upsert(s, schema.Failure, [dict(
-            id=stable_id("failure", v.id, STAGE, lineage), unit_kind="video", unit_id=v.id, video_id=v.id,
-            lineage=lineage, stage=STAGE, attempts=1, error_code="split_failed", message=reason[:2000],
-            quarantined=True, run_id=run_id)], conflict=("unit_id", "stage", "lineage"),
-            update=("message", "run_id", "attempts"))
+        store.upsert(
+            s,
+            schema.Failure,
+            [
+                dict(
+                    id=stable_id("failure", v.id, STAGE, lineage),
+                    unit_kind="video",
+                    unit_id=v.id,
+                    video_id=v.id,
+                    lineage=lineage,
+                    stage=STAGE,
+                    attempts=1,
+                    error_code="split_failed",
+                    message=reason[:2000],
+                    quarantined=True,
+                    run_id=run_id,
+                )
+            ],
+            conflict=("unit_id", "stage", "lineage"),
+            update=("message", "run_id", "attempts"),
+        )

@@ -6,7 +6,8 @@ with the next batch), so a later stage of the same video sees it without a query
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from engine.sources.ingest import caption_of
 from engine.store import schema
@@ -24,8 +25,11 @@ class VideoState:
 
     def objects(self, stage_version: str, subject_only: bool = False) -> list[Row]:
         """Objects of one Analyzer version (or dataset), in (noun, instance) order."""
-        found = [o for o in self.rows.objects.values()
-                 if o["stage_version"] == stage_version and (o["is_subject"] or not subject_only)]
+        found = [
+            o
+            for o in self.rows.objects.values()
+            if o["stage_version"] == stage_version and (o["is_subject"] or not subject_only)
+        ]
         return sorted(found, key=lambda o: (o["noun"], o["instance"], o["id"]))
 
     def grounded(self, stage_version: str, subject_only: bool = False) -> list[Row]:

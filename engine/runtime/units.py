@@ -6,8 +6,8 @@ each of its shots, so the Captioner writes the clip's own, told what the whole w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import sqlalchemy as sa
 
@@ -26,16 +26,29 @@ def video_tasks(store: Store, video_ids: Sequence[str]) -> list[VideoTask]:
     rows = []
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
-            rows += s.execute(sa.select(v).where(v.id.in_(ids[i:i + CHUNK]))).scalars().all()
+            rows += s.execute(sa.select(v).where(v.id.in_(ids[i : i + CHUNK]))).scalars().all()
         parents = sorted({r.parent_id for r in rows if r.parent_id})
         captions: dict[str, dict[str, str]] = {}
         for i in range(0, len(parents), CHUNK):
-            for vid, src, text in s.execute(sa.select(c.video_id, c.source, c.text).where(
-                    c.video_id.in_(parents[i:i + CHUNK]))):
+            for vid, src, text in s.execute(
+                sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(parents[i : i + CHUNK]))
+            ):
                 captions.setdefault(vid, {})[src] = text
-        out = [VideoTask(r.id, str(Path(r.source_root) / r.path), r.path, r.kind, r.num_frames, r.fps, r.width,
-                         r.height, r.first_frame or 0, caption_of(captions.get(r.parent_id, {})) if r.parent_id else None)
-               for r in rows]
+        out = [
+            VideoTask(
+                r.id,
+                str(Path(r.source_root) / r.path),
+                r.path,
+                r.kind,
+                r.num_frames,
+                r.fps,
+                r.width,
+                r.height,
+                r.first_frame or 0,
+                caption_of(captions.get(r.parent_id, {})) if r.parent_id else None,
+            )
+            for r in rows
+        ]
     return sorted(out, key=lambda t: (t.rel, t.first_frame))
 
 
@@ -46,6 +59,9 @@ def uncaptioned(store: Store, video_ids: Sequence[str]) -> set[str]:
     have: set[str] = set()
     with store.session() as s:
         for i in range(0, len(ids), CHUNK):
-            have.update(s.scalars(sa.select(c.video_id).where(c.video_id.in_(ids[i:i + CHUNK]),
-                                                              c.source.in_(CAPTION_SOURCE_ORDER))))
+            have.update(
+                s.scalars(
+                    sa.select(c.video_id).where(c.video_id.in_(ids[i : i + CHUNK]), c.source.in_(CAPTION_SOURCE_ORDER))
+                )
+            )
     return set(ids) - have

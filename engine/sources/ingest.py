@@ -22,16 +22,16 @@ import csv
 import errno
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 
-from engine.store import schema
-from engine.store.ids import file_content_id, folder_content_id, stable_id
 from engine.media.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, Video, VideoInfo, frame_files
-from engine.store import Store
+from engine.store import Store, schema
+from engine.store.ids import file_content_id, folder_content_id, stable_id
 
 # Extensions that look like video but that we do not decode: reported, not silently ignored.
 OTHER_VIDEO_EXTENSIONS = frozenset({".flv", ".wmv", ".mpg", ".mpeg", ".m4v", ".3gp", ".ts", ".vob", ".ogv"})
@@ -111,9 +111,11 @@ def scan(source: Path) -> tuple[list[Candidate], list[Problem]]:
         real = os.path.realpath(here)
         if real in seen:  # only a link makes a folder come round again
             first = "the source folder" if seen[real] == "." else seen[real]
-            problems.append(Problem(rel, "symlink_loop", f"a link back to {first}, which holds it: not followed")
-                            if real in above else Problem(rel, "duplicate_folder",
-                                                          f"the same folder as {first}, through a link: scanned once"))
+            problems.append(
+                Problem(rel, "symlink_loop", f"a link back to {first}, which holds it: not followed")
+                if real in above
+                else Problem(rel, "duplicate_folder", f"the same folder as {first}, through a link: scanned once")
+            )
             continue
         seen[real] = rel
         try:
@@ -192,12 +194,14 @@ def _seconds(value: object) -> float:
     if isinstance(value, str):
         parts = value.strip().split(":")
         if 1 <= len(parts) <= 3:
-            return sum(float(p) * 60 ** k for k, p in enumerate(reversed(parts)))
+            return sum(float(p) * 60**k for k, p in enumerate(reversed(parts)))
     raise TypeError(f"not a time: {value!r}")
 
 
-def load_caption_tables(source: Path, timed: dict[str, list[TimedCaption]] | None = None,
-                        ) -> tuple[dict[str, dict[str, str]], list[Problem]]:
+def load_caption_tables(
+    source: Path,
+    timed: dict[str, list[TimedCaption]] | None = None,
+) -> tuple[dict[str, dict[str, str]], list[Problem]]:
     """captions.jsonl / captions.csv in the source root -> {rel path: {table name: caption}}; jsonl lines with a
     start and an end go to `timed` instead, when given, as {rel path: [TimedCaption]}."""
     table: dict[str, dict[str, str]] = {}
@@ -275,11 +279,20 @@ def _stored_videos(store: Store, source: Path) -> dict[str, _Stored]:
         captions: dict[str, dict[str, str]] = {}
         ids = [r.id for r in rows]
         for i in range(0, len(ids), 500):
-            for vid, src, text in s.execute(sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids[i:i + 500]))):
+            for vid, src, text in s.execute(
+                sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids[i : i + 500]))
+            ):
                 captions.setdefault(vid, {})[src] = text
-    return {r.path: _Stored(r.id, r.size_bytes, r.mtime_ns,
-                            VideoInfo(source / r.path, r.kind, r.num_frames, r.fps, r.width, r.height),
-                            captions.get(r.id, {})) for r in rows}
+    return {
+        r.path: _Stored(
+            r.id,
+            r.size_bytes,
+            r.mtime_ns,
+            VideoInfo(source / r.path, r.kind, r.num_frames, r.fps, r.width, r.height),
+            captions.get(r.id, {}),
+        )
+        for r in rows
+    }
 
 
 def ingest(
@@ -310,8 +323,11 @@ def ingest(
         try:
             _ingest_one(store, source, c, tables, frame_folder_fps, report, stored.get(c.rel))
         except (MediaError, OSError) as e:  # OSError: permissions, or a file vanished mid-scan
-            p = Problem(c.rel, e.code, e.reason) if isinstance(e, MediaError) else Problem(
-                c.rel, *_unreadable(e, "cannot read it"))
+            p = (
+                Problem(c.rel, e.code, e.reason)
+                if isinstance(e, MediaError)
+                else Problem(c.rel, *_unreadable(e, "cannot read it"))
+            )
             report.problems.append(p)
             _record_skipped(store, source, [p], run_id)
         if on_progress:
@@ -327,8 +343,9 @@ def _captions_of(c: Candidate, tables) -> dict[str, str]:
     return {k: v for k, v in captions.items() if v}
 
 
-def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport,
-                known: _Stored | None) -> None:
+def _ingest_one(
+    store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport, known: _Stored | None
+) -> None:
     size, mtime_ns = _file_stamp(c)
     captions = _captions_of(c, tables)
     if known is not None and (known.size_bytes, known.mtime_ns) == (size, mtime_ns):
@@ -342,8 +359,16 @@ def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, re
     info = Video(c.path, frame_folder_fps=fps).check()
     vid = _content_id(c)
     row = dict(
-        id=vid, path=c.rel, source_root=str(source), kind=c.kind, num_frames=info.num_frames, fps=info.fps,
-        width=info.width, height=info.height, size_bytes=size, mtime_ns=mtime_ns,
+        id=vid,
+        path=c.rel,
+        source_root=str(source),
+        kind=c.kind,
+        num_frames=info.num_frames,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        size_bytes=size,
+        mtime_ns=mtime_ns,
     )
     with store.session() as s:
         new = store.insert_ignore(s, schema.Video, [row]) == 1
@@ -362,19 +387,41 @@ def _ingest_one(store: Store, source: Path, c: Candidate, tables, fps: float, re
 
 def _save_captions(store: Store, s, vid: str, captions: dict[str, str]) -> None:
     store.upsert(
-        s, schema.Caption,
-        [dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text) for src, text in captions.items()],
-        conflict=("video_id", "source"), update=("text",),
+        s,
+        schema.Caption,
+        [
+            dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text)
+            for src, text in captions.items()
+        ],
+        conflict=("video_id", "source"),
+        update=("text",),
     )
 
 
 def _record_skipped(store: Store, source: Path, problems: list[Problem], run_id: str | None) -> None:
     """Skipped inputs are listed by `engine status` and counted in their run's summary, but not quarantined: a skip
     is the input's state, not a failed unit, and every ingest looks at the input again anyway."""
-    rows = [dict(id=stable_id("failure", str(source / p.rel), STAGE), unit_kind="file", unit_id=str(source / p.rel),
-                 stage=STAGE, lineage="", attempts=1, error_code=p.code, message=p.reason, quarantined=False,
-                 run_id=run_id) for p in problems]
+    rows = [
+        dict(
+            id=stable_id("failure", str(source / p.rel), STAGE),
+            unit_kind="file",
+            unit_id=str(source / p.rel),
+            stage=STAGE,
+            lineage="",
+            attempts=1,
+            error_code=p.code,
+            message=p.reason,
+            quarantined=False,
+            run_id=run_id,
+        )
+        for p in problems
+    ]
     if rows:
         with store.session() as s:  # quarantined is updated too: stores written before kept skips quarantined
-            store.upsert(s, schema.Failure, rows, conflict=("unit_id", "stage", "lineage"),
-                         update=("error_code", "message", "quarantined", "run_id"))
+            store.upsert(
+                s,
+                schema.Failure,
+                rows,
+                conflict=("unit_id", "stage", "lineage"),
+                update=("error_code", "message", "quarantined", "run_id"),
+            )

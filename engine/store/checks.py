@@ -12,9 +12,10 @@ The writer (engine/store/io.py) still commits unit by unit if a batch fails anyw
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -50,9 +51,11 @@ def _rules(model: type[schema.Base]) -> _Rules:
     return _Rules(tuple(required), tuple(lengths), tuple(enums), references, uniques)
 
 
-def check_group(items: Sequence[tuple[type[schema.Base], Sequence[dict[str, Any]]]],
-                known: Callable[[str, str], bool | None],
-                holder: Callable[[type[schema.Base], tuple[str, ...], tuple], str | None]) -> None:
+def check_group(
+    items: Sequence[tuple[type[schema.Base], Sequence[dict[str, Any]]]],
+    known: Callable[[str, str], bool | None],
+    holder: Callable[[type[schema.Base], tuple[str, ...], tuple], str | None],
+) -> None:
     """Raise RowError for the first row of the group the store would refuse.
 
     known(table, id): True if that row is stored, False if it is not, None if the caller cannot tell (the
@@ -88,5 +91,7 @@ def check_group(items: Sequence[tuple[type[schema.Base], Sequence[dict[str, Any]
                 if other == mine:
                     other = holder(model, cols, key)
                 if other is not None and other != mine:
-                    raise RowError(f"{name}: {dict(zip(cols, key))} is already the key of another row ({other}); "
-                                   f"this one ({mine}) would be dropped")
+                    raise RowError(
+                        f"{name}: {dict(zip(cols, key))} is already the key of another row ({other}); "
+                        f"this one ({mine}) would be dropped"
+                    )

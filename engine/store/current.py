@@ -12,8 +12,9 @@ rows read per video do not grow with the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -64,6 +65,7 @@ def _cols(model: type[schema.Base], *, without: Sequence[str] = ()) -> list:
 
 # --- the runtime: every in-flight video's current rows, one query per table ------------------------
 
+
 @dataclass
 class VideoRows:
     """One video's current results, as plain dicts keyed for the stages."""
@@ -105,20 +107,23 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[
             rows.descriptions[(r["object_id"], r["kind"])] = r
     smp = schema.Sample
     if current.samples:
-        for r in s.execute(sa.select(smp.id, smp.video_id).where(smp.video_id.in_(ids),
-                                                                 smp.lineage.in_(current.sample_lineages))):
+        for r in s.execute(
+            sa.select(smp.id, smp.video_id).where(smp.video_id.in_(ids), smp.lineage.in_(current.sample_lineages))
+        ):
             out[r.video_id].samples.add(r.id)
     stages = sorted(current.stages)
     cp = schema.Completion
-    for r in s.execute(sa.select(cp.video_id, cp.unit_id, cp.stage, cp.lineage)
-                       .where(cp.video_id.in_(ids), cp.lineage.in_(stages))):
+    for r in s.execute(
+        sa.select(cp.video_id, cp.unit_id, cp.stage, cp.lineage).where(cp.video_id.in_(ids), cp.lineage.in_(stages))
+    ):
         out[r.video_id].done.add((r.unit_id, r.stage, r.lineage))
     f = schema.Failure
     for r in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
         out[r["video_id"]].failures[(r["unit_id"], r["stage"], r["lineage"])] = r
     mc = schema.ModelCall
-    for r in s.execute(sa.select(mc.video_id, mc.request_hash, mc.response)
-                       .where(mc.video_id.in_(ids), mc.status == "ok")):
+    for r in s.execute(
+        sa.select(mc.video_id, mc.request_hash, mc.response).where(mc.video_id.in_(ids), mc.status == "ok")
+    ):
         out[r.video_id].answers[r.request_hash] = r.response
     return out
 
@@ -129,21 +134,25 @@ def _object_rows(s: Session, current: Current, object_ids: list[str]) -> Iterabl
         return
     m, d, r = schema.Masklet, schema.Description, schema.Review
     if current.masklets:
-        for row in _rows(s, sa.select(*_cols(m)).where(m.object_id.in_(object_ids),
-                                                       m.lineage.in_(sorted(current.masklets)))):
+        for row in _rows(
+            s, sa.select(*_cols(m)).where(m.object_id.in_(object_ids), m.lineage.in_(sorted(current.masklets)))
+        ):
             yield "masklet", row
     if current.descriptions:
-        for row in _rows(s, sa.select(*_cols(d)).where(d.object_id.in_(object_ids),
-                                                       d.lineage.in_(current.description_lineages))):
+        for row in _rows(
+            s, sa.select(*_cols(d)).where(d.object_id.in_(object_ids), d.lineage.in_(current.description_lineages))
+        ):
             if row["lineage"] in current.descriptions.get(row["kind"], ()):
                 yield "description", row
     if current.reviews:
-        for row in _rows(s, sa.select(*_cols(r)).where(r.object_id.in_(object_ids),
-                                                       r.lineage.in_(sorted(current.reviews)))):
+        for row in _rows(
+            s, sa.select(*_cols(r)).where(r.object_id.in_(object_ids), r.lineage.in_(sorted(current.reviews)))
+        ):
             yield "review", row
 
 
 # --- readers outside the runtime: export, the review UI, the audit ---------------------------------
+
 
 @dataclass
 class ObjectView:
@@ -182,9 +191,13 @@ def current_reviews(current: Current):
     for the audit population: (review id, verdict, confidence, noun, frames, height, width)."""
     r, o, m = schema.Review, schema.VideoObject, schema.Masklet
     masklet = sa.and_(m.object_id == o.id, m.lineage.in_(sorted(current.masklets) or [""]))
-    return (sa.select(r.id, r.verdict, r.confidence, o.noun, m.frames, m.height, m.width)
-            .join(o, o.id == r.object_id).outerjoin(m, masklet)
-            .where(r.lineage.in_(sorted(current.reviews) or [""])).order_by(r.id))
+    return (
+        sa.select(r.id, r.verdict, r.confidence, o.noun, m.frames, m.height, m.width)
+        .join(o, o.id == r.object_id)
+        .outerjoin(m, masklet)
+        .where(r.lineage.in_(sorted(current.reviews) or [""]))
+        .order_by(r.id)
+    )
 
 
 def samples_query(current: Current | None, types: Sequence[str]):
@@ -199,6 +212,7 @@ def samples_query(current: Current | None, types: Sequence[str]):
 
 # --- `engine status`: per stage, how many objects are current and how many only outdated -----------
 
+
 @dataclass(frozen=True)
 class StageCount:
     result: str  # masklets, descriptions:<kind>, reviews, samples:<type>
@@ -210,12 +224,19 @@ def stage_counts(s: Session, current: Current) -> list[StageCount]:
     m, d, r, smp = schema.Masklet, schema.Description, schema.Review, schema.Sample
     out = [_count(s, "masklets", m.object_id, m.lineage, current.masklets)]
     for kind in sorted(current.descriptions):
-        out.append(_count(s, f"descriptions:{kind}", d.object_id, d.lineage, current.descriptions[kind], d.kind == kind))
+        out.append(
+            _count(s, f"descriptions:{kind}", d.object_id, d.lineage, current.descriptions[kind], d.kind == kind)
+        )
     out.append(_count(s, "reviews", r.object_id, r.lineage, current.reviews))
     for t in sorted(current.samples):
-        cur = s.scalar(sa.select(sa.func.count()).where(smp.data_type == t, smp.lineage.in_(sorted(current.samples[t]))))
-        other = s.scalar(sa.select(sa.func.count()).where(
-            smp.data_type == t, sa.or_(smp.lineage.is_(None), smp.lineage.not_in(sorted(current.samples[t])))))
+        cur = s.scalar(
+            sa.select(sa.func.count()).where(smp.data_type == t, smp.lineage.in_(sorted(current.samples[t])))
+        )
+        other = s.scalar(
+            sa.select(sa.func.count()).where(
+                smp.data_type == t, sa.or_(smp.lineage.is_(None), smp.lineage.not_in(sorted(current.samples[t])))
+            )
+        )
         out.append(StageCount(f"samples:{t}", cur or 0, other or 0))
     return out
 
@@ -225,8 +246,14 @@ def _count(s: Session, name: str, key, lineage, wanted: frozenset[str], *extra) 
     table = key.table
     cur = sa.select(key).where(lineage.in_(wanted_list), *extra)
     n_cur = s.scalar(sa.select(sa.func.count(sa.distinct(key))).where(lineage.in_(wanted_list), *extra)) or 0
-    n_old = s.scalar(sa.select(sa.func.count(sa.distinct(key))).select_from(table).where(
-        sa.or_(lineage.is_(None), lineage.not_in(wanted_list)), key.not_in(cur), *extra)) or 0
+    n_old = (
+        s.scalar(
+            sa.select(sa.func.count(sa.distinct(key)))
+            .select_from(table)
+            .where(sa.or_(lineage.is_(None), lineage.not_in(wanted_list)), key.not_in(cur), *extra)
+        )
+        or 0
+    )
     return StageCount(name, n_cur, n_old)
 
 
@@ -239,13 +266,18 @@ def judged(s: Session, review: schema.Review) -> tuple[schema.Masklet | None, di
     m, d = schema.Masklet, schema.Description
     if review.masklet_id is not None:
         masklet = s.get(m, review.masklet_id)
-        ids = [*(review.description_ids or []), *([review.region_description_id] if review.region_description_id else [])]
+        ids = [
+            *(review.description_ids or []),
+            *([review.region_description_id] if review.region_description_id else []),
+        ]
         texts = {row.kind: row.text for row in s.execute(sa.select(d.kind, d.text).where(d.id.in_(ids)))}
         return masklet, texts
-    masklet = s.execute(sa.select(m).where(m.object_id == review.object_id)
-                        .order_by(m.created_at, m.id).limit(1)).scalar_one_or_none()
+    masklet = s.execute(
+        sa.select(m).where(m.object_id == review.object_id).order_by(m.created_at, m.id).limit(1)
+    ).scalar_one_or_none()
     texts: dict[str, str] = {}
-    for row in s.execute(sa.select(d.kind, d.text).where(d.object_id == review.object_id)
-                         .order_by(d.created_at.desc(), d.id)):
+    for row in s.execute(
+        sa.select(d.kind, d.text).where(d.object_id == review.object_id).order_by(d.created_at.desc(), d.id)
+    ):
         texts.setdefault(row.kind, row.text)
     return masklet, texts

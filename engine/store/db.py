@@ -6,10 +6,11 @@ writes) and PostgreSQL are both supported; anything dialect-specific lives in th
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -55,8 +56,13 @@ class Store:
         # JSON columns (masks as RLE, answers) through orjson: several times faster than json both ways.
         # A server's connections can be ended under us (a restart, terminated backends): checkouts are pinged
         # (the writer holds one connection for the run, so that costs a round trip per command, not per row).
-        self.engine = sa.create_engine(url, pool_recycle=1800, pool_pre_ping=not url.startswith("sqlite"),
-                                       json_serializer=_json_dumps, json_deserializer=orjson.loads)
+        self.engine = sa.create_engine(
+            url,
+            pool_recycle=1800,
+            pool_pre_ping=not url.startswith("sqlite"),
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+        )
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -116,7 +122,9 @@ class Store:
             inserted += session.execute(stmt).first() is not None
         return inserted
 
-    def insert_many(self, session: Session | sa.Connection, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> None:
+    def insert_many(
+        self, session: Session | sa.Connection, model: type[schema.Base], rows: Sequence[dict[str, Any]]
+    ) -> None:
         """insert_ignore for many rows in one executemany (no count of what was inserted: the hot path)."""
         if rows:
             stmt = self._statement(("ignore", model))
@@ -202,5 +210,8 @@ def with_defaults(model: type[schema.Base], row: dict[str, Any]) -> dict[str, An
 
 @cache
 def _defaults(model: type[schema.Base]) -> tuple[tuple[str, Any, bool], ...]:
-    return tuple((c.name, c.default.arg, c.default.is_callable) for c in model.__table__.columns
-                 if c.default is not None and (c.default.is_callable or c.default.is_scalar))
+    return tuple(
+        (c.name, c.default.arg, c.default.is_callable)
+        for c in model.__table__.columns
+        if c.default is not None and (c.default.is_callable or c.default.is_scalar)
+    )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 ID_HEX = 32  # 128 bits: collisions are not a practical concern at 10^8 units
 _CHUNK = 1 << 20

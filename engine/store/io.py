@@ -26,16 +26,22 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.store import schema
 from engine.store.db import Store
-from engine.store.faults import StoreError  # noqa: F401  (re-exported: the runtime catches it from here)
-from engine.store.faults import cause, disconnected, store_error, unit_fault
+from engine.store.faults import (
+    StoreError,  # noqa: F401  (re-exported: the runtime catches it from here)
+    cause,
+    disconnected,
+    store_error,
+    unit_fault,
+)
 
 log = logging.getLogger(__name__)
 _TABLE_ORDER = {t.name: i for i, t in enumerate(schema.Base.metadata.sorted_tables)}
@@ -89,12 +95,26 @@ def failure_upsert(unit: UnitRef, code: str, message: str, attempts: int, quaran
     """A unit's failure row (one per unit, stage and lineage; a later attempt overwrites it)."""
     from engine.store.ids import stable_id
 
-    row = dict(id=stable_id("failure", unit.unit_id, unit.stage, unit.lineage), unit_kind=unit.unit_kind,
-               unit_id=unit.unit_id, video_id=unit.video_id, lineage=unit.lineage, stage=unit.stage,
-               attempts=attempts, error_code=code, message=message[:2000], quarantined=quarantined,
-               run_id=unit.run_id, updated_at=schema.utcnow())
-    return Upsert(schema.Failure, [row], ("unit_id", "stage", "lineage"),
-                  ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at"))
+    row = dict(
+        id=stable_id("failure", unit.unit_id, unit.stage, unit.lineage),
+        unit_kind=unit.unit_kind,
+        unit_id=unit.unit_id,
+        video_id=unit.video_id,
+        lineage=unit.lineage,
+        stage=unit.stage,
+        attempts=attempts,
+        error_code=code,
+        message=message[:2000],
+        quarantined=quarantined,
+        run_id=unit.run_id,
+        updated_at=schema.utcnow(),
+    )
+    return Upsert(
+        schema.Failure,
+        [row],
+        ("unit_id", "stage", "lineage"),
+        ("attempts", "error_code", "message", "quarantined", "run_id", "updated_at"),
+    )
 
 
 @dataclass
@@ -134,8 +154,13 @@ _STOP = object()
 class StoreIO:
     """Create it inside the event loop that uses it; `await aclose()` commits what is queued and stops."""
 
-    def __init__(self, store: Store, max_rows: int = 5000, linger_s: float = 0.025,
-                 on_rejected: Callable[[UnitRef | None, str], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        max_rows: int = 5000,
+        linger_s: float = 0.025,
+        on_rejected: Callable[[UnitRef | None, str], None] | None = None,
+    ):
         self.store = store
         self.on_rejected = on_rejected  # called in the event loop: (the unit, the database's message)
         self.max_rows, self.linger_s = max_rows, linger_s
@@ -336,8 +361,10 @@ class StoreIO:
                 if isinstance(op, Upsert):
                     run.extend(op.rows)
                     following = ops[i + 1] if i + 1 < len(ops) else None
-                    if not (isinstance(following, Upsert) and (following.conflict, following.update) ==
-                            (op.conflict, op.update)):
+                    if not (
+                        isinstance(following, Upsert)
+                        and (following.conflict, following.update) == (op.conflict, op.update)
+                    ):
                         self.store.upsert(s, model, run, op.conflict, op.update)
                         run = []
                 else:
@@ -353,8 +380,11 @@ class StoreIO:
         mc = schema.ModelCall
         try:
             with s.begin_nested():
-                found = dict(s.execute(sa.select(mc.request_hash, mc.response)
-                                       .where(mc.request_hash.in_(keys), mc.status == "ok")).all())
+                found = dict(
+                    s.execute(
+                        sa.select(mc.request_hash, mc.response).where(mc.request_hash.in_(keys), mc.status == "ok")
+                    ).all()
+                )
         except Exception as e:  # noqa: BLE001
             return [(x.future, None, e) for x in lookups]
         return [(x.future, found.get(x.key), None) for x in lookups]

@@ -13,8 +13,8 @@ existed have lineage NULL: kept, addressable, never current.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -23,7 +23,7 @@ ID = sa.String(32)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _enum(name: str, *values: str) -> sa.Enum:
@@ -52,12 +52,12 @@ class Run(Base):
     status: Mapped[str] = mapped_column(sa.String(32), default="running")
     engine_version: Mapped[str] = mapped_column(sa.String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    source: Mapped[Optional[str]] = mapped_column(sa.Text)
+    source: Mapped[str | None] = mapped_column(sa.Text)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
-    heartbeat_at: Mapped[Optional[datetime]]  # a running run that stopped beating was interrupted
-    reason: Mapped[Optional[str]] = mapped_column(sa.Text)  # why it aborted
-    finished_at: Mapped[Optional[datetime]]
+    heartbeat_at: Mapped[datetime | None]  # a running run that stopped beating was interrupted
+    reason: Mapped[str | None] = mapped_column(sa.Text)  # why it aborted
+    finished_at: Mapped[datetime | None]
 
 
 class Video(Base):
@@ -75,8 +75,8 @@ class Video(Base):
     width: Mapped[int]
     height: Mapped[int]
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
-    mtime_ns: Mapped[Optional[int]] = mapped_column(sa.BigInteger)  # unchanged path, size and mtime: not re-probed
-    parent_id: Mapped[Optional[str]] = mapped_column(ID, index=True)  # a clip's source video; NULL for a source
+    mtime_ns: Mapped[int | None] = mapped_column(sa.BigInteger)  # unchanged path, size and mtime: not re-probed
+    parent_id: Mapped[str | None] = mapped_column(ID, index=True)  # a clip's source video; NULL for a source
     first_frame: Mapped[int] = mapped_column(default=0, server_default="0")  # a clip's offset in its source
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (sa.Index("ix_videos_source_path", "source_root", "path"),)
@@ -95,11 +95,11 @@ class Clip(Base):
     start: Mapped[int]
     end: Mapped[int]  # exclusive
     kept: Mapped[bool]
-    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))  # too_short | black | uniform | static | ...
+    reason: Mapped[str | None] = mapped_column(sa.String(32))  # too_short | black | uniform | static | ...
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     hashes: Mapped[list[Any]] = mapped_column(default=list)  # pHash (16 hex digits) of frames at 1/4, 1/2, 3/4
-    video_id: Mapped[Optional[str]] = mapped_column(ID)  # the unit, for a kept clip
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    video_id: Mapped[str | None] = mapped_column(ID)  # the unit, for a kept clip
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -126,7 +126,9 @@ class VideoObject(Base):
     is_subject: Mapped[bool] = mapped_column(default=False)
     stage_version: Mapped[str] = mapped_column(sa.String(200))  # the Analyzer's lineage: prompt tag | model name
     # Written by engines before lineages; never read (grounded = a masklet at the current segment lineage).
-    status: Mapped[str] = mapped_column(_enum("object_status", "pending", "grounded", "not_grounded"), default="pending")
+    status: Mapped[str] = mapped_column(
+        _enum("object_status", "pending", "grounded", "not_grounded"), default="pending"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -138,7 +140,7 @@ class Masklet(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
     backend_version: Mapped[str] = mapped_column(sa.String(200))
-    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
+    lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     anchor_frame: Mapped[int]
     box: Mapped[list[Any]]  # [x0, y0, x1, y1] pixels on the anchor frame
     grounding_score: Mapped[float]
@@ -160,11 +162,11 @@ class Description(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
     kind: Mapped[str] = mapped_column(_enum("description_kind", *DESCRIPTION_KINDS))
-    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
+    lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     text: Mapped[str] = mapped_column(sa.Text)
     model: Mapped[str] = mapped_column(sa.String(128))
     prompt_version: Mapped[str] = mapped_column(sa.String(64))
-    model_call_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("model_calls.id"))
+    model_call_id: Mapped[str | None] = mapped_column(sa.ForeignKey("model_calls.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -173,15 +175,15 @@ class Review(Base):
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_reviews_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
-    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
+    lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     # What was judged, so an audit shows exactly that (NULL on rows from before lineages).
-    masklet_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("masklets.id", name="fk_reviews_masklet_id"))
-    description_ids: Mapped[Optional[list[Any]]]
+    masklet_id: Mapped[str | None] = mapped_column(sa.ForeignKey("masklets.id", name="fk_reviews_masklet_id"))
+    description_ids: Mapped[list[Any] | None]
     mode: Mapped[str] = mapped_column(_enum("review_mode", "paper", "direct"))
     verdict: Mapped[bool]  # True = keep: the description and the mask refer to the same object
     confidence: Mapped[float]
     rationale: Mapped[str] = mapped_column(sa.Text)
-    region_description_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("descriptions.id"))
+    region_description_id: Mapped[str | None] = mapped_column(sa.ForeignKey("descriptions.id"))
     model: Mapped[str] = mapped_column(sa.String(128))
     prompt_version: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -197,7 +199,7 @@ class Audit(Base):
     auditor: Mapped[str] = mapped_column(sa.String(64))
     human_verdict: Mapped[bool]  # True = the description and the mask refer to the same object
     note: Mapped[str] = mapped_column(sa.Text, default="")
-    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))  # for "different object": one of AUDIT_REASONS
+    reason: Mapped[str | None] = mapped_column(sa.String(32))  # for "different object": one of AUDIT_REASONS
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -209,8 +211,8 @@ class AuditEvent(Base):
     review_id: Mapped[str] = mapped_column(sa.ForeignKey("reviews.id"), index=True)
     auditor: Mapped[str] = mapped_column(sa.String(64))
     action: Mapped[str] = mapped_column(sa.String(16))  # decide | undo
-    human_verdict: Mapped[Optional[bool]]
-    reason: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    human_verdict: Mapped[bool | None]
+    reason: Mapped[str | None] = mapped_column(sa.String(32))
     note: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -222,7 +224,7 @@ class Calibration(Base):
     __tablename__ = "calibrations"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     target: Mapped[float]
-    threshold: Mapped[Optional[float]]  # None: no threshold reached the target
+    threshold: Mapped[float | None]  # None: no threshold reached the target
     rule: Mapped[str] = mapped_column(sa.String(80))  # how items with several labels were labelled
     estimates: Mapped[dict[str, Any]] = mapped_column(default=dict)  # precision, recall, yield with intervals
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -234,15 +236,15 @@ class Sample(Base):
     __tablename__ = "samples"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     data_type: Mapped[str] = mapped_column(_enum("data_type", *DATA_TYPES), index=True)
-    qa_type: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    qa_type: Mapped[str | None] = mapped_column(sa.String(32))
     video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
     object_ids: Mapped[list[Any]]
     conversations: Mapped[list[Any]]
     annotation: Mapped[list[Any]]  # one {"<frame>": {"segmentation": RLE}} per <region>
     mode: Mapped[str] = mapped_column(_enum("frame_mode", "single", "multi"))
-    split: Mapped[Optional[str]] = mapped_column(sa.String(16))
-    lineage: Mapped[Optional[str]] = mapped_column(LINEAGE, index=True)
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    split: Mapped[str | None] = mapped_column(sa.String(16))
+    lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -264,12 +266,12 @@ class ModelCall(Base):
     tokens_out: Mapped[int] = mapped_column(default=0)
     cost_usd: Mapped[float] = mapped_column(default=0.0)
     latency_s: Mapped[float] = mapped_column(default=0.0)
-    response: Mapped[Optional[dict[str, Any]]]
-    error: Mapped[Optional[str]] = mapped_column(sa.Text)
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    response: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"), index=True)
     # The video whose unit asked: its answers load with the video's state (no query per call). No foreign key:
     # a call made outside any video (a probe) has none.
-    video_id: Mapped[Optional[str]] = mapped_column(ID, index=True)
+    video_id: Mapped[str | None] = mapped_column(ID, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -284,8 +286,10 @@ class Request(Base):
     __tablename__ = "requests"
     __table_args__ = (sa.Index("ix_requests_run_role", "run_id", "role"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
-    role: Mapped[str] = mapped_column(sa.String(48))  # the agent role: annotator.dynamic, reviewer.judge, refiner.qa ...
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    role: Mapped[str] = mapped_column(
+        sa.String(48)
+    )  # the agent role: annotator.dynamic, reviewer.judge, refiner.qa ...
     endpoint_key: Mapped[str] = mapped_column(sa.String(32))  # the [agents.<key>] table whose endpoint it used
     model: Mapped[str] = mapped_column(sa.String(128))
     endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
@@ -294,14 +298,14 @@ class Request(Base):
     attempt: Mapped[int] = mapped_column(default=1)  # 1 for the first try of a call or repair, then 2, 3 ...
     output_mode: Mapped[str] = mapped_column(sa.String(32), default="")
     status: Mapped[str] = mapped_column(sa.String(32))  # sent | ok | http_<code> | timeout | connection | ...
-    http_status: Mapped[Optional[int]]
-    tokens_in: Mapped[Optional[int]]
-    tokens_out: Mapped[Optional[int]]
-    cost_usd: Mapped[Optional[float]]
-    latency_s: Mapped[Optional[float]]
-    answer: Mapped[Optional[str]] = mapped_column(sa.Text)  # the raw body, truncated, when the request failed
+    http_status: Mapped[int | None]
+    tokens_in: Mapped[int | None]
+    tokens_out: Mapped[int | None]
+    cost_usd: Mapped[float | None]
+    latency_s: Mapped[float | None]
+    answer: Mapped[str | None] = mapped_column(sa.Text)  # the raw body, truncated, when the request failed
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
-    finished_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[datetime | None]
 
 
 class Completion(Base):
@@ -314,9 +318,9 @@ class Completion(Base):
     unit_id: Mapped[str] = mapped_column(sa.Text)
     stage: Mapped[str] = mapped_column(sa.String(64))
     lineage: Mapped[str] = mapped_column(LINEAGE)
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     # what the unit's work left out, by reason (e.g. QA pairs that name no object): summed in the run summary
-    dropped: Mapped[Optional[dict[str, Any]]] = mapped_column(default=None)
+    dropped: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -331,14 +335,14 @@ class Failure(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     unit_kind: Mapped[str] = mapped_column(sa.String(32))  # video | file | object | sample
     unit_id: Mapped[str] = mapped_column(sa.Text)
-    video_id: Mapped[Optional[str]] = mapped_column(ID, index=True)  # no foreign key: ingest failures have no video
+    video_id: Mapped[str | None] = mapped_column(ID, index=True)  # no foreign key: ingest failures have no video
     lineage: Mapped[str] = mapped_column(LINEAGE, default="", server_default="")
     stage: Mapped[str] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(default=1)
     error_code: Mapped[str] = mapped_column(sa.String(64))
     message: Mapped[str] = mapped_column(sa.Text)
     quarantined: Mapped[bool] = mapped_column(default=False)
-    run_id: Mapped[Optional[str]] = mapped_column(sa.ForeignKey("runs.id"))
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -13,8 +13,17 @@ IMG = "sha256:" + "0" * 64
 
 
 def test_every_prompt_file_has_a_version_and_both_parts():
-    for name in ("captioner", "analyzer", "annotator_dynamic", "annotator_static", "reviewer_region",
-                 "reviewer_judge", "reviewer_direct", "refiner_detailed", "refiner_qa"):
+    for name in (
+        "captioner",
+        "analyzer",
+        "annotator_dynamic",
+        "annotator_static",
+        "reviewer_region",
+        "reviewer_judge",
+        "reviewer_direct",
+        "refiner_detailed",
+        "refiner_qa",
+    ):
         p = load(name)
         assert p.version and p.system and p.user and p.tag == f"{name}@{p.version}"
 
@@ -28,8 +37,17 @@ def test_analyzer_prompt_carries_the_caption_and_parse_normalizes():
     assert out.nouns == ["man", "boat", "swan", "bus"]
 
 
-@pytest.mark.parametrize("raw, noun", [("Red Cars", "red car"), ("buses", "bus"), ("bus", "bus"), ("a dog.", "dog"),
-                                       ("the two children", "child"), ("   ", "")])
+@pytest.mark.parametrize(
+    "raw, noun",
+    [
+        ("Red Cars", "red car"),
+        ("buses", "bus"),
+        ("bus", "bus"),
+        ("a dog.", "dog"),
+        ("the two children", "child"),
+        ("   ", ""),
+    ],
+)
 def test_normalize_noun(raw, noun):
     assert normalize_noun(raw) == noun
 
@@ -69,40 +87,67 @@ def test_refiner_detailed_and_qa_parse():
     assert "Appearance: brown" in RefinerAgent().prompt(RefineItem("dog", "brown", "runs"))[1]["content"]
     item = QAItem((QAObject("dog", "a brown dog"), QAObject("red ball", "a red ball")))
     prompt = QAWriter().prompt(item)
-    assert "Object 1 (dog): a brown dog\nObject 2 (red ball): a red ball" == prompt[1]["content"]
+    assert prompt[1]["content"] == "Object 1 (dog): a brown dog\nObject 2 (red ball): a red ball"
     assert "Object 1, Object 2" in prompt[0]["content"] and "<object" not in str(prompt)  # tags are the engine's
-    result = QAWriter().parse(item, QASet(pairs=[
-        QAPair(type="future", question="Will Object 1 (dog) catch [2]?", answer="Probably, object 1 is fast."),
-        QAPair(type="basic", question="What colour is it?", answer="Brown."),  # names no object: dropped
-        QAPair(type="basic", question="Where is the brown dog relative to the red ball?", answer="Left of it."),
-        QAPair(type="basic", question="Is object 1 near object 2?", answer="Yes."),  # second basic: dropped
-        QAPair(type="reasoning", question="Why does <object0> chase <region> the ball?", answer="Play <video>."),
-    ]))
+    result = QAWriter().parse(
+        item,
+        QASet(
+            pairs=[
+                QAPair(type="future", question="Will Object 1 (dog) catch [2]?", answer="Probably, object 1 is fast."),
+                QAPair(type="basic", question="What colour is it?", answer="Brown."),  # names no object: dropped
+                QAPair(
+                    type="basic", question="Where is the brown dog relative to the red ball?", answer="Left of it."
+                ),
+                QAPair(type="basic", question="Is object 1 near object 2?", answer="Yes."),  # second basic: dropped
+                QAPair(
+                    type="reasoning", question="Why does <object0> chase <region> the ball?", answer="Play <video>."
+                ),
+            ]
+        ),
+    )
     assert [(p.type, p.question, p.answer) for p in result.pairs] == [
         ("basic", "Where is <object0> relative to <object1>?", "Left of it."),
         ("reasoning", "Why does <object0> chase region <object1>?", "Play video."),  # tokens neutralised
-        ("future", "Will <object0> catch <object1>?", "Probably, <object0> is fast.")]
+        ("future", "Will <object0> catch <object1>?", "Probably, <object0> is fast."),
+    ]
     assert result.dropped == {"names_no_object": 1, "type_not_asked": 1}  # one basic was asked for, two came
     # no usable pair is not an error (no retry): the unit ends with nothing, counted
     none = QAWriter().parse(item, QASet(pairs=[QAPair(type="basic", question="What?", answer="A.")]))
     assert none.pairs == [] and none.dropped == {"names_no_object": 1}
     # one object: its own words for it ("he", "the man") can only mean it; a question about nothing is dropped
     one = QAItem((QAObject("cyclist", "a man on a bike"),))
-    single = QAWriter().parse(one, QASet(pairs=[
-        QAPair(type="basic", question="What is the man's name?", answer="Unknown."),
-        QAPair(type="future", question="Where will he ride?", answer="Down the road."),
-        QAPair(type="reasoning", question="Why?", answer="Because."),
-        QAPair(type="reasoning", question="Why does the cyclist lean?", answer="To turn.")]))
+    single = QAWriter().parse(
+        one,
+        QASet(
+            pairs=[
+                QAPair(type="basic", question="What is the man's name?", answer="Unknown."),
+                QAPair(type="future", question="Where will he ride?", answer="Down the road."),
+                QAPair(type="reasoning", question="Why?", answer="Because."),
+                QAPair(type="reasoning", question="Why does the cyclist lean?", answer="To turn."),
+            ]
+        ),
+    )
     assert [(p.type, p.question) for p in single.pairs] == [
-        ("basic", "What is the man's name?"), ("reasoning", "Why does <object0> lean?"),
-        ("future", "Where will he ride?")]
+        ("basic", "What is the man's name?"),
+        ("reasoning", "Why does <object0> lean?"),
+        ("future", "Where will he ride?"),
+    ]
     assert single.dropped == {"names_no_object": 1}
     # as many of a type as were asked for (the configured mix decides which)
     asked = QAItem(one.objects, ("basic", "basic", "future"))
-    assert "Write exactly 3 pairs, of these types in this order: basic, basic, future" in \
-        QAWriter().prompt(asked)[0]["content"]
-    got = QAWriter().parse(asked, QASet(pairs=[QAPair(type=t, question=f"Is the cyclist {t}?", answer="Yes.")
-                                               for t in ("basic", "future", "basic", "basic", "reasoning")]))
+    assert (
+        "Write exactly 3 pairs, of these types in this order: basic, basic, future"
+        in QAWriter().prompt(asked)[0]["content"]
+    )
+    got = QAWriter().parse(
+        asked,
+        QASet(
+            pairs=[
+                QAPair(type=t, question=f"Is the cyclist {t}?", answer="Yes.")
+                for t in ("basic", "future", "basic", "basic", "reasoning")
+            ]
+        ),
+    )
     assert [p.type for p in got.pairs] == ["basic", "basic", "future"]
     assert got.dropped == {"type_not_asked": 2}
 

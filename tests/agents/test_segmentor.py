@@ -1,9 +1,9 @@
 """The dataset-masks segmentor backend on every dataset layout, and the adapters it reads through."""
 
+import dataset_layouts as layouts
 import numpy as np
 import pytest
 
-import dataset_layouts as layouts
 from agents.segmentor import DatasetMasksSegmentor, SegmentRequest
 from engine.media import masks
 from engine.sources.datasets import dataset_of, find_split

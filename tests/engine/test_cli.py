@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -38,8 +37,11 @@ def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
     assert r.exit_code == 0, r.output
     out = r.output
     # every unreadable input is listed with its reason, and the run went on
-    for name, reason in (("broken/empty.mp4", "file is empty"), ("broken/notes.mp4", "not a video this engine can"),
-                         ("broken/truncated.mp4", "not a video this engine can")):
+    for name, reason in (
+        ("broken/empty.mp4", "file is empty"),
+        ("broken/notes.mp4", "not a video this engine can"),
+        ("broken/truncated.mp4", "not a video this engine can"),
+    ):
         assert name in out and reason in out
     assert "video_reader.cc" not in out and "av_read_frame" not in out  # the decoder's internals stay in debug logs
     assert re.search(r"videos readable\s*│\s*3 │", out) and re.search(r"skipped \(see above\)\s*│\s*3 │", out)
@@ -49,7 +51,13 @@ def test_dry_run_over_a_mixed_source(tmp_path, mixed_source):
     assert re.search(r"sources split in this run\s*│\s*2 │", out) and re.search(r"clips found\s*│\s*7 │", out)
     assert re.search(r"dropped: too short\s*│\s*3 │", out) and re.search(r"dropped: low resolution\s*│\s*1 │", out)
     counts = Store(load_config(environ={"ENGINE_DATA_DIR": str(data)}).resolved_database_url).counts()
-    assert (counts["videos"], counts["clips"], counts["captions"], counts["failures"], counts["runs"]) == (6, 7, 2, 3, 1)
+    assert (counts["videos"], counts["clips"], counts["captions"], counts["failures"], counts["runs"]) == (
+        6,
+        7,
+        2,
+        3,
+        1,
+    )
 
     again = _invoke("run", "--source", str(mixed_source), "--dry-run", "--data-dir", str(data))
     assert again.exit_code == 0
@@ -74,8 +82,15 @@ def test_plan_numbers_follow_the_config(tmp_path, mixed_source):
 
 def test_set_overrides_any_key_and_reports_bad_ones(tmp_path, mixed_source):
     args = ("run", "-s", str(mixed_source), "--dry-run", "--data-dir", str(tmp_path / "d"))
-    r = _invoke(*args, "--set", "plan.objects_per_video=1", "--set", 'agents.annotator.model="vlm-x"',
-                "--set", "split.detector=none")
+    r = _invoke(
+        *args,
+        "--set",
+        "plan.objects_per_video=1",
+        "--set",
+        'agents.annotator.model="vlm-x"',
+        "--set",
+        "split.detector=none",
+    )
     assert r.exit_code == 0, r.output
     annotator = next(line for line in r.output.splitlines() if "annotator.static" in line)
     assert "vlm-x" in annotator and " 3 " in annotator  # 3 videos, not split, x 1 object
@@ -118,8 +133,14 @@ def test_console_script_runs_the_readme_command_on_the_examples(tmp_path):
     assert engine_bin.exists(), "the console script `engine` is not installed"
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
-    proc = subprocess.run([str(engine_bin), "run", "--source", "examples/videos", "--dry-run"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(engine_bin), "run", "--source", "examples/videos", "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Plan for a run of detailed" in proc.stdout
     assert (tmp_path / "engine-data" / "engine.sqlite").exists()
@@ -132,15 +153,41 @@ def test_status_shows_request_totals_per_agent_role(tmp_path):
     data = tmp_path / "d"
     store = Store(f"sqlite:///{data / 'engine.sqlite'}")
     with store.session() as s:
-        s.add(schema.Run(id="r" * 32, command="run --pipelines detailed", engine_version="0", config={},
-                         summary={"cache_hits": {"annotator.static": 4}}))
+        s.add(
+            schema.Run(
+                id="r" * 32,
+                command="run --pipelines detailed",
+                engine_version="0",
+                config={},
+                summary={"cache_hits": {"annotator.static": 4}},
+            )
+        )
         s.flush()
-        for i, (role, status, tin, cost) in enumerate([
-                ("annotator.static", "ok", 100, 0.25), ("annotator.static", "http_503", None, None),
-                ("reviewer.judge", "ok", 100, 0.5), ("reviewer.judge", "sent", None, None)]):
-            s.add(schema.Request(id=f"{i:032d}", run_id="r" * 32, role=role, endpoint_key=role.split(".")[0],
-                                 model="m", endpoint="", request_hash=f"{i:064d}", kind="call", attempt=1,
-                                 status=status, tokens_in=tin, tokens_out=10 if tin else None, cost_usd=cost))
+        for i, (role, status, tin, cost) in enumerate(
+            [
+                ("annotator.static", "ok", 100, 0.25),
+                ("annotator.static", "http_503", None, None),
+                ("reviewer.judge", "ok", 100, 0.5),
+                ("reviewer.judge", "sent", None, None),
+            ]
+        ):
+            s.add(
+                schema.Request(
+                    id=f"{i:032d}",
+                    run_id="r" * 32,
+                    role=role,
+                    endpoint_key=role.split(".")[0],
+                    model="m",
+                    endpoint="",
+                    request_hash=f"{i:064d}",
+                    kind="call",
+                    attempt=1,
+                    status=status,
+                    tokens_in=tin,
+                    tokens_out=10 if tin else None,
+                    cost_usd=cost,
+                )
+            )
     r = _invoke("status", "--data-dir", str(data))
     assert r.exit_code == 0, r.output
     # role, requests, ok, failed, cache hits, tokens in, tokens out, tokens unknown, cost

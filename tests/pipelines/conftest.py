@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from synthetic import Shape, render, write_frame_folder, write_mp4
 from fake_endpoint import FakeEndpoint
+from synthetic import Shape, render, write_frame_folder, write_mp4
 
 
 @pytest.fixture
@@ -32,5 +31,3 @@ def source(tmp_path, bikes_mp4) -> Path:
     (src / "bikes.txt").write_text("A cyclist rides a bike past a car and a bus.")
     write_frame_folder(src / "JPEGImages" / "seq", render(12, 64, 48)[0])
     return src
-
-

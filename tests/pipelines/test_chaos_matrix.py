@@ -27,45 +27,93 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from engine_runs import open_store
+from fake_endpoint import FakeEndpoint, FaultRule
+from synthetic import write_frame_folder, write_mp4
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.store import Store, schema
-from engine_runs import open_store
-from fake_endpoint import FakeEndpoint, FaultRule
-from synthetic import write_frame_folder, write_mp4
 
 AGENTS = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
 # Short timeouts and backoff, and a breaker that the matrix's many aimed faults do not trip.
 CLIENT = {"timeout_s": 1.0, "backoff_max_s": 0.1, "max_attempts": 6, "breaker_failures": 500}
 ENV = {f"ENGINE_AGENTS__{a.upper()}__{k.upper()}": str(v) for a in AGENTS for k, v in CLIENT.items()}
-FLAGS = ("--set", "segmentor.backend=fake_segmentor:ChaosSegmentor", "--set", "split.detector=none",
-         "--set", "ray.resources.segmentor.num_gpus=0", "--set", "ray.resources.segmentor.num_cpus=0.25",
-         "--set", "ray.resources.media.num_cpus=0.25", "--set", "sampling.mask_frames=4",
-         "--set", "sampling.annotator_frames=2", "--set", "runtime.max_unit_attempts=2",
-         "--set", "runtime.videos_in_flight=16", "--set", "qa.pairs_per_set=1")
+FLAGS = (
+    "--set",
+    "segmentor.backend=fake_segmentor:ChaosSegmentor",
+    "--set",
+    "split.detector=none",
+    "--set",
+    "ray.resources.segmentor.num_gpus=0",
+    "--set",
+    "ray.resources.segmentor.num_cpus=0.25",
+    "--set",
+    "ray.resources.media.num_cpus=0.25",
+    "--set",
+    "sampling.mask_frames=4",
+    "--set",
+    "sampling.annotator_frames=2",
+    "--set",
+    "runtime.max_unit_attempts=2",
+    "--set",
+    "runtime.videos_in_flight=16",
+    "--set",
+    "qa.pairs_per_set=1",
+)
 PIPELINES = ("--pipelines", "detailed,qa")
 
 # The model stages: the schema their agent answers in (the fault is aimed at that agent's requests).
-MODEL_STAGES = {"caption": "Caption", "analyze": "Nouns", "annotate": "ObjectDescription", "review": "Verdict",
-                "refine detailed": "DetailedDescription", "qa": "QASet"}
+MODEL_STAGES = {
+    "caption": "Caption",
+    "analyze": "Nouns",
+    "annotate": "ObjectDescription",
+    "review": "Verdict",
+    "refine detailed": "DetailedDescription",
+    "qa": "QASet",
+}
 # fault -> how many requests it hits (None: every one until it is removed: the unit is quarantined)
-MODEL_FAULTS = {"schema-violating answer": ("schema", None), "truncated JSON": ("truncated", None),
-                "empty content": ("empty", None), "refusal sentence": ("refusal_text", None),
-                "wrong types": ("wrong_types", None), "5 MB answer": ("huge", None),
-                "invalid UTF-8": ("bad_utf8", None), "timeout": ("hang", 1), "connection reset": ("drop", 2),
-                "5xx burst": ("503", 3), "429 with Retry-After": ("429", 2)}
-STAGE_OF = {"caption": "caption", "analyze": "analyze", "annotate": "annotate.", "review": "review",
-            "refine detailed": "refine", "qa": "qa"}
-COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200), (40, 200, 200),
-           (120, 60, 20), (20, 120, 60), (60, 20, 120), (230, 140, 40), (140, 40, 230)]
+MODEL_FAULTS = {
+    "schema-violating answer": ("schema", None),
+    "truncated JSON": ("truncated", None),
+    "empty content": ("empty", None),
+    "refusal sentence": ("refusal_text", None),
+    "wrong types": ("wrong_types", None),
+    "5 MB answer": ("huge", None),
+    "invalid UTF-8": ("bad_utf8", None),
+    "timeout": ("hang", 1),
+    "connection reset": ("drop", 2),
+    "5xx burst": ("503", 3),
+    "429 with Retry-After": ("429", 2),
+}
+STAGE_OF = {
+    "caption": "caption",
+    "analyze": "analyze",
+    "annotate": "annotate.",
+    "review": "review",
+    "refine detailed": "refine",
+    "qa": "qa",
+}
+COLOURS = [
+    (200, 40, 40),
+    (40, 200, 40),
+    (40, 40, 200),
+    (200, 200, 40),
+    (200, 40, 200),
+    (40, 200, 200),
+    (120, 60, 20),
+    (20, 120, 60),
+    (60, 20, 120),
+    (230, 140, 40),
+    (140, 40, 230),
+]
 
 
 def _frames(n: int, colour: tuple[int, int, int], w: int = 64, h: int = 48) -> np.ndarray:
     frames = np.empty((n, h, w, 3), np.uint8)
     frames[:] = colour
     for k in range(n):  # a small square that moves: something for the segmentor's masks to follow
-        frames[k, 10:22, 4 + 2 * k:16 + 2 * k] = (255, 255, 255)
+        frames[k, 10:22, 4 + 2 * k : 16 + 2 * k] = (255, 255, 255)
     return frames
 
 
@@ -85,12 +133,22 @@ def _cells() -> list[dict]:
                 rule = FaultRule(code, schema=schema_name, color=COLOURS[fi], times=times)
             else:
                 rule = FaultRule(code, schema=schema_name, text=marker, times=times)
-            cells.append(dict(stage=stage, fault=fault, video=marker, rule=rule, transient=times is not None,
-                              colour=COLOURS[fi] if stage == "caption" else None))
-    cells += [dict(stage="segment", fault="exception", video="segfailq", rule=None, transient=False),
-              dict(stage="segment", fault="wrong-size mask", video="wrongsizeq", rule=None, transient=False),
-              dict(stage="segment", fault="decode failure mid-video", video="decodeq", rule=None, transient=False),
-              dict(stage="samples", fault="injected integrity error", video="storeq", rule=None, transient=False)]
+            cells.append(
+                dict(
+                    stage=stage,
+                    fault=fault,
+                    video=marker,
+                    rule=rule,
+                    transient=times is not None,
+                    colour=COLOURS[fi] if stage == "caption" else None,
+                )
+            )
+    cells += [
+        dict(stage="segment", fault="exception", video="segfailq", rule=None, transient=False),
+        dict(stage="segment", fault="wrong-size mask", video="wrongsizeq", rule=None, transient=False),
+        dict(stage="segment", fault="decode failure mid-video", video="decodeq", rule=None, transient=False),
+        dict(stage="samples", fault="injected integrity error", video="storeq", rule=None, transient=False),
+    ]
     return cells
 
 
@@ -109,22 +167,45 @@ def _source(root: Path, cells: list[dict], broken_frame: bool) -> Path:
         elif c["stage"] == "caption":
             _video(src, f"cap{c['video']}", None, c["colour"])
         else:
-            _video(src, c["video"], f"A {c['video']} rolls by.", (30 + i * 7 % 190, 30 + i * 13 % 190, 30 + i * 29 % 190))
+            _video(
+                src, c["video"], f"A {c['video']} rolls by.", (30 + i * 7 % 190, 30 + i * 13 % 190, 30 + i * 29 % 190)
+            )
     return src
 
 
 def _run(endpoint, data: Path, src: Path, address: str, *extra: str, database_url: str | None = None):
-    env = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test", "RAY_AUTH_MODE": "disabled",
-           "COLUMNS": "160", **ENV}
+    env = {
+        "OPENAI_BASE_URL": endpoint.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "RAY_AUTH_MODE": "disabled",
+        "COLUMNS": "160",
+        **ENV,
+    }
     db = ("--database-url", database_url) if database_url else ()
-    return CliRunner().invoke(app, ["run", "--data-dir", str(data), *db, *FLAGS, "--ray-address", address,
-                                    "--source", str(src), *PIPELINES, *extra], env=env)
+    return CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--data-dir",
+            str(data),
+            *db,
+            *FLAGS,
+            "--ray-address",
+            address,
+            "--source",
+            str(src),
+            *PIPELINES,
+            *extra,
+        ],
+        env=env,
+    )
 
 
 def _export(data: Path, out: Path, database_url: str | None = None) -> dict[str, list]:
     db = ("--database-url", database_url) if database_url else ()
-    r = CliRunner().invoke(app, ["export", "--data-dir", str(data), *db, *FLAGS[:2], "--out", str(out)],
-                           env={"COLUMNS": "160"})
+    r = CliRunner().invoke(
+        app, ["export", "--data-dir", str(data), *db, *FLAGS[:2], "--out", str(out)], env={"COLUMNS": "160"}
+    )
     assert r.exit_code in (0, 4), r.output
     records = {}
     for f in sorted(out.glob("*.json")):
@@ -145,8 +226,9 @@ def _quarantined(data: Path, database_url: str | None = None) -> dict[str, set[t
     store = Store(database_url) if database_url else open_store(data)
     f, v = schema.Failure, schema.Video
     with store.session() as s:
-        rows = s.execute(sa.select(v.path, f.stage, f.error_code).join(v, v.id == f.video_id)
-                         .where(f.quarantined)).all()
+        rows = s.execute(
+            sa.select(v.path, f.stage, f.error_code).join(v, v.id == f.video_id).where(f.quarantined)
+        ).all()
     store.dispose()
     out: dict[str, set[tuple[str, str]]] = {}
     for path, stage, code in rows:
@@ -189,8 +271,10 @@ def test_model_segmentor_and_store_faults_cost_their_unit_only(tmp_path, ray_add
         data = tmp_path / "chaos-data"
         Store(f"sqlite:///{data / 'engine.sqlite'}").dispose()  # the schema, so the trigger can be set before
         with sqlite3.connect(data / "engine.sqlite") as db:  # the store refuses this video's samples
-            db.execute("CREATE TRIGGER chaos BEFORE INSERT ON samples WHEN instr(NEW.conversations, 'storeq') > 0 "
-                       "BEGIN SELECT RAISE(ABORT, 'chaos: injected constraint failure'); END")
+            db.execute(
+                "CREATE TRIGGER chaos BEFORE INSERT ON samples WHEN instr(NEW.conversations, 'storeq') > 0 "
+                "BEGIN SELECT RAISE(ABORT, 'chaos: injected constraint failure'); END"
+            )
         endpoint.rules = [c["rule"] for c in cells if c["rule"] is not None]
         SEGMENTOR_FAULTS.write_text("segfail wrongsize")
         r = _run(endpoint, data, src, ray_address)
@@ -213,8 +297,9 @@ def test_model_segmentor_and_store_faults_cost_their_unit_only(tmp_path, ray_add
                 expected_videos.add(name)
                 stages = {stage for stage, _ in got}
                 want = STAGE_OF.get(c["stage"], c["stage"])
-                assert got and all(st.startswith(want) or c["stage"] == "samples" for st in stages), \
+                assert got and all(st.startswith(want) or c["stage"] == "samples" for st in stages), (
                     f"{c['stage']} / {c['fault']}: quarantined {got}"
+                )
                 outcome = "quarantined: " + ", ".join(sorted(f"{st} ({code})" for st, code in got))
             MATRIX.append((c["stage"], c["fault"], outcome))
         assert set(quarantined) == expected_videos, set(quarantined) ^ expected_videos  # nothing else
@@ -254,8 +339,9 @@ def test_a_full_disk_ends_the_run_in_one_line_and_a_rerun_after_space_finishes(t
             assert r.exit_code == 3, r.output[-3000:]
             flat = " ".join(r.output.split())  # rich wraps long lines
             assert flat.count("aborted:") == 1, r.output[-3000:]
-            assert (f"aborted: the store refused writes: database or disk is full ({data / 'engine.sqlite'}) "
-                    "(exit code 3)") in flat, r.output[-3000:]
+            assert (
+                f"aborted: the store refused writes: database or disk is full ({data / 'engine.sqlite'}) (exit code 3)"
+            ) in flat, r.output[-3000:]
             MATRIX.append(("store", "full disk", "aborted, exit 3, one line; rerun after space: equal export"))
             subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
             again = _run(endpoint, data, src, ray_address)
@@ -294,9 +380,13 @@ def test_postgresql_connections_terminated_mid_run_are_reconnected(tmp_path, ray
             while len(endpoint.work_requests()) < n and time.monotonic() < deadline:
                 time.sleep(0.02)
             with store.engine.connect() as c:
-                killed["n"] = len(c.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %(d)s "
-                    "AND pid <> pg_backend_pid()", {"d": dbname}).all())
+                killed["n"] = len(
+                    c.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %(d)s "
+                        "AND pid <> pg_backend_pid()",
+                        {"d": dbname},
+                    ).all()
+                )
 
         start = len(endpoint.work_requests())
         t = threading.Thread(target=terminate_after, args=(start + 15,))
@@ -308,17 +398,21 @@ def test_postgresql_connections_terminated_mid_run_are_reconnected(tmp_path, ray
         assert r.exit_code == 0, r.output[-3000:]
         assert _export(tmp_path / "pg", tmp_path / "out", pg_database) == reference
     store.dispose()
-    MATRIX.append(("store", "PostgreSQL connections terminated", f"reconnected once ({killed['n']} terminated); "
-                                                                  "finished, equal export"))
+    MATRIX.append(
+        (
+            "store",
+            "PostgreSQL connections terminated",
+            f"reconnected once ({killed['n']} terminated); finished, equal export",
+        )
+    )
 
 
 @pytest.mark.timeout(300)
 def test_dataset_faults_cost_their_video_only(tmp_path, ray_address):
     """Ref-YouTube-VOS as released, with three quirks: two objects with one expression, a frame file missing in
     the middle of a video, an object whose mask is empty on every frame."""
-    from PIL import Image
-
     import dataset_layouts as layouts
+    from PIL import Image
 
     root = tmp_path / "ytvos"
     layouts.make_ytvos(root, videos=("vclean", "vdup", "vmissing", "vempty"))
@@ -346,9 +440,12 @@ def test_dataset_faults_cost_their_video_only(tmp_path, ray_address):
             objects: dict[str, int] = {}
             for o in s.query(schema.VideoObject):
                 objects[names[o.video_id]] = objects.get(names[o.video_id], 0) + 1
-            detailed = {names[o.video_id] for o, d in s.query(schema.VideoObject, schema.Description).join(
-                schema.Description, schema.Description.object_id == schema.VideoObject.id).filter(
-                schema.Description.kind == "detailed")}
+            detailed = {
+                names[o.video_id]
+                for o, d in s.query(schema.VideoObject, schema.Description)
+                .join(schema.Description, schema.Description.object_id == schema.VideoObject.id)
+                .filter(schema.Description.kind == "detailed")
+            }
             failed = {names.get(f.video_id, f.unit_id): f.error_code for f in s.query(schema.Failure)}
             run = s.query(schema.Run).order_by(schema.Run.started_at.desc()).first()
         store.dispose()
@@ -357,12 +454,19 @@ def test_dataset_faults_cost_their_video_only(tmp_path, ray_address):
     assert objects.get("vempty") == 1 and "vempty" in detailed  # the empty object left out, counted
     assert run.summary["dropped"].get("dataset_objects:no_mask_on_sampled_frames") == 1
     assert set(failed) <= {"vmissing"}, failed  # a missing frame costs that video at most
-    missing = f"quarantined ({failed['vmissing']})" if "vmissing" in failed else (
-        "described, its masks matched to the frames left by name" if "vmissing" in detailed else "left out")
+    missing = (
+        f"quarantined ({failed['vmissing']})"
+        if "vmissing" in failed
+        else ("described, its masks matched to the frames left by name" if "vmissing" in detailed else "left out")
+    )
     assert r.exit_code == (1 if failed else 0), r.output[-3000:]
-    MATRIX.extend([("dataset objects", "duplicate expressions across instances", "both objects stored and exported"),
-                   ("dataset objects", "missing frame file", f"the video {missing}; the others finished"),
-                   ("dataset objects", "empty mask", "object left out, counted as no_mask_on_sampled_frames")])
+    MATRIX.extend(
+        [
+            ("dataset objects", "duplicate expressions across instances", "both objects stored and exported"),
+            ("dataset objects", "missing frame file", f"the video {missing}; the others finished"),
+            ("dataset objects", "empty mask", "object left out, counted as no_mask_on_sampled_frames"),
+        ]
+    )
 
 
 def test_print_the_matrix():

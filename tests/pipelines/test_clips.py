@@ -13,14 +13,14 @@ import json
 import decord
 import numpy as np
 import pytest
+from engine_runs import RUN_FLAGS, open_store, run_engine
+from montage import make_montage, make_segments
 from PIL import Image
+from synthetic import write_mp4
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.store import schema
-from engine_runs import RUN_FLAGS, open_store, run_engine
-from montage import make_montage, make_segments
-from synthetic import write_mp4
 
 TRANSNET = ("--set", "split.detector=transnetv2")
 CAPTION = "A montage: cyclists race on bikes, a man talks on a phone, shapes move on coloured walls."
@@ -40,8 +40,10 @@ def raw_source(tmp_path, bikes_mp4):
     truth = make_montage(src / "a_montage.mp4", bikes_mp4.parent)
     (src / "a_montage.txt").write_text(CAPTION)
     starts = make_segments(src / "b_segments.mp4", bikes_mp4)
-    shots = {"a_montage.mp4": _shots(truth.cuts, truth.transitions, truth.num_frames),
-             "b_segments.mp4": list(zip(starts, starts[1:] + [231]))}
+    shots = {
+        "a_montage.mp4": _shots(truth.cuts, truth.transitions, truth.num_frames),
+        "b_segments.mp4": list(zip(starts, starts[1:] + [231])),
+    }
     return src, shots
 
 
@@ -70,13 +72,20 @@ def test_a_multi_shot_source_becomes_clips_whose_samples_never_cross_a_cut(endpo
         print(json.dumps({p: [(c.start, c.end, c.reason) for c in cs] for p, cs in by_source.items()}))
         # black, a held frame and a flat grey segment, each dropped with its reason; its two real shots are the
         # montage's (split first), so near-duplicates of clips kept in the store
-        assert reasons["b_segments.mp4"] == ["near_duplicate", "black", "static", "uniform", "near_duplicate",
-                                             "too_short"], reasons
+        assert reasons["b_segments.mp4"] == [
+            "near_duplicate",
+            "black",
+            "static",
+            "uniform",
+            "near_duplicate",
+            "too_short",
+        ], reasons
         kept = [(c.start, c.end) for c in by_source["a_montage.mp4"] if c.kept]
         assert len(kept) == 5 and set(reasons["a_montage.mp4"]) == {None, "too_short"}, reasons
         assert split["clips_kept"] == sum(c.kept for c in clips) == 5
-        assert split["clips_dropped"] == {k: sum(c.reason == k for c in clips)
-                                          for k in {c.reason for c in clips if c.reason}}
+        assert split["clips_dropped"] == {
+            k: sum(c.reason == k for c in clips) for k in {c.reason for c in clips if c.reason}
+        }
         for path, cs in by_source.items():  # every kept clip lies in one true shot
             for c in cs:
                 if c.kept:
@@ -91,31 +100,47 @@ def test_a_multi_shot_source_becomes_clips_whose_samples_never_cross_a_cut(endpo
             for entry in smp.annotation:
                 keys = [int(k) for k in entry]
                 assert all(0 <= k < u.num_frames for k in keys)
-                assert _in_one_shot([u.first_frame + k for k in keys], shots[sources_path]), (path, u.first_frame, keys)
+                assert _in_one_shot([u.first_frame + k for k in keys], shots[sources_path]), (
+                    path,
+                    u.first_frame,
+                    keys,
+                )
         # the montage's caption describes the whole video: each of its clips got its own, told the whole's as context
         montage_units = [u for u in units.values() if u.parent_id == sources["a_montage.mp4"].id]
-        captions = {c.video_id: c for c in s.query(schema.Caption).filter(
-            schema.Caption.video_id.in_([u.id for u in montage_units]))}
-        assert set(captions) == {u.id for u in montage_units} and all(c.source == "captioner" for c in captions.values())
+        captions = {
+            c.video_id: c
+            for c in s.query(schema.Caption).filter(schema.Caption.video_id.in_([u.id for u in montage_units]))
+        }
+        assert set(captions) == {u.id for u in montage_units} and all(
+            c.source == "captioner" for c in captions.values()
+        )
     told = [q for q in endpoint.work_requests() if "captions for video clips" in json.dumps(q.body)]
     assert len(told) == len(units) and sum(CAPTION in json.dumps(q.body) for q in told) == len(montage_units)
 
     again = run_engine(endpoint, data, "--source", str(src), "--pipelines", "detailed", *TRANSNET)
     assert again.exit_code == 0, again.output
     with store.session() as s:
-        run = s.query(schema.Run).filter(schema.Run.command.like("run --pipelines%")).order_by(
-            schema.Run.started_at.desc()).first()
+        run = (
+            s.query(schema.Run)
+            .filter(schema.Run.command.like("run --pipelines%"))
+            .order_by(schema.Run.started_at.desc())
+            .first()
+        )
         assert run.summary["split"]["sources_scanned"] == 0 and run.summary["split"]["sources_resumed"] == 2
         assert s.query(schema.Clip).count() == len(clips)
 
     # exported clips a trainer opens: files of their own, keys counted in them; by default, the sources, keys shifted
     for extra, root in ((["--clips"], tmp_path / "out_clips" / "videos"), ([], src)):
         out = tmp_path / ("out_clips" if extra else "out_sources")
-        e = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "detailed",
-                                     *extra, *RUN_FLAGS[:2]], env={"COLUMNS": "160"})
+        e = CliRunner().invoke(
+            app,
+            ["export", "--out", str(out), "--data-dir", str(data), "--types", "detailed", *extra, *RUN_FLAGS[:2]],
+            env={"COLUMNS": "160"},
+        )
         assert e.exit_code == 0, e.output
-        v = CliRunner().invoke(app, ["validate", str(out / "detailed_train.json"), "--video-root", str(root)],
-                               env={"COLUMNS": "160"})
+        v = CliRunner().invoke(
+            app, ["validate", str(out / "detailed_train.json"), "--video-root", str(root)], env={"COLUMNS": "160"}
+        )
         print(v.output)
         assert v.exit_code == 0 and "no defects" in " ".join(v.output.split()), v.output
         card = (out / "README.md").read_text()  # the dataset card counts the clips, and those dropped by reason
@@ -142,9 +167,12 @@ def test_a_reencoded_copy_in_another_source_is_a_near_duplicate_of_the_store(end
     first.mkdir()
     second.mkdir()
     make_segments(first / "segments.mp4", bikes_mp4)
-    (first / "captions.jsonl").write_text(  # Panda-70M-style timed captions: each goes to the clip whose middle is in it
+    (
+        first / "captions.jsonl"
+    ).write_text(  # Panda-70M-style timed captions: each goes to the clip whose middle is in it
         '{"video": "segments.mp4", "start": "0:00:00.000", "end": "0:00:05.000", "caption": "Cyclists race past."}\n'
-        '{"video": "segments.mp4", "start": 9, "end": 8, "caption": "Backwards."}\n')
+        '{"video": "segments.mp4", "start": 9, "end": 8, "caption": "Backwards."}\n'
+    )
     frames = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(76, 137))).asnumpy()
     bigger = np.stack([np.asarray(Image.fromarray(f).resize((720, 306), Image.BICUBIC)) for f in frames])
     write_mp4(second / "copy.mp4", bigger, fps=25.0)  # another size, frame rate and encoding of the first shot
@@ -159,13 +187,22 @@ def test_a_reencoded_copy_in_another_source_is_a_near_duplicate_of_the_store(end
     store = open_store(data)
     with store.session() as s:
         paths = {v.id: v.path for v in s.query(schema.Video)}
-        clips = {paths[c.source_id]: c for c in s.query(schema.Clip) if paths[c.source_id] in ("copy.mp4", "other.mp4")}
+        clips = {
+            paths[c.source_id]: c for c in s.query(schema.Clip) if paths[c.source_id] in ("copy.mp4", "other.mp4")
+        }
         print({p: (c.reason, c.scores) for p, c in clips.items()})
         assert clips["copy.mp4"].reason == "near_duplicate" and not clips["copy.mp4"].kept
         assert clips["copy.mp4"].scores["duplicate_distance"] <= 8
-        assert clips["other.mp4"].kept and clips["other.mp4"].video_id == [v for v, p in paths.items()
-                                                                           if p == "other.mp4"][0]
-        shot = s.query(schema.Clip).filter_by(start=0).join(schema.Video, schema.Video.id == schema.Clip.source_id)\
-            .filter(schema.Video.path == "segments.mp4").one()
+        assert (
+            clips["other.mp4"].kept
+            and clips["other.mp4"].video_id == [v for v, p in paths.items() if p == "other.mp4"][0]
+        )
+        shot = (
+            s.query(schema.Clip)
+            .filter_by(start=0)
+            .join(schema.Video, schema.Video.id == schema.Clip.source_id)
+            .filter(schema.Video.path == "segments.mp4")
+            .one()
+        )
         captions = {(c.video_id, c.source): c.text for c in s.query(schema.Caption)}
         assert shot.kept and captions == {(shot.video_id, "captions.jsonl"): "Cyclists race past."}, captions

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from engine.store import schema
 from engine_runs import open_store, run_engine
 from processes import end_family
+
+from engine.store import schema
 
 SUPPORT = str(Path(__file__).resolve().parents[1] / "support")
 
@@ -33,14 +33,31 @@ def cluster(tmp_path):
     """A head node in a process group of its own, ended (by pid and group) when the test ends."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    env.update(OPENAI_BASE_URL="http://127.0.0.1:9/v1", RAY_AUTH_MODE="disabled",  # a wrong endpoint, no key
-               PYTHONPATH=os.pathsep.join(filter(None, [SUPPORT, env.get("PYTHONPATH")])))
+    env.update(
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        RAY_AUTH_MODE="disabled",  # a wrong endpoint, no key
+        PYTHONPATH=os.pathsep.join(filter(None, [SUPPORT, env.get("PYTHONPATH")])),
+    )
     ray_bin = Path(sys.executable).with_name("ray")
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
-    proc = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                             "--num-cpus=2", "--num-gpus=0",
-                             "--include-dashboard=false", f"--temp-dir={temp}", "--block"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            "--block",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -83,8 +100,17 @@ def test_the_split_phase_runs_on_a_cluster_started_apart(endpoint, tmp_path, clu
     src = tmp_path / "raw"
     src.mkdir()
     make_montage(src / "montage.mp4", bikes_mp4.parent)
-    r = run_engine(endpoint, tmp_path / "d", "--source", str(src), "--dry-run", "--ray-address", cluster,
-                   "--set", "split.detector=transnetv2")
+    r = run_engine(
+        endpoint,
+        tmp_path / "d",
+        "--source",
+        str(src),
+        "--dry-run",
+        "--ray-address",
+        cluster,
+        "--set",
+        "split.detector=transnetv2",
+    )
     assert r.exit_code == 0, r.output
     with open_store(tmp_path / "d").session() as s:
         kept = sorted((c.start, c.end) for c in s.query(schema.Clip).filter_by(kept=True))

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dataset_layouts as layouts
 import numpy as np
+from engine_runs import RUN_FLAGS, open_store, run_engine
 from typer.testing import CliRunner
 
-import dataset_layouts as layouts
 from agents.analyzer import Analysis, AnalyzeItem, AnalyzerAgent, Nouns
 from engine.cli import app
 from engine.media import masks
 from engine.store import schema
-from engine_runs import RUN_FLAGS, open_store, run_engine
 from pipelines.stages import NOUN_CHARS, dataset_instances, object_nouns
 
 
@@ -25,8 +25,15 @@ def test_two_instances_with_one_query_are_two_objects_stored_and_exported(endpoi
     gt = layouts.make_a2d(root, videos=videos, shared_query=("dupclip",))
     data = tmp_path / "data"
     for _ in range(2):  # a rerun finds everything done and stores nothing twice
-        r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa",
-                       env={"VIDEOREFER_CACHE_DIR": str(tmp_path / "cache")})
+        r = run_engine(
+            endpoint,
+            data,
+            "--source",
+            str(root),
+            "--pipelines",
+            "qa",
+            env={"VIDEOREFER_CACHE_DIR": str(tmp_path / "cache")},
+        )
         assert r.exit_code == 0, r.output
     store = open_store(data)
     with store.session() as s:
@@ -38,12 +45,17 @@ def test_two_instances_with_one_query_are_two_objects_stored_and_exported(endpoi
     assert {(vid, inst) for vid, inst, _ in objects.values()} == {(v, k) for v in videos for k in (0, 1)}
 
     out = tmp_path / "export"
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa",
-                                 *RUN_FLAGS[:2]], env={"COLUMNS": "200"})
+    r = CliRunner().invoke(
+        app,
+        ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa", *RUN_FLAGS[:2]],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     exported, compared = set(), 0
-    for rec, prov in zip(json.loads((out / "qa_train.json").read_text()),
-                         map(json.loads, (out / "qa_train.provenance.jsonl").read_text().splitlines())):
+    for rec, prov in zip(
+        json.loads((out / "qa_train.json").read_text()),
+        map(json.loads, (out / "qa_train.provenance.jsonl").read_text().splitlines()),
+    ):
         for entry, obj in zip(rec["annotation"], prov["objects"]):
             vid, instance, _ = objects[obj["object_id"]]
             assert vid == Path(rec["video"]).stem
@@ -61,7 +73,7 @@ def test_dataset_instances_come_from_the_dataset_ids():
     assert dataset_instances(["1", "0"]) == {"0": 0, "1": 1}  # A2D, palettes: the id itself
     assert dataset_instances(["201", "200"]) == {"200": 200, "201": 201}  # MeViS anno ids
     assert dataset_instances(["b", "10", "a"]) == {"a": 0, "b": 1, "10": 2}  # not all numbers: rank among the ids
-    assert dataset_instances(["3", str(2 ** 40)]) == {"3": 0, str(2 ** 40): 1}  # past a 32-bit INTEGER: rank
+    assert dataset_instances(["3", str(2**40)]) == {"3": 0, str(2**40): 1}  # past a 32-bit INTEGER: rank
 
 
 def test_analyzer_nouns_cannot_break_the_objects_unique_key():
@@ -82,12 +94,27 @@ def test_a_new_mask_frames_gives_new_dataset_objects_that_are_exported(endpoint,
     layouts.make_a2d(root, videos=("a2dclip1",))
     data = tmp_path / "data"
     for n in ("32", "2"):  # the second run's rows are a new stage_version: new objects, never skipped as the old
-        r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa-dataset",
-                       "--set", f"sampling.mask_frames={n}")
+        r = run_engine(
+            endpoint, data, "--source", str(root), "--pipelines", "qa-dataset", "--set", f"sampling.mask_frames={n}"
+        )
         assert r.exit_code == 0, r.output
         out = tmp_path / f"export{n}"
-        r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa",
-                                     "--set", f"sampling.mask_frames={n}", *RUN_FLAGS[:2]], env={"COLUMNS": "200"})
+        r = CliRunner().invoke(
+            app,
+            [
+                "export",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(data),
+                "--types",
+                "qa",
+                "--set",
+                f"sampling.mask_frames={n}",
+                *RUN_FLAGS[:2],
+            ],
+            env={"COLUMNS": "200"},
+        )
         assert r.exit_code == 0, r.output
         records = json.loads((out / "qa_train.json").read_text())
         assert records and all(len(entry) <= int(n) for rec in records for entry in rec["annotation"])

@@ -9,16 +9,16 @@ import re
 import shutil
 from pathlib import Path
 
+import dataset_layouts as layouts
 import numpy as np
 import pytest
+from engine_runs import RUN_FLAGS, open_store, run_engine
+from fake_endpoint import last_user_text
 from typer.testing import CliRunner
 
-import dataset_layouts as layouts
 from engine.cli import app
 from engine.media import masks
 from engine.store import schema
-from engine_runs import RUN_FLAGS, open_store, run_engine
-from fake_endpoint import last_user_text
 
 # layout -> (maker, the folder passed as --source, dataset name, split, video key of a record's path)
 CASES = {
@@ -47,16 +47,26 @@ def test_qa_from_a_dataset_in_its_released_layout(endpoint, tmp_path, layout, bi
         shutil.copy(bikes_mp4, source / "bikes.mp4")
         (source / "bikes.txt").write_text("A cyclist rides a bike past a car.")
     data = tmp_path / "data"
-    r = run_engine(endpoint, data, "--source", str(source), "--pipelines", "qa",
-                   env={"VIDEOREFER_CACHE_DIR": str(tmp_path / "cache")})
+    r = run_engine(
+        endpoint,
+        data,
+        "--source",
+        str(source),
+        "--pipelines",
+        "qa",
+        env={"VIDEOREFER_CACHE_DIR": str(tmp_path / "cache")},
+    )
     print(r.output)
     assert r.exit_code == 0, r.output
     flat = " ".join(r.output.split())
     assert f"Dataset {name}, split {split}" in flat and "referring expressions" in flat
 
     # every expression of the dataset's videos in this source reached an Annotator prompt
-    prompts = [last_user_text(q.body) for q in endpoint.work_requests()
-               if q.body["messages"][0]["content"].startswith("You describe one object")]
+    prompts = [
+        last_user_text(q.body)
+        for q in endpoint.work_requests()
+        if q.body["messages"][0]["content"].startswith("You describe one object")
+    ]
     store = open_store(data)
     with store.session() as s:
         videos = {v.id: v for v in s.query(schema.Video)}
@@ -67,21 +77,28 @@ def test_qa_from_a_dataset_in_its_released_layout(endpoint, tmp_path, layout, bi
             assert o.noun in expressions
         samples = s.query(schema.Sample).filter_by(data_type="qa").all()
         by_type = {t: sum(x.qa_type == t for x in samples) for t in ("basic", "reasoning", "future")}
-    assert expressions and all(any(e in p for p in prompts) for e in expressions), "an expression never reached a prompt"
+    assert expressions and all(any(e in p for p in prompts) for e in expressions), (
+        "an expression never reached a prompt"
+    )
     with_context = [p for p in prompts if "described the marked object" in p]
     assert with_context and all("filled with a coloured mask" in p for p in with_context)
     assert sum(by_type.values()) > 0, by_type
     print(f"{layout}: QA samples by type {by_type}")
 
     out = tmp_path / "export"
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa", *RUN_FLAGS[:2]],
-                           env={"COLUMNS": "200"})
+    r = CliRunner().invoke(
+        app,
+        ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa", *RUN_FLAGS[:2]],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     compared = 0
     with store.session() as s:
         nouns = {o.id: o.noun for o in s.query(schema.VideoObject)}
-        for rec, prov in zip(json.loads((out / "qa_train.json").read_text()),
-                             map(json.loads, (out / "qa_train.provenance.jsonl").read_text().splitlines())):
+        for rec, prov in zip(
+            json.loads((out / "qa_train.json").read_text()),
+            map(json.loads, (out / "qa_train.provenance.jsonl").read_text().splitlines()),
+        ):
             vid = key_of(rec["video"])
             if vid not in gt:
                 continue
@@ -111,7 +128,9 @@ def test_a_split_without_masks_and_a_near_miss_are_reported_never_taken_as_plain
     assert not [q for q in endpoint.work_requests()]  # no caption, analysis or segmentation of the valid video
     r = run_engine(endpoint, tmp_path / "d2", "--source", str(root / "test"), "--pipelines", "qa", "--dry-run")
     flat = " ".join(r.output.split())
-    assert "looks like a Ref-YouTube-VOS or MeViS split" in flat and "meta_expressions/test/meta_expressions.json" in flat
+    assert (
+        "looks like a Ref-YouTube-VOS or MeViS split" in flat and "meta_expressions/test/meta_expressions.json" in flat
+    )
 
 
 def test_the_dataset_pipeline_without_a_dataset_video_stops_before_any_call(endpoint, tmp_path, bikes_mp4):
@@ -158,18 +177,44 @@ def test_the_qa_writer_sees_the_marked_frames_when_configured(endpoint, tmp_path
     root = tmp_path / "davis"
     layouts.make_davis(root)
     data = tmp_path / "data"
-    r = run_engine(endpoint, data, "--source", str(root), "--pipelines", "qa-dataset", "--set", "qa.frames=true",
-                   "--set", "qa.pairs_per_set=2")
+    r = run_engine(
+        endpoint,
+        data,
+        "--source",
+        str(root),
+        "--pipelines",
+        "qa-dataset",
+        "--set",
+        "qa.frames=true",
+        "--set",
+        "qa.pairs_per_set=2",
+    )
     assert r.exit_code == 0, r.output
     assert "agent refiner: sees images" in r.output  # preflight proved the refiner's model sees images
     qa = [q for q in endpoint.work_requests() if q.body["messages"][0]["content"].startswith("You write question")]
     assert qa and all(len(image_urls(q.body)) > 0 for q in qa)
     pairs = [q for q in qa if "Object 2 (" in last_user_text(q.body)]
-    assert pairs and all("Object 1 in colour 1, Object 2 in colour 2" in q.body["messages"][0]["content"]
-                         for q in pairs)
+    assert pairs and all(
+        "Object 1 in colour 1, Object 2 in colour 2" in q.body["messages"][0]["content"] for q in pairs
+    )
     out = tmp_path / "export"
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "qa",
-                                 "--set", "qa.frames=true", "--set", "qa.pairs_per_set=2", *RUN_FLAGS[:2]],
-                           env={"COLUMNS": "200"})
+    r = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data),
+            "--types",
+            "qa",
+            "--set",
+            "qa.frames=true",
+            "--set",
+            "qa.pairs_per_set=2",
+            *RUN_FLAGS[:2],
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     assert "QA types: " in (out / "README.md").read_text()  # the card shows the type mix

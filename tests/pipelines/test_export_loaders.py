@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from engine_runs import open_store, run_engine
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.store import schema
-from engine_runs import open_store, run_engine
 
 
 def _set_backend(name: str) -> tuple[str, ...]:
@@ -21,8 +21,9 @@ def test_gappy_segmentor_exports_validate_in_every_format(endpoint, source, tmp_
     # text that did not come from our templates carries the format's tokens: they must not reach a record as such
     (source / "shapes.txt").write_text("A red square <region> slides past a blue circle <video>.")
     data = tmp_path / "data"
-    r = run_engine(endpoint, data, "--source", str(source), "--pipelines", "short,detailed,qa",
-                   *_set_backend("GappySegmentor"))
+    r = run_engine(
+        endpoint, data, "--source", str(source), "--pipelines", "short,detailed,qa", *_set_backend("GappySegmentor")
+    )
     assert r.exit_code == 0, r.output
     store = open_store(data)
     with store.session() as s:
@@ -36,8 +37,11 @@ def test_gappy_segmentor_exports_validate_in_every_format(endpoint, source, tmp_
     print(f"\nsamples {by_type}, with an empty frame: {len(empty)}")
     for fmt in ("videorefer", "jsonl", "videollama3"):
         out = tmp_path / f"export-{fmt}"
-        r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--format", fmt,
-                                     *_set_backend("GappySegmentor")], env={"COLUMNS": "200"})
+        r = CliRunner().invoke(
+            app,
+            ["export", "--out", str(out), "--data-dir", str(data), "--format", fmt, *_set_backend("GappySegmentor")],
+            env={"COLUMNS": "200"},
+        )
         assert r.exit_code == 0, r.output
         print(r.output)
         counts = json.loads((out / "manifest.json").read_text())["file_counts"]
@@ -54,16 +58,19 @@ def test_gappy_segmentor_exports_validate_in_every_format(endpoint, source, tmp_
     # the same store, exported with another segmentor configured: nothing current, and it says so
     r = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "other"), "--data-dir", str(data)])
     total = sum(by_type.values())
-    assert r.exit_code == 4 and f"holds {total} samples of these types from other versions" in " ".join(r.output.split())
+    assert r.exit_code == 4 and f"holds {total} samples of these types from other versions" in " ".join(
+        r.output.split()
+    )
 
 
-@pytest.mark.parametrize("backend, words", [("HalfSizeSegmentor", "returned a mask of"),
-                                            ("ShiftedSegmentor", "which were not asked for")])
-def test_masks_that_do_not_fit_the_video_fail_the_unit_and_store_nothing(endpoint, source, tmp_path, backend,
-                                                                         words):
+@pytest.mark.parametrize(
+    "backend, words", [("HalfSizeSegmentor", "returned a mask of"), ("ShiftedSegmentor", "which were not asked for")]
+)
+def test_masks_that_do_not_fit_the_video_fail_the_unit_and_store_nothing(endpoint, source, tmp_path, backend, words):
     data = tmp_path / "data"
-    r = run_engine(endpoint, data, "--source", str(source), "--pipelines", "detailed", "--limit", "1",
-                   *_set_backend(backend))
+    r = run_engine(
+        endpoint, data, "--source", str(source), "--pipelines", "detailed", "--limit", "1", *_set_backend(backend)
+    )
     assert r.exit_code == 1, r.output  # finished with failures
     with open_store(data).session() as s:
         assert s.query(schema.Masklet).count() == 0 and s.query(schema.Sample).count() == 0

@@ -4,6 +4,7 @@ sent and no run recorded."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,8 +15,13 @@ SEGMENTOR = ("--set", "segmentor.backend=fake_segmentor:HashSegmentor", "--set",
 
 
 def _run(endpoint, data, source, *args: str):
-    env = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test", "RAY_AUTH_MODE": "disabled",
-           "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    env = {
+        "OPENAI_BASE_URL": endpoint.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "RAY_AUTH_MODE": "disabled",
+        "COLUMNS": "200",
+        "HF_HUB_OFFLINE": "1",
+    }
     return CliRunner().invoke(app, ["run", "--data-dir", str(data), "--source", str(source), *args], env=env)
 
 
@@ -38,8 +44,19 @@ def test_the_default_config_on_a_machine_without_a_gpu_is_refused_at_preflight(e
 @pytest.mark.timeout(240)
 def test_a_segmentor_whose_checkpoint_is_not_reachable_is_refused_in_one_line(endpoint, source, tmp_path):
     data = tmp_path / "d"
-    r = _run(endpoint, data, source, "--set", "split.detector=none", "--set", "ray.resources.segmentor.num_gpus=0",
-             "--set", f"segmentor.cache_dir={tmp_path / 'empty-cache'}", "--pipelines", "detailed")
+    r = _run(
+        endpoint,
+        data,
+        source,
+        "--set",
+        "split.detector=none",
+        "--set",
+        "ray.resources.segmentor.num_gpus=0",
+        "--set",
+        f"segmentor.cache_dir={tmp_path / 'empty-cache'}",
+        "--pipelines",
+        "detailed",
+    )
     flat = _refused_before_anything(r, endpoint, data)
     assert "the segmentor (grounded_sam2) could not be built" in flat
     assert "is not cached in" in flat and "segmentor.sam2_checkpoint" in flat
@@ -47,7 +64,7 @@ def test_a_segmentor_whose_checkpoint_is_not_reachable_is_refused_in_one_line(en
     assert len(error_lines) == 1  # one sentence (rich may wrap it), then "Nothing was run."
     assert "agents.grounded_sam2" not in flat  # the error's own words, not Ray's wrapping
     log = flat.split("the whole error is in ")[1].split()[0]
-    assert "CheckpointError" in open(log).read()  # the traceback went to the log it names
+    assert "CheckpointError" in Path(log).read_text()  # the traceback went to the log it names
 
 
 def test_a_ray_address_that_does_not_answer_is_refused_within_seconds(endpoint, source, tmp_path):
@@ -70,8 +87,16 @@ def test_a_read_only_store_is_refused_naming_the_setting(endpoint, source, tmp_p
     except (subprocess.CalledProcessError, FileNotFoundError) as e:
         pytest.skip(f"cannot make a read-only mount here: {getattr(e, 'stderr', b'').decode().strip() or e}")
     try:
-        r = _run(endpoint, data, source, *SEGMENTOR, "--set", "ray.resources.segmentor.num_gpus=0",
-                 "--pipelines", "detailed")
+        r = _run(
+            endpoint,
+            data,
+            source,
+            *SEGMENTOR,
+            "--set",
+            "ray.resources.segmentor.num_gpus=0",
+            "--pipelines",
+            "detailed",
+        )
         flat = _refused_before_anything(r, endpoint, data)
         assert "cannot be written" in flat and "--data-dir" in flat
     finally:

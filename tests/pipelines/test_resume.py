@@ -12,16 +12,18 @@ import time
 
 import psutil
 import pytest
-
-from engine.store import schema
 from engine_runs import RUN_FLAGS, open_store, run_engine
 from processes import end_family
 from synthetic import render, write_mp4
 
+from engine.store import schema
+
 COMPARED = ("videos", "captions", "objects", "masklets", "descriptions", "reviews", "samples", "completions")
 FAULTS = {"429": 0.04, "500": 0.04, "503": 0.04, "drop": 0.03, "malformed": 0.03, "no_usage": 0.02}  # 20% in all
-FAST_RETRIES = {f"ENGINE_AGENTS__{a.upper()}__BACKOFF_MAX_S": "0.5"
-                for a in ("captioner", "analyzer", "annotator", "reviewer", "refiner")}
+FAST_RETRIES = {
+    f"ENGINE_AGENTS__{a.upper()}__BACKOFF_MAX_S": "0.5"
+    for a in ("captioner", "analyzer", "annotator", "reviewer", "refiner")
+}
 
 
 @pytest.fixture
@@ -62,7 +64,8 @@ def _snapshot(data) -> tuple[dict[str, int], set[str]]:
 
 
 def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_endpoints_count(
-        endpoint, more_source, tmp_path, monkeypatch):
+    endpoint, more_source, tmp_path, monkeypatch
+):
     endpoint.latency_s = 0.25
     endpoint.fault_rates = FAULTS
     args = ("--source", str(more_source), "--pipelines", "short,detailed,qa")
@@ -78,11 +81,21 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
 
     # the same run in a process of its own, killed once a third of its requests are answered
     data = tmp_path / "killed"
-    env = {**os.environ, **FAST_RETRIES, "OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test",
-           "RAY_AUTH_MODE": "disabled"}
+    env = {
+        **os.environ,
+        **FAST_RETRIES,
+        "OPENAI_BASE_URL": endpoint.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "RAY_AUTH_MODE": "disabled",
+    }
     before = len(endpoint.chat_requests())
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--data-dir", str(data), *RUN_FLAGS, *args],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", "--data-dir", str(data), *RUN_FLAGS, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     while _answered(data) < reference_requests // 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -130,15 +143,18 @@ def test_sigkill_under_faults_then_resume_matches_an_uninterrupted_run_and_the_e
     assert sum(x.tokens_out for x in known) == sum(u["completion_tokens"] for u in with_usage)
     # the killed run logged no tokens it was not sent
     assert sum(x.tokens_in for x in killed_rows if x.tokens_in is not None) <= sum(
-        q.usage["prompt_tokens"] for q in killed_requests if q.usage)
+        q.usage["prompt_tokens"] for q in killed_requests if q.usage
+    )
     # the resume re-sent only calls whose answers the kill lost (not in the cache when it died); preflight's
     # probes are sent by every run, and are not calls
     repeated = {x.request_hash for x in killed_rows if x.kind != "probe"} & {x.request_hash for x in resumed_rows}
     lost = {x.request_hash for x in killed_rows if x.kind != "probe"} - cached_at_kill
-    print(f"\nkill-and-resume under 20% faults: reference {reference_requests} requests; killed run "
-          f"{len(killed_requests)} sent ({len(unanswered)} unanswered in the log); resumed run {len(resumed_requests)};"
-          f" calls sent by both {len(repeated)}, all among the {len(lost)} whose answers never reached the cache; "
-          f"log rows {len(rows)} = endpoint {len(served)}")
+    print(
+        f"\nkill-and-resume under 20% faults: reference {reference_requests} requests; killed run "
+        f"{len(killed_requests)} sent ({len(unanswered)} unanswered in the log); resumed run {len(resumed_requests)};"
+        f" calls sent by both {len(repeated)}, all among the {len(lost)} whose answers never reached the cache; "
+        f"log rows {len(rows)} = endpoint {len(served)}"
+    )
     assert repeated <= lost
 
 

@@ -42,6 +42,8 @@ def test_skipped_inputs_do_not_fail_a_run_or_its_rerun(endpoint, tmp_path):
     with open_store(tmp_path / "d").session() as s:
         runs = s.query(schema.Run).filter(schema.Run.command.like("run --pipelines%")).order_by(schema.Run.started_at)
         assert [(r.status, r.summary["skipped_inputs"], r.summary["quarantined"]) for r in runs] == [
-            ("finished", 3, 0), ("finished", 3, 0)]
+            ("finished", 3, 0),
+            ("finished", 3, 0),
+        ]
         assert s.query(schema.Sample).filter_by(data_type="short").count() >= 1
         assert not s.query(schema.Failure).filter(schema.Failure.quarantined).count()

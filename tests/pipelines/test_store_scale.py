@@ -15,13 +15,13 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
+from engine_runs import open_store, run_engine
+from prefill import prefill
+from synthetic import Shape, render, write_mp4
 
 from engine.cli.registry import build_pipelines, version_context
 from engine.config import load_config
 from engine.store import Store
-from engine_runs import open_store, run_engine
-from prefill import prefill
-from synthetic import Shape, render, write_mp4
 
 STEP = 100  # SQLite VM instructions per progress-handler call
 CACHE_LOOKUP = "SELECT model_calls"
@@ -67,7 +67,7 @@ class SqlCounter:
     def deterministic(self, counter: Counter) -> Counter:
         return Counter({k: v for k, v in counter.items() if k.startswith("SELECT") and k != CACHE_LOOKUP})
 
-    def __enter__(self) -> "SqlCounter":
+    def __enter__(self) -> SqlCounter:
         sa.event.listen(sa.engine.Engine, "connect", self.on_connect)
         sa.event.listen(sa.engine.Engine, "before_cursor_execute", self.on_execute)
         return self
@@ -79,8 +79,10 @@ class SqlCounter:
 
 def _clips(folder) -> None:
     for i, (color, rgb) in enumerate((("red", (220, 40, 40)), ("blue", (40, 80, 220)), ("green", (40, 170, 60)))):
-        shapes = (Shape(f"{color} square", "square", rgb, 16, (0.2, 0.3), (1.5, 0.5)),
-                  Shape("white circle", "circle", (240, 240, 240), 12, (0.6, 0.6), (-1.0, 0.5)))
+        shapes = (
+            Shape(f"{color} square", "square", rgb, 16, (0.2, 0.3), (1.5, 0.5)),
+            Shape("white circle", "circle", (240, 240, 240), 12, (0.6, 0.6), (-1.0, 0.5)),
+        )
         write_mp4(folder / f"clip{i}.mp4", render(20 + i, 96, 72, shapes=shapes)[0])
         (folder / f"clip{i}.txt").write_text(f"A {color} square passes a white circle and a grey box.")
 
@@ -94,8 +96,9 @@ def test_reads_per_video_are_the_same_in_an_empty_and_a_100k_object_store(endpoi
 
     # the store to fill: the same configuration as the runs, so its rows are at the current lineages
     big = tmp_path / "big"
-    cfg = load_config(environ={"ENGINE_DATA_DIR": str(big)}, overrides={
-        "segmentor.backend": "fake_segmentor:HashSegmentor"})
+    cfg = load_config(
+        environ={"ENGINE_DATA_DIR": str(big)}, overrides={"segmentor.backend": "fake_segmentor:HashSegmentor"}
+    )
     vc, _ = version_context(cfg)
     store = Store(cfg.resolved_database_url)
     seconds = prefill(store, build_pipelines(["short", "detailed", "qa"]), vc, OBJECTS)
@@ -111,13 +114,18 @@ def test_reads_per_video_are_the_same_in_an_empty_and_a_100k_object_store(endpoi
         assert r.exit_code == 0, r.output
         measured[name] = counter
     with open_store(tmp_path / "big").session() as s:
-        samples = s.scalar(sa.select(sa.func.count()).select_from(sa.text("samples")).where(
-            sa.text("video_id IN (SELECT id FROM videos WHERE source_root != '/prefill')")))
+        samples = s.scalar(
+            sa.select(sa.func.count())
+            .select_from(sa.text("samples"))
+            .where(sa.text("video_id IN (SELECT id FROM videos WHERE source_root != '/prefill')"))
+        )
     e, b = measured["empty"], measured["big"]
     print(f"\nprefill {OBJECTS:,} objects: {seconds:.1f} s; samples made by the run {samples}")
     for name, c in (("empty store", e), (f"{OBJECTS:,}-object store", b)):
-        print(f"{name}: {sum(c.deterministic(c.reads).values())} reads, {sum(c.deterministic(c.rows).values())} rows "
-              f"({c.reads[CACHE_LOOKUP]} cache lookups, {c.rows[CACHE_LOOKUP]} rows), {c.steps:,} SQLite VM steps")
+        print(
+            f"{name}: {sum(c.deterministic(c.reads).values())} reads, {sum(c.deterministic(c.rows).values())} rows "
+            f"({c.reads[CACHE_LOOKUP]} cache lookups, {c.rows[CACHE_LOOKUP]} rows), {c.steps:,} SQLite VM steps"
+        )
     print(f"VM steps, {OBJECTS:,}-object store / empty store: {b.steps / e.steps:.3f}")
     grew = {k: (e.step_kinds[k], v) for k, v in b.step_kinds.items() if v > 1.15 * e.step_kinds[k] + 1000}
     print(f"statements whose VM steps grew: {grew}")

@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+from engine_runs import open_store, run_engine
+from fake_endpoint import FakeEndpoint
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.store import schema
-from engine_runs import open_store, run_engine
-from fake_endpoint import FakeEndpoint
 
 AGENTS = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
 
@@ -30,8 +30,9 @@ def test_a_server_refusing_json_schema_with_a_500_is_probed_and_answered_in_its_
     assert r.exit_code in (0, 4), r.output
     assert "output mode json_object_schema" in r.output
     work = endpoint.work_requests()
-    assert work and all(q.body["response_format"]["type"] == "json_object" and "schema" in q.body["response_format"]
-                        for q in work)  # no request of the run was sent in a mode the server refuses
+    assert work and all(
+        q.body["response_format"]["type"] == "json_object" and "schema" in q.body["response_format"] for q in work
+    )  # no request of the run was sent in a mode the server refuses
     for q in work:  # the schema instructions joined the agent's own system message: one system message
         systems = [m for m in q.body["messages"] if m["role"] == "system"]
         assert len(systems) == 1 and "<schema>" in systems[0]["content"] and len(systems[0]["content"]) > 200
@@ -52,8 +53,9 @@ def test_a_text_only_model_on_a_vision_agent_is_refused_before_anything(source, 
 
 
 def test_a_segmentor_class_without_segment_is_refused_naming_what_is_missing(endpoint, source, tmp_path):
-    r = run_engine(endpoint, tmp_path / "d", "--source", str(source), "--set",
-                   "segmentor.backend=test_truthful_runs:NoSegment")
+    r = run_engine(
+        endpoint, tmp_path / "d", "--source", str(source), "--set", "segmentor.backend=test_truthful_runs:NoSegment"
+    )
     assert r.exit_code == 2 and "lacks a segment(request, frames) method" in " ".join(r.output.split())
     assert not endpoint.chat_requests()
 
@@ -97,8 +99,10 @@ def test_an_endpoint_that_dies_mid_run_aborts_it_quarantining_nothing_and_a_reru
     with store.session() as s:
         assert s.query(schema.Sample).filter_by(data_type="detailed").count() > 0
         assert s.query(schema.Failure).count() == 0
-    print(f"\nendpoint killed after 12 requests: run aborted {took:.1f} s later (exit 3), nothing quarantined; "
-          f"the rerun finished (exit 0)")
+    print(
+        f"\nendpoint killed after 12 requests: run aborted {took:.1f} s later (exit 3), nothing quarantined; "
+        f"the rerun finished (exit 0)"
+    )
 
 
 def test_exit_codes_nothing_left_to_do_and_nothing_produced(endpoint, source, tmp_path):
@@ -128,9 +132,12 @@ def test_progress_lines_when_output_is_not_a_terminal_and_plan_against_actual(en
     assert "analyze 4/4" in last  # four videos: a total counts units once, retries and all
 
     status = CliRunner().invoke(app, ["status", "--data-dir", str(tmp_path / "d")], env={"COLUMNS": "220"})
-    table = status.output[status.output.index("Plan against actual"):]
-    rows = {x.split("│")[1].strip(): [c.strip() for c in x.split("│")[2:-1]] for x in table.splitlines()
-            if x.count("│") == 8}
+    table = status.output[status.output.index("Plan against actual") :]
+    rows = {
+        x.split("│")[1].strip(): [c.strip() for c in x.split("│")[2:-1]]
+        for x in table.splitlines()
+        if x.count("│") == 8
+    }
     assert rows["analyzer"][0] == "4" and rows["analyzer"][1].startswith("4")  # planned 4 calls, sent 4
     assert {"annotator.dynamic", "reviewer.judge", "refiner.detailed"} <= set(rows)
 
@@ -143,10 +150,27 @@ def test_a_run_killed_outright_is_found_interrupted(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'engine.sqlite'}")
     long_ago = schema.utcnow() - timedelta(hours=1)
     with store.session() as s:
-        s.add(schema.Run(id="k" * 32, command="run --pipelines detailed", engine_version="0", config={},
-                         status="running", started_at=long_ago, heartbeat_at=long_ago))
-        s.add(schema.Run(id="a" * 32, command="run --pipelines detailed", engine_version="0", config={},
-                         status="running", heartbeat_at=schema.utcnow()))  # alive: beating
+        s.add(
+            schema.Run(
+                id="k" * 32,
+                command="run --pipelines detailed",
+                engine_version="0",
+                config={},
+                status="running",
+                started_at=long_ago,
+                heartbeat_at=long_ago,
+            )
+        )
+        s.add(
+            schema.Run(
+                id="a" * 32,
+                command="run --pipelines detailed",
+                engine_version="0",
+                config={},
+                status="running",
+                heartbeat_at=schema.utcnow(),
+            )
+        )  # alive: beating
     r = CliRunner().invoke(app, ["status", "--data-dir", str(tmp_path)], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     with store.session() as s:
@@ -157,8 +181,18 @@ def test_a_run_killed_outright_is_found_interrupted(tmp_path):
 
 def test_warnings_raised_in_a_worker_reach_the_console_and_the_run_log(endpoint, source, tmp_path):
     data = tmp_path / "d"
-    r = run_engine(endpoint, data, "--source", str(source), "--pipelines", "short", "--limit", "2",
-                   "--set", "segmentor.backend=fake_segmentor:WarningSegmentor")
+    r = run_engine(
+        endpoint,
+        data,
+        "--source",
+        str(source),
+        "--pipelines",
+        "short",
+        "--limit",
+        "2",
+        "--set",
+        "segmentor.backend=fake_segmentor:WarningSegmentor",
+    )
     assert r.exit_code in (0, 4), r.output
     out = r.output
     assert "warning: segmentor: UserWarning: this backend's fallback path was taken" in out

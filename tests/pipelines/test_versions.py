@@ -6,19 +6,22 @@ import json
 import shutil
 
 import sqlalchemy as sa
+from engine_runs import open_store, run_engine
 from typer.testing import CliRunner
 
 import agents.prompt
 from engine.cli import app
 from engine.store import schema
-from engine_runs import open_store, run_engine
 
 SEG = ("--set", "segmentor.backend=fake_segmentor:HashSegmentor")  # the runs' segmentor: part of every lineage
 
 
 def _export(data, out, *flags) -> list[dict]:
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data), "--types", "detailed", *SEG,
-                                 *flags], env={"COLUMNS": "160"})
+    r = CliRunner().invoke(
+        app,
+        ["export", "--out", str(out), "--data-dir", str(data), "--types", "detailed", *SEG, *flags],
+        env={"COLUMNS": "160"},
+    )
     assert r.exit_code == 0, r.output
     return json.loads((out / "detailed_train.json").read_text())
 
@@ -26,8 +29,11 @@ def _export(data, out, *flags) -> list[dict]:
 def _requests_by_role(store, run_id) -> dict[str, int]:
     r = schema.Request
     with store.session() as s:
-        return dict(s.execute(sa.select(r.role, sa.func.count()).where(r.run_id == run_id, r.kind != "probe")
-                              .group_by(r.role)).all())
+        return dict(
+            s.execute(
+                sa.select(r.role, sa.func.count()).where(r.run_id == run_id, r.kind != "probe").group_by(r.role)
+            ).all()
+        )
 
 
 def _last_run(store) -> str:
@@ -44,9 +50,12 @@ def test_bumping_the_detailed_prompt_reruns_only_refine_and_the_samples(endpoint
     with store.session() as s:
         kept = s.query(schema.Review).filter_by(verdict=True).count()
         # objects whose refine requests are identical share one request (the stand-in model echoes its prompt)
-        texts = {(o.noun, d.kind, d.text) for o, d in s.query(schema.VideoObject, schema.Description)
-                 .join(schema.Description, schema.Description.object_id == schema.VideoObject.id)
-                 .where(schema.Description.kind == "detailed")}
+        texts = {
+            (o.noun, d.kind, d.text)
+            for o, d in s.query(schema.VideoObject, schema.Description)
+            .join(schema.Description, schema.Description.object_id == schema.VideoObject.id)
+            .where(schema.Description.kind == "detailed")
+        }
     distinct = len(texts)
     assert first["refiner.detailed"] == distinct
     old = _export(data, tmp_path / "old")
@@ -56,14 +65,18 @@ def test_bumping_the_detailed_prompt_reruns_only_refine_and_the_samples(endpoint
     prompts = tmp_path / "prompts"
     shutil.copytree(agents.prompt.PROMPTS, prompts)
     text = (prompts / "refiner_detailed.txt").read_text()
-    (prompts / "refiner_detailed.txt").write_text(text.replace("version: 1", "version: 2")
-                                                  .replace("Object: {noun}", "Thing: {noun}"))
+    (prompts / "refiner_detailed.txt").write_text(
+        text.replace("version: 1", "version: 2").replace("Object: {noun}", "Thing: {noun}")
+    )
     monkeypatch.setattr(agents.prompt, "PROMPTS", prompts)
     agents.prompt.load.cache_clear()
 
     status = CliRunner().invoke(app, ["status", "--data-dir", str(data), *SEG], env={"COLUMNS": "200"})
-    cells = {x.split("│")[1].strip(): [c.strip() for c in x.split("│")[2:4]]
-             for x in status.output.splitlines() if x.count("│") == 4}
+    cells = {
+        x.split("│")[1].strip(): [c.strip() for c in x.split("│")[2:4]]
+        for x in status.output.splitlines()
+        if x.count("│") == 4
+    }
     assert cells["descriptions:detailed"] == ["0", str(kept)]  # none current, all outdated
     assert cells["reviews"][1] == "0" and cells["descriptions:appearance"][1] == "0"  # upstream: all current
 

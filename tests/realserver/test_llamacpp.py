@@ -19,17 +19,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fake_endpoint import FakeEndpoint
+from processes import end_family
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.store import Store, schema
-from fake_endpoint import FakeEndpoint
-from processes import end_family
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = Path(os.environ.get("LLAMACPP_PYTHON", ROOT / ".llamacpp" / "venv" / "bin" / "python"))
-SEGMENTOR = ("--set", "segmentor.backend=fake_segmentor:HashSegmentor", "--set", "ray.resources.segmentor.num_gpus=0",
-             "--set", "ray.resources.segmentor.num_cpus=0.5", "--set", "ray.resources.media.num_cpus=0.5")
+SEGMENTOR = (
+    "--set",
+    "segmentor.backend=fake_segmentor:HashSegmentor",
+    "--set",
+    "ray.resources.segmentor.num_gpus=0",
+    "--set",
+    "ray.resources.segmentor.num_cpus=0.5",
+    "--set",
+    "ray.resources.media.num_cpus=0.5",
+)
 
 
 def _gguf() -> Path | None:
@@ -38,8 +46,9 @@ def _gguf() -> Path | None:
 
 
 if not PYTHON.exists() or _gguf() is None:
-    pytest.skip(f"no llama.cpp server at {PYTHON} (run `make llamacpp`, or set LLAMACPP_PYTHON)",
-                allow_module_level=True)
+    pytest.skip(
+        f"no llama.cpp server at {PYTHON} (run `make llamacpp`, or set LLAMACPP_PYTHON)", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +57,24 @@ def server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(PYTHON), "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(PYTHON),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -67,8 +91,9 @@ def server():
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(f"{url}/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, json.loads(r.read())
@@ -76,20 +101,42 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-SCHEMA = {"type": "object", "properties": {"subject": {"type": "string"}}, "required": ["subject"],
-          "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"subject": {"type": "string"}},
+    "required": ["subject"],
+    "additionalProperties": False,
+}
 USER = {"role": "user", "content": "The cat sat on the mat. Name the subject."}
-IMAGE = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwg" \
-        "JC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAA" \
-        "AAAAAAAAAAD/2gAIAQEAAD8AKp//2Q=="
+IMAGE = (
+    "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwg"
+    "JC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAA"
+    "AAAAAAAAAAD/2gAIAQEAAD8AKp//2Q=="
+)
 CASES = {
-    "json_schema": {"messages": [USER], "response_format": {"type": "json_schema", "json_schema": {
-        "name": "Nouns", "schema": SCHEMA, "strict": True}}},
+    "json_schema": {
+        "messages": [USER],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "Nouns", "schema": SCHEMA, "strict": True}},
+    },
     "json_object with a schema": {"messages": [USER], "response_format": {"type": "json_object", "schema": SCHEMA}},
-    "image part": {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                                             {"type": "image_url", "image_url": {"url": IMAGE}}]}]},
-    "two system messages": {"messages": [{"role": "system", "content": "Be brief."},
-                                         {"role": "system", "content": "Answer in French."}, USER]},
+    "image part": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": IMAGE}},
+                ],
+            }
+        ]
+    },
+    "two system messages": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "system", "content": "Answer in French."},
+            USER,
+        ]
+    },
 }
 
 
@@ -122,14 +169,21 @@ def test_the_text_agents_run_end_to_end_on_the_real_server(server, tmp_path, bik
     (src / "bikes.txt").write_text("A cyclist rides a bike past a car and a bus.")
     data = tmp_path / "data"
     with FakeEndpoint() as vision:  # the vision agents need a model that sees: the stand-in
-        env = {"OPENAI_API_KEY": "sk-test", "RAY_AUTH_MODE": "disabled", "COLUMNS": "160",
-               **{f"ENGINE_AGENTS__{a}__BASE_URL": vision.base_url for a in ("CAPTIONER", "ANNOTATOR", "REVIEWER")},
-               **{f"ENGINE_AGENTS__{a}__BASE_URL": server for a in ("ANALYZER", "REFINER")},
-               **{f"ENGINE_AGENTS__{a}__API_KEY_ENV": "" for a in ("ANALYZER", "REFINER")},
-               **{f"ENGINE_AGENTS__{a}__MAX_TOKENS": "256" for a in ("ANALYZER", "REFINER")},
-               **{f"ENGINE_AGENTS__{a}__MAX_CONCURRENT": "1" for a in ("ANALYZER", "REFINER")}}
-        r = CliRunner().invoke(app, ["run", "--data-dir", str(data), "--source", str(src), "--pipelines",
-                                     "detailed,qa", *SEGMENTOR], env=env)
+        env = {
+            "OPENAI_API_KEY": "sk-test",
+            "RAY_AUTH_MODE": "disabled",
+            "COLUMNS": "160",
+            **{f"ENGINE_AGENTS__{a}__BASE_URL": vision.base_url for a in ("CAPTIONER", "ANNOTATOR", "REVIEWER")},
+            **{f"ENGINE_AGENTS__{a}__BASE_URL": server for a in ("ANALYZER", "REFINER")},
+            **{f"ENGINE_AGENTS__{a}__API_KEY_ENV": "" for a in ("ANALYZER", "REFINER")},
+            **{f"ENGINE_AGENTS__{a}__MAX_TOKENS": "256" for a in ("ANALYZER", "REFINER")},
+            **{f"ENGINE_AGENTS__{a}__MAX_CONCURRENT": "1" for a in ("ANALYZER", "REFINER")},
+        }
+        r = CliRunner().invoke(
+            app,
+            ["run", "--data-dir", str(data), "--source", str(src), "--pipelines", "detailed,qa", *SEGMENTOR],
+            env=env,
+        )
         print("\n" + r.output)
         assert r.exit_code in (0, 1, 4), r.output
         assert f"agent analyzer: {server} (model gpt-4o-mini): output mode json_object_schema" in r.output
@@ -150,8 +204,10 @@ def test_the_text_agents_run_end_to_end_on_the_real_server(server, tmp_path, bik
     for role, xs in sorted(by_role.items()):
         ok = sum(x.status == "ok" for x in xs)
         modes = sorted({x.output_mode for x in xs})
-        print(f"{role}: {len(xs)} requests to the real server, {ok} answered, modes {modes}, "
-              f"tokens in {sum(x.tokens_in or 0 for x in xs)}, out {sum(x.tokens_out or 0 for x in xs)}")
+        print(
+            f"{role}: {len(xs)} requests to the real server, {ok} answered, modes {modes}, "
+            f"tokens in {sum(x.tokens_in or 0 for x in xs)}, out {sum(x.tokens_out or 0 for x in xs)}"
+        )
     print(f"objects {objects}, detailed descriptions {len(detailed)}, samples {samples}")
     dropped = run.summary.get("dropped", {})
     print(f"QA: {qa_units} units done, {len(qa)} samples, {qa_failures} failures, left out {dropped}")
@@ -174,11 +230,18 @@ def test_a_vision_agent_on_the_text_only_server_is_refused(server, tmp_path, bik
     shutil.copy(bikes_mp4, src / "bikes.mp4")
     (src / "bikes.txt").write_text("A cyclist rides a bike.")
     with FakeEndpoint() as stand_in:
-        env = {"OPENAI_API_KEY": "sk-test", "RAY_AUTH_MODE": "disabled", "COLUMNS": "160",
-               "OPENAI_BASE_URL": stand_in.base_url, "ENGINE_AGENTS__ANNOTATOR__BASE_URL": server,
-               "ENGINE_AGENTS__ANNOTATOR__API_KEY_ENV": "", "ENGINE_AGENTS__ANNOTATOR__BACKOFF_MAX_S": "1"}
-        r = CliRunner().invoke(app, ["run", "--data-dir", str(tmp_path / "d"), "--source", str(src), *SEGMENTOR],
-                               env=env)
+        env = {
+            "OPENAI_API_KEY": "sk-test",
+            "RAY_AUTH_MODE": "disabled",
+            "COLUMNS": "160",
+            "OPENAI_BASE_URL": stand_in.base_url,
+            "ENGINE_AGENTS__ANNOTATOR__BASE_URL": server,
+            "ENGINE_AGENTS__ANNOTATOR__API_KEY_ENV": "",
+            "ENGINE_AGENTS__ANNOTATOR__BACKOFF_MAX_S": "1",
+        }
+        r = CliRunner().invoke(
+            app, ["run", "--data-dir", str(tmp_path / "d"), "--source", str(src), *SEGMENTOR], env=env
+        )
     print("\n" + r.output)
     flat = " ".join(r.output.split())
     assert r.exit_code == 2 and "agent annotator" in flat and server in flat and "does not accept images" in flat

@@ -4,10 +4,10 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-
-from engine.store import schema
-from engine.audit.sampling import add_auditor, draw_sample
 from review_data import CURRENT, make_reviews
+
+from engine.audit.sampling import add_auditor, draw_sample
+from engine.store import schema
 from review_ui.app import create_app
 
 
@@ -54,13 +54,20 @@ def test_decisions_need_the_csrf_token_and_undo_works(client):
     page = c.get(f"/item/{reviews[1]}").text
     assert c.post("/decide", data={"review_id": reviews[1], "verdict": "correct"}).status_code == 403
     assert c.post("/decide", data={"review_id": reviews[1], "verdict": "correct", "csrf": "forged"}).status_code == 403
-    r = c.post("/decide", data={"review_id": reviews[1], "verdict": "wrong", "note": "other object",
-                                "csrf": _csrf(page)}, follow_redirects=False)
+    r = c.post(
+        "/decide",
+        data={"review_id": reviews[1], "verdict": "wrong", "note": "other object", "csrf": _csrf(page)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     with store.session() as s:
         audit = s.query(schema.Audit).one()
-        assert (audit.review_id, audit.auditor, audit.human_verdict, audit.note) == (reviews[1], "ann", False,
-                                                                                    "other object")
+        assert (audit.review_id, audit.auditor, audit.human_verdict, audit.note) == (
+            reviews[1],
+            "ann",
+            False,
+            "other object",
+        )
     assert c.post("/undo", data={"csrf": _csrf(page)}, follow_redirects=False).status_code == 303
     with store.session() as s:
         assert s.query(schema.Audit).count() == 0
@@ -68,9 +75,19 @@ def test_decisions_need_the_csrf_token_and_undo_works(client):
     assert bad.status_code == 400
 
 
-@pytest.mark.parametrize("path", ["/media/{rid}/../../../etc/passwd", "/media/{rid}/..%2F..%2Fetc%2Fpasswd",
-                                  "/media/../../etc/passwd", "/media/{rid}/99.jpg", "/media/{rid}/0.txt",
-                                  "/media/unknown/0.jpg", "/media/{rid}/-1.jpg", "/media/{rid}/%2Fetc%2Fpasswd"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/media/{rid}/../../../etc/passwd",
+        "/media/{rid}/..%2F..%2Fetc%2Fpasswd",
+        "/media/../../etc/passwd",
+        "/media/{rid}/99.jpg",
+        "/media/{rid}/0.txt",
+        "/media/unknown/0.jpg",
+        "/media/{rid}/-1.jpg",
+        "/media/{rid}/%2Fetc%2Fpasswd",
+    ],
+)
 def test_media_serves_only_the_stores_frames(client, path):
     c, token, reviews, _ = client
     _login(c, token)
@@ -96,7 +113,6 @@ def test_a_clips_frames_are_decoded_from_its_source_at_its_first_frame(sqlite_st
 
     import numpy as np
     from PIL import Image
-
     from synthetic import render, write_mp4
 
     reviews = make_reviews(sqlite_store, tmp_path, kept=1, discarded=0)

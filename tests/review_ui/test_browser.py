@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-
-from engine.store import schema
-from engine.audit.sampling import add_auditor, draw_sample
 from review_data import CURRENT, make_reviews
+
+from engine.audit.sampling import add_auditor, draw_sample
+from engine.store import schema
 from review_ui.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -52,8 +52,11 @@ def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         pg = browser.new_page(viewport={"width": 1280, "height": 800})
         yield pg
         browser.close()

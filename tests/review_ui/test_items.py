@@ -10,13 +10,13 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from review_data import CURRENT, make_reviews
 from typer.testing import CliRunner
 
 import review_ui.app as ui
 from engine.audit.sampling import add_auditor, draw_sample
 from engine.cli import app
 from engine.store import schema
-from review_data import CURRENT, make_reviews
 
 
 @pytest.fixture
@@ -66,8 +66,10 @@ def test_a_decision_can_be_changed_any_time_and_the_history_is_kept(signed_in):
         c.post("/decide", data={"review_id": other, "verdict": "correct", "csrf": csrf})
     page = c.get(f"/item/{rid}").text  # from the item list
     assert "Your decision: same object" in page
-    c.post("/decide", data={"review_id": rid, "verdict": "wrong", "reason": "hallucinated", "note": "no dog, a cat",
-                            "csrf": csrf})
+    c.post(
+        "/decide",
+        data={"review_id": rid, "verdict": "wrong", "reason": "hallucinated", "note": "no dog, a cat", "csrf": csrf},
+    )
     with store.session() as s:
         a = s.query(schema.Audit).filter_by(review_id=rid).one()
         assert (a.human_verdict, a.reason, a.note) == (False, "hallucinated", "no dog, a cat")
@@ -78,8 +80,10 @@ def test_a_decision_can_be_changed_any_time_and_the_history_is_kept(signed_in):
 def test_audits_export_as_jsonl_and_csv_with_notes_and_reasons(signed_in):
     store, reviews, c, csrf = signed_in
     note = 'mask on the "wrong" one,\nsee frame 3'
-    c.post("/decide", data={"review_id": reviews[0], "verdict": "wrong", "reason": "wrong_object", "note": note,
-                            "csrf": csrf})
+    c.post(
+        "/decide",
+        data={"review_id": reviews[0], "verdict": "wrong", "reason": "wrong_object", "note": note, "csrf": csrf},
+    )
     c.post("/decide", data={"review_id": reviews[1], "verdict": "correct", "csrf": csrf})
     c.post("/undo", data={"csrf": csrf})
     url = ["--database-url", store.url]
@@ -87,7 +91,11 @@ def test_audits_export_as_jsonl_and_csv_with_notes_and_reasons(signed_in):
     rows = [json.loads(line) for line in r.output.splitlines()]
     assert r.exit_code == 0 and len(rows) == 1
     assert (rows[0]["reason"], rows[0]["note"], rows[0]["same_object"], rows[0]["stratum"]) == (
-        "wrong_object", note, False, "kept")
+        "wrong_object",
+        note,
+        False,
+        "kept",
+    )
     r = CliRunner().invoke(app, ["audit", "export", "--format", "csv", *url])
     got = list(csv.DictReader(io.StringIO(r.output)))
     assert r.exit_code == 0 and got[0]["note"] == note and got[0]["reason"] == "wrong_object"

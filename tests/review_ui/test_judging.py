@@ -8,12 +8,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from review_data import CURRENT, make_reviews
 
 import review_ui.app as ui
 from engine.audit.sampling import add_auditor, draw_sample
 from engine.store import schema
 from engine.store.ids import stable_id
-from review_data import CURRENT, XSS, make_reviews
 
 
 @pytest.fixture
@@ -21,10 +21,24 @@ def items(sqlite_store, tmp_path):
     reviews = make_reviews(sqlite_store, tmp_path, kept=2, discarded=2, evil=True)
     with sqlite_store.session() as s:
         review = s.get(schema.Review, reviews[0])
-        s.add(schema.Description(id=stable_id("d", review.object_id, "detailed"), object_id=review.object_id,
-                                 kind="detailed", text="A red square slides right.", model="m", prompt_version="p@1"))
-        s.add(schema.Caption(id="c" * 32, video_id=s.get(schema.VideoObject, review.object_id).video_id,
-                             source="sidecar", text="Shapes move on a wall."))
+        s.add(
+            schema.Description(
+                id=stable_id("d", review.object_id, "detailed"),
+                object_id=review.object_id,
+                kind="detailed",
+                text="A red square slides right.",
+                model="m",
+                prompt_version="p@1",
+            )
+        )
+        s.add(
+            schema.Caption(
+                id="c" * 32,
+                video_id=s.get(schema.VideoObject, review.object_id).video_id,
+                source="sidecar",
+                text="Shapes move on a wall.",
+            )
+        )
     draw_sample(sqlite_store, CURRENT, kept=2, discarded=2)
     return sqlite_store, reviews, add_auditor(sqlite_store, "ann")
 
@@ -49,8 +63,17 @@ def test_the_reviewers_verdict_is_hidden_until_the_auditor_decides(items):
     assert "Shapes move on a wall." in html and "1 of 4" in html  # the caption, and where the frame is
     for label in ui.REASONS.values():
         assert label in html
-    r = c.post("/decide", data={"review_id": reviews[0], "verdict": "wrong", "reason": "mask_wrong",
-                                "note": "drifts to the circle", "csrf": _csrf(html)}, follow_redirects=False)
+    r = c.post(
+        "/decide",
+        data={
+            "review_id": reviews[0],
+            "verdict": "wrong",
+            "reason": "mask_wrong",
+            "note": "drifts to the circle",
+            "csrf": _csrf(html),
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     after = c.get(f"/item/{reviews[0]}").text
     assert 'id="verdict" class="keep">kept' in after and "A red square slides right." in after
@@ -68,8 +91,11 @@ def test_bad_reasons_and_long_notes_are_refused_not_cut(items):
     store, reviews, token = items
     c = _signed_in(store, token)
     csrf = _csrf(c.get(f"/item/{reviews[1]}").text)
-    for data in ({"verdict": "correct", "reason": "mask_wrong"}, {"verdict": "wrong", "reason": "meh"},
-                 {"verdict": "wrong", "note": "x" * (ui.MAX_NOTE + 1)}):
+    for data in (
+        {"verdict": "correct", "reason": "mask_wrong"},
+        {"verdict": "wrong", "reason": "meh"},
+        {"verdict": "wrong", "note": "x" * (ui.MAX_NOTE + 1)},
+    ):
         assert c.post("/decide", data={"review_id": reviews[1], "csrf": csrf, **data}).status_code == 400
     assert 'maxlength="2000"' in c.get(f"/item/{reviews[1]}").text
     with store.session() as s:
@@ -107,8 +133,11 @@ def test_the_dashboard_counts_items_names_its_rule_and_shows_kappa_per_pair(item
     store, reviews, token = items
     with store.session() as s:
         for who, verdict in (("ann", True), ("bob", False)):
-            s.add(schema.Audit(id=stable_id("a", reviews[0], who), review_id=reviews[0], auditor=who,
-                               human_verdict=verdict))
+            s.add(
+                schema.Audit(
+                    id=stable_id("a", reviews[0], who), review_id=reviews[0], auditor=who, human_verdict=verdict
+                )
+            )
     c = _signed_in(store, token)
     html = c.get("/dashboard").text
     assert '<strong id="n-audited">1</strong> (2 decisions; 1 items labelled by several auditors' in html

@@ -8,12 +8,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from review_data import CURRENT, make_reviews
 from typer.testing import CliRunner
 
 import review_ui.app as ui
 from engine.audit.sampling import add_auditor, draw_sample, remove_auditor
 from engine.store import schema
-from review_data import CURRENT, make_reviews
 
 ORIGIN = {"origin": "http://testserver"}
 
@@ -112,8 +112,11 @@ def test_every_post_needs_a_same_origin_origin_login_included(setup):
     c = _client(store)
     _login(c, token)
     csrf = _csrf(c, reviews[0])
-    r = c.post("/decide", data={"review_id": reviews[0], "verdict": "correct", "csrf": csrf},
-               headers={"origin": "http://evil.example"})
+    r = c.post(
+        "/decide",
+        data={"review_id": reviews[0], "verdict": "correct", "csrf": csrf},
+        headers={"origin": "http://evil.example"},
+    )
     assert r.status_code == 403
 
 
@@ -179,8 +182,7 @@ def test_a_non_loopback_bind_warns_and_says_how_to_use_tls(setup, monkeypatch):
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost") and not _loopback("0.0.0.0")
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     store = setup[0]
-    r = CliRunner().invoke(app, ["review", "--host", "0.0.0.0", "--database-url", store.url],
-                           env={"COLUMNS": "200"})
+    r = CliRunner().invoke(app, ["review", "--host", "0.0.0.0", "--database-url", store.url], env={"COLUMNS": "200"})
     flat = " ".join(r.output.split())
     assert r.exit_code == 0 and "warning: --host 0.0.0.0" in flat and "TLS" in flat and "ssh -L" in flat
     r = CliRunner().invoke(app, ["review", "--database-url", store.url], env={"COLUMNS": "200"})

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from synthetic import render, write_frame_folder, write_mp4
 
 from engine.media import masks
-from synthetic import render, write_frame_folder, write_mp4
 
 EXPRESSIONS = {"red square": "a red square moving to the right", "blue circle": "the blue circle drifting left"}
 SHAPES = list(EXPRESSIONS)  # object k + 1 in palettes, instance k in A2D, anno id 100 + k in MeViS
@@ -48,8 +48,9 @@ def make_ytvos(root: Path, videos=("vid1", "vid2"), num_frames: int = 8) -> dict
             _palette(label, root / "train" / "Annotations" / vid / f"{name}.png")
         exps = {str(k): {"exp": f"{EXPRESSIONS[s]} {vid}", "obj_id": str(k + 1)} for k, s in enumerate(SHAPES)}
         meta["videos"][vid] = {"expressions": exps, "frames": names}
-        objects_meta["videos"][vid] = {"objects": {str(k + 1): {"category": s.split()[-1], "frames": names}
-                                                   for k, s in enumerate(SHAPES)}}
+        objects_meta["videos"][vid] = {
+            "objects": {str(k + 1): {"category": s.split()[-1], "frames": names} for k, s in enumerate(SHAPES)}
+        }
         gt[vid] = {str(k + 1): truth[s] for k, s in enumerate(SHAPES)}
     (root / "meta_expressions" / "train").mkdir(parents=True)
     (root / "meta_expressions" / "train" / "meta_expressions.json").write_text(json.dumps(meta))
@@ -57,8 +58,11 @@ def make_ytvos(root: Path, videos=("vid1", "vid2"), num_frames: int = 8) -> dict
     # valid: frames and expressions (no obj_id), no Annotations
     write_frame_folder(root / "valid" / "JPEGImages" / "vval", render(6, 64, 48, background=(90, 90, 90))[0])
     (root / "meta_expressions" / "valid").mkdir(parents=True)
-    (root / "meta_expressions" / "valid" / "meta_expressions.json").write_text(json.dumps({"videos": {"vval": {
-        "expressions": {"0": {"exp": "a square"}}, "frames": [f"{i:05d}" for i in range(6)]}}}))
+    (root / "meta_expressions" / "valid" / "meta_expressions.json").write_text(
+        json.dumps(
+            {"videos": {"vval": {"expressions": {"0": {"exp": "a square"}}, "frames": [f"{i:05d}" for i in range(6)]}}}
+        )
+    )
     return gt
 
 
@@ -81,13 +85,17 @@ def make_mevis(root: Path, videos=("m1", "m2"), num_frames: int = 8) -> dict:
     (root / "train" / "meta_expressions.json").write_text(json.dumps(meta))
     (root / "train" / "mask_dict.json").write_text(json.dumps(mask_dict))
     write_frame_folder(root / "valid" / "JPEGImages" / "mval", render(6, 64, 48, background=(90, 90, 90))[0])
-    (root / "valid" / "meta_expressions.json").write_text(json.dumps({"videos": {"mval": {
-        "expressions": {"0": {"exp": "a square"}}, "frames": [f"{i:05d}" for i in range(6)]}}}))
+    (root / "valid" / "meta_expressions.json").write_text(
+        json.dumps(
+            {"videos": {"mval": {"expressions": {"0": {"exp": "a square"}}, "frames": [f"{i:05d}" for i in range(6)]}}}
+        )
+    )
     return gt
 
 
-def make_a2d(root: Path, videos=("a2dclip1", "a2dclip2"), num_frames: int = 12, annotated=(2, 6, 10),
-             shared_query=()) -> dict:
+def make_a2d(
+    root: Path, videos=("a2dclip1", "a2dclip2"), num_frames: int = 12, annotated=(2, 6, 10), shared_query=()
+) -> dict:
     """A2D-Sentences: mp4 clips, videoset.csv (no header), the annotation CSV with the released file's malformed
     '1 (copy)' row, a missed video, and per annotated frame an .h5 with transposed reMask (1-based names). The
     instances of the videos in shared_query all have one query, SHARED_QUERY (12 videos of the release do)."""
@@ -147,9 +155,12 @@ def make_davis(root: Path, num_frames: int = 8) -> dict:
             fh.write(vid + "\n")
     text = root / "davis_text_annotations"
     text.mkdir()
-    for name, enc, suffix in (("Davis17_annot1.txt", "utf-8", "first"), ("Davis17_annot1_full_video.txt", "utf-8", "full"),
-                              ("Davis17_annot2.txt", "latin-1", "café"),
-                              ("Davis17_annot2_full_video.txt", "latin-1", "naïve")):
+    for name, enc, suffix in (
+        ("Davis17_annot1.txt", "utf-8", "first"),
+        ("Davis17_annot1_full_video.txt", "utf-8", "full"),
+        ("Davis17_annot2.txt", "latin-1", "café"),
+        ("Davis17_annot2_full_video.txt", "latin-1", "naïve"),
+    ):
         lines = []
         for vid in ("bike-packing", "dog-scale"):
             for k, s in enumerate(SHAPES):

@@ -27,8 +27,27 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "503", "400", "401", "hang", "malformed", "schema", "refusal", "drop", "no_json_schema",
-          "no_usage", "list_content", "truncated", "empty", "refusal_text", "wrong_types", "huge", "bad_utf8")
+FAULTS = (
+    "429",
+    "500",
+    "503",
+    "400",
+    "401",
+    "hang",
+    "malformed",
+    "schema",
+    "refusal",
+    "drop",
+    "no_json_schema",
+    "no_usage",
+    "list_content",
+    "truncated",
+    "empty",
+    "refusal_text",
+    "wrong_types",
+    "huge",
+    "bad_utf8",
+)
 HUGE_BYTES = 5 << 20  # the "huge" fault's answer: 5 MB
 
 
@@ -104,7 +123,7 @@ class FakeEndpoint:
         self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "FakeEndpoint":
+    def start(self) -> FakeEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,7 +144,10 @@ class FakeEndpoint:
 
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
-                    data = {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in endpoint.model_ids]}
+                    data = {
+                        "object": "list",
+                        "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in endpoint.model_ids],
+                    }
                     self._send(200, data)
                 else:
                     self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
@@ -141,9 +163,12 @@ class FakeEndpoint:
                 except json.JSONDecodeError:  # a client killed mid-request leaves half a body: still a request
                     t = time.monotonic()
                     with endpoint._lock:
-                        endpoint.received.append(Received(t, t, self.path, {}, self.headers.get("Authorization"),
-                                                          "truncated"))
-                    self._send(400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}})
+                        endpoint.received.append(
+                            Received(t, t, self.path, {}, self.headers.get("Authorization"), "truncated")
+                        )
+                    self._send(
+                        400, {"error": {"message": "request body is not JSON", "type": "invalid_request_error"}}
+                    )
                     return
                 endpoint._handle(self, body)
 
@@ -184,20 +209,25 @@ class FakeEndpoint:
                     except OSError:
                         pass
 
-    def __enter__(self) -> "FakeEndpoint":
+    def __enter__(self) -> FakeEndpoint:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     @classmethod
-    def llama_cpp(cls, chat_format: str = "gguf", **kw) -> "FakeEndpoint":
+    def llama_cpp(cls, chat_format: str = "gguf", **kw) -> FakeEndpoint:
         """llama-cpp-python's server serving a small text model, as measured: json_schema refused with a 500
         whose body names response_format, json_object with a schema honoured, image parts refused (its GGUF
         template) or dropped (chatml), extra system messages kept (GGUF) or dropped (chatml)."""
-        return cls(supports_json_schema=False, unsupported_status=500, sees_images=False,
-                   list_content="error" if chat_format == "gguf" else "drop",
-                   extra_systems="keep" if chat_format == "gguf" else "drop", **kw)
+        return cls(
+            supports_json_schema=False,
+            unsupported_status=500,
+            sees_images=False,
+            list_content="error" if chat_format == "gguf" else "drop",
+            extra_systems="keep" if chat_format == "gguf" else "drop",
+            **kw,
+        )
 
     @property
     def base_url(self) -> str:
@@ -225,7 +255,9 @@ class FakeEndpoint:
         with self._lock:
             if not self.supports_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
                 return "no_json_schema", 0.0
-            if self.list_content == "error" and any(isinstance(m.get("content"), list) for m in body.get("messages", [])):
+            if self.list_content == "error" and any(
+                isinstance(m.get("content"), list) for m in body.get("messages", [])
+            ):
                 return "list_content", 0.0
             for rule in self.rules:
                 if rule.matches(body):
@@ -268,8 +300,15 @@ class FakeEndpoint:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         fault, delay = self._pick_fault(body)
         # Logged on arrival, so a client that has its answer always finds its request here.
-        entry = Received(t0, None, h.path, body, h.headers.get("Authorization"), fault,
-                         kind=h.headers.get("X-Engine-Request-Kind", "call"))
+        entry = Received(
+            t0,
+            None,
+            h.path,
+            body,
+            h.headers.get("Authorization"),
+            fault,
+            kind=h.headers.get("X-Engine-Request-Kind", "call"),
+        )
         with self._lock:
             self.received.append(entry)
         try:
@@ -294,11 +333,17 @@ class FakeEndpoint:
             return err(401, "invalid api key", "authentication_error")
         if fault == "no_json_schema":
             if self.unsupported_status == 500:  # llama-cpp-python's validation error, served as a 500
-                return err(500, "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
-                                "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
-                           "internal_server_error")
-            return err(self.unsupported_status, "response_format json_schema is not supported by this server",
-                       "invalid_request_error")
+                return err(
+                    500,
+                    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+                    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+                    "internal_server_error",
+                )
+            return err(
+                self.unsupported_status,
+                "response_format json_schema is not supported by this server",
+                "invalid_request_error",
+            )
         if fault == "list_content":
             return err(500, 'can only concatenate str (not "list") to str', "internal_server_error")
         if fault == "hang":
@@ -334,14 +379,24 @@ class FakeEndpoint:
         else:
             content = json.dumps(answer_value)
         prompt_tokens = _count_tokens(self._as_read(body), self.sees_images)
-        completion_tokens = max(1, len((content or refusal or "")) // 4)
+        completion_tokens = max(1, len(content or refusal or "") // 4)
         answer = {
-            "id": "chatcmpl-" + _digest(body)[:12], "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-" + _digest(body)[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model", "fake-model"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
         if fault == "no_usage":
             del answer["usage"]
@@ -357,6 +412,7 @@ class FakeEndpoint:
 
 
 # --- deterministic answers derived from the request ------------------------------------------------
+
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
@@ -375,8 +431,13 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 
 def image_urls(body: dict[str, Any]) -> list[str]:
-    return [p["image_url"]["url"] for m in body.get("messages", []) if isinstance(m.get("content"), list)
-            for p in m["content"] if p.get("type") == "image_url"]
+    return [
+        p["image_url"]["url"]
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for p in m["content"]
+        if p.get("type") == "image_url"
+    ]
 
 
 def _count_tokens(body: dict[str, Any], sees_images: bool = True) -> int:
@@ -452,7 +513,7 @@ def article_nouns(text: str) -> list[str]:
         if tok not in ("a", "an", "the"):
             continue
         words = []
-        for w in tokens[k + 1:k + 4]:
+        for w in tokens[k + 1 : k + 4]:
             if w in ("a", "an", "the"):
                 break
             words.append(w)

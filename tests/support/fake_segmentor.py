@@ -47,12 +47,13 @@ class HashSegmentor:
         for k, f in enumerate(indices):
             m = np.zeros((h, w), bool)
             x = (x0 + 2 * k) % max(1, w - bw)
-            m[y0:y0 + bh, x:x + bw] = True
+            m[y0 : y0 + bh, x : x + bw] = True
             frame_masks[f] = masks.encode(m)
         anchor = indices[len(indices) // 2]
         box = masks.bbox_xyxy(frame_masks[anchor])
-        return Track(noun, instance, anchor, box, grounding_score=0.5 + (d % 50) / 100, mask_score=0.9,
-                     masks=frame_masks)
+        return Track(
+            noun, instance, anchor, box, grounding_score=0.5 + (d % 50) / 100, mask_score=0.9, masks=frame_masks
+        )
 
 
 class WarningSegmentor(HashSegmentor):
@@ -64,7 +65,7 @@ class WarningSegmentor(HashSegmentor):
         import logging
         import warnings
 
-        warnings.warn("this backend's fallback path was taken", UserWarning)
+        warnings.warn("this backend's fallback path was taken", UserWarning, stacklevel=1)
         logging.getLogger("some.backend").warning("checkpoint has unused keys: 3")
         return super().segment(request, frames)
 
@@ -77,8 +78,10 @@ class GappySegmentor(HashSegmentor):
     def segment(self, request, frames):
         tracks = super().segment(request, frames)
         for t in tracks:
-            t.masks = {f: (None if k % 3 == 1 and f != t.anchor_frame else m)
-                       for k, (f, m) in enumerate(sorted(t.masks.items()))}
+            t.masks = {
+                f: (None if k % 3 == 1 and f != t.anchor_frame else m)
+                for k, (f, m) in enumerate(sorted(t.masks.items()))
+            }
         return tracks
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from synthetic import Shape, render, write_mp4
 
 BIKES_CUTS = (30, 76, 137, 187, 242)  # new shots of bikes.mp4 start here (checked by eye)
@@ -25,29 +24,42 @@ def _decode(path: Path, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     vr = decord.VideoReader(str(path))
-    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
-                     for f in vr.get_batch(list(range(len(vr)))).asnumpy()])
+    return np.stack(
+        [
+            np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+            for f in vr.get_batch(list(range(len(vr)))).asnumpy()
+        ]
+    )
 
 
 def make_montage(out: Path, data_dir: Path) -> Truth:
-    """bikes (250) | cut | carphone (100) | dissolve 12 | shapes A (60) | fade to black 12 + black 6 | cut | shapes B (60)."""
+    """bikes (250) | cut | carphone (100) | dissolve 12 | shapes A (60) | fade to black 12 + black 6 | cut |
+    shapes B (60)."""
     w, h = 640, 272
     bikes = _decode(data_dir / "bikes.mp4", (w, h))
     carphone = _decode(data_dir / "carphone_pristine.mp4", (w, h))[:112]
     a = render(72, w, h, background=(40, 120, 200))[0]
-    b = render(60, w, h, shapes=(Shape("green square", "square", (40, 170, 60), 60, (0.2, 0.5), (3.0, -1.0)),),
-               background=(230, 200, 90))[0]
+    b = render(
+        60,
+        w,
+        h,
+        shapes=(Shape("green square", "square", (40, 170, 60), 60, (0.2, 0.5), (3.0, -1.0)),),
+        background=(230, 200, 90),
+    )[0]
     alpha = np.linspace(0, 1, 14)[1:-1, None, None, None]  # 12 blended frames
     dissolve = ((1 - alpha) * carphone[100:112] + alpha * a[:12]).astype(np.uint8)
     fade = (a[60:72] * np.linspace(1, 0, 13)[:-1, None, None, None]).astype(np.uint8)
     black = np.zeros((6, h, w, 3), np.uint8)
-    parts = [bikes, carphone[:100], dissolve, a[12:72 - 12], fade, black, b]
+    parts = [bikes, carphone[:100], dissolve, a[12 : 72 - 12], fade, black, b]
     write_mp4(out, np.concatenate(parts), fps=25.0)
     n0 = len(bikes)
     d0 = n0 + 100
     f0 = d0 + 12 + 48
-    return Truth(cuts=(*BIKES_CUTS, n0, f0 + 18), transitions=((d0, d0 + 11), (f0, f0 + 17)),
-                 num_frames=sum(len(p) for p in parts))
+    return Truth(
+        cuts=(*BIKES_CUTS, n0, f0 + 18),
+        transitions=((d0, d0 + 11), (f0, f0 + 17)),
+        num_frames=sum(len(p) for p in parts),
+    )
 
 
 def make_segments(path: Path, bikes_mp4: Path) -> list[int]:

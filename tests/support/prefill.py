@@ -9,7 +9,7 @@ use it to check that the engine's cost per object does not grow with the store.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.runtime.pipeline import Pipeline, VersionContext
 from engine.store import Store, schema
@@ -19,8 +19,9 @@ from engine.store.ids import stable_id
 RLE = {"size": [48, 64], "counts": "0"}  # tiny: the filler's masks are never decoded
 
 
-def prefill(store: Store, pipelines: Sequence[Pipeline], vc: VersionContext, objects: int,
-            chunk_videos: int = 2000) -> float:
+def prefill(
+    store: Store, pipelines: Sequence[Pipeline], vc: VersionContext, objects: int, chunk_videos: int = 2000
+) -> float:
     """Add `objects` objects (three per video) at the pipelines' current lineages; returns seconds taken."""
     t0 = time.perf_counter()
     lineage: dict[str, str] = {}
@@ -32,51 +33,137 @@ def prefill(store: Store, pipelines: Sequence[Pipeline], vc: VersionContext, obj
                 version.setdefault(st.name, st.version(vc))
     n_videos = -(-objects // 3)
     for start in range(0, n_videos, chunk_videos):
-        rows: dict[type, list[dict]] = {m: [] for m in (schema.Video, schema.Caption, schema.VideoObject,
-                                                         schema.Masklet, schema.Description, schema.Review,
-                                                         schema.Sample, schema.Completion)}
+        rows: dict[type, list[dict]] = {
+            m: []
+            for m in (
+                schema.Video,
+                schema.Caption,
+                schema.VideoObject,
+                schema.Masklet,
+                schema.Description,
+                schema.Review,
+                schema.Sample,
+                schema.Completion,
+            )
+        }
         for v in range(start, min(n_videos, start + chunk_videos)):
             vid = stable_id("prefill-video", v)
-            rows[schema.Video].append(dict(id=vid, path=f"filler/{v:07d}.mp4", source_root="/prefill", kind="file",
-                                           num_frames=40, fps=25.0, width=64, height=48, size_bytes=1000))
-            rows[schema.Caption].append(dict(id=stable_id("caption", vid, "sidecar"), video_id=vid, source="sidecar",
-                                             text=f"Filler video {v} with a dog, a ball and a tree."))
+            rows[schema.Video].append(
+                dict(
+                    id=vid,
+                    path=f"filler/{v:07d}.mp4",
+                    source_root="/prefill",
+                    kind="file",
+                    num_frames=40,
+                    fps=25.0,
+                    width=64,
+                    height=48,
+                    size_bytes=1000,
+                )
+            )
+            rows[schema.Caption].append(
+                dict(
+                    id=stable_id("caption", vid, "sidecar"),
+                    video_id=vid,
+                    source="sidecar",
+                    text=f"Filler video {v} with a dog, a ball and a tree.",
+                )
+            )
             rows[schema.Completion].append(_done(vid, vid, "analyze", lineage["analyze"]))
             for k, noun in enumerate(("dog", "ball", "tree")):
                 if v * 3 + k >= objects:
                     break
                 oid = stable_id("prefill-object", v, k)
-                rows[schema.VideoObject].append(dict(id=oid, video_id=vid, noun=noun, instance=0, is_subject=k == 0,
-                                                     stage_version=version["analyze"]))
+                rows[schema.VideoObject].append(
+                    dict(
+                        id=oid,
+                        video_id=vid,
+                        noun=noun,
+                        instance=0,
+                        is_subject=k == 0,
+                        stage_version=version["analyze"],
+                    )
+                )
                 mid = stable_id("masklet", oid, lineage["segment"])
-                rows[schema.Masklet].append(dict(
-                    id=mid, object_id=oid, backend_version=version["segment"], lineage=lineage["segment"],
-                    anchor_frame=20, box=[0, 0, 8, 8], grounding_score=0.9, mask_score=0.9, height=48, width=64,
-                    frames={"0": RLE, "20": RLE}, coverage=1.0, area_variation=0.0, mean_consecutive_iou=1.0,
-                    empty_frames=0, border_contact=0.0))
+                rows[schema.Masklet].append(
+                    dict(
+                        id=mid,
+                        object_id=oid,
+                        backend_version=version["segment"],
+                        lineage=lineage["segment"],
+                        anchor_frame=20,
+                        box=[0, 0, 8, 8],
+                        grounding_score=0.9,
+                        mask_score=0.9,
+                        height=48,
+                        width=64,
+                        frames={"0": RLE, "20": RLE},
+                        coverage=1.0,
+                        area_variation=0.0,
+                        mean_consecutive_iou=1.0,
+                        empty_frames=0,
+                        border_contact=0.0,
+                    )
+                )
                 rows[schema.Completion].append(_done(vid, oid, "segment", lineage["segment"]))
                 desc = {}
                 for kind, stage in (("appearance", "annotate"), ("motion", "annotate"), ("region", "review")):
                     desc[kind] = stable_id("description", oid, kind, lineage[stage])
-                    rows[schema.Description].append(dict(id=desc[kind], object_id=oid, kind=kind, lineage=lineage[stage],
-                                                         text=f"{kind} of filler {noun}", model="m", prompt_version="p@1"))
+                    rows[schema.Description].append(
+                        dict(
+                            id=desc[kind],
+                            object_id=oid,
+                            kind=kind,
+                            lineage=lineage[stage],
+                            text=f"{kind} of filler {noun}",
+                            model="m",
+                            prompt_version="p@1",
+                        )
+                    )
                 kept = (v + k) % 2 == 0
-                rows[schema.Review].append(dict(
-                    id=stable_id("review", oid, lineage["review"]), object_id=oid, mode="paper", verdict=kept,
-                    confidence=0.8, rationale="filler", region_description_id=desc["region"], model="m",
-                    prompt_version="p@1", lineage=lineage["review"], masklet_id=mid,
-                    description_ids=[desc["appearance"], desc["motion"]]))
+                rows[schema.Review].append(
+                    dict(
+                        id=stable_id("review", oid, lineage["review"]),
+                        object_id=oid,
+                        mode="paper",
+                        verdict=kept,
+                        confidence=0.8,
+                        rationale="filler",
+                        region_description_id=desc["region"],
+                        model="m",
+                        prompt_version="p@1",
+                        lineage=lineage["review"],
+                        masklet_id=mid,
+                        description_ids=[desc["appearance"], desc["motion"]],
+                    )
+                )
                 if kept:
-                    rows[schema.Description].append(dict(
-                        id=stable_id("description", oid, "detailed", lineage["refine"]), object_id=oid,
-                        kind="detailed", lineage=lineage["refine"], text=f"The filler {noun}.", model="m",
-                        prompt_version="p@1"))
-                    rows[schema.Sample].append(dict(
-                        id=stable_id("sample", "detailed", oid, lineage["detailed_samples"]), data_type="detailed",
-                        video_id=vid, object_ids=[oid], lineage=lineage["detailed_samples"], mode="single",
-                        annotation=[{"20": {"segmentation": RLE}}],
-                        conversations=[{"from": "human", "value": "<video>\nDescribe <region>."},
-                                       {"from": "gpt", "value": f"The filler {noun}."}]))
+                    rows[schema.Description].append(
+                        dict(
+                            id=stable_id("description", oid, "detailed", lineage["refine"]),
+                            object_id=oid,
+                            kind="detailed",
+                            lineage=lineage["refine"],
+                            text=f"The filler {noun}.",
+                            model="m",
+                            prompt_version="p@1",
+                        )
+                    )
+                    rows[schema.Sample].append(
+                        dict(
+                            id=stable_id("sample", "detailed", oid, lineage["detailed_samples"]),
+                            data_type="detailed",
+                            video_id=vid,
+                            object_ids=[oid],
+                            lineage=lineage["detailed_samples"],
+                            mode="single",
+                            annotation=[{"20": {"segmentation": RLE}}],
+                            conversations=[
+                                {"from": "human", "value": "<video>\nDescribe <region>."},
+                                {"from": "gpt", "value": f"The filler {noun}."},
+                            ],
+                        )
+                    )
         with store.engine.begin() as conn:
             for model, batch in rows.items():
                 if batch:
@@ -85,5 +172,6 @@ def prefill(store: Store, pipelines: Sequence[Pipeline], vc: VersionContext, obj
 
 
 def _done(video_id: str, unit: str, stage: str, lineage: str) -> dict:
-    return dict(id=stable_id("completion", unit, stage, lineage), video_id=video_id, unit_id=unit, stage=stage,
-                lineage=lineage)
+    return dict(
+        id=stable_id("completion", unit, stage, lineage), video_id=video_id, unit_id=unit, stage=stage, lineage=lineage
+    )

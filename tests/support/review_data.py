@@ -9,15 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from synthetic import render, write_mp4
 
 from engine.cli.registry import build_pipelines, configured_current, version_context
 from engine.config import load_config
 from engine.media import masks
 from engine.store import Store, schema
 from engine.store.ids import stable_id
-from synthetic import render, write_mp4
 
-XSS = ('<script>window.__xss = 1</script>', '"><img src=x onerror="window.__xss=2">')
+XSS = ("<script>window.__xss = 1</script>", '"><img src=x onerror="window.__xss=2">')
 
 _CFG = load_config(environ={})
 CURRENT = configured_current(_CFG)
@@ -40,8 +40,19 @@ def make_reviews(store: Store, src: Path, kept: int, discarded: int, evil: bool 
     vid = stable_id("video", str(src))
     ids = []
     with store.session() as s:
-        s.add(schema.Video(id=vid, path="clip.mp4", source_root=str(src), kind="file", num_frames=8, fps=12.0,
-                           width=96, height=72, size_bytes=1))
+        s.add(
+            schema.Video(
+                id=vid,
+                path="clip.mp4",
+                source_root=str(src),
+                kind="file",
+                num_frames=8,
+                fps=12.0,
+                width=96,
+                height=72,
+                size_bytes=1,
+            )
+        )
         s.flush()
         for i in range(kept + discarded):
             oid = stable_id("object", vid, i)
@@ -50,21 +61,59 @@ def make_reviews(store: Store, src: Path, kept: int, discarded: int, evil: bool 
             s.flush()
             mask_frames = {str(f): masks.encode(np.roll(gt["red square"][f], i, axis=0)) for f in range(0, 8, 2)}
             mid = stable_id("m", oid)
-            s.add(schema.Masklet(id=mid, object_id=oid, backend_version="t@1", lineage=LINEAGE["segment"],
-                                 anchor_frame=2, box=[0, 0, 1, 1], grounding_score=1, mask_score=1, height=72,
-                                 width=96, frames=mask_frames, coverage=1, area_variation=0, mean_consecutive_iou=1,
-                                 empty_frames=0, border_contact=0))
-            for kind, text, stage in (("appearance", XSS[1] if evil else f"a red square {i}", "annotate"),
-                                      ("motion", f"it moves right {i}", "annotate"),
-                                      ("region", f"a red block {i}", "review")):
-                s.add(schema.Description(id=stable_id("d", oid, kind), object_id=oid, kind=kind, text=text, model="m",
-                                         prompt_version="p@1", lineage=LINEAGE[stage]))
+            s.add(
+                schema.Masklet(
+                    id=mid,
+                    object_id=oid,
+                    backend_version="t@1",
+                    lineage=LINEAGE["segment"],
+                    anchor_frame=2,
+                    box=[0, 0, 1, 1],
+                    grounding_score=1,
+                    mask_score=1,
+                    height=72,
+                    width=96,
+                    frames=mask_frames,
+                    coverage=1,
+                    area_variation=0,
+                    mean_consecutive_iou=1,
+                    empty_frames=0,
+                    border_contact=0,
+                )
+            )
+            for kind, text, stage in (
+                ("appearance", XSS[1] if evil else f"a red square {i}", "annotate"),
+                ("motion", f"it moves right {i}", "annotate"),
+                ("region", f"a red block {i}", "review"),
+            ):
+                s.add(
+                    schema.Description(
+                        id=stable_id("d", oid, kind),
+                        object_id=oid,
+                        kind=kind,
+                        text=text,
+                        model="m",
+                        prompt_version="p@1",
+                        lineage=LINEAGE[stage],
+                    )
+                )
             s.flush()
             rid = stable_id("review", oid)
-            s.add(schema.Review(id=rid, object_id=oid, mode="paper", verdict=i < kept, confidence=0.8,
-                                rationale=XSS[0] if evil else "same object", model="m", prompt_version="j@1",
-                                lineage=LINEAGE["review"], masklet_id=mid,
-                                description_ids=[stable_id("d", oid, "appearance"), stable_id("d", oid, "motion")],
-                                region_description_id=stable_id("d", oid, "region")))
+            s.add(
+                schema.Review(
+                    id=rid,
+                    object_id=oid,
+                    mode="paper",
+                    verdict=i < kept,
+                    confidence=0.8,
+                    rationale=XSS[0] if evil else "same object",
+                    model="m",
+                    prompt_version="j@1",
+                    lineage=LINEAGE["review"],
+                    masklet_id=mid,
+                    description_ids=[stable_id("d", oid, "appearance"), stable_id("d", oid, "motion")],
+                    region_description_id=stable_id("d", oid, "region"),
+                )
+            )
             ids.append(rid)
     return ids

@@ -47,14 +47,20 @@ def near_misses(paths: list[Path]) -> list[str]:
         parent = path.parent
         if parent.name == "480p" and parent.parent.name == "JPEGImages" and parent.parent.parent.name == "DAVIS":
             root = parent.parent.parent.parent
-            out[str(parent)] = (f"{parent} looks like DAVIS-2017, but {root / 'davis_text_annotations'} (the referring "
-                                "expressions) is missing")
+            out[str(parent)] = (
+                f"{parent} looks like DAVIS-2017, but {root / 'davis_text_annotations'} (the referring "
+                "expressions) is missing"
+            )
         elif parent.name == "JPEGImages":
             split, root = parent.parent, parent.parent.parent
-            out[str(parent)] = (f"{parent} looks like a Ref-YouTube-VOS or MeViS split, but neither "
-                                f"{root / 'meta_expressions' / split.name / 'meta_expressions.json'} nor "
-                                f"{split / 'meta_expressions.json'} exists")
+            out[str(parent)] = (
+                f"{parent} looks like a Ref-YouTube-VOS or MeViS split, but neither "
+                f"{root / 'meta_expressions' / split.name / 'meta_expressions.json'} nor "
+                f"{split / 'meta_expressions.json'} exists"
+            )
         elif parent.name == "clips320H" and parent.parent.name == "Release":
-            out[str(parent)] = (f"{parent} looks like A2D-Sentences, but "
-                                f"{parent.parent.parent / 'text_annotations' / 'a2d_annotation.txt'} is missing")
+            out[str(parent)] = (
+                f"{parent} looks like A2D-Sentences, but "
+                f"{parent.parent.parent / 'text_annotations' / 'a2d_annotation.txt'} is missing"
+            )
     return [f"{text}: its videos are taken as plain videos" for text in out.values()]

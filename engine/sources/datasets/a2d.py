@@ -15,9 +15,9 @@ file has the instance id "1 (copy)": it is skipped and counted, as MTTR drops it
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class A2DSentences:
         self.h5_dir = root / "text_annotations" / "a2d_annotation_with_instances"
 
     @classmethod
-    def find(cls, path: Path) -> "A2DSentences | None":
+    def find(cls, path: Path) -> A2DSentences | None:
         for folder in (path, *path.parents):
             if folder.name == "clips320H" and folder.parent.name == "Release":
                 root = folder.parent.parent
@@ -77,8 +77,9 @@ class A2DSentences:
             if sp != self.split:
                 continue
             if vid in missed:
-                s.skipped["videos listed in a2d_missed_videos.txt"] = \
+                s.skipped["videos listed in a2d_missed_videos.txt"] = (
                     s.skipped.get("videos listed in a2d_missed_videos.txt", 0) + 1
+                )
                 continue
             s.videos += 1
             s.objects += len(queries.get(vid, {}))

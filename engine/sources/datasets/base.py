@@ -10,10 +10,11 @@ video: a big file is indexed once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -80,8 +81,9 @@ def palette_mask_frames(frames_dir: Path, annotations: Path) -> list[int]:
     return [i for i, f in enumerate(frame_files(frames_dir)) if f.stem in have]
 
 
-def palette_masks(frames_dir: Path, annotations: Path, frames: Sequence[int],
-                  obj_ids: Sequence[str]) -> dict[str, dict[int, Any]]:
+def palette_masks(
+    frames_dir: Path, annotations: Path, frames: Sequence[int], obj_ids: Sequence[str]
+) -> dict[str, dict[int, Any]]:
     """{object id: {frame: RLE or None}} from palette PNGs whose pixel value is the object id (DAVIS, YouTube-VOS)."""
     from PIL import Image
 

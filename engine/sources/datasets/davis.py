@@ -16,16 +16,19 @@ YouTube-VOS-style tree is read by the Ref-YouTube-VOS adapter.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
-from engine.sources.datasets.base import (DatasetObject, DatasetVideo, SplitSummary, palette_mask_frames,
-                                          palette_masks)
+from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary, palette_mask_frames, palette_masks
 
 NAME = "ref-davis17"
-TEXT_FILES = {"Davis17_annot1.txt": "utf-8", "Davis17_annot1_full_video.txt": "utf-8",
-              "Davis17_annot2.txt": "latin-1", "Davis17_annot2_full_video.txt": "latin-1"}
+TEXT_FILES = {
+    "Davis17_annot1.txt": "utf-8",
+    "Davis17_annot1_full_video.txt": "utf-8",
+    "Davis17_annot2.txt": "latin-1",
+    "Davis17_annot2_full_video.txt": "latin-1",
+}
 TYPOS = {"clasic-car": "classic-car", "dog-scale": "dogs-scale", "motor-bike": "motorbike"}
 
 
@@ -39,7 +42,7 @@ class DAVIS17:
         self.annotations = unsup if unsup.is_dir() else root / "DAVIS" / "Annotations" / "480p"
 
     @classmethod
-    def find(cls, path: Path) -> "DAVIS17 | None":
+    def find(cls, path: Path) -> DAVIS17 | None:
         for folder in (path, *path.parents):
             if folder.name == "480p" and folder.parent.name == "JPEGImages" and folder.parent.parent.name == "DAVIS":
                 root = folder.parent.parent.parent
@@ -65,16 +68,20 @@ class DAVIS17:
     def summary(self) -> SplitSummary:
         s = SplitSummary(NAME, self.split, self.root)
         exps = _expressions(self.root)
-        vids = [v for v, sp in _splits(self.root).items() if sp == self.split] or \
-            [p.name for p in self.frames_dir.iterdir() if p.is_dir()]
+        vids = [v for v, sp in _splits(self.root).items() if sp == self.split] or [
+            p.name for p in self.frames_dir.iterdir() if p.is_dir()
+        ]
         for vid in vids:
             s.videos += 1
             s.objects += len(exps.get(vid, {}))
             s.expressions += sum(len(t) for t in exps.get(vid, {}).values())
             if (self.annotations / vid).is_dir():
                 s.frames_with_masks += sum(1 for _ in (self.annotations / vid).glob("*.png"))
-        s.warnings += [f"{self.root / 'davis_text_annotations' / f} is missing" for f in TEXT_FILES
-                       if not (self.root / "davis_text_annotations" / f).is_file()]
+        s.warnings += [
+            f"{self.root / 'davis_text_annotations' / f} is missing"
+            for f in TEXT_FILES
+            if not (self.root / "davis_text_annotations" / f).is_file()
+        ]
         if not self.annotations.is_dir():
             s.warnings.append(f"no masks: {self.annotations} is missing")
         else:

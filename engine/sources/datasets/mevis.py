@@ -1,8 +1,8 @@
 """MeViS, in its released layout (train, valid_u and valid):
 
     <root>/<split>/JPEGImages/<vid>/*.jpg
-    <root>/<split>/meta_expressions.json   (meta_expressions_v2.json in MeViS v2) {"videos": {vid: {"expressions": {"0": {"exp", "obj_id": [..],
-                                                                                   "anno_id": [..]}}, "frames": [..]}}}
+    <root>/<split>/meta_expressions.json   (meta_expressions_v2.json in MeViS v2)
+        {"videos": {vid: {"expressions": {"0": {"exp", "obj_id": [..], "anno_id": [..]}}, "frames": [..]}}}
     <root>/<split>/mask_dict.json          {anno_id: [RLE or null, one per frame]}   (train and valid_u only)
 
 mask_dict.json is several hundred MB for train. It is streamed once (ijson) into an index, a SQLite file
@@ -17,9 +17,10 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
@@ -30,8 +31,10 @@ NAME = "mevis"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VIDEOREFER_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                / "videorefer-engine")
+    return Path(
+        os.environ.get("VIDEOREFER_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videorefer-engine"
+    )
 
 
 class MeViS:
@@ -43,7 +46,7 @@ class MeViS:
         self.mask_file = root / split / "mask_dict.json"
 
     @classmethod
-    def find(cls, path: Path) -> "MeViS | None":
+    def find(cls, path: Path) -> MeViS | None:
         for folder in (path, *path.parents):
             if folder.name == "JPEGImages" and _meta_file(folder.parent).is_file():
                 return _adapter(folder.parent.parent, folder.parent.name)
@@ -87,8 +90,9 @@ class MeViS:
                 if not targets:
                     s.skipped["expressions without a target"] = s.skipped.get("expressions without a target", 0) + 1
                 elif len(targets) > 1:
-                    s.skipped["expressions naming several objects"] = \
+                    s.skipped["expressions naming several objects"] = (
                         s.skipped.get("expressions naming several objects", 0) + 1
+                    )
                 else:
                     s.expressions += 1
                     ids.add(str(targets[0]))

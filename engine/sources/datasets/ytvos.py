@@ -13,12 +13,18 @@ meta_expressions: {"videos": {vid: {"expressions": {"0": {"exp": "...", "obj_id"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
-from engine.sources.datasets.base import (DatasetObject, DatasetVideo, SplitSummary, palette_mask_frames,
-                                          palette_masks, read_videos)
+from engine.sources.datasets.base import (
+    DatasetObject,
+    DatasetVideo,
+    SplitSummary,
+    palette_mask_frames,
+    palette_masks,
+    read_videos,
+)
 
 NAME = "ref-youtube-vos"
 
@@ -32,11 +38,15 @@ class RefYouTubeVOS:
         self.annotations = root / split / "Annotations"
 
     @classmethod
-    def find(cls, path: Path) -> "RefYouTubeVOS | None":
+    def find(cls, path: Path) -> RefYouTubeVOS | None:
         """The split holding path, for a frame folder <root>/<split>/JPEGImages/<vid> (or any folder above it)."""
         for folder in (path, *path.parents):
-            if folder.name == "JPEGImages" and (folder.parent.parent / "meta_expressions" / folder.parent.name
-                                                / "meta_expressions.json").is_file():
+            if (
+                folder.name == "JPEGImages"
+                and (
+                    folder.parent.parent / "meta_expressions" / folder.parent.name / "meta_expressions.json"
+                ).is_file()
+            ):
                 return _adapter(folder.parent.parent, folder.parent.name)
         return None
 
@@ -58,15 +68,16 @@ class RefYouTubeVOS:
             if "obj_id" in exp:
                 obj = by_obj.setdefault(str(exp["obj_id"]), DatasetObject(str(exp["obj_id"]), []))
                 obj.expressions.append(exp["exp"])
-        found = palette_masks(self.root / self.split / "JPEGImages" / video.key, self.annotations / video.key,
-                              frames, list(by_obj))
+        found = palette_masks(
+            self.root / self.split / "JPEGImages" / video.key, self.annotations / video.key, frames, list(by_obj)
+        )
         for obj in by_obj.values():
             obj.masks = found[obj.obj_id]
         return list(by_obj.values())
 
     def summary(self) -> SplitSummary:
         s = SplitSummary(NAME, self.split, self.root)
-        for vid, v in self.meta.items():
+        for v in self.meta.values():
             s.videos += 1
             s.expressions += len(v["expressions"])
             s.objects += len({str(e["obj_id"]) for e in v["expressions"].values() if "obj_id" in e})

@@ -1,20 +1,34 @@
 """Audit sampling and statistics: the paper's numbers, population estimates, intervals, kappa."""
 
+from datetime import UTC
+
 import pytest
+from review_data import CURRENT, make_reviews
 from typer.testing import CliRunner
 
-from engine.store import schema
-from engine.audit.sampling import (add_auditor, audit_stats, check_auditor, cohen_kappa, draw_sample, hash_token,
-                          population_metrics)
-from engine.cli import app
-from engine.store.ids import stable_id
+from engine.audit.sampling import (
+    add_auditor,
+    audit_stats,
+    check_auditor,
+    cohen_kappa,
+    draw_sample,
+    hash_token,
+    population_metrics,
+)
 from engine.audit.stats import Confusion, wilson
-from review_data import CURRENT, make_reviews
+from engine.cli import app
+from engine.store import schema
+from engine.store.ids import stable_id
 
 
 def test_the_papers_table_a5():
     c = Confusion(tp=88, fp=12, fn=36, tn=64)
-    assert (round(c.accuracy, 2), round(c.precision, 2), round(c.recall, 2), round(c.f1, 2)) == (0.76, 0.88, 0.71, 0.79)
+    assert (round(c.accuracy, 2), round(c.precision, 2), round(c.recall, 2), round(c.f1, 2)) == (
+        0.76,
+        0.88,
+        0.71,
+        0.79,
+    )
 
 
 def test_wilson_matches_the_closed_form():
@@ -39,7 +53,9 @@ def test_audits_needed_for_a_precision_interval_of_005():
     assert 0 < audits_for_half_width(1.0, 4) < 100  # p = 1 still needs audits (the normal approximation says 0)
     n = 100 + audits_for_half_width(0.88, 100)
     lo, hi = wilson(round(0.88 * n), n)
-    assert (hi - lo) / 2 <= 0.05 < (lambda m: (wilson(round(0.88 * m), m)[1] - wilson(round(0.88 * m), m)[0]) / 2)(n - 1)
+    assert (
+        (hi - lo) / 2 <= 0.05 < (lambda m: (wilson(round(0.88 * m), m)[1] - wilson(round(0.88 * m), m)[0]) / 2)(n - 1)
+    )
 
 
 def test_kappa():
@@ -95,8 +111,9 @@ def test_cli_audit_commands(sqlite_store, tmp_path):
     url = ["--database-url", sqlite_store.url]
     r = run.invoke(app, ["audit", "add-auditor", "ann", *url])
     assert r.exit_code == 0 and "token" in r.output
-    r = run.invoke(app, ["audit", "sample", "--kept", "2", "--discarded", "2", "--seed", "3", *url],
-                   env={"COLUMNS": "120"})
+    r = run.invoke(
+        app, ["audit", "sample", "--kept", "2", "--discarded", "2", "--seed", "3", *url], env={"COLUMNS": "120"}
+    )
     assert r.exit_code == 0 and "kept" in r.output and "discarded" in r.output
     r = run.invoke(app, ["audit", "stats", *url], env={"COLUMNS": "160"})
     assert r.exit_code == 0 and "TP 0" in r.output and "audited items: 0 (0 decisions" in r.output
@@ -107,23 +124,40 @@ def test_cli_audit_commands(sqlite_store, tmp_path):
 def test_one_label_per_item_by_the_chosen_rule_and_kappa_per_pair(sqlite_store, tmp_path):
     """A second auditor on audited items adds no item (the interval does not narrow); the rule picks the label;
     kappa is per pair of auditors over the items both labelled, with n, and 'too few' under 20."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     reviews = make_reviews(sqlite_store, tmp_path, kept=24, discarded=0)
     draw_sample(sqlite_store, CURRENT, kept=24, discarded=0)
-    t0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 30, tzinfo=UTC)
     with sqlite_store.session() as s:
         for rid in reviews:
-            s.add(schema.Audit(id=stable_id("a", rid, "ann"), review_id=rid, auditor="ann", human_verdict=True,
-                               created_at=t0))
+            s.add(
+                schema.Audit(
+                    id=stable_id("a", rid, "ann"), review_id=rid, auditor="ann", human_verdict=True, created_at=t0
+                )
+            )
     before = audit_stats(sqlite_store)
     with sqlite_store.session() as s:
         for i, rid in enumerate(reviews):  # bob disagrees on the first 6 items, later
-            s.add(schema.Audit(id=stable_id("a", rid, "bob"), review_id=rid, auditor="bob", human_verdict=i >= 6,
-                               created_at=t0 + timedelta(hours=1)))
+            s.add(
+                schema.Audit(
+                    id=stable_id("a", rid, "bob"),
+                    review_id=rid,
+                    auditor="bob",
+                    human_verdict=i >= 6,
+                    created_at=t0 + timedelta(hours=1),
+                )
+            )
         for rid in reviews[:3]:  # cy sides with bob on three of them
-            s.add(schema.Audit(id=stable_id("a", rid, "cy"), review_id=rid, auditor="cy", human_verdict=False,
-                               created_at=t0 + timedelta(hours=2)))
+            s.add(
+                schema.Audit(
+                    id=stable_id("a", rid, "cy"),
+                    review_id=rid,
+                    auditor="cy",
+                    human_verdict=False,
+                    created_at=t0 + timedelta(hours=2),
+                )
+            )
     first, majority = audit_stats(sqlite_store, "first"), audit_stats(sqlite_store, "majority")
     judge = audit_stats(sqlite_store, "adjudicator:bob")
     assert first.items == majority.items == before.items == 24  # items, not decisions

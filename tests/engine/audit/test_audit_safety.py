@@ -11,6 +11,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from review_data import CURRENT, make_reviews
 from typer.testing import CliRunner
 
 import review_ui.app as ui
@@ -19,7 +20,6 @@ from engine.audit.names import confusable_with, normalise_name, skeleton
 from engine.audit.sampling import add_auditor, check_auditor, draw_sample
 from engine.cli import app
 from engine.store import schema
-from review_data import CURRENT, make_reviews
 
 NOTES = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)"]
 NOUNS = ["\t=1+2", "\r@SUM(A1)"]  # model text: the review UI trims notes, the Analyzer's nouns are kept as they are
@@ -40,8 +40,9 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped_and_jsonl_stays_exac
             s.get(schema.VideoObject, s.get(schema.Review, rid).object_id).noun = noun
     c, csrf = _signed_in(sqlite_store, "ann", add_auditor(sqlite_store, "ann"))
     for rid, note in zip(reviews, NOTES + ["plain", "also plain"]):
-        r = c.post("/decide", data={"review_id": rid, "verdict": "wrong", "note": note, "csrf": csrf},
-                   follow_redirects=False)
+        r = c.post(
+            "/decide", data={"review_id": rid, "verdict": "wrong", "note": note, "csrf": csrf}, follow_redirects=False
+        )
         assert r.status_code == 303
     url = ["--database-url", sqlite_store.url]
     run = CliRunner()
@@ -56,8 +57,9 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped_and_jsonl_stays_exac
     assert all(row["reviewer_confidence"] == "0.8" and row["auditor"] == "ann" for row in rows.values())
 
     r = run.invoke(app, ["audit", "export", "--format", "csv", "--history", *url])
-    assert sorted(row["note"] for row in csv.DictReader(io.StringIO(r.output)) if row["note"].startswith("'")) == \
-        sorted("'" + n for n in NOTES)
+    assert sorted(
+        row["note"] for row in csv.DictReader(io.StringIO(r.output)) if row["note"].startswith("'")
+    ) == sorted("'" + n for n in NOTES)
 
     r = run.invoke(app, ["audit", "export", *url])
     exact = {row["review_id"]: row for row in map(json.loads, r.output.splitlines())}
@@ -71,8 +73,16 @@ def test_only_text_cells_are_escaped():
     assert [csv_cell(v) for v in dangerous] == ["'" + v for v in dangerous]
 
 
-@pytest.mark.parametrize("name, reason", [("<b>x</b>", "'<'"), ("bob & co", "'&'"), ('say "hi"', "'\"'"),
-                                          ("\u0430dmin", "mixes scripts (cyrillic, latin)"), ("", "1 to 64")])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("<b>x</b>", "'<'"),
+        ("bob & co", "'&'"),
+        ('say "hi"', "'\"'"),
+        ("\u0430dmin", "mixes scripts (cyrillic, latin)"),
+        ("", "1 to 64"),
+    ],
+)
 def test_bad_auditor_names_are_refused_on_one_line(sqlite_store, name, reason):
     r = CliRunner().invoke(app, ["audit", "add-auditor", name, "--database-url", sqlite_store.url])
     lines = r.output.strip().splitlines()

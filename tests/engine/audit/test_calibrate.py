@@ -19,8 +19,12 @@ def synthetic(seed: int, kept_audits: int = 150, discarded_audits: int = 150):
     keep = p_same >= 0.5
     confidence = np.where(keep, p_same, 1 - p_same)  # the probability its own verdict is right, as it says
     scores = np.where(keep, confidence, 1 - confidence)
-    audited = np.concatenate([rng.choice(np.flatnonzero(keep), kept_audits, replace=False),
-                              rng.choice(np.flatnonzero(~keep), discarded_audits, replace=False)])
+    audited = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(keep), kept_audits, replace=False),
+            rng.choice(np.flatnonzero(~keep), discarded_audits, replace=False),
+        ]
+    )
     return Pool(scores, keep, audited, same[audited]), same
 
 
@@ -53,10 +57,11 @@ def test_estimates_follow_the_pool():
 def _audited_store(store, tmp_path, n=40, drawn=15):
     """n kept and n discarded reviews with spread confidences; `drawn` of each audited, the truth following the
     same-object score with one exception in six (deterministic, whatever the ids)."""
+    from review_data import CURRENT, make_reviews
+
     from engine.audit.sampling import draw_sample
     from engine.store import schema
     from engine.store.ids import stable_id
-    from review_data import CURRENT, make_reviews
 
     reviews = make_reviews(store, tmp_path, kept=n, discarded=n)
     with store.session() as s:
@@ -93,8 +98,9 @@ def test_calibrate_sample_near_the_threshold_dashboard_and_export(sqlite_store, 
 
     png = Path(__file__).resolve().parents[3] / "test-artifacts" / "calibration_curve.png"  # beside the UI's
     png.parent.mkdir(exist_ok=True)
-    r = run.invoke(app, ["audit", "calibrate", "--target-precision", "0.7", "--plot", str(png), *url],
-                   env={"COLUMNS": "200"})
+    r = run.invoke(
+        app, ["audit", "calibrate", "--target-precision", "0.7", "--plot", str(png), *url], env={"COLUMNS": "200"}
+    )
     assert r.exit_code == 0, r.output
     assert "threshold" in r.output and "precision" in r.output and "yield" in r.output
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -149,7 +155,7 @@ def test_export_calibrated_needs_a_calibration(sqlite_store, tmp_path):
 
     from engine.cli import app
 
-    r = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "o"), "--calibrated", "--database-url",
-                                 sqlite_store.url])
+    r = CliRunner().invoke(
+        app, ["export", "--out", str(tmp_path / "o"), "--calibrated", "--database-url", sqlite_store.url]
+    )
     assert r.exit_code == 2 and "engine audit calibrate" in r.output
-

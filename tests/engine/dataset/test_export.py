@@ -4,17 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from review_data import ANALYZER_VERSION, CURRENT, LINEAGE, lineage_of
+from synthetic import render, write_mp4
 from typer.testing import CliRunner
 
-from engine.media import masks
-from engine.dataset import records
-from engine.store import schema
 from engine.cli import app
+from engine.dataset import records
 from engine.dataset.export import Filters, export, split_of
-from engine.store.ids import stable_id
-from synthetic import render, write_mp4
 from engine.dataset.validate import validate_file
-from review_data import ANALYZER_VERSION, CURRENT, LINEAGE, lineage_of
+from engine.media import masks
+from engine.store import schema
+from engine.store.ids import stable_id
 
 
 @pytest.fixture
@@ -27,8 +27,19 @@ def filled(tmp_path, sqlite_store):
             frames, gt = render(10, 64, 48)
             write_mp4(src / f"clip{v}.mp4", frames)
             vid = stable_id("video", v)
-            s.add(schema.Video(id=vid, path=f"clip{v}.mp4", source_root=str(src), kind="file", num_frames=10,
-                               fps=12.0, width=64, height=48, size_bytes=1))
+            s.add(
+                schema.Video(
+                    id=vid,
+                    path=f"clip{v}.mp4",
+                    source_root=str(src),
+                    kind="file",
+                    num_frames=10,
+                    fps=12.0,
+                    width=64,
+                    height=48,
+                    size_bytes=1,
+                )
+            )
             s.flush()
             oids = []
             for k, noun in enumerate(gt):
@@ -40,34 +51,89 @@ def filled(tmp_path, sqlite_store):
                 expected_masks[oid] = frame_masks
                 s.add(schema.VideoObject(id=oid, video_id=vid, noun=noun, stage_version=ANALYZER_VERSION))
                 s.flush()
-                s.add(schema.Masklet(id=stable_id("m", oid), object_id=oid, backend_version="t@1", anchor_frame=3,
-                                     lineage=LINEAGE["segment"],
-                                     box=[0, 0, 1, 1], grounding_score=1, mask_score=1, height=48, width=64,
-                                     frames=frame_masks, coverage=1.0 if k == 0 else 0.25, area_variation=0,
-                                     mean_consecutive_iou=1, empty_frames=0, border_contact=0))
+                s.add(
+                    schema.Masklet(
+                        id=stable_id("m", oid),
+                        object_id=oid,
+                        backend_version="t@1",
+                        anchor_frame=3,
+                        lineage=LINEAGE["segment"],
+                        box=[0, 0, 1, 1],
+                        grounding_score=1,
+                        mask_score=1,
+                        height=48,
+                        width=64,
+                        frames=frame_masks,
+                        coverage=1.0 if k == 0 else 0.25,
+                        area_variation=0,
+                        mean_consecutive_iou=1,
+                        empty_frames=0,
+                        border_contact=0,
+                    )
+                )
                 rid = stable_id("r", oid)
-                s.add(schema.Review(id=rid, object_id=oid, mode="paper", verdict=k == 0, confidence=0.9,
-                                    rationale="r", model="m", prompt_version="reviewer_judge@1",
-                                    lineage=LINEAGE["review"]))
+                s.add(
+                    schema.Review(
+                        id=rid,
+                        object_id=oid,
+                        mode="paper",
+                        verdict=k == 0,
+                        confidence=0.9,
+                        rationale="r",
+                        model="m",
+                        prompt_version="reviewer_judge@1",
+                        lineage=LINEAGE["review"],
+                    )
+                )
                 s.flush()
                 if v == 0 and k == 0:
                     s.add(schema.Audit(id=stable_id("a", rid), review_id=rid, auditor="ann", human_verdict=True))
                 mode = "multi" if (v + k) % 2 else "single"
                 ann = [records.region(frame_masks, 3, mode)]
-                s.add(schema.Sample(id=stable_id("s", "detailed", oid), data_type="detailed", video_id=vid,
-                                    object_ids=[oid], mode=mode, annotation=ann, lineage=LINEAGE["detailed_samples"],
-                                    conversations=records.conversation(
-                                        records.single_object_turn(records.DETAILED_PROMPTS[0]), f"About {noun}.")))
-                s.add(schema.Sample(id=stable_id("s", "short", oid), data_type="short", video_id=vid,
-                                    lineage=lineage_of("short", "short_samples"),
-                                    object_ids=[oid], mode="single", annotation=[records.region(frame_masks, 3, "single")],
-                                    conversations=records.conversation(
-                                        records.single_object_turn(records.SHORT_PROMPTS[0]), "A caption.")))
+                s.add(
+                    schema.Sample(
+                        id=stable_id("s", "detailed", oid),
+                        data_type="detailed",
+                        video_id=vid,
+                        object_ids=[oid],
+                        mode=mode,
+                        annotation=ann,
+                        lineage=LINEAGE["detailed_samples"],
+                        conversations=records.conversation(
+                            records.single_object_turn(records.DETAILED_PROMPTS[0]), f"About {noun}."
+                        ),
+                    )
+                )
+                s.add(
+                    schema.Sample(
+                        id=stable_id("s", "short", oid),
+                        data_type="short",
+                        video_id=vid,
+                        lineage=lineage_of("short", "short_samples"),
+                        object_ids=[oid],
+                        mode="single",
+                        annotation=[records.region(frame_masks, 3, "single")],
+                        conversations=records.conversation(
+                            records.single_object_turn(records.SHORT_PROMPTS[0]), "A caption."
+                        ),
+                    )
+                )
             qa_ann = [records.region(expected_masks[o], 3, "single") for o in oids]
-            s.add(schema.Sample(id=stable_id("s", "qa", vid), data_type="qa", qa_type="basic", video_id=vid,
-                                object_ids=oids, mode="single", annotation=qa_ann, lineage=lineage_of("qa", "qa"),
-                                conversations=records.conversation(
-                                    records.multi_object_turn(2, "Is <object0> left of <object1>?"), "Yes.")))
+            s.add(
+                schema.Sample(
+                    id=stable_id("s", "qa", vid),
+                    data_type="qa",
+                    qa_type="basic",
+                    video_id=vid,
+                    object_ids=oids,
+                    mode="single",
+                    annotation=qa_ann,
+                    lineage=lineage_of("qa", "qa"),
+                    conversations=records.conversation(
+                        records.multi_object_turn(2, "Is <object0> left of <object1>?"), "Yes."
+                    ),
+                )
+            )
     return store, src, expected_masks
 
 
@@ -100,8 +166,7 @@ def test_videorefer_export_round_trips_masks_and_splits_by_video(filled, tmp_pat
                         if expected[oid][frame] is None:
                             assert value == {"segmentation": None}  # an empty frame, as VideoRefer reads it
                             continue
-                        assert np.array_equal(masks.decode(value["segmentation"]),
-                                              masks.decode(expected[oid][frame]))
+                        assert np.array_equal(masks.decode(value["segmentation"]), masks.decode(expected[oid][frame]))
                 assert p["video_sha256_128"] == smp.video_id and p["objects"][0]["segmentor"] == "t@1"
     assert videos_in["train"] and videos_in["val"] and not videos_in["train"] & videos_in["val"]  # no leak
     again = export(store, tmp_path / "again", CURRENT, "videorefer", Filters(val_fraction=0.5, seed=3))
@@ -152,8 +217,9 @@ def test_empty_frames_kept_as_null_segmentation_or_dropped(filled, tmp_path):
     assert validate_file(keep.files[0], video_root=src).ok
     drop = export(store, tmp_path / "drop", CURRENT, "videorefer", Filters(types=("detailed",), empty_frames="drop"))
     dropped = {r["id"]: r for r in _load(drop.files[0])}
-    assert len(dropped) == 12 and all(v["segmentation"] for r in dropped.values() for e in r["annotation"]
-                                      for v in e.values())
+    assert len(dropped) == 12 and all(
+        v["segmentation"] for r in dropped.values() for e in r["annotation"] for v in e.values()
+    )
     assert all(len(dropped[i]["annotation"][0]) == 3 for i in nulls)  # frame 6 gone, 0, 3 and 9 left
     assert validate_file(drop.files[0], video_root=src).ok
     # a sample from before records@2 (bare null) and one whose only frame is empty
@@ -162,8 +228,18 @@ def test_empty_frames_kept_as_null_segmentation_or_dropped(filled, tmp_path):
         oid, vid, lineage = smp.object_ids[0], smp.video_id, smp.lineage
         legacy = {"3": {"segmentation": expected[oid]["3"]}, "6": None}
         for name, ann in (("legacy", [legacy]), ("hollow", [{"6": {"segmentation": None}}])):
-            s.add(schema.Sample(id=stable_id("s", name), data_type="detailed", video_id=vid, object_ids=[oid],
-                                mode="multi", annotation=ann, lineage=lineage, conversations=smp.conversations))
+            s.add(
+                schema.Sample(
+                    id=stable_id("s", name),
+                    data_type="detailed",
+                    video_id=vid,
+                    object_ids=[oid],
+                    mode="multi",
+                    annotation=ann,
+                    lineage=lineage,
+                    conversations=smp.conversations,
+                )
+            )
     keep = export(store, tmp_path / "keep2", CURRENT, "videorefer", Filters(types=("detailed",)))
     by_id = {r["id"]: r for r in _load(keep.files[0])}
     assert by_id[stable_id("s", "legacy")]["annotation"][0]["6"] == {"segmentation": None}
@@ -204,8 +280,11 @@ def test_reload_with_the_datasets_library(filled, tmp_path):
 def test_cli_export_writes_card_and_charts(filled, tmp_path):
     store, _, _ = filled
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["export", "--out", str(out), "--database-url", store.url, "--val-fraction", "0.3"],
-                           env={"COLUMNS": "200"})
+    r = CliRunner().invoke(
+        app,
+        ["export", "--out", str(out), "--database-url", store.url, "--val-fraction", "0.3"],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     card = (out / "README.md").read_text()
     assert "| detailed |" in card and "Reviewer keep rate: 50.0%" in card and "TP 1" in card
@@ -215,8 +294,11 @@ def test_cli_export_writes_card_and_charts(filled, tmp_path):
     assert bad.exit_code == 2 and "videorefer" in bad.output
     bad = CliRunner().invoke(app, ["export", "--out", str(out), "--database-url", store.url, "--empty-frames", "x"])
     assert bad.exit_code == 2 and "keep or drop" in bad.output
-    drop = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "d"), "--database-url", store.url,
-                                    "--empty-frames", "drop"], env={"COLUMNS": "200"})
+    drop = CliRunner().invoke(
+        app,
+        ["export", "--out", str(tmp_path / "d"), "--database-url", store.url, "--empty-frames", "drop"],
+        env={"COLUMNS": "200"},
+    )
     assert drop.exit_code == 0, drop.output
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["empty_frames"] == "drop"
 
@@ -228,10 +310,20 @@ def test_a_clip_whose_source_cannot_be_read_is_left_out_of_an_export_with_clips(
 
     from engine.dataset.export import _Skip, _Videos
 
-    source = SimpleNamespace(id="s", parent_id=None, path="gone.mp4", source_root=str(tmp_path), num_frames=100,
-                             height=10, width=10)
-    clip = SimpleNamespace(id="c", parent_id="s", path="gone.mp4", source_root=str(tmp_path), first_frame=10,
-                           num_frames=50, fps=25.0, height=10, width=10)
+    source = SimpleNamespace(
+        id="s", parent_id=None, path="gone.mp4", source_root=str(tmp_path), num_frames=100, height=10, width=10
+    )
+    clip = SimpleNamespace(
+        id="c",
+        parent_id="s",
+        path="gone.mp4",
+        source_root=str(tmp_path),
+        first_frame=10,
+        num_frames=50,
+        fps=25.0,
+        height=10,
+        width=10,
+    )
     with pytest.raises(_Skip, match="video_unreadable"):
         _Videos(tmp_path / "out", clips=True).ref(clip, {"s": source, "c": clip})
     assert not list((tmp_path / "out").rglob("*.part"))

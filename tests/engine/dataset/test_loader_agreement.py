@@ -36,6 +36,7 @@ def _mask(h=8, w=12, on=True):
 
 # --- the loaders, re-traced -----------------------------------------------------------------------------
 
+
 def videorefer_loader(rec: dict) -> str:
     """VideoRefer's LazySupervisedDataset.__getitem__ for a video record, with preprocess_multimodal and preprocess."""
     try:  # lines 312-334: frame keys and the video, inside try/except -> a random other record
@@ -74,7 +75,7 @@ def videorefer_loader(rec: dict) -> str:
     try:
         for anns in rec["annotation"]:
             pixels = 0
-            for k in anns.keys():
+            for k in anns.keys():  # noqa: SIM118  (VideoRefer's own line, as it reads)
                 if anns[k]["segmentation"] is None:  # TypeError on a bare null, KeyError without the key
                     m = np.zeros((height, width))
                 else:
@@ -109,8 +110,12 @@ def unipixel_loader(rec: dict) -> str:
     """UniPixel's VideoRefer loader: its asserts on the conversation (training stops on one)."""
     raw = rec["conversations"]
     q = raw[0]["value"] if len(raw) == 2 else ""
-    if len(raw) != 2 or not (q.startswith("<video>\n") or q.endswith("\n<video>")) or q.count("<video>") != 1 \
-            or q.count("<region>") != len(rec["annotation"]):
+    if (
+        len(raw) != 2
+        or not (q.startswith("<video>\n") or q.endswith("\n<video>"))
+        or q.count("<video>") != 1
+        or q.count("<region>") != len(rec["annotation"])
+    ):
         return "crash"
     q = q.replace("<video>\n", "").replace("\n<video>", "")
     if q.count("\n") == 1:
@@ -136,7 +141,7 @@ def videollama3_loader(rec: dict) -> str:
         h, w = rec.get("height"), rec.get("width")
         frame_ids, mask_ids, arrays = [], [], []
         for ann in rec["masks"]:
-            for k in ann.keys():
+            for k in ann.keys():  # noqa: SIM118  (VideoRefer's own line, as it reads)
                 if int(k) not in frame_ids:
                     frame_ids.append(int(k))
                 mask_ids.append(frame_ids.index(int(k)))
@@ -177,11 +182,17 @@ def videollama3_loader(rec: dict) -> str:
 
 # --- the cases --------------------------------------------------------------------------------------------
 
+
 def _vr(**over) -> dict:
-    rec = {"id": "r", "video": "a.mp4",
-           "conversations": [{"from": "human", "value": "<video>\nPlease describe in detail the object <region>."},
-                             {"from": "gpt", "value": "A red box."}],
-           "annotation": [{"2": {"segmentation": _mask()}, "5": {"segmentation": None}}]}
+    rec = {
+        "id": "r",
+        "video": "a.mp4",
+        "conversations": [
+            {"from": "human", "value": "<video>\nPlease describe in detail the object <region>."},
+            {"from": "gpt", "value": "A red box."},
+        ],
+        "annotation": [{"2": {"segmentation": _mask()}, "5": {"segmentation": None}}],
+    }
     rec.update(over)
     return rec
 
@@ -190,30 +201,42 @@ def _turns(human: str, answer: str = "A red box.") -> list:
     return [{"from": "human", "value": human}, {"from": "gpt", "value": answer}]
 
 
-TWO = "<video>\nThere are 2 objects in the video: <object0><region>, <object1><region>.\nIs <object0> left of <object1>?"
+TWO = (
+    "<video>\nThere are 2 objects in the video: <object0><region>, <object1><region>.\nIs <object0> left of <object1>?"
+)
 POLY = [[3.0, 2.0, 7.0, 2.0, 7.0, 5.0, 3.0, 5.0]]
 RAW = {"size": [8, 12], "counts": [30, 5, 10, 5, 46]}
 
 VR_GOOD = {
     "empty frame as {segmentation: null}": _vr(),
-    "two objects, UniPixel's intro line": _vr(conversations=_turns(TWO, "Yes, <object0> is."),
-                                              annotation=[{"2": {"segmentation": _mask()}},
-                                                          {"2": {"segmentation": _mask()}}]),
-    "one object with an intro line (our single-object QA)": _vr(conversations=_turns(
-        "<video>\nThere is 1 object in the video: <object0><region>.\nWhat is <object0> doing?")),
+    "two objects, UniPixel's intro line": _vr(
+        conversations=_turns(TWO, "Yes, <object0> is."),
+        annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}],
+    ),
+    "one object with an intro line (our single-object QA)": _vr(
+        conversations=_turns("<video>\nThere is 1 object in the video: <object0><region>.\nWhat is <object0> doing?")
+    ),
     "polygon with height and width": _vr(annotation=[{"2": {"segmentation": POLY}}], height=8, width=12),
     "uncompressed RLE with height and width": _vr(annotation=[{"2": {"segmentation": RAW}}], height=8, width=12),
     "<video> at the end": _vr(conversations=_turns("Please describe in detail the object <region>.\n<video>")),
     "<video> mid-sentence (moved to the head)": _vr(conversations=_turns("Describe <region> <video> now.")),
     "the README's own example: two turns of pairs, two regions": _vr(
-        conversations=[*_turns("<video>\nWhat is the relationship of <region> and <region>?", "Friends."),
-                       *_turns("And what does <region> hold?", "A ball.")],
-        annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}},
-                    {"5": {"segmentation": _mask()}}]),
+        conversations=[
+            *_turns("<video>\nWhat is the relationship of <region> and <region>?", "Friends."),
+            *_turns("And what does <region> hold?", "A ball."),
+        ],
+        annotation=[
+            {"2": {"segmentation": _mask()}},
+            {"2": {"segmentation": _mask()}},
+            {"5": {"segmentation": _mask()}},
+        ],
+    ),
 }
 UNIPIXEL_ONLY = {  # VideoRefer reads these; UniPixel's asserts stop on them
-    "two regions, no intro line": _vr(conversations=_turns("<video>\nIs <region> left of <region>?"),
-                                      annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}]),
+    "two regions, no intro line": _vr(
+        conversations=_turns("<video>\nIs <region> left of <region>?"),
+        annotation=[{"2": {"segmentation": _mask()}}, {"2": {"segmentation": _mask()}}],
+    ),
     "<video> mid-sentence": _vr(conversations=_turns("Describe <region> <video> now.")),
 }
 VR_BAD = {  # defect -> a record with that condition only
@@ -232,16 +255,26 @@ VR_BAD = {  # defect -> a record with that condition only
     "token_in_answer": _vr(conversations=_turns("<video>\nDescribe <region>.", "It sits by <region> in <video>.")),
     "stray_token": _vr(conversations=_turns("<video>\nDescribe <region> in <image>.")),
     "video_placeholder": _vr(conversations=_turns("Describe the object <region>.")),  # no <video> at all
-    "object_tag": _vr(conversations=_turns(
-        "<video>\nThere is 1 object in the video: <object0><region>.\nIs <object0> near <object1>?")),
-    "bad_conversations": _vr(conversations=[{"from": "user", "value": "<video>\nDescribe <region>."},
-                                            {"from": "gpt", "value": "A box."}]),
+    "object_tag": _vr(
+        conversations=_turns(
+            "<video>\nThere is 1 object in the video: <object0><region>.\nIs <object0> near <object1>?"
+        )
+    ),
+    "bad_conversations": _vr(
+        conversations=[{"from": "user", "value": "<video>\nDescribe <region>."}, {"from": "gpt", "value": "A box."}]
+    ),
 }
 
 
 def _vl3(**over) -> dict:
-    rec = {"id": "r", "video": ["a.mp4"], "conversations": _turns("<video>\nPlease describe the object <region>."),
-           "masks": [{"2": _mask()}], "height": 8, "width": 12}
+    rec = {
+        "id": "r",
+        "video": ["a.mp4"],
+        "conversations": _turns("<video>\nPlease describe the object <region>."),
+        "masks": [{"2": _mask()}],
+        "height": 8,
+        "width": 12,
+    }
     rec.update(over)
     return rec
 
@@ -255,8 +288,10 @@ VL3_BAD = {
     "video_shape": _vl3(video="a.mp4"),
     "null_mask": _vl3(masks=[{"2": None}]),
     "empty_mask": _vl3(masks=[{"2": _mask(on=False)}]),
-    "mask_count": _vl3(masks=[{"2": _mask(), "5": _mask()}],
-                       conversations=_turns("<video>\nPlease describe the object <region> <region>.")),
+    "mask_count": _vl3(
+        masks=[{"2": _mask(), "5": _mask()}],
+        conversations=_turns("<video>\nPlease describe the object <region> <region>."),
+    ),
     "region_count": _vl3(masks=[{"2": _mask()}, {"5": _mask()}]),
     "mask_size": _vl3(masks=[{"2": _mask(4, 6)}]),
     "mask_sizes_differ": _vl3(masks=[{"2": _mask()}, {"5": _mask(4, 6)}], conversations=_turns(TWO)),
@@ -285,8 +320,11 @@ def test_unipixel_layout_only_with_unipixel(name):
 
 
 def test_our_record_shapes_pass_unipixel():
-    for name in ("empty frame as {segmentation: null}", "two objects, UniPixel's intro line",
-                 "one object with an intro line (our single-object QA)"):
+    for name in (
+        "empty frame as {segmentation: null}",
+        "two objects, UniPixel's intro line",
+        "one object with an intro line (our single-object QA)",
+    ):
         assert unipixel_loader(VR_GOOD[name]) == "ok"
         assert check_record(VR_GOOD[name], "videorefer", sizes_of, unipixel=True) == set()
 

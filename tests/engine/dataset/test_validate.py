@@ -3,18 +3,21 @@
 import json
 
 import numpy as np
+from synthetic import render, write_mp4
 from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.dataset import validate as validate_mod
 from engine.dataset.validate import validate_file
 from engine.media import masks
-from synthetic import render, write_mp4
 
 RLE = masks.encode(np.eye(12, 16, dtype=bool))  # the clip below decodes at 12 x 16
-GOOD = {"id": "good", "video": "clip.mp4",
-        "conversations": [{"from": "human", "value": "<video>\nDescribe <region>."}, {"from": "gpt", "value": "A."}],
-        "annotation": [{"2": {"segmentation": RLE}, "4": {"segmentation": None}}]}
+GOOD = {
+    "id": "good",
+    "video": "clip.mp4",
+    "conversations": [{"from": "human", "value": "<video>\nDescribe <region>."}, {"from": "gpt", "value": "A."}],
+    "annotation": [{"2": {"segmentation": RLE}, "4": {"segmentation": None}}],
+}
 
 
 def _file(tmp_path, records, name="f.json"):
@@ -26,9 +29,12 @@ def _file(tmp_path, records, name="f.json"):
 def test_sizes_and_ranges_come_from_the_decoded_video_once_per_video(tmp_path, monkeypatch):
     write_mp4(tmp_path / "clip.mp4", render(10, 16, 12)[0])
     half = masks.encode(np.eye(6, 8, dtype=bool))
-    records = [GOOD, {**GOOD, "id": "half", "annotation": [{"2": {"segmentation": half}}]},
-               {**GOOD, "id": "late", "annotation": [{"10": {"segmentation": RLE}}]},
-               {**GOOD, "id": "gone", "video": "elsewhere/clip.mp4"}]
+    records = [
+        GOOD,
+        {**GOOD, "id": "half", "annotation": [{"2": {"segmentation": half}}]},
+        {**GOOD, "id": "late", "annotation": [{"10": {"segmentation": RLE}}]},
+        {**GOOD, "id": "gone", "video": "elsewhere/clip.mp4"},
+    ]
     from engine.media import video as video_mod
 
     decoded = []

@@ -1,7 +1,6 @@
 """The test endpoint, started and stopped around each test of the model client."""
 
 import pytest
-
 from fake_endpoint import FakeEndpoint
 
 

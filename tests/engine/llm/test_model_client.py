@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
+from fake_endpoint import FakeEndpoint, image_urls, last_user_text
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -20,7 +21,6 @@ from engine.llm.request_log import MemoryCache, MemoryLog, StoreCache, StoreRequ
 from engine.media.images import to_data_url, user_message
 from engine.store import schema
 from engine.store.io import StoreIO
-from fake_endpoint import FakeEndpoint, image_urls, last_user_text
 
 KEY = "sk-test-DO-NOT-LEAK-1234567890"
 
@@ -32,12 +32,21 @@ class Nouns(BaseModel):
 
 
 def make_client(fe, cache=None, log=None, use_cache=True, environ=None, **endpoint):
-    env = {"ENGINE_AGENTS__ANALYZER__BASE_URL": fe.base_url, "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
-           "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2"}
+    env = {
+        "ENGINE_AGENTS__ANALYZER__BASE_URL": fe.base_url,
+        "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
+        "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2",
+    }
     env.update({f"ENGINE_AGENTS__ANALYZER__{k.upper()}": str(v) for k, v in endpoint.items()})
     cfg = load_config(environ=env)
-    return ModelClient(cfg, cache if cache is not None else MemoryCache(), log if log is not None else MemoryLog(),
-                       run_id=None, use_cache=use_cache, environ={"OPENAI_API_KEY": KEY, **(environ or {})})
+    return ModelClient(
+        cfg,
+        cache if cache is not None else MemoryCache(),
+        log if log is not None else MemoryLog(),
+        run_id=None,
+        use_cache=use_cache,
+        environ={"OPENAI_API_KEY": KEY, **(environ or {})},
+    )
 
 
 def run(coro):
@@ -74,7 +83,11 @@ def test_typed_answer_derived_from_the_request_with_schema_and_images_sent(fake)
     assert r.attempts == 1 and r.tokens_in > 0 and r.tokens_out > 0 and r.cost_usd > 0
     (req,) = fake.chat_requests()
     rf = req.body["response_format"]
-    assert rf["type"] == "json_schema" and set(rf["json_schema"]["schema"]["properties"]) == {"subject", "others", "confidence"}
+    assert rf["type"] == "json_schema" and set(rf["json_schema"]["schema"]["properties"]) == {
+        "subject",
+        "others",
+        "confidence",
+    }
     assert last_user_text(req.body) == "Caption: a man on a boat"
     (sent,) = image_urls(req.body)
     image = Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1])))
@@ -111,8 +124,11 @@ def test_retries_are_bounded_and_every_request_is_logged(fake):
     assert (r.status, r.error_code, r.attempts) == ("error", "http_503", 3)
     assert "retries exhausted" in r.error and "fake-model" in r.error
     rows = sorted(log.rows.values(), key=lambda x: x["attempt"])
-    assert [(x["attempt"], x["status"], x["http_status"]) for x in rows] == [(1, "http_503", 503), (2, "http_503", 503),
-                                                                            (3, "http_503", 503)]
+    assert [(x["attempt"], x["status"], x["http_status"]) for x in rows] == [
+        (1, "http_503", 503),
+        (2, "http_503", 503),
+        (3, "http_503", 503),
+    ]
     assert all("scripted 503" in x["answer"] and x["tokens_in"] is None for x in rows)  # raw answer kept, no tokens
     assert not cache.rows  # a failure is never cached
     r2 = run(ask(make_client(fake, cache, log), "always down"))  # asked again, and now it works
@@ -171,8 +187,12 @@ def test_degrades_when_the_format_is_refused_whatever_the_status_then_remembers(
 
     async def two():
         try:
-            return [await client.query("analyzer", [{"role": "system", "content": "You list nouns."},
-                                                    user_message(t)], Nouns) for t in ("first", "second")]
+            return [
+                await client.query(
+                    "analyzer", [{"role": "system", "content": "You list nouns."}, user_message(t)], Nouns
+                )
+                for t in ("first", "second")
+            ]
         finally:
             await client.aclose()
 
@@ -182,15 +202,24 @@ def test_degrades_when_the_format_is_refused_whatever_the_status_then_remembers(
     assert last["response_format"]["type"] == "json_object" and "properties" in last["response_format"]["schema"]
     # the schema instructions join the agent's own system message: one system message, the agent's first
     systems = [m for m in last["messages"] if m["role"] == "system"]
-    assert len(systems) == 1 and systems[0]["content"].startswith("You list nouns.") and "<schema>" in systems[0]["content"]
-    assert sorted(x["output_mode"] for x in log.rows.values()) == ["json_object_schema", "json_object_schema",
-                                                                   "json_schema"]
+    assert (
+        len(systems) == 1
+        and systems[0]["content"].startswith("You list nouns.")
+        and "<schema>" in systems[0]["content"]
+    )
+    assert sorted(x["output_mode"] for x in log.rows.values()) == [
+        "json_object_schema",
+        "json_object_schema",
+        "json_schema",
+    ]
 
 
 def test_text_mode_extracts_json_from_prose():
     from engine.llm.client import ModelClient as MC
 
-    assert MC._validate('Sure! ```json\n{"subject": "man", "others": [], "confidence": 0.5}\n```', Nouns).subject == "man"
+    assert (
+        MC._validate('Sure! ```json\n{"subject": "man", "others": [], "confidence": 0.5}\n```', Nouns).subject == "man"
+    )
     assert "no JSON object" in str(MC._validate("no json here", Nouns))
 
 
@@ -254,8 +283,9 @@ def test_images_go_as_placeholders_filled_only_on_the_wire(fake):
 
     async def go():
         try:
-            return await client.query("analyzer", [user_message("a frame", [placeholder])], Nouns,
-                                      images={placeholder: img})
+            return await client.query(
+                "analyzer", [user_message("a frame", [placeholder])], Nouns, images={placeholder: img}
+            )
         finally:
             await client.aclose()
 
@@ -268,13 +298,16 @@ def test_request_hash_replaces_images_by_their_hash():
     img = to_data_url(np.zeros((8, 8, 3), np.uint8))
     c = canonical_request("m", [user_message("t", [img])], {"temperature": 0}, Nouns)
     assert "base64" not in json.dumps(c) and c["messages"][0]["content"][1]["image_url"].startswith("sha256:")
-    assert request_hash(c) != request_hash(canonical_request("m", [user_message("t", [img])], {"temperature": 1}, Nouns))
+    assert request_hash(c) != request_hash(
+        canonical_request("m", [user_message("t", [img])], {"temperature": 1}, Nouns)
+    )
     # the client's fast key (the schema serialised once) is the same hash as the whole canonical request's
     client = ModelClient(load_config(environ={"ENGINE_AGENTS__ANALYZER__MODEL": "m"}), environ={"OPENAI_API_KEY": "k"})
     messages = [{"role": "system", "content": "Sé breve."}, user_message("t", [img])]
     ep = client.cfg.agents.analyzer
-    expected = request_hash(canonical_request("m", messages, {"temperature": ep.temperature,
-                                                               "max_tokens": ep.max_tokens}, Nouns))
+    expected = request_hash(
+        canonical_request("m", messages, {"temperature": ep.temperature, "max_tokens": ep.max_tokens}, Nouns)
+    )
     assert client.request_key("analyzer", messages, Nouns) == expected
 
 
@@ -354,8 +387,13 @@ def test_no_api_key_in_logs_or_rows(fake, sqlite_store, caplog):
     assert caplog.records  # debug logs were captured...
     assert KEY not in caplog.text  # ...and hold no key
     with sqlite_store.session() as s:
-        dumped = json.dumps([{c.name: str(getattr(r, c.name)) for c in table.__table__.columns}
-                             for table in (schema.ModelCall, schema.Request) for r in s.query(table)])
+        dumped = json.dumps(
+            [
+                {c.name: str(getattr(r, c.name)) for c in table.__table__.columns}
+                for table in (schema.ModelCall, schema.Request)
+                for r in s.query(table)
+            ]
+        )
     assert KEY not in dumped and "http_400" in dumped
 
 
@@ -384,8 +422,9 @@ def test_fake_endpoint_lists_models_and_answers_nested_schemas(fake):
         oc = openai.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
         try:
             models = await oc.models.list()
-            parsed = await oc.chat.completions.parse(model="fake-model", response_format=Scene,
-                                                     messages=[{"role": "user", "content": "two cars"}])
+            parsed = await oc.chat.completions.parse(
+                model="fake-model", response_format=Scene, messages=[{"role": "user", "content": "two cars"}]
+            )
             return [m.id for m in models.data], parsed.choices[0].message.parsed
         finally:
             await oc.close()
@@ -397,6 +436,7 @@ def test_fake_endpoint_lists_models_and_answers_nested_schemas(fake):
 
 # --- what preflight learns, and what a run refuses --------------------------------------------------------
 
+
 def test_preflight_learns_llama_cpps_mode_and_proves_nothing_about_images(tmp_path):
     """Against the measured behaviour of llama-cpp-python's server: json_schema refused (500), json_object with a
     schema taken; image parts refused with a 500 (its GGUF template) or silently dropped (its chatml format)."""
@@ -404,7 +444,7 @@ def test_preflight_learns_llama_cpps_mode_and_proves_nothing_about_images(tmp_pa
         with FakeEndpoint.llama_cpp(chat_format) as server:
             client = make_client(server)
 
-            async def probe():
+            async def probe(client=client, why=why):
                 try:
                     mode = await client.learn_mode("analyzer")
                     with pytest.raises(EndpointError, match=why) as e:
@@ -449,16 +489,18 @@ def test_the_breaker_stops_sending_to_a_dead_server_and_gives_up_naming_it():
 
     async def many():
         try:
-            return await asyncio.gather(*(client.query("analyzer", [user_message(f"q{i}")], Nouns) for i in range(5)),
-                                        return_exceptions=True)
+            return await asyncio.gather(
+                *(client.query("analyzer", [user_message(f"q{i}")], Nouns) for i in range(5)), return_exceptions=True
+            )
         finally:
             await client.aclose()
 
     t0 = time.monotonic()
     results = run(many())
     took = time.monotonic() - t0
-    assert all(isinstance(r, EndpointError) and url in str(r) and "has not answered for 2 s" in str(r)
-               for r in results), results
+    assert all(
+        isinstance(r, EndpointError) and url in str(r) and "has not answered for 2 s" in str(r) for r in results
+    ), results
     assert took < 10
     # once open, the breaker held the requests: far fewer than 5 calls x 6 attempts were sent
     assert len(log.rows) < 5 * 6

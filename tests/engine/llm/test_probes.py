@@ -23,11 +23,18 @@ class Nouns(BaseModel):
 
 
 def make_client(base_url, log=None, **endpoint):
-    env = {"ENGINE_AGENTS__ANALYZER__BASE_URL": base_url, "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
-           "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2"}
+    env = {
+        "ENGINE_AGENTS__ANALYZER__BASE_URL": base_url,
+        "ENGINE_AGENTS__ANALYZER__MODEL": "fake-model",
+        "ENGINE_AGENTS__ANALYZER__BACKOFF_MAX_S": "2",
+    }
     env.update({f"ENGINE_AGENTS__ANALYZER__{k.upper()}": str(v) for k, v in endpoint.items()})
-    return ModelClient(load_config(environ=env), MemoryCache(), log if log is not None else MemoryLog(),
-                       environ={"OPENAI_API_KEY": "sk-test"})
+    return ModelClient(
+        load_config(environ=env),
+        MemoryCache(),
+        log if log is not None else MemoryLog(),
+        environ={"OPENAI_API_KEY": "sk-test"},
+    )
 
 
 async def closing(client, coro):
@@ -48,6 +55,7 @@ def probe_modes(fake):
 
 # --- A: probes that are sure ---------------------------------------------------------------------------------
 
+
 def test_one_invalid_probe_answer_is_tried_again_in_the_same_mode(fake, caplog):
     fake.enqueue_faults("schema")
     log = MemoryLog()
@@ -57,8 +65,10 @@ def test_one_invalid_probe_answer_is_tried_again_in_the_same_mode(fake, caplog):
     assert [q.fault for q in fake.chat_requests()] == ["schema", None]
     assert probe_modes(fake) == ["json_schema", "json_schema"]
     rows = sorted(log.rows.values(), key=lambda x: x["attempt"])
-    assert [(x["kind"], x["attempt"], x["output_mode"]) for x in rows] == [("probe", 1, "json_schema"),
-                                                                          ("probe", 2, "json_schema")]
+    assert [(x["kind"], x["attempt"], x["output_mode"]) for x in rows] == [
+        ("probe", 1, "json_schema"),
+        ("probe", 2, "json_schema"),
+    ]
     assert "try 1 of 3 of the json_schema probe: invalid answer; trying again" in caplog.text
 
 
@@ -123,6 +133,7 @@ def test_vision_check_without_usage_asks_the_colour_again_after_an_invalid_answe
 
 # --- B: failure messages that keep the answer; bodies that must not crash the client --------------------------
 
+
 class Stub:
     """A tiny OpenAI-compatible server whose chat answers are scripted raw bodies (the last one repeats)."""
 
@@ -150,12 +161,17 @@ class Stub:
 
 
 def completion(content) -> str:
-    return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-                       "usage": {"prompt_tokens": 5, "completion_tokens": 5}})
+    return json.dumps(
+        {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5},
+        }
+    )
 
 
 def ask_stub(*bodies, log=None, **endpoint):
     """One query against a Stub serving `bodies`: (result, HTTP requests the stub got)."""
+
     async def go():
         stub = Stub(*bodies)
         async with stub as base_url:
@@ -201,7 +217,7 @@ def test_a_body_that_is_not_utf8_is_a_malformed_answer_retried_not_a_crash():
 
 
 def test_a_completion_of_the_wrong_shape_is_malformed_not_a_crash():
-    for body in ('{"choices": ["text"]}', '[1, 2]', completion([{"type": "text", "text": "{}"}]), '"str"'):
+    for body in ('{"choices": ["text"]}', "[1, 2]", completion([{"type": "text", "text": "{}"}]), '"str"'):
         r, _ = ask_stub(body)
         assert (r.status, r.error_code) == ("error", "malformed_response"), body
 

@@ -49,7 +49,12 @@ def test_uncompressed_rle_from_datasets_is_accepted():
 
 
 def test_masklet_metrics():
-    m = {0: masks.encode(_box_mask()), 4: masks.encode(_box_mask(x0=20, x1=40)), 8: None, 12: masks.encode(_box_mask())}
+    m = {
+        0: masks.encode(_box_mask()),
+        4: masks.encode(_box_mask(x0=20, x1=40)),
+        8: None,
+        12: masks.encode(_box_mask()),
+    }
     assert masks.coverage(m) == 0.75
     ious = masks.consecutive_ious(m)
     assert ious == pytest.approx([100 / 300, 0.0, 0.0])

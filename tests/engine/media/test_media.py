@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic import render, write_frame_folder, write_mp4
 
 from engine.media.video import MediaError, Video, fit_within, frame_files, probe, uniform_indices
-from synthetic import render, write_frame_folder, write_mp4
 
 
 def test_uniform_indices_follow_the_benchmark_formula():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from montage import BIKES_CUTS, make_montage, make_segments
 
 from engine.media.clips import ClipRules
 from engine.media.shots import ContentDetector, TransNetV2Detector, boundaries_from, small_frames
-from montage import BIKES_CUTS, make_montage, make_segments
 
 TOLERANCE = 2  # frames
 
@@ -58,8 +58,10 @@ def test_transnetv2_on_the_montage_finds_cuts_and_both_transitions(transnet, mon
     path, truth = montage
     b = transnet.detect(path)
     hit, false = _score(b.cuts, truth.cuts, truth.transitions)
-    print(f"\ntransnetv2: cuts {b.cuts}, transitions {b.transitions}; true {truth.cuts} {truth.transitions}: "
-          f"recall {hit}/{len(truth.cuts)}, false cuts {false}")
+    print(
+        f"\ntransnetv2: cuts {b.cuts}, transitions {b.transitions}; true {truth.cuts} {truth.transitions}: "
+        f"recall {hit}/{len(truth.cuts)}, false cuts {false}"
+    )
     assert hit == len(truth.cuts) and false <= 1
     for a, z in truth.transitions:  # each true transition overlaps a detected one
         assert any(x <= z and a <= y for x, y in b.transitions), (a, z, b.transitions)
@@ -96,8 +98,7 @@ def test_clip_rules_drop_black_static_uniform_and_short_clips_with_reasons(trans
     print("\n" + "\n".join(map(str, got)))
     assert [c.reason for c in clips] == [None, "black", "static", "uniform", None, "too_short"], got
     assert all(abs(c.start - s) <= 2 for c, s in zip(clips, starts))
-    assert plan_clips(b, frame_stats(small_frames(tmp_path / "segments.mp4")), 320, 136)[0].reason == \
-        "low_resolution"
+    assert plan_clips(b, frame_stats(small_frames(tmp_path / "segments.mp4")), 320, 136)[0].reason == "low_resolution"
 
 
 def test_long_shots_are_cut_into_windows():
@@ -114,21 +115,24 @@ def test_a_reencoded_copy_is_a_near_duplicate(tmp_path, bikes_mp4):
     """Hashes come from the 48x27 stream the detector reads: a copy at another size, codec pass and frame rate is
     within the distance, another shot of the same footage is not."""
     import decord
+    from synthetic import write_mp4
 
     from engine.media.clips import Clip, HashIndex, drop_duplicates, hashes_of, scan
     from engine.media.shots import NoSplit
-    from synthetic import write_mp4
 
     frames = decord.VideoReader(str(bikes_mp4)).get_batch(list(range(80, 130))).asnumpy()  # one shot of bikes
     write_mp4(tmp_path / "shot.mp4", frames, fps=25.0)
-    small = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(f).resize((320, 136)))
-                      for f in frames])
+    small = np.stack(
+        [np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(f).resize((320, 136))) for f in frames]
+    )
     write_mp4(tmp_path / "copy.mp4", small, fps=12.0)
     write_mp4(tmp_path / "other.mp4", decord.VideoReader(str(bikes_mp4)).get_batch(list(range(140, 185))).asnumpy())
     hashes = {name: scan(tmp_path / f"{name}.mp4", NoSplit()) for name in ("shot", "copy", "other")}
     index = HashIndex([hashes_of(hashes["shot"].hashes, 0, 50)])
-    candidates = [(Clip(0, 50), hashes_of(hashes["copy"].hashes, 0, 50)),
-                  (Clip(0, 45), hashes_of(hashes["other"].hashes, 0, 45))]
+    candidates = [
+        (Clip(0, 50), hashes_of(hashes["copy"].hashes, 0, 50)),
+        (Clip(0, 45), hashes_of(hashes["other"].hashes, 0, 45)),
+    ]
     drop_duplicates(candidates, index)
     (dup, _), (new, _) = candidates
     print(f"\ncopy distance {dup.scores['duplicate_distance']:.1f}, other shot {new.scores['duplicate_distance']:.1f}")

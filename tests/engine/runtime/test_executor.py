@@ -6,6 +6,8 @@ import asyncio
 import uuid
 
 import pytest
+from fake_endpoint import FakeEndpoint
+from synthetic import render, write_mp4
 
 from engine.cli.registry import build_pipelines, version_context
 from engine.config import load_config
@@ -13,8 +15,6 @@ from engine.runtime.executor import execute
 from engine.runtime.pipeline import RunAborted
 from engine.sources.ingest import ingest
 from engine.store import Store, schema
-from fake_endpoint import FakeEndpoint
-from synthetic import render, write_mp4
 
 
 @pytest.fixture
@@ -28,9 +28,15 @@ def clips(tmp_path):
 
 def _setup(tmp_path, clips, endpoint, **overrides):
     environ = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test"}
-    cfg = load_config(environ={}, overrides={
-        "data_dir": str(tmp_path / "d"), "segmentor.backend": "fake_segmentor:HashSegmentor",
-        "ray.resources": {"segmentor": {"num_gpus": 0, "num_cpus": 0.25}, "media": {"num_cpus": 0.25}}, **overrides})
+    cfg = load_config(
+        environ={},
+        overrides={
+            "data_dir": str(tmp_path / "d"),
+            "segmentor.backend": "fake_segmentor:HashSegmentor",
+            "ray.resources": {"segmentor": {"num_gpus": 0, "num_cpus": 0.25}, "media": {"num_cpus": 0.25}},
+            **overrides,
+        },
+    )
     store = Store(cfg.resolved_database_url)
     run_id = uuid.uuid4().hex
     with store.session() as s:
@@ -46,11 +52,22 @@ def test_three_media_replicas_all_take_work(tmp_path, clips):
 
     with FakeEndpoint() as endpoint:
         cfg, store, run_id, ids, vc, path, environ = _setup(
-            tmp_path, clips, endpoint, **{"ray.resources": {"segmentor": {"num_gpus": 0, "num_cpus": 0.25},
-                                                            "media": {"num_cpus": 0.25, "replicas": 3}}})
+            tmp_path,
+            clips,
+            endpoint,
+            **{
+                "ray.resources": {
+                    "segmentor": {"num_gpus": 0, "num_cpus": 0.25},
+                    "media": {"num_cpus": 0.25, "replicas": 3},
+                }
+            },
+        )
         try:
-            result = asyncio.run(execute(cfg, store, run_id, ids, build_pipelines(["detailed"]), path,
-                                         vc.segmentor_version, environ=environ))
+            result = asyncio.run(
+                execute(
+                    cfg, store, run_id, ids, build_pipelines(["detailed"]), path, vc.segmentor_version, environ=environ
+                )
+            )
         finally:
             ray.shutdown()
     media = result.pool_calls["media"]
@@ -70,8 +87,18 @@ def test_a_fatal_endpoint_error_aborts_the_run_and_quarantines_nothing(tmp_path,
         endpoint.enqueue_faults(*([None] * 6), "401")  # the key is revoked a few requests in
         try:
             with pytest.raises(RunAborted, match="HTTP 401"):
-                asyncio.run(execute(cfg, store, run_id, ids, build_pipelines(["detailed"]), path,
-                                    vc.segmentor_version, environ=environ))
+                asyncio.run(
+                    execute(
+                        cfg,
+                        store,
+                        run_id,
+                        ids,
+                        build_pipelines(["detailed"]),
+                        path,
+                        vc.segmentor_version,
+                        environ=environ,
+                    )
+                )
         finally:
             ray.shutdown()
         sent = len(endpoint.chat_requests())

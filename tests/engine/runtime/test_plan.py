@@ -33,7 +33,9 @@ def test_plan_counts_calls_frames_and_cost_per_agent_role():
     ann = roles["annotator.dynamic"]
     assert ann.tokens_in == pytest.approx(ann.calls * (250 + 16 * cfg.plan.tokens_per_image))
     price = cfg.agents.annotator
-    assert ann.cost_usd == pytest.approx((ann.tokens_in * price.price_in_per_mtok + ann.tokens_out * price.price_out_per_mtok) / 1e6)
+    assert ann.cost_usd == pytest.approx(
+        (ann.tokens_in * price.price_in_per_mtok + ann.tokens_out * price.price_out_per_mtok) / 1e6
+    )
     assert plan.cost_usd == pytest.approx(sum(a.cost_usd for a in plan.roles))
     assert plan.mask_frames == round((32 + 10) * cfg.plan.objects_per_video)
 
@@ -50,8 +52,9 @@ def test_the_plan_follows_the_pipelines_and_counts_shared_stages_once():
 
 def test_prices_and_modes_from_config_change_the_plan():
     base = plan_for(load_config(environ={}), ["detailed"], videos(100))
-    dearer = plan_for(load_config(environ={"ENGINE_AGENTS__ANNOTATOR__PRICE_IN_PER_MTOK": "30"}), ["detailed"],
-                      videos(100))
+    dearer = plan_for(
+        load_config(environ={"ENGINE_AGENTS__ANNOTATOR__PRICE_IN_PER_MTOK": "30"}), ["detailed"], videos(100)
+    )
     assert dearer.cost_usd > base.cost_usd
     direct = plan_for(load_config(environ={"ENGINE_RUNTIME__REVIEWER_MODE": "direct"}), ["detailed"], videos(100))
     roles = {a.role: a.calls for a in direct.roles}
@@ -62,9 +65,19 @@ def test_measured_tokens_replace_estimates_once_there_are_enough(store):
     cfg = load_config(environ={})
 
     def request(i, role, status="ok", tin=1000, tout=10):
-        return schema.Request(id=f"{i:032d}", role=role, endpoint_key=role.split(".")[0], model="m", endpoint="",
-                              request_hash=f"{i:064d}", kind="call", attempt=1, status=status, tokens_in=tin,
-                              tokens_out=tout)
+        return schema.Request(
+            id=f"{i:032d}",
+            role=role,
+            endpoint_key=role.split(".")[0],
+            model="m",
+            endpoint="",
+            request_hash=f"{i:064d}",
+            kind="call",
+            attempt=1,
+            status=status,
+            tokens_in=tin,
+            tokens_out=tout,
+        )
 
     with store.session() as s:
         for i in range(MIN_MEASURED_CALLS):

@@ -1,10 +1,12 @@
 """The split phase's driver (engine/runtime/split.py) without Ray: the scans run in this process, so a failing decode
-can be scripted. Resume, quarantine and --retry-failed per source; the Ray actor path runs in tests/pipelines/test_clips.py."""
+can be scripted. Resume, quarantine and --retry-failed per source; the Ray actor path runs in
+tests/pipelines/test_clips.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import render, write_mp4
 
 from engine.config import load_config
 from engine.media.clips import scan
@@ -12,7 +14,6 @@ from engine.media.shots import make_detector
 from engine.runtime import split
 from engine.sources.ingest import ingest
 from engine.store import schema
-from synthetic import render, write_mp4
 
 
 @pytest.fixture
@@ -38,7 +39,9 @@ def _run(store, src, monkeypatch, failing=(), retry=False, **rules):
     monkeypatch.setattr(split, "_scans", scans)
     # two small shapes on a flat wall are near-uniform and near-static by the defaults: this tests the driver
     rules = {"min_contrast": 0.0, "min_motion": 0.0, **rules}
-    cfg = load_config(environ={}, overrides={"split.detector": "content", **{f"split.{k}": v for k, v in rules.items()}})
+    cfg = load_config(
+        environ={}, overrides={"split.detector": "content", **{f"split.{k}": v for k, v in rules.items()}}
+    )
     report = ingest(store, src)
     run_id = f"run{len(scanned)}{retry}".ljust(32, "0")
     with store.session() as s:
@@ -63,10 +66,18 @@ def test_a_source_that_fails_to_decode_is_quarantined_and_retried_only_when_aske
     assert scanned == ["b.mp4"] and retried.scanned == 1 and retried.resumed == 1 and len(retried.units) == 4
     with store.session() as s:
         assert s.query(schema.Failure).filter_by(stage="split").count() == 0  # it reads now: no longer a failure
-        units = s.query(schema.Video).filter(schema.Video.parent_id.is_not(None)).order_by(
-            schema.Video.path, schema.Video.first_frame).all()
+        units = (
+            s.query(schema.Video)
+            .filter(schema.Video.parent_id.is_not(None))
+            .order_by(schema.Video.path, schema.Video.first_frame)
+            .all()
+        )
         assert [(u.path, u.first_frame, u.num_frames) for u in units] == [
-            ("a.mp4", 0, 60), ("a.mp4", 60, 60), ("b.mp4", 0, 60), ("b.mp4", 60, 60)]
+            ("a.mp4", 0, 60),
+            ("a.mp4", 60, 60),
+            ("b.mp4", 0, 60),
+            ("b.mp4", 60, 60),
+        ]
 
 
 def test_changing_a_rule_splits_again_and_keeps_the_clip_units(store, two_sources, monkeypatch):

@@ -1,10 +1,10 @@
 import shutil
 
 import pytest
-
-from engine.store import schema
-from engine.sources.ingest import ingest, load_caption_tables, scan
 from synthetic import render, write_frame_folder
+
+from engine.sources.ingest import ingest, load_caption_tables, scan
+from engine.store import schema
 
 
 def test_scan_finds_files_and_frame_folders_and_skips_annotations(tmp_path, shapes_clip):
@@ -19,7 +19,11 @@ def test_scan_finds_files_and_frame_folders_and_skips_annotations(tmp_path, shap
     (src / "old.flv").write_bytes(b"FLV")
     (src / "readme.md").write_text("not a video")
     found, problems = scan(src)
-    assert [(c.rel, c.kind) for c in found] == [("JPEGImages/vid1", "frames"), ("a.mkv", "file"), ("sub/b.MP4", "file")]
+    assert [(c.rel, c.kind) for c in found] == [
+        ("JPEGImages/vid1", "frames"),
+        ("a.mkv", "file"),
+        ("sub/b.MP4", "file"),
+    ]
     assert [(p.rel, p.code) for p in problems] == [("old.flv", "unsupported_format")]
     with pytest.raises(NotADirectoryError):
         scan(src / "a.mkv")
@@ -31,8 +35,10 @@ def test_caption_tables_and_their_bad_lines(tmp_path):
     )
     (tmp_path / "captions.csv").write_text('video,caption\na.mp4,"From csv, with comma"\n,orphan\n')
     table, problems = load_caption_tables(tmp_path)
-    assert table == {"a.mp4": {"captions.jsonl": "A man.", "captions.csv": "From csv, with comma"},
-                     "b/c.mp4": {"captions.jsonl": "B"}}
+    assert table == {
+        "a.mp4": {"captions.jsonl": "A man.", "captions.csv": "From csv, with comma"},
+        "b/c.mp4": {"captions.jsonl": "B"},
+    }
     assert sorted(p.rel for p in problems) == ["captions.csv:3", "captions.jsonl:3", "captions.jsonl:5"]
     (tmp_path / "captions.csv").write_text("name,text\nx,y\n")
     assert any(p.code == "bad_caption_table" for p in load_caption_tables(tmp_path)[1])
@@ -43,7 +49,9 @@ def test_ingest_records_videos_captions_and_failures_idempotently(store, mixed_s
     rels = sorted(v.rel for v in report.videos)
     assert rels == ["JPEGImages/seq01", "shapes.mp4", "street/bikes.mp4"]
     assert {p.rel: p.code for p in report.problems} == {
-        "broken/empty.mp4": "empty_file", "broken/notes.mp4": "corrupt", "broken/truncated.mp4": "corrupt",
+        "broken/empty.mp4": "empty_file",
+        "broken/notes.mp4": "corrupt",
+        "broken/truncated.mp4": "corrupt",
     }
     by_rel = {v.rel: v for v in report.videos}
     assert by_rel["shapes.mp4"].caption.startswith("A red square")  # sidecar
@@ -103,7 +111,10 @@ def test_unchanged_files_are_not_probed_or_hashed_again(store, mixed_source, mon
     again = ingest(store, mixed_source)
     readable = {"JPEGImages/seq01", "shapes.mp4", "street/bikes.mp4"}
     assert again.unchanged == 3 and {str(p.relative_to(mixed_source)) for p in probes} == {
-        "broken/empty.mp4", "broken/notes.mp4", "broken/truncated.mp4"}  # only what failed is tried again
+        "broken/empty.mp4",
+        "broken/notes.mp4",
+        "broken/truncated.mp4",
+    }  # only what failed is tried again
     assert hashes == []
     assert [(v.id, v.info) for v in again.videos] == [(v.id, v.info) for v in first.videos]
     assert {v.rel: v.caption for v in again.videos} == {v.rel: v.caption for v in first.videos}

@@ -61,8 +61,9 @@ EXPECTED = {
 def _deny(monkeypatch, src):
     """Permission denied on locked.mp4 and the folder closed/, as a non-root user would meet it (root reads all)."""
     real_access, real_scandir = os.access, os.scandir
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(src / "locked.mp4")
-                        else real_access(p, mode, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if str(p) == str(src / "locked.mp4") else real_access(p, mode, **kw)
+    )
 
     def scandir(p="."):
         if str(p) == str(src / "closed"):
@@ -85,7 +86,8 @@ def test_every_skipped_input_is_listed_with_its_reason_and_none_is_quarantined(s
     with store.session() as s:
         rows = s.query(schema.Failure).all()
         assert {(f.unit_id, f.stage, f.error_code, f.quarantined, f.run_id) for f in rows} == {
-            (str(bad_source.resolve() / rel), "ingest", code, False, RUN) for rel, (code, _) in EXPECTED.items()}
+            (str(bad_source.resolve() / rel), "ingest", code, False, RUN) for rel, (code, _) in EXPECTED.items()
+        }
 
     # the run's summary counts them apart: not failures, not quarantined, and the run finished
     summary = run_summary(store, RUN, [v.id for v in report.videos], Current())
@@ -116,8 +118,9 @@ def test_a_scan_of_a_link_loop_ends_and_walks_each_real_folder_once(tmp_path, sh
     assert {(p.rel, p.code) for p in problems} == {("a/to_b", "duplicate_folder"), ("b/to_a", "duplicate_folder")}
 
 
-def test_a_video_file_unreadable_at_probe_time_is_skipped_with_its_reason(sqlite_store, tmp_path, shapes_clip,
-                                                                          monkeypatch):
+def test_a_video_file_unreadable_at_probe_time_is_skipped_with_its_reason(
+    sqlite_store, tmp_path, shapes_clip, monkeypatch
+):
     import engine.sources.ingest as ingest_module
 
     src = tmp_path / "src"
@@ -130,11 +133,15 @@ def test_a_video_file_unreadable_at_probe_time_is_skipped_with_its_reason(sqlite
     monkeypatch.setattr(ingest_module, "_file_stamp", denied)  # readable when scanned, not when read
     report = ingest(sqlite_store, src)
     assert [(p.rel, p.code, p.reason) for p in report.problems] == [
-        ("a.mp4", "permission_denied", "cannot read it: permission denied")]
+        ("a.mp4", "permission_denied", "cannot read it: permission denied")
+    ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file and lists a folder whatever their mode: the "
-                    "monkeypatched test above covers permission denied there")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root reads a file and lists a folder whatever their mode: the "
+    "monkeypatched test above covers permission denied there",
+)
 def test_permission_denied_for_real(tmp_path, shapes_clip):
     src = tmp_path / "src"
     (src / "closed").mkdir(parents=True)
@@ -145,8 +152,10 @@ def test_permission_denied_for_real(tmp_path, shapes_clip):
         _, problems = scan(src)
     finally:
         (src / "closed").chmod(0o755)
-    assert {(p.rel, p.code) for p in problems} == {("locked.mp4", "permission_denied"),
-                                                   ("closed", "permission_denied")}
+    assert {(p.rel, p.code) for p in problems} == {
+        ("locked.mp4", "permission_denied"),
+        ("closed", "permission_denied"),
+    }
 
 
 def test_a_run_sentence_counts_skipped_inputs_and_only_quarantined_units_fail_it():

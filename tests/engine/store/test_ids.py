@@ -1,5 +1,5 @@
-from engine.store.ids import file_content_id, folder_content_id, stable_id
 from engine.media.video import frame_files
+from engine.store.ids import file_content_id, folder_content_id, stable_id
 
 
 def test_file_id_depends_on_bytes_not_name(tmp_path):

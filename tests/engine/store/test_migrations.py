@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from engine.store.db import Store, alembic_config
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 RLE = {"size": [4, 4], "counts": "04"}
 
 
@@ -21,40 +21,159 @@ def _rows() -> dict[str, list[dict]]:
     """One or more rows in every table of revision 0002, in insertion order."""
     v, o, m, r = "v" * 32, "o" * 32, "m" * 32, "r" * 32
     return {
-        "runs": [dict(id="run1" + "0" * 28, command="run --pipelines detailed", status="finished", engine_version="0.1.0",
-                      config=json.dumps({"k": 1}), source="/src", summary=json.dumps({"videos": 1}), started_at=NOW,
-                      finished_at=NOW)],
-        "videos": [dict(id=v, path="a.mp4", source_root="/src", kind="file", num_frames=10, fps=25.0, width=4,
-                        height=4, size_bytes=123, created_at=NOW)],
+        "runs": [
+            dict(
+                id="run1" + "0" * 28,
+                command="run --pipelines detailed",
+                status="finished",
+                engine_version="0.1.0",
+                config=json.dumps({"k": 1}),
+                source="/src",
+                summary=json.dumps({"videos": 1}),
+                started_at=NOW,
+                finished_at=NOW,
+            )
+        ],
+        "videos": [
+            dict(
+                id=v,
+                path="a.mp4",
+                source_root="/src",
+                kind="file",
+                num_frames=10,
+                fps=25.0,
+                width=4,
+                height=4,
+                size_bytes=123,
+                created_at=NOW,
+            )
+        ],
         "captions": [dict(id="c" * 32, video_id=v, source="sidecar", text="A man.", created_at=NOW, updated_at=NOW)],
         "model_calls": [
-            dict(id="mc1" + "0" * 29, request_hash="h1" + "0" * 62, agent="annotator", model="gpt", endpoint="http://x",
-                 status="ok", tokens_in=100, tokens_out=20, cost_usd=0.5, latency_s=1.5,
-                 response=json.dumps({"parsed": {"description": "d"}}), error=None, run_id="run1" + "0" * 28,
-                 created_at=NOW),
-            dict(id="mc2" + "0" * 29, request_hash="h2" + "0" * 62, agent="reviewer", model="gpt", endpoint="http://x",
-                 status="error", tokens_in=0, tokens_out=0, cost_usd=0.0, latency_s=0.1, response=None,
-                 error="http_503: down", run_id="run1" + "0" * 28, created_at=NOW)],
-        "failures": [dict(id="f" * 32, unit_kind="video", unit_id=v, stage="detailed.analyze", attempts=3,
-                          error_code="http_400", message="bad", quarantined=True, run_id="run1" + "0" * 28,
-                          created_at=NOW, updated_at=NOW)],
-        "objects": [dict(id=o, video_id=v, noun="man", instance=0, is_subject=True, stage_version="analyzer@1|gpt",
-                         status="grounded", created_at=NOW)],
-        "samples": [dict(id="s" * 32, data_type="detailed", qa_type=None, video_id=v, object_ids=json.dumps([o]),
-                         conversations=json.dumps([{"from": "human", "value": "<video>\n<region>"},
-                                                   {"from": "gpt", "value": "A man."}]),
-                         annotation=json.dumps([{"3": {"segmentation": RLE}}]), mode="single", split=None,
-                         run_id="run1" + "0" * 28, created_at=NOW)],
-        "descriptions": [dict(id=f"d{k}" + "0" * 30, object_id=o, kind=kind, text=f"{kind} text", model="gpt",
-                              prompt_version=f"p_{kind}@1", model_call_id="mc1" + "0" * 29, created_at=NOW)
-                         for k, kind in enumerate(("appearance", "motion", "region", "detailed"))],
-        "masklets": [dict(id=m, object_id=o, backend_version="grounded_sam2@1", anchor_frame=3, box=json.dumps([0, 0, 2, 2]),
-                          grounding_score=0.9, mask_score=0.8, height=4, width=4, frames=json.dumps({"3": RLE}),
-                          coverage=1.0, area_variation=0.0, mean_consecutive_iou=1.0, empty_frames=0,
-                          border_contact=0.0, created_at=NOW)],
-        "reviews": [dict(id=r, object_id=o, mode="paper", verdict=True, confidence=0.9, rationale="same",
-                         region_description_id="d2" + "0" * 30, model="gpt", prompt_version="reviewer_judge@1",
-                         created_at=NOW)],
+            dict(
+                id="mc1" + "0" * 29,
+                request_hash="h1" + "0" * 62,
+                agent="annotator",
+                model="gpt",
+                endpoint="http://x",
+                status="ok",
+                tokens_in=100,
+                tokens_out=20,
+                cost_usd=0.5,
+                latency_s=1.5,
+                response=json.dumps({"parsed": {"description": "d"}}),
+                error=None,
+                run_id="run1" + "0" * 28,
+                created_at=NOW,
+            ),
+            dict(
+                id="mc2" + "0" * 29,
+                request_hash="h2" + "0" * 62,
+                agent="reviewer",
+                model="gpt",
+                endpoint="http://x",
+                status="error",
+                tokens_in=0,
+                tokens_out=0,
+                cost_usd=0.0,
+                latency_s=0.1,
+                response=None,
+                error="http_503: down",
+                run_id="run1" + "0" * 28,
+                created_at=NOW,
+            ),
+        ],
+        "failures": [
+            dict(
+                id="f" * 32,
+                unit_kind="video",
+                unit_id=v,
+                stage="detailed.analyze",
+                attempts=3,
+                error_code="http_400",
+                message="bad",
+                quarantined=True,
+                run_id="run1" + "0" * 28,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        ],
+        "objects": [
+            dict(
+                id=o,
+                video_id=v,
+                noun="man",
+                instance=0,
+                is_subject=True,
+                stage_version="analyzer@1|gpt",
+                status="grounded",
+                created_at=NOW,
+            )
+        ],
+        "samples": [
+            dict(
+                id="s" * 32,
+                data_type="detailed",
+                qa_type=None,
+                video_id=v,
+                object_ids=json.dumps([o]),
+                conversations=json.dumps(
+                    [{"from": "human", "value": "<video>\n<region>"}, {"from": "gpt", "value": "A man."}]
+                ),
+                annotation=json.dumps([{"3": {"segmentation": RLE}}]),
+                mode="single",
+                split=None,
+                run_id="run1" + "0" * 28,
+                created_at=NOW,
+            )
+        ],
+        "descriptions": [
+            dict(
+                id=f"d{k}" + "0" * 30,
+                object_id=o,
+                kind=kind,
+                text=f"{kind} text",
+                model="gpt",
+                prompt_version=f"p_{kind}@1",
+                model_call_id="mc1" + "0" * 29,
+                created_at=NOW,
+            )
+            for k, kind in enumerate(("appearance", "motion", "region", "detailed"))
+        ],
+        "masklets": [
+            dict(
+                id=m,
+                object_id=o,
+                backend_version="grounded_sam2@1",
+                anchor_frame=3,
+                box=json.dumps([0, 0, 2, 2]),
+                grounding_score=0.9,
+                mask_score=0.8,
+                height=4,
+                width=4,
+                frames=json.dumps({"3": RLE}),
+                coverage=1.0,
+                area_variation=0.0,
+                mean_consecutive_iou=1.0,
+                empty_frames=0,
+                border_contact=0.0,
+                created_at=NOW,
+            )
+        ],
+        "reviews": [
+            dict(
+                id=r,
+                object_id=o,
+                mode="paper",
+                verdict=True,
+                confidence=0.9,
+                rationale="same",
+                region_description_id="d2" + "0" * 30,
+                model="gpt",
+                prompt_version="reviewer_judge@1",
+                created_at=NOW,
+            )
+        ],
         "audits": [dict(id="a" * 32, review_id=r, auditor="ann", human_verdict=True, note="ok", created_at=NOW)],
         "auditors": [dict(name="ann", token_sha256="t" * 64, created_at=NOW)],
         "audit_items": [dict(review_id=r, stratum="kept", population=1, seed=0, drawn_at=NOW)],
@@ -82,8 +201,12 @@ def _upgrade_with_data(url: str) -> None:
     Store(url).dispose()  # opening the store applies the new migrations
     with engine.connect() as conn:
         after = _snapshot(conn, tables)
-        requests = [dict(r._mapping) for r in conn.execute(sa.text(
-            "SELECT role, status, tokens_in, tokens_out, cost_usd, run_id FROM requests ORDER BY role"))]
+        requests = [
+            dict(r._mapping)
+            for r in conn.execute(
+                sa.text("SELECT role, status, tokens_in, tokens_out, cost_usd, run_id FROM requests ORDER BY role")
+            )
+        ]
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
     engine.dispose()
     assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -91,10 +214,23 @@ def _upgrade_with_data(url: str) -> None:
         assert after[name] == before[name], name  # every row, every old column, the same value
     # the old ledger's calls now count in the request log, so totals over old runs are unchanged
     assert requests == [
-        {"role": "annotator", "status": "ok", "tokens_in": 100, "tokens_out": 20, "cost_usd": 0.5,
-         "run_id": "run1" + "0" * 28},
-        {"role": "reviewer", "status": "error", "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
-         "run_id": "run1" + "0" * 28}]
+        {
+            "role": "annotator",
+            "status": "ok",
+            "tokens_in": 100,
+            "tokens_out": 20,
+            "cost_usd": 0.5,
+            "run_id": "run1" + "0" * 28,
+        },
+        {
+            "role": "reviewer",
+            "status": "error",
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "cost_usd": 0.0,
+            "run_id": "run1" + "0" * 28,
+        },
+    ]
 
 
 def test_upgrade_from_0002_keeps_every_row_on_sqlite(tmp_path):

@@ -12,13 +12,22 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.media import masks
 from engine.store import schema
-from engine.store.ids import stable_id
 from engine.store.db import Store, alembic_config
+from engine.store.ids import stable_id
 
 
 def _video(vid="v" * 32, **kw):
-    row = dict(id=vid, path="a/clip.mp4", source_root="/src", kind="file", num_frames=10, fps=25.0,
-               width=64, height=48, size_bytes=1234)
+    row = dict(
+        id=vid,
+        path="a/clip.mp4",
+        source_root="/src",
+        kind="file",
+        num_frames=10,
+        fps=25.0,
+        width=64,
+        height=48,
+        size_bytes=1234,
+    )
     row.update(kw)
     return row
 
@@ -56,8 +65,13 @@ def test_upsert_updates_on_the_unique_key(store):
 def test_unique_object_per_video_noun_instance_version(store):
     with store.session() as s:
         store.insert_ignore(s, schema.Video, [_video()])
-        obj = dict(id=stable_id("object", "v" * 32, "man", 0, "a@1"), video_id="v" * 32, noun="man",
-                   stage_version="a@1", is_subject=True)
+        obj = dict(
+            id=stable_id("object", "v" * 32, "man", 0, "a@1"),
+            video_id="v" * 32,
+            noun="man",
+            stage_version="a@1",
+            is_subject=True,
+        )
         assert store.insert_ignore(s, schema.VideoObject, [obj]) == 1
         # a different id for the same (video, noun, instance, version) is still a duplicate
         assert store.insert_ignore(s, schema.VideoObject, [{**obj, "id": "x" * 32}]) == 0
@@ -65,16 +79,15 @@ def test_unique_object_per_video_noun_instance_version(store):
 
 
 def test_foreign_keys_and_check_constraints_are_enforced(store):
-    with pytest.raises(IntegrityError):
-        with store.session() as s:
-            s.add(schema.Caption(id="c" * 32, video_id="missing", source="sidecar", text="t"))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(schema.Caption(id="c" * 32, video_id="missing", source="sidecar", text="t"))
     with store.session() as s:
         store.insert_ignore(s, schema.Video, [_video()])
         s.add(schema.VideoObject(id="o" * 32, video_id="v" * 32, noun="dog", stage_version="1"))
-    with pytest.raises(IntegrityError):
-        with store.session() as s:
-            s.add(schema.Description(id="d" * 32, object_id="o" * 32, kind="bogus", text="t", model="m",
-                                     prompt_version="1"))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(
+            schema.Description(id="d" * 32, object_id="o" * 32, kind="bogus", text="t", model="m", prompt_version="1")
+        )
     assert store.counts()["descriptions"] == 0
 
 
@@ -87,10 +100,25 @@ def test_masklet_rle_roundtrip(store, rng):
         store.insert_ignore(s, schema.Video, [_video()])
         s.add(schema.VideoObject(id="o" * 32, video_id="v" * 32, noun="dog", stage_version="1"))
         s.flush()
-        s.add(schema.Masklet(id="m" * 32, object_id="o" * 32, backend_version="test@1", anchor_frame=7,
-                             box=[1.0, 2.0, 30.0, 40.0], grounding_score=0.8, mask_score=0.9, height=48, width=64,
-                             frames=frames, coverage=masks.coverage(frames), area_variation=0.1,
-                             mean_consecutive_iou=0.5, empty_frames=1, border_contact=0.0))
+        s.add(
+            schema.Masklet(
+                id="m" * 32,
+                object_id="o" * 32,
+                backend_version="test@1",
+                anchor_frame=7,
+                box=[1.0, 2.0, 30.0, 40.0],
+                grounding_score=0.8,
+                mask_score=0.9,
+                height=48,
+                width=64,
+                frames=frames,
+                coverage=masks.coverage(frames),
+                area_variation=0.1,
+                mean_consecutive_iou=0.5,
+                empty_frames=1,
+                border_contact=0.0,
+            )
+        )
     with store.session() as s:
         m = s.get(schema.Masklet, "m" * 32)
         assert m.coverage == 0.75 and m.frames["21"] is None and m.box == [1.0, 2.0, 30.0, 40.0]
@@ -99,10 +127,9 @@ def test_masklet_rle_roundtrip(store, rng):
 
 
 def test_session_rolls_back_on_error(store):
-    with pytest.raises(RuntimeError):
-        with store.session() as s:
-            store.insert_ignore(s, schema.Video, [_video()])
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.session() as s:
+        store.insert_ignore(s, schema.Video, [_video()])
+        raise RuntimeError("boom")
     assert store.counts()["videos"] == 0
 
 
@@ -145,13 +172,23 @@ def test_runs_and_model_calls_keep_json(store):
     with store.session() as s:
         s.add(schema.Run(id="r" * 32, command="run", engine_version="0.1", config={"a": {"b": [1, 2]}}))
         s.flush()
-        s.add(schema.ModelCall(id="k" * 32, request_hash="h" * 64, agent="analyzer", model="m", status="ok",
-                               tokens_in=10, tokens_out=2, cost_usd=0.001, response={"nouns": ["man"]},
-                               run_id="r" * 32))
+        s.add(
+            schema.ModelCall(
+                id="k" * 32,
+                request_hash="h" * 64,
+                agent="analyzer",
+                model="m",
+                status="ok",
+                tokens_in=10,
+                tokens_out=2,
+                cost_usd=0.001,
+                response={"nouns": ["man"]},
+                run_id="r" * 32,
+            )
+        )
     with store.session() as s:
         assert s.get(schema.Run, "r" * 32).config == {"a": {"b": [1, 2]}}
         assert s.get(schema.ModelCall, "k" * 32).response == {"nouns": ["man"]}
-    with pytest.raises(IntegrityError):  # one row per request hash: the cache key
-        with store.session() as s:
-            s.add(schema.ModelCall(id="j" * 32, request_hash="h" * 64, agent="a", model="m", status="ok"))
+    with pytest.raises(IntegrityError), store.session() as s:  # one row per request hash: the cache key
+        s.add(schema.ModelCall(id="j" * 32, request_hash="h" * 64, agent="a", model="m", status="ok"))
     assert sa.inspect(store.engine).has_table("audits")
