@@ -1,0 +1,98 @@
+"""The runs table: a run's row from open to close, and what `engine status` lists of runs and failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.store import schema
+from engine.store.db import Store
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as `engine status` shows it."""
+
+    id: str
+    command: str
+    status: str
+    started_at: datetime
+    summary: dict[str, Any]
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    unit_id: str
+    stage: str
+    error_code: str
+    attempts: int
+    quarantined: bool
+    message: str
+
+
+def open_run(
+    store: Store,
+    run_id: str,
+    command: str,
+    engine_version: str,
+    config: dict[str, Any],
+    source: str,
+    requests: Sequence[dict[str, Any]] = (),
+) -> None:
+    """The run's row, with the requests made before it (preflight's probes count in the run they served)."""
+    with store.session() as s:
+        s.add(
+            schema.Run(
+                id=run_id,
+                command=command,
+                engine_version=engine_version,
+                config=config,
+                source=source,
+                heartbeat_at=schema.utcnow(),
+            )
+        )
+        s.flush()
+        if requests:
+            store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in requests])
+
+
+def close_run(store: Store, run_id: str, state: str, reason: str, summary: dict[str, Any]) -> None:
+    with store.session() as s:
+        s.execute(
+            sa.update(schema.Run)
+            .where(schema.Run.id == run_id)
+            .values(status=state, finished_at=schema.utcnow(), summary=summary, reason=reason)
+        )
+
+
+def _run_row(r: schema.Run) -> RunRow:
+    return RunRow(r.id, r.command, r.status, r.started_at, r.summary or {}, r.reason)
+
+
+def run_row(store: Store, run_id: str) -> RunRow | None:
+    with store.session() as s:
+        r = s.get(schema.Run, run_id)
+        return _run_row(r) if r is not None else None
+
+
+def recent_runs(store: Store, limit: int = 5) -> list[RunRow]:
+    """The newest runs first."""
+    with store.session() as s:
+        runs = s.scalars(sa.select(schema.Run).order_by(schema.Run.started_at.desc()).limit(limit)).all()
+        return [_run_row(r) for r in runs]
+
+
+def recent_failures(store: Store, limit: int = 50) -> tuple[list[FailureRow], int]:
+    """The newest failures first, and how many there are in all."""
+    f = schema.Failure
+    with store.session() as s:
+        rows = s.scalars(sa.select(f).order_by(f.updated_at.desc()).limit(limit)).all()
+        total = s.scalar(sa.select(sa.func.count()).select_from(f)) or 0
+        return [
+            FailureRow(x.unit_id, x.stage, x.error_code, x.attempts, bool(x.quarantined), x.message) for x in rows
+        ], total
