@@ -45,7 +45,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 from prefill import prefill  # noqa: E402
 from synthetic import Shape, render, write_mp4  # noqa: E402
 
-from engine.cli.registry import build_pipelines, version_context  # noqa: E402
+from engine.registry import build_pipelines, version_context  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.runtime.executor import execute  # noqa: E402
 from engine.sources.ingest import ingest  # noqa: E402

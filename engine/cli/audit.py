@@ -123,7 +123,7 @@ def audit_sample(
     if by not in (None, "category", "size"):
         err.print("error: --by takes category or size", highlight=False)
         raise typer.Exit(2)
-    from engine.cli.registry import configured_current
+    from engine.registry import configured_current
 
     cfg = _config(config, data_dir=data_dir, database_url=database_url)
     if near_threshold:
@@ -159,7 +159,7 @@ def audit_calibrate(
     stratum, and record it for `engine export --calibrated`."""
     from engine.audit.calibrate import calibrate, plot
     from engine.audit.sampling import calibration_pool, save_calibration
-    from engine.cli.registry import configured_current
+    from engine.registry import configured_current
 
     cfg = _config(config, data_dir=data_dir, database_url=database_url)
     store = _store(cfg)
@@ -323,7 +323,7 @@ def review(
     if reveal not in ("after", "never"):
         err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
         raise typer.Exit(2)
-    from engine.cli.registry import configured_current
+    from engine.registry import configured_current
 
     uvicorn.run(
         create_app(store, reveal=reveal, current=configured_current(cfg)), host=host, port=port, log_level="warning"

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, _store, console, err
-from engine.cli.registry import configured_current
+from engine.registry import configured_current
 from engine.runtime.plugins import PluginError
 from engine.store import schema
 

@@ -1,6 +1,6 @@
 """Pluggable backends, loaded by import path 'package.module:Class' and checked against their interface.
 
-Names ("grounded_sam2") map to import paths in the composition root (engine/cli/registry.py); the
+Names ("grounded_sam2") map to import paths in the composition root (engine/registry.py); the
 runtime sees only import paths, so engine/ never imports agents/ or pipelines/.
 """
 

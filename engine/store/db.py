@@ -215,3 +215,11 @@ def _defaults(model: type[schema.Base]) -> tuple[tuple[str, Any, bool], ...]:
         for c in model.__table__.columns
         if c.default is not None and (c.default.is_callable or c.default.is_scalar)
     )
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be shown: with its password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"

@@ -46,7 +46,7 @@ def clip():
 
 
 def test_registered_by_name():
-    from engine.cli.registry import SEGMENTORS
+    from engine.registry import SEGMENTORS
 
     assert load_segmentor(SEGMENTORS["grounded_sam2"]) is GroundedSam2Segmentor
 

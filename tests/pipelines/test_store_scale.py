@@ -19,7 +19,7 @@ from engine_runs import open_store, run_engine
 from prefill import prefill
 from synthetic import Shape, render, write_mp4
 
-from engine.cli.registry import build_pipelines, version_context
+from engine.registry import build_pipelines, version_context
 from engine.config import load_config
 from engine.store import Store
 

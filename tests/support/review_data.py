@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from synthetic import render, write_mp4
 
-from engine.cli.registry import build_pipelines, configured_current, version_context
+from engine.registry import build_pipelines, configured_current, version_context
 from engine.config import load_config
 from engine.media import masks
 from engine.store import Store, schema

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.cli.registry import build_pipelines, version_context
+from engine.registry import build_pipelines, version_context
 from engine.config import load_config
 from engine.media.video import uniform_indices
 from engine.runtime.pipeline import VideoTask

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.cli.registry import segmentor_path
+from engine.registry import segmentor_path
 from engine.config import SegmentorConfig, load_config
 from engine.runtime.plugins import PluginError, backend_version, load_segmentor, resolve
 

@@ -1,7 +1,7 @@
-"""What the command line can name: pipelines and segmentor backends.
+"""What a run can name: pipelines and segmentor backends.
 
-The CLI is the composition root: the one place that imports pipelines/ (and review_ui/), so the rest of
-engine/ keeps no lists of pipeline names and imports no agent.
+The composition root: with engine/api.py (which uses it) and the CLI (which uses that), the one place that
+imports pipelines/, so the runtime keeps no lists of pipeline names and imports no agent.
 """
 
 from __future__ import annotations

@@ -1,0 +1,434 @@
+"""What the `engine` commands show: the run's tables and progress (a RunObserver drawn with rich), and the
+store's status. Functions here only print what the library returns."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bars
+from rich.table import Table
+
+from engine.api import StoreStatus
+from engine.cli.common import console, err
+from engine.config import Config
+from engine.llm.request_log import RoleTotals, add_totals
+from engine.runtime.observer import RunObserver
+from engine.runtime.pipeline import Pipeline
+from engine.runtime.plan import Plan
+from engine.runtime.split import SplitReport
+from engine.sources.ingest import IngestReport
+from engine.store.runs import RunRow
+
+PROGRESS_EVERY_S = 5.0
+
+
+class ConsoleObserver(RunObserver):
+    """The run as `engine run` shows it: notes on stdout, warnings on stderr, transient bars while the inputs are
+    probed and split, a bar per stage while the pipelines run (one plain line every few seconds when the output
+    is not a terminal), and a table after each phase."""
+
+    def __init__(self) -> None:
+        self._bars: Bars | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._lines: _ProgressLines | None = None
+
+    def note(self, message: str) -> None:
+        console.print(message, highlight=False)
+
+    def warning(self, message: str) -> None:
+        err.print(f"warning: {message}", highlight=False)
+
+    def phase_started(self, phase: str, total: int | None) -> None:
+        if phase == "executing":
+            if not console.is_terminal:  # a log file or a pipe: a plain line per stage every few seconds
+                self._lines = _ProgressLines(PROGRESS_EVERY_S)
+                return
+            columns: tuple[Any, ...] = (
+                TextColumn("{task.description:<18}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            self._bars = Bars(*columns, console=console)
+        else:
+            columns = (
+                TextColumn(phase),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
+            self._bars = Bars(*columns, console=console, transient=True)
+            self._tasks[phase] = self._bars.add_task("", total=total)
+        self._bars.start()
+
+    def phase_total(self, phase: str, total: int) -> None:
+        if self._bars is not None and phase in self._tasks:
+            self._bars.update(self._tasks[phase], total=total)
+
+    def phase_advanced(self, phase: str, item: str) -> None:
+        if self._bars is not None and phase in self._tasks:
+            self._bars.update(self._tasks[phase], advance=1, description=item[-60:])
+
+    def stage_progress(self, stage: str, done: int, total: int) -> None:
+        if self._lines is not None:
+            self._lines.update(stage, done, total)
+        elif self._bars is not None:
+            if stage not in self._tasks:
+                self._tasks[stage] = self._bars.add_task(stage, total=total)
+            self._bars.update(self._tasks[stage], completed=done, total=total)
+
+    def phase_ended(self, phase: str) -> None:
+        if self._lines is not None:
+            self._lines.flush()
+            self._lines = None
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+        self._tasks.clear()
+
+    def ingested(self, report: IngestReport) -> None:
+        _print_problems(report)
+        _print_summary(report)
+        _print_datasets(report)
+
+    def split(self, report: SplitReport, cfg: Config) -> None:
+        _print_split(report, cfg)
+
+    def planned(self, plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:
+        _print_plan(plan, cfg, pipelines, names)
+
+    def summarized(self, summary: dict) -> None:
+        _print_run_summary(summary)
+
+
+def print_status(st: StoreStatus) -> None:
+    for sentence in st.closed_runs:
+        console.print(sentence, highlight=False)
+    t = Table(title=f"Store {st.store_url}", title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in st.tables.items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    if st.stages is None:
+        err.print(f"warning: {st.stages_error}; current versions not shown", highlight=False)
+    else:
+        vt = Table(
+            title="Results by version (current = what this configuration's versions select)", title_justify="left"
+        )
+        for col in ("result", "current", "outdated only"):
+            vt.add_column(col, justify="left" if col == "result" else "right")
+        for c in st.stages:
+            vt.add_row(c.result, f"{c.current:,}", f"{c.outdated:,}")
+        console.print(vt)
+    if st.runs:
+        rt = Table(title="Recent runs", title_justify="left")
+        for col in ("run id", "command", "state", "started", "videos", "new", "reason"):
+            rt.add_column(col, overflow="fold")
+        for r in st.runs:
+            rt.add_row(
+                r.id[:12],
+                r.command,
+                r.status,
+                f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                str(r.summary.get("videos", "")),
+                str(r.summary.get("new_videos", "")),
+                "" if r.status == "finished" else (r.reason or ""),
+            )
+        console.print(rt)
+    if st.requests:
+        _print_role_table("Requests by agent role, all runs", st.requests)
+        if st.last_run is not None:
+            last = st.last_run
+            _print_role_table(
+                f"Requests by agent role, run {last.id[:12]}", st.last_run_requests, last.summary.get("cache_hits", {})
+            )
+            _print_plan_against_actual(last, st.last_run_requests)
+    else:
+        console.print("no model requests yet")
+    if st.failures:
+        ft = Table(title=f"Failures ({st.failure_count}, newest first)", title_justify="left")
+        for col in ("unit", "stage", "code", "attempts", "quarantined", "message"):
+            ft.add_column(col, overflow="fold")
+        for f in st.failures:
+            ft.add_row(f.unit_id, f.stage, f.error_code, str(f.attempts), "yes" if f.quarantined else "no", f.message)
+        console.print(ft)
+    else:
+        console.print("no failures")
+
+
+class _ProgressLines:
+    """Progress for output that is not a terminal: one line, every stage's units done of taken up, every few s."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.last, self.t0 = every_s, 0.0, time.monotonic()
+        self.stages: dict[str, tuple[int, int]] = {}
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        self.stages[stage] = (done, total)
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.stages:
+            self.last = time.monotonic()
+            parts = "  ".join(f"{s} {d:,}/{t:,}" for s, (d, t) in self.stages.items())
+            console.print(f"[{self.last - self.t0:6.0f} s] {parts}", highlight=False, markup=False)
+
+
+def _print_run_summary(r: dict) -> None:
+    t = Table(title="Run summary", title_justify="left", show_header=False)
+    t.add_column()
+    t.add_column(justify="right")
+    keep = f"{r['kept'] / r['reviewed']:.0%}" if r["reviewed"] else "-"
+    rows = [
+        ("videos and clips (units)", f"{r['videos']:,}"),
+        ("objects", f"{r['objects']:,}"),
+        ("  grounded", f"{r['grounded']:,}"),
+        ("  reviewed", f"{r['reviewed']:,}"),
+        ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
+        *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
+        ("requests sent", f"{r['requests']:,}"),
+        ("  answered from the cache (no request)", f"{sum(r.get('cache_hits', {}).values()):,}"),
+        (
+            "tokens in / out",
+            f"{r['tokens_in']:,} / {r['tokens_out']:,}"
+            + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else ""),
+        ),
+        ("cost USD", f"{r['cost_usd']:,.4f}"),
+        ("new samples (this run)", f"{r['new_results']:,}"),
+        *(
+            (f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}")
+            for k, v in sorted(r.get("dropped", {}).items())
+        ),
+        *(
+            (("skipped inputs (not failures: see Skipped inputs)", f"{r['skipped_inputs']:,}"),)
+            if r.get("skipped_inputs")
+            else ()
+        ),
+        ("failures in this run (quarantined)", f"{r['failures']:,} ({r['quarantined']:,})"),
+        ("  quarantined among these videos, all runs", f"{r['quarantined_in_store']:,}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if r["roles"]:
+        hits = r.get("cache_hits", {})
+        _print_role_table(
+            "Requests by agent role, this run",
+            [
+                RoleTotals(
+                    role,
+                    x["requests"],
+                    x["ok"],
+                    x["requests"] - x["ok"],
+                    0,
+                    x["tokens_unknown"],
+                    x["tokens_in"],
+                    x["tokens_out"],
+                    x["cost_usd"],
+                    0.0,
+                )
+                for role, x in sorted(r["roles"].items())
+            ],
+            hits,
+        )
+
+
+def _print_plan_against_actual(run: RunRow, actual: list[RoleTotals]) -> None:
+    """The dry-run estimate of this run's calls and tokens beside what it really sent, per agent role."""
+    plan = run.summary.get("plan") or {}
+    if not plan:
+        return
+    by_role = {t.role: t for t in actual}
+    t = Table(
+        title=f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits "
+        "and retries included)",
+        title_justify="left",
+    )
+    for col in ("role", "planned calls", "requests", "planned tokens in", "tokens in", "planned cost USD", "cost USD"):
+        t.add_column(col, justify="left" if col == "role" else "right")
+    hits = run.summary.get("cache_hits", {})
+    for role in sorted(set(plan) | {r for r in by_role if r != "probe"}):
+        p, a = plan.get(role, {}), by_role.get(role)
+        t.add_row(
+            role,
+            f"{p.get('calls', 0):,.0f}",
+            f"{a.requests if a else 0:,}" + (f" (+{hits[role]:,} cached)" if hits.get(role) else ""),
+            f"{p.get('tokens_in', 0):,.0f}",
+            f"{a.tokens_in if a else 0:,}",
+            f"{p.get('cost_usd', 0):,.4f}",
+            f"{a.cost_usd if a else 0:,.4f}",
+        )
+    console.print(t)
+
+
+def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] | None = None) -> None:
+    t = Table(title=title, title_justify="left")
+    cols = ["role", "requests", "ok", "failed", "cache hits", "tokens in", "tokens out", "tokens unknown", "cost USD"]
+    for col in cols:
+        t.add_column(col, justify="left" if col == "role" else "right")
+    for x in [*rows, add_totals(rows)]:
+        if x.role == "total":
+            t.add_section()
+        hit = sum((hits or {}).values()) if x.role == "total" else (hits or {}).get(x.role, 0)
+        t.add_row(
+            x.role,
+            f"{x.requests:,}",
+            f"{x.ok:,}",
+            f"{x.failed:,}",
+            f"{hit:,}" if hits is not None else "-",
+            f"{x.tokens_in:,}",
+            f"{x.tokens_out:,}",
+            f"{x.tokens_unknown:,}",
+            f"{x.cost_usd:,.4f}",
+        )
+    console.print(t)
+
+
+def _print_split(split, cfg: Config) -> None:
+    if cfg.split.detector == "none" or split.scanned + split.resumed + len(split.failed) == 0:
+        return
+    t = Table(title=f"Clips (split.detector = {cfg.split.detector})", title_justify="left", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    rows = [
+        ("sources split in this run", split.scanned),
+        ("sources split before (not decoded again)", split.resumed),
+        ("sources not split (frame folders, datasets)", split.whole),
+        ("clips found", split.clips),
+        ("  kept", split.kept),
+        *((f"  dropped: {reason.replace('_', ' ')}", n) for reason, n in sorted(split.dropped.items())),
+        ("sources that could not be split", len(split.failed)),
+    ]
+    for k, v in rows:
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+    for rel, why in split.failed:
+        err.print(f"warning: {rel}: not split: {why}", highlight=False)
+
+
+def _print_problems(report: IngestReport) -> None:
+    if not report.problems:
+        return
+    t = Table(title="Skipped inputs", title_justify="left")
+    for col in ("input", "reason", "code"):
+        t.add_column(col, overflow="fold")
+    for p in report.problems:
+        t.add_row(p.rel, p.reason, p.code)
+    console.print(t)
+
+
+def _print_summary(report: IngestReport) -> None:
+    t = Table(title=f"Source {report.source}", title_justify="left", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    captioned = sum(v.caption is not None for v in report.videos)
+    rows = [
+        ("videos readable", len(report.videos)),
+        ("  new in the store", report.new_videos),
+        ("  already in the store", len(report.videos) - report.new_videos),
+        ("  unchanged since stored (not probed again)", report.unchanged),
+        ("  with a caption", captioned),
+        ("  without (the Captioner writes one)", len(report.videos) - captioned),
+        ("duplicates of another input (same bytes)", len(report.duplicates)),
+        ("skipped (see above)", len(report.problems)),
+        ("frames in readable videos", sum(v.info.num_frames for v in report.videos)),
+    ]
+    for k, v in rows:
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+
+
+def _print_datasets(report: IngestReport) -> None:
+    """Each annotated dataset split the source holds videos of, as the adapter found it, and folders laid out like
+    one that no adapter recognises."""
+    from engine.sources.datasets import dataset_of, near_misses
+
+    splits: dict[Any, int] = {}
+    plain: list[Path] = []
+    for v in report.videos:
+        found = dataset_of(str(report.source / v.rel))
+        if found is None:
+            plain.append(report.source / v.rel)
+        else:
+            splits[found[0]] = splits.get(found[0], 0) + 1
+    for adapter, here in splits.items():
+        s = adapter.summary()
+        t = Table(title=f"Dataset {s.dataset}, split {s.split} ({s.root})", title_justify="left", show_header=False)
+        t.add_column(justify="left")
+        t.add_column(justify="right")
+        for k, v in (
+            ("videos in the split", s.videos),
+            ("  in this source", here),
+            ("objects", s.objects),
+            ("referring expressions", s.expressions),
+            ("frames with masks", s.frames_with_masks),
+            *((f"left out: {reason}", n) for reason, n in sorted(s.skipped.items())),
+        ):
+            t.add_row(k, f"{v:,}")
+        console.print(t)
+        for w in s.warnings:
+            err.print(f"warning: {s.dataset} {s.split}: {w}", highlight=False)
+    for w in near_misses(plain):
+        err.print(f"warning: {w}", highlight=False)
+
+
+def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:
+    t = Table(title=f"Plan for a run of {', '.join(names)} (estimate)", title_justify="left")
+    for col, just in (
+        ("agent role", "left"),
+        ("endpoint", "left"),
+        ("model", "left"),
+        ("calls", "right"),
+        ("tokens in", "right"),
+        ("tokens out", "right"),
+        ("cost USD", "right"),
+        ("basis", "left"),
+    ):
+        t.add_column(col, justify="left" if just == "left" else "right")
+    for a in plan.roles:
+        t.add_row(
+            a.role,
+            a.endpoint,
+            getattr(cfg.agents, a.endpoint).model,
+            f"{a.calls:,.0f}",
+            f"{a.tokens_in:,.0f}",
+            f"{a.tokens_out:,.0f}",
+            f"{a.cost_usd:,.4f}",
+            "measured" if a.measured else "estimate",
+        )
+    if any("segmentor" in st.uses for p in pipelines for st in p.stages):
+        seg = cfg.segmentor
+        where = "GPU" if cfg.ray.resources["segmentor"].num_gpus > 0 else "CPU"
+        t.add_row(
+            "segmentor",
+            seg.backend,
+            seg.sam2_model if seg.backend == "grounded_sam2" else "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"{plan.mask_frames:,} object-frames on {where}",
+        )
+    t.add_section()
+    t.add_row(
+        "total",
+        "",
+        "",
+        f"{plan.calls:,.0f}",
+        f"{sum(a.tokens_in for a in plan.roles):,.0f}",
+        f"{sum(a.tokens_out for a in plan.roles):,.0f}",
+        f"{plan.cost_usd:,.4f}",
+        "",
+    )
+    console.print(t)
+    console.print(
+        f"videos {plan.videos:,}   frames to decode {plan.frames:,}   objects (est. "
+        f"{cfg.plan.objects_per_video:g}/video) {plan.objects:,.0f}",
+        highlight=False,
+    )
