@@ -22,7 +22,6 @@ A naive sequential loop over the same agents (no Ray, no overlap) runs on a few 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import statistics
@@ -30,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +43,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 from prefill import prefill  # noqa: E402
 from synthetic import Shape, render, write_mp4  # noqa: E402
 
-from engine.registry import build_pipelines, version_context  # noqa: E402
+from engine.api import Engine, RunObserver  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.runtime.executor import execute  # noqa: E402
-from engine.sources.ingest import ingest  # noqa: E402
+from engine.registry import build_pipelines, version_context  # noqa: E402
 from engine.store import Store, schema  # noqa: E402
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
@@ -100,66 +97,67 @@ class Measure:
         return seconds / self.objects * 1000
 
 
-def run_engine(cfg, store: Store, ids: list[str], endpoint_pid: int) -> Measure:
-    import ray
+class Clock(RunObserver):
+    """Starts the clocks when every actor is up (before the first video) and stops them when the pipelines end,
+    so neither preflight, ingest, nor the run summary counts."""
 
-    vc, path = version_context(cfg)
-    run_id = uuid.uuid4().hex
-    with store.session() as q:
-        q.add(schema.Run(id=run_id, command="bench", engine_version="bench", config={}))
-    marks: dict[str, float] = {}
-    workers: list[int] = []
-    roles: dict[str, list[int]] = {}
+    def __init__(self, endpoint_pid: int):
+        self.endpoint_pid, self.start, self.stop = endpoint_pid, {}, {}
+        self.workers: list[int] = []
+        self.roles: dict[str, list[int]] = {}
 
-    def ready(pids: dict[str, list[int]]) -> None:  # every actor up, before the first video: the clock starts
-        roles.update(pids)
-        workers.extend(p for role in pids.values() for p in role)
-        marks.update(
+    def _read(self) -> dict[str, float]:
+        return dict(
             t=time.perf_counter(),
             driver=cpu_of([os.getpid()]),
-            workers=cpu_of(workers),
-            endpoint=cpu_of([endpoint_pid]),
-            **{f"role:{r}": cpu_of(p) for r, p in pids.items()},
+            workers=cpu_of(self.workers),
+            endpoint=cpu_of([self.endpoint_pid]),
+            **{f"role:{r}": cpu_of(p) for r, p in self.roles.items()},
         )
 
+    def actors_ready(self, pids: dict[str, list[int]]) -> None:
+        self.roles.update(pids)
+        self.workers.extend(p for role in pids.values() for p in role)
+        self.start = self._read()
+
+    def phase_ended(self, phase: str) -> None:
+        if phase == "executing":
+            self.stop = self._read()
+
+
+def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[str]]:
+    """One run through the public API (engine/api.py), as a user's script would make it."""
+    clock = Clock(endpoint_pid)
     environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": os.environ["OPENAI_BASE_URL"]}
-    try:
-        asyncio.run(
-            execute(
-                cfg,
-                store,
-                run_id,
-                ids,
-                build_pipelines(["detailed"]),
-                path,
-                vc.segmentor_version,
-                environ=environ,
-                on_ready=ready,
-            )
-        )
-        wall = time.perf_counter() - marks["t"]
-        m = Measure(
-            0,
-            0,
-            0,
-            wall,
-            cpu_of([os.getpid()]) - marks["driver"],
-            cpu_of(workers) - marks["workers"],
-            cpu_of([endpoint_pid]) - marks["endpoint"],
-            {r: cpu_of(p) - marks[f"role:{r}"] for r, p in roles.items()},
-        )
-    finally:
-        ray.shutdown()
-    with store.session() as q:
+    engine = Engine(cfg, observer=clock, environ=environ)
+    result = engine.run(src, ["detailed"])
+    if result.exit_code:
+        raise SystemExit(f"the benchmark's run did not finish cleanly: {result.sentence}")
+    a, b = clock.start, clock.stop
+    m = Measure(
+        0,
+        0,
+        0,
+        b["t"] - a["t"],
+        b["driver"] - a["driver"],
+        b["workers"] - a["workers"],
+        b["endpoint"] - a["endpoint"],
+        {r: b[f"role:{r}"] - a[f"role:{r}"] for r in clock.roles},
+    )
+    ids = list(result.split.units) if result.split else []
+    with engine.store.session() as q:
         m.objects = (
             q.query(schema.Masklet)
             .join(schema.VideoObject, schema.VideoObject.id == schema.Masklet.object_id)
             .filter(schema.VideoObject.video_id.in_(ids))
             .count()
         )
-        m.requests = q.query(schema.Request).filter_by(run_id=run_id).count()
-        m.samples = q.query(schema.Sample).filter_by(run_id=run_id).count()
-    return m
+        # preflight's probes belong to the run too, but they are not the pipelines' requests
+        m.requests = (
+            q.query(schema.Request).filter_by(run_id=result.run_id).filter(schema.Request.kind != "probe").count()
+        )
+        m.samples = q.query(schema.Sample).filter_by(run_id=result.run_id).count()
+    return m, engine.store, ids
 
 
 def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
@@ -290,6 +288,7 @@ def main() -> None:
                     "media": {"num_cpus": 0.5, "max_concurrency": 4},
                 },
                 "runtime.videos_in_flight": args.videos_in_flight,
+                "split.detector": "none",  # whole videos: the pipelines' cost, not shot detection's
                 **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS},
             }
             kinds = [("empty store", "empty")] + (
@@ -308,9 +307,8 @@ def main() -> None:
                     if kind == "full":
                         shutil.copytree(template, data)
                     cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
-                    store = Store(cfg.resolved_database_url)
-                    ids = [v.id for v in ingest(store, src).videos]
-                    runs[label].append(run_engine(cfg, store, ids, endpoint.pid))
+                    m, store, ids = run_engine(cfg, src, endpoint.pid)
+                    runs[label].append(m)
             print(
                 f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
                 f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"
