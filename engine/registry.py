@@ -6,7 +6,7 @@ imports pipelines/, so the runtime keeps no lists of pipeline names and imports 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pipelines.detailed
 import pipelines.qa
@@ -17,7 +17,7 @@ from engine.runtime.plugins import PluginError, backend_version, load_segmentor
 from engine.store.current import Current
 
 # name -> builder; the order is the order of a run (detailed first: it segments every noun of a video at once)
-PIPELINES = {
+PIPELINES: dict[str, Callable[[], Pipeline | list[Pipeline]]] = {
     "detailed": pipelines.detailed.build_pipeline,
     "short": pipelines.short.build_pipeline,
     "qa": pipelines.qa.build_pipeline,  # plain videos' QA, and an annotated dataset's
@@ -34,7 +34,7 @@ def build_pipelines(names: Sequence[str]) -> list[Pipeline]:
     if unknown:
         raise ValueError(f"unknown pipeline(s) {', '.join(unknown)}; choose from {', '.join(PIPELINES)}")
     built = [PIPELINES[n]() for n in PIPELINES if n in names]
-    flat = [p for b in built for p in (b if isinstance(b, list) else [b])]  # a name may stand for several
+    flat: list[Pipeline] = [p for b in built for p in (b if isinstance(b, list) else [b])]  # a name may be several
     return list({p.name: p for p in flat}.values())  # qa and qa-dataset share one
 
 

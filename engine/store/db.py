@@ -83,13 +83,13 @@ class Store:
             if sqlite:
                 # SQLite alters a table by copying it: foreign keys must be off while it does (outside any
                 # transaction), and are checked once it is done.
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+                _dbapi(conn).execute("PRAGMA foreign_keys=OFF")
             with conn.begin():
                 if self.dialect == "postgresql":  # two processes starting at once must not both migrate
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(722001)"))
                 command.upgrade(alembic_config(conn), "head")
             if sqlite:
-                dbapi = conn.connection.dbapi_connection
+                dbapi = _dbapi(conn)
                 broken = dbapi.execute("PRAGMA foreign_key_check").fetchall()
                 dbapi.execute("PRAGMA foreign_keys=ON")
                 if broken:
@@ -101,21 +101,22 @@ class Store:
         with self._sessions() as s, s.begin():
             yield s
 
-    def _insert(self, model: type[schema.Base]):
+    def _insert(self, model: type[schema.Base]) -> Any:
+        """The dialect's INSERT, which has ON CONFLICT (the two dialects' classes share no public base)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            raise NotImplementedError(f"idempotent inserts are not implemented for {self.dialect}")
-        return insert(model.__table__)
+            return postgresql.insert(model)
+        if self.dialect == "sqlite":
+            return sqlite.insert(model)
+        raise NotImplementedError(f"idempotent inserts are not implemented for {self.dialect}")
 
     def insert_ignore(self, session: Session, model: type[schema.Base], rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows, skipping any that collide with an existing key or unique constraint.
 
         Returns the number of rows actually inserted.
         """
-        key = list(model.__table__.primary_key.columns)
+        key = list(sa.inspect(model).local_table.primary_key)
         inserted = 0
         for row in rows:  # RETURNING tells inserted from skipped on every driver (rowcount does not)
             stmt = self._insert(model).values(**with_defaults(model, row)).on_conflict_do_nothing().returning(*key)
@@ -215,6 +216,13 @@ def _defaults(model: type[schema.Base]) -> tuple[tuple[str, Any, bool], ...]:
         for c in model.__table__.columns
         if c.default is not None and (c.default.is_callable or c.default.is_scalar)
     )
+
+
+def _dbapi(conn: sa.Connection) -> Any:
+    """The driver's own connection (SQLite's PRAGMAs outside a transaction)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # a connection checked out of the pool always has one
+    return raw
 
 
 def safe_url(url: str) -> str:
