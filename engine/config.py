@@ -163,13 +163,17 @@ class RuntimeConfig(_Strict):
     min_free_gb: float = Field(1.0, ge=0, description="preflight warns when the store's disk has less free space")
 
 
+QAType = Literal["basic", "reasoning", "future"]
+_PAPER_QA_MIX: dict[QAType, float] = {"basic": 40.0, "reasoning": 21.0, "future": 14.0}
+
+
 class QAConfig(_Strict):
     """What QA is written about, and how much of each kind (the paper's released mix: ~40K basic, 21K reasoning,
     14K future prediction)."""
 
     pairs_per_set: int = Field(3, ge=1, le=10, description="QA pairs asked for per object (or pair of objects)")
-    type_mix: dict[Literal["basic", "reasoning", "future"], float] = Field(
-        default_factory=lambda: {"basic": 40.0, "reasoning": 21.0, "future": 14.0},
+    type_mix: dict[QAType, float] = Field(
+        default_factory=_PAPER_QA_MIX.copy,
         description="relative share of each QA type; each pair's type is drawn from it, deterministically",
     )
     pairs_per_video: int = Field(
@@ -245,9 +249,6 @@ class Config(_Strict):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_path / 'engine.sqlite'}"
-
-    def dump_json(self) -> str:
-        return self.model_dump_json(indent=None)
 
 
 def default_config_text() -> str:

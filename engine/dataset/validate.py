@@ -25,9 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engine.dataset.records import OBJECT_TAG
 from engine.media import masks
 
-Format = Literal["videorefer", "videollama3"]
+# A training file's format as `engine export --format` writes it (export.py imports it) and `engine validate`
+# takes it; a jsonl file holds videorefer records, one a line. The checks below go by the records' layout.
+Format = Literal["videorefer", "jsonl", "videollama3"]
+RecordFormat = Literal["videorefer", "videollama3"]
 SizesOf = Callable[[str], "tuple[int, int, int] | None"]
 
 DEFECTS = {
@@ -64,13 +68,12 @@ DEFECTS = {
     "empty_mask": "videollama3: an all-zero mask: its loader silently uses an all-ones mask instead",
 }
 LOADER_TOKENS = re.compile(r"<(video|region|image|audio)>")
-OBJECT_TAG = re.compile(r"<object(\d+)>")
 
 
 @dataclass
 class Report:
     path: Path
-    format: Format = "videorefer"
+    format: RecordFormat = "videorefer"
     records: int = 0
     defects: Counter = field(default_factory=Counter)  # defect -> records having it
     examples: dict[str, str] = field(default_factory=dict)  # defect -> first record id
@@ -105,7 +108,7 @@ def _records(path: Path) -> Iterator[Any]:
                 yield None
 
 
-def detect_format(path: Path) -> Format:
+def detect_format(path: Path) -> RecordFormat:
     for rec in _records(path):
         if isinstance(rec, dict):
             return "videollama3" if "masks" in rec and "annotation" not in rec else "videorefer"
@@ -134,7 +137,7 @@ def _decode(seg: Any, rec: dict, found: set[str]) -> np.ndarray | None:
         return None
 
 
-def _text_defects(rec: dict, fmt: Format, regions: int, unipixel: bool) -> set[str]:
+def _text_defects(rec: dict, fmt: RecordFormat, regions: int, unipixel: bool) -> set[str]:
     conv = rec["conversations"]
     if not (
         isinstance(conv, list)
@@ -182,7 +185,7 @@ def _text_defects(rec: dict, fmt: Format, regions: int, unipixel: bool) -> set[s
     return found
 
 
-def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None, unipixel: bool = False) -> set[str]:
+def check_record(rec: Any, fmt: RecordFormat, sizes_of: SizesOf | None, unipixel: bool = False) -> set[str]:
     """The defects of one record (empty set: a valid record). sizes_of None: sizes and ranges not checked;
     unipixel: UniPixel's layout asserts too (our own exports keep them)."""
     key = "masks" if fmt == "videollama3" else "annotation"
@@ -260,7 +263,7 @@ def check_record(rec: Any, fmt: Format, sizes_of: SizesOf | None, unipixel: bool
 def validate_file(
     path: Path,
     video_root: Path | None = None,
-    fmt: Format | None = None,
+    fmt: RecordFormat | None = None,
     sizes_of: SizesOf | None = None,
     unipixel: bool = False,
 ) -> Report:

@@ -52,7 +52,10 @@ class _Stats:
     """Per-frame scores and pHashes, accumulated chunk by chunk as the stream goes by."""
 
     def __init__(self) -> None:
-        self.bright, self.contrast, self.motion, self.hashes = [], [], [], []
+        self.bright: list[np.ndarray] = []
+        self.contrast: list[np.ndarray] = []
+        self.motion: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
         self.prev: np.ndarray | None = None
 
     def add(self, chunk: np.ndarray, hashes: bool = False) -> None:
@@ -80,8 +83,9 @@ def frame_stats(chunks: Iterable[np.ndarray]) -> FrameStats:
     return acc.result()
 
 
-def frame_hashes(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """pHash of each frame as a uint64 (8 bytes a frame: a long video's hashes stay small)."""
+def frame_hashes(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """pHash of each frame (of a list, or of an (N, H, W, 3) array) as a uint64 (8 bytes a frame: a long
+    video's hashes stay small)."""
     import imagehash
     from PIL import Image
 

@@ -19,7 +19,7 @@ def to_data_url(frame: np.ndarray, max_side: int = 768, quality: int = 85) -> st
     image = Image.fromarray(frame)
     size = fit_within(image.width, image.height, max_side)
     if size != image.size:
-        image = image.resize(size, Image.BILINEAR)
+        image = image.resize(size, Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
     return DATA_URL_PREFIX + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -92,8 +92,7 @@ def border_contact(masklet: Mapping[int, Mapping | None]) -> float:
     """Fraction of non-empty masks that touch the image border (objects cut off by the frame)."""
     touching = total = 0
     for rle in _ordered(masklet):
-        box = bbox_xyxy(rle) if rle is not None else None
-        if box is None:
+        if rle is None or (box := bbox_xyxy(rle)) is None:
             continue
         h, w = rle["size"]
         total += 1

@@ -81,11 +81,11 @@ def draw_overlay(
             continue
         if obj.mask.shape != (h, w):
             raise ValueError(f"mask shape {obj.mask.shape} does not match frame {(h, w)}")
-        color = np.array(color_for(obj.color_index), dtype=np.float32)
+        tint = np.array(color_for(obj.color_index), dtype=np.float32)
         m = obj.mask.astype(bool)
-        out[m] = out[m] * (1 - alpha) + color * alpha
+        out[m] = out[m] * (1 - alpha) + tint * alpha
         if contour > 0:
-            out[mask_edge(m, contour)] = color
+            out[mask_edge(m, contour)] = tint
     image = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=font_size or max(10, min(h, w) // 30))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -83,16 +83,15 @@ def frame_files(folder: Path) -> list[Path]:
     )
 
 
-def is_video_path(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
-
-
 class Video:
     """An opened video file or frame folder. ``size=(w, h)`` resizes while decoding."""
 
     def __init__(self, path: Path | str, size: tuple[int, int] | None = None, frame_folder_fps: float = 30.0):
         self.path = Path(path)
         self.size = size
+        # decord.VideoReader (untyped) for a video file, None for a frame folder; _native decodes at the source size
+        self._reader: Any = None
+        self._native: Any = None
         if not self.path.exists():
             raise MediaError(self.path, "not_found", "no such file or folder")
         if self.path.is_dir():
@@ -101,7 +100,6 @@ class Video:
                 raise MediaError(self.path, "zero_frames", "folder holds no .jpg/.jpeg/.png frames")
             w, h = self._image_size(self._frames[0])
             self.info = VideoInfo(self.path, "frames", len(self._frames), frame_folder_fps, w, h)
-            self._reader = None
         else:
             self._open_file()
 
@@ -163,11 +161,12 @@ class Video:
             if "size must exactly match" in str(e) and self._reader is self._native:
                 # decord 0.6 miscopies frames of some small widths (16, 48 px): OpenCV decodes them right
                 return self._decode_opencv(indices)
-            if self._reader is not self._native:
+            if self._reader is not self._native and self.size is not None:  # a resizing reader: there is a size
                 # decord 0.6 fails on a few output sizes (48x36, "size must exactly match"):
                 # decode at the source size and resize here instead, from now on.
                 self._reader = self._native
-                return np.stack([_resize(f, self.size) for f in self._decode_file(indices)])
+                size = self.size
+                return np.stack([_resize(f, size) for f in self._decode_file(indices)])
             raise MediaError(
                 self.path,
                 "corrupt",
@@ -198,11 +197,11 @@ class Video:
             path = self._frames[i]
             try:
                 with Image.open(path) as im:
-                    im = im.convert("RGB")
-                    if im.size != (self.info.width, self.info.height):
-                        raise MediaError(path, "bad_frames", f"frame size {im.size} differs from the first frame's")
-                    frame = np.asarray(im)
-                out.append(_resize(frame, self.size) if self.size and im.size != self.size else frame)
+                    rgb = im.convert("RGB")
+                if rgb.size != (self.info.width, self.info.height):
+                    raise MediaError(path, "bad_frames", f"frame size {rgb.size} differs from the first frame's")
+                frame = np.asarray(rgb)
+                out.append(_resize(frame, self.size) if self.size and rgb.size != self.size else frame)
             except (UnidentifiedImageError, OSError) as e:
                 raise MediaError(path, "bad_frames", f"unreadable frame: {_first_line(e)}") from None
         return np.stack(out)
@@ -214,7 +213,7 @@ def probe(path: Path | str, frame_folder_fps: float = 30.0) -> VideoInfo:
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
 
 
 def _first_line(e: BaseException) -> str:

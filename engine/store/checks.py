@@ -38,6 +38,7 @@ class _Rules:
 @cache
 def _rules(model: type[schema.Base]) -> _Rules:
     table = model.__table__
+    assert isinstance(table, sa.Table)  # every model maps one table (typed as any FromClause)
     required, lengths, enums = [], [], []
     for c in table.columns:
         if not c.nullable and c.default is None and c.server_default is None:
@@ -67,7 +68,7 @@ def check_group(
         ids.setdefault(model.__tablename__, set()).update(r["id"] for r in rows if "id" in r)
     for model, rows in items:
         rules, name = _rules(model), model.__tablename__
-        keys_here: dict[tuple, str] = {}
+        keys_here: dict[tuple, str | None] = {}  # (columns, key) -> id of the first row here that has it
         for row in rows:
             for col in rules.required:
                 if row.get(col) is None:
@@ -86,8 +87,8 @@ def check_group(
                     raise RowError(f"{name}.{col} names a {target} row that is not stored: {ref}")
             for cols in rules.uniques:
                 key = tuple(row.get(c) for c in cols)
-                mine = row.get("id")
-                other = keys_here.setdefault((cols, key), mine)
+                mine: str | None = row.get("id")
+                other: str | None = keys_here.setdefault((cols, key), mine)
                 if other == mine:
                     other = holder(model, cols, key)
                 if other is not None and other != mine:

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -167,6 +168,7 @@ class StoreIO:
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
+        self._conn: sa.Connection | None = None  # the thread's; None while the store cannot be reached
         self.batches = 0  # transactions committed (for tests and benchmarks)
         self.cpu_s = 0.0  # CPU time this thread has used (benchmarks)
         self._thread = threading.Thread(target=self._serve, name="store-io", daemon=True)
@@ -216,32 +218,36 @@ class StoreIO:
         except Exception as e:  # noqa: BLE001  (a store that cannot be reached: raised on the loop's next call)
             log.info("the store cannot be reached", exc_info=True)
             self._error = e
-            self._conn = None
         try:
             self._loop_batches()
         finally:
             if self._conn is not None:
                 self._conn.close()
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, old: sa.Connection) -> sa.Connection:
         log.warning("the store's connection was lost: trying once more on a fresh one")
         try:
-            self._conn.close()
+            old.close()
         except Exception:  # noqa: BLE001  (the old connection is gone either way)
             pass
         self._conn = self.store.engine.connect()
+        return self._conn
 
     def _retrying(self, fn: Callable[[sa.Connection], Any]) -> Any:
         """fn(conn) in a transaction; a dropped connection (a restarted server) is tried once more."""
+        conn = self._conn
+        if conn is None:  # the store could not be reached when the thread started: that error, to the caller
+            assert self._error is not None
+            raise self._error
         try:
-            with self._conn.begin():
-                return fn(self._conn)
+            with conn.begin():
+                return fn(conn)
         except sa.exc.DBAPIError as e:
             if not disconnected(e):
                 raise
-        self._reconnect()
-        with self._conn.begin():
-            return fn(self._conn)
+        conn = self._reconnect(conn)
+        with conn.begin():
+            return fn(conn)
 
     def _loop_batches(self) -> None:
         stop = False
@@ -318,7 +324,7 @@ class StoreIO:
                 raise
         for group in groups:
             try:
-                self._retrying(lambda conn, g=group: self._write(conn, [g]))
+                self._retrying(partial(self._write, groups=[group]))
             except sa.exc.DBAPIError as e:
                 if not unit_fault(e):
                     raise
@@ -344,8 +350,8 @@ class StoreIO:
                 pass
 
     def _write(self, s: sa.Connection, groups: list[_Group]) -> None:
-        inserts: dict[type, list[dict]] = defaultdict(list)
-        rest: dict[type, list[Op]] = defaultdict(list)  # per table, in queue order
+        inserts: dict[type[schema.Base], list[dict]] = defaultdict(list)
+        rest: dict[type[schema.Base], list[Upsert | Update | Delete]] = defaultdict(list)  # per table, in queue order
         for group in groups:
             for op in group.ops:
                 if isinstance(op, Insert):
@@ -368,19 +374,20 @@ class StoreIO:
                         self.store.upsert(s, model, run, op.conflict, op.update)
                         run = []
                 else:
-                    cols = model.__table__.c
-                    where = [cols[k] == v for k, v in op.where.items()]
+                    table = model.__table__
+                    assert isinstance(table, sa.Table)  # every model maps one table (typed as any FromClause)
+                    where = [table.c[k] == v for k, v in op.where.items()]
                     if isinstance(op, Update):
-                        s.execute(sa.update(model.__table__).where(*where).values(**op.values))
+                        s.execute(sa.update(table).where(*where).values(**op.values))
                     else:
-                        s.execute(sa.delete(model.__table__).where(*where))
+                        s.execute(sa.delete(table).where(*where))
 
     def _lookup(self, s: Session, lookups: list[_Lookup]) -> list[tuple[asyncio.Future, Any, BaseException | None]]:
         keys = sorted({x.key for x in lookups})
         mc = schema.ModelCall
         try:
             with s.begin_nested():
-                found = dict(
+                found: dict[str, Any] = dict(
                     s.execute(
                         sa.select(mc.request_hash, mc.response).where(mc.request_hash.in_(keys), mc.status == "ok")
                     ).all()

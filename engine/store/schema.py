@@ -48,7 +48,8 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     command: Mapped[str] = mapped_column(sa.Text)
-    # running | finished | finished_with_failures | aborted | interrupted (engine/runtime/run_state.py)
+    # running | finished | finished_with_failures | finished_empty | aborted | interrupted
+    # (engine/runtime/run_state.py says when each is set)
     status: Mapped[str] = mapped_column(sa.String(32), default="running")
     engine_version: Mapped[str] = mapped_column(sa.String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)

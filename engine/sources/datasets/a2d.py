@@ -109,13 +109,13 @@ def _tables(root: Path) -> tuple[dict[str, str], dict[str, dict[int, list[str]]]
     queries: dict[str, dict[int, list[str]]] = {}
     bad: dict[str, int] = {}  # video -> rows whose instance id is not an integer
     with (root / "text_annotations" / "a2d_annotation.txt").open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
+        for line in csv.DictReader(fh):
             try:
-                instance = int(row["instance_id"])
+                instance = int(line["instance_id"])
             except (TypeError, ValueError):
-                bad[row["video_id"]] = bad.get(row["video_id"], 0) + 1
+                bad[line["video_id"]] = bad.get(line["video_id"], 0) + 1
                 continue
-            queries.setdefault(row["video_id"], {}).setdefault(instance, []).append(row["query"].strip())
+            queries.setdefault(line["video_id"], {}).setdefault(instance, []).append(line["query"].strip())
     missed_file = root / "text_annotations" / "a2d_missed_videos.txt"
     missed = frozenset(missed_file.read_text().split()) if missed_file.is_file() else frozenset()
     return split_of, queries, missed, bad

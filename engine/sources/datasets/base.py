@@ -96,3 +96,22 @@ def palette_masks(
 def read_videos(meta_file: Path) -> dict:
     """The "videos" table of a meta_expressions.json (Ref-YouTube-VOS, MeViS), read once."""
     return json.loads(meta_file.read_text())["videos"]
+
+
+class MetaExpressionsSplit:
+    """What Ref-YouTube-VOS and MeViS share: a split whose videos are the frame folders
+    <root>/<split>/JPEGImages/<vid>, listed in a meta_expressions file's "videos" table (`meta_file`)."""
+
+    name: str
+    root: Path
+    split: str
+    meta_file: Path
+
+    @property
+    def meta(self) -> dict:
+        return read_videos(self.meta_file)
+
+    def video(self, path: Path) -> DatasetVideo | None:
+        if path.parent != self.root / self.split / "JPEGImages":  # in the layout: a dataset video, listed or not
+            return None
+        return DatasetVideo(self.name, self.split, self.root, path.name)

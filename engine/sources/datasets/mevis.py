@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from engine.media import masks
-from engine.sources.datasets.base import DatasetObject, DatasetVideo, SplitSummary, read_videos
+from engine.sources.datasets.base import DatasetObject, DatasetVideo, MetaExpressionsSplit, SplitSummary
 
 NAME = "mevis"
 
@@ -37,7 +37,7 @@ def cache_dir() -> Path:
     )
 
 
-class MeViS:
+class MeViS(MetaExpressionsSplit):
     name = NAME
 
     def __init__(self, root: Path, split: str):
@@ -51,15 +51,6 @@ class MeViS:
             if folder.name == "JPEGImages" and _meta_file(folder.parent).is_file():
                 return _adapter(folder.parent.parent, folder.parent.name)
         return None
-
-    @property
-    def meta(self) -> dict:
-        return read_videos(self.meta_file)
-
-    def video(self, path: Path) -> DatasetVideo | None:
-        if path.parent != self.root / self.split / "JPEGImages":  # in the layout: a dataset video, listed or not
-            return None
-        return DatasetVideo(NAME, self.split, self.root, path.name)
 
     def mask_frames(self, video: DatasetVideo) -> list[int]:
         listed = self.meta.get(video.key)

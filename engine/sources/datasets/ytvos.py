@@ -20,16 +20,16 @@ from pathlib import Path
 from engine.sources.datasets.base import (
     DatasetObject,
     DatasetVideo,
+    MetaExpressionsSplit,
     SplitSummary,
     palette_mask_frames,
     palette_masks,
-    read_videos,
 )
 
 NAME = "ref-youtube-vos"
 
 
-class RefYouTubeVOS:
+class RefYouTubeVOS(MetaExpressionsSplit):
     name = NAME
 
     def __init__(self, root: Path, split: str):
@@ -49,15 +49,6 @@ class RefYouTubeVOS:
             ):
                 return _adapter(folder.parent.parent, folder.parent.name)
         return None
-
-    @property
-    def meta(self) -> dict:
-        return read_videos(self.meta_file)
-
-    def video(self, path: Path) -> DatasetVideo | None:
-        if path.parent != self.root / self.split / "JPEGImages":  # in the layout: a dataset video, listed or not
-            return None
-        return DatasetVideo(NAME, self.split, self.root, path.name)
 
     def mask_frames(self, video: DatasetVideo) -> list[int]:
         return palette_mask_frames(self.root / self.split / "JPEGImages" / video.key, self.annotations / video.key)

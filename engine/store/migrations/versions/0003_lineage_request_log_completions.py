@@ -31,8 +31,9 @@ OLD_UNIQUE = {
 def _old_unique_name(table: str) -> str:
     cols = OLD_UNIQUE[table]
     for uc in sa.inspect(op.get_bind()).get_unique_constraints(table):
-        if uc["column_names"] == cols and uc.get("name"):
-            return uc["name"]  # PostgreSQL: the name the server gave it
+        name = uc.get("name")
+        if uc["column_names"] == cols and name:
+            return name  # PostgreSQL: the name the server gave it
     return f"uq_{table}_{'_'.join(cols)}"
 
 
