@@ -14,17 +14,14 @@ the driver's StoreIO thread) or in memory (tests, benchmarks).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import sqlalchemy as sa
-
 from engine.store import schema
-from engine.store.db import Store
 from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, StoreIO, Upsert
-
-REQUEST_COLUMNS = tuple(c.name for c in schema.Request.__table__.c)
+from engine.store.requests import REQUEST_COLUMNS
+from engine.store.requests import RoleTotals as RoleTotals  # re-exported: callers import the totals from here
+from engine.store.requests import request_totals as request_totals
 
 
 class Cache(Protocol):
@@ -141,61 +138,6 @@ class MemoryLog:
 
 
 # --- totals ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class RoleTotals:
-    """Requests of one agent role (or of all, role "total"), from the request log."""
-
-    role: str
-    requests: int  # HTTP requests sent
-    ok: int  # answered 2xx
-    failed: int  # every other outcome, the unanswered included
-    unanswered: int  # sent, no answer recorded (the process died, or the run stopped, with it in flight)
-    tokens_unknown: int  # requests whose tokens are unknown (no usage, or no answer)
-    tokens_in: int  # over the requests whose tokens are known
-    tokens_out: int
-    cost_usd: float
-    mean_latency_s: float
-
-
-def request_totals(store: Store, run_id: str | None = None) -> list[RoleTotals]:
-    """Per-role totals over the request log, optionally for one run."""
-    r = schema.Request
-    query = (
-        sa.select(
-            r.role,
-            sa.func.count(),
-            sa.func.sum(sa.case((r.status == "ok", 1), else_=0)),
-            sa.func.sum(sa.case((r.status.in_(("sent", "cancelled")), 1), else_=0)),
-            sa.func.sum(sa.case((r.tokens_in.is_(None), 1), else_=0)),
-            sa.func.sum(r.tokens_in),
-            sa.func.sum(r.tokens_out),
-            sa.func.sum(r.cost_usd),
-            sa.func.avg(r.latency_s),
-        )
-        .group_by(r.role)
-        .order_by(r.role)
-    )
-    if run_id is not None:
-        query = query.where(r.run_id == run_id)
-    with store.session() as s:
-        rows = s.execute(query).all()
-    return [
-        RoleTotals(
-            role,
-            n,
-            int(ok or 0),
-            n - int(ok or 0),
-            int(sent or 0),
-            int(unknown or 0),
-            int(tin or 0),
-            int(tout or 0),
-            float(cost or 0),
-            float(lat or 0),
-        )
-        for role, n, ok, sent, unknown, tin, tout, cost, lat in rows
-    ]
 
 
 def add_totals(rows: list[RoleTotals], role: str = "total") -> RoleTotals:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from engine.config import Config
 from engine.media.video import uniform_indices
 from engine.runtime.pipeline import Pipeline, VersionContext, VideoTask, distinct_stages
-from engine.store import schema
 from engine.store.db import Store
+from engine.store.requests import measured_call_tokens
 
 MIN_MEASURED_CALLS = 20  # below this, measured means are too noisy to replace the estimate
 
@@ -53,14 +51,7 @@ class Plan:
 
 def measured_tokens(store: Store) -> dict[str, tuple[float, float, int]]:
     """{role: (mean tokens in, mean tokens out, number of requests)} over answered requests of kind call."""
-    r = schema.Request
-    with store.session() as s:
-        rows = s.execute(
-            sa.select(r.role, sa.func.avg(r.tokens_in), sa.func.avg(r.tokens_out), sa.func.count())
-            .where(r.status == "ok", r.kind == "call", r.tokens_in.is_not(None))
-            .group_by(r.role)
-        ).all()
-    return {role: (float(i), float(o), int(n)) for role, i, o, n in rows}
+    return measured_call_tokens(store)
 
 
 def make_plan(
@@ -98,7 +89,7 @@ def make_plan(
     for (role, endpoint), n in calls.items():
         m = measured.get(role)
         is_measured = m is not None and m[2] >= MIN_MEASURED_CALLS
-        per_in, per_out = (m[0], m[1]) if is_measured else shapes[role][:2]
+        per_in, per_out = (m[0], m[1]) if m is not None and is_measured else shapes[role][:2]
         ep = getattr(cfg.agents, endpoint)
         tin, tout = n * per_in, n * per_out
         roles.append(

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.config import Config
 
@@ -84,18 +85,12 @@ def check_store(cfg: Config) -> list[str]:
 
 
 def _check_server_store(url: str) -> list[str]:
-    import sqlalchemy as sa
+    from engine.store.faults import where
+    from engine.store.reach import why_unreachable
 
-    from engine.store.faults import cause, where
-
-    engine = sa.create_engine(url, connect_args={"connect_timeout": int(ADDRESS_TIMEOUT_S)})
-    try:
-        with engine.connect() as c:
-            c.exec_driver_sql("SELECT 1")
-    except sa.exc.SQLAlchemyError as e:
-        raise PreflightError(f"the store {where(url)} cannot be reached: {cause(e)}; check database_url") from None
-    finally:
-        engine.dispose()
+    why = why_unreachable(url, ADDRESS_TIMEOUT_S)
+    if why is not None:
+        raise PreflightError(f"the store {where(url)} cannot be reached: {why}; check database_url")
     return []
 
 
@@ -119,7 +114,8 @@ def check_cluster(cfg: Config, roles: Sequence[str], segmentor_path: str) -> Non
     from engine.runtime.actors import SegmentorWorker
 
     r = cfg.ray.resources["segmentor"]
-    actor = (
+    # Any: Ray's stubs type an actor handle's methods as the class's own, which have no .remote
+    actor: Any = (
         ray.remote(SegmentorWorker)
         .options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=0)
         .remote(segmentor_path, cfg.segmentor.model_dump_json())

@@ -20,20 +20,16 @@ counts them ("finished: nothing was left to do (3 inputs skipped: see Skipped in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import Any
 
 from engine.store import schema
 from engine.store.db import Store
+from engine.store.runs import RUNNING as RUNNING  # re-exported: every state of a run is named here
+from engine.store.runs import close_ended_runs
 
-RUNNING, FINISHED, FINISHED_WITH_FAILURES, FINISHED_EMPTY = (
-    "running",
-    "finished",
-    "finished_with_failures",
-    "finished_empty",
-)
+FINISHED, FINISHED_WITH_FAILURES, FINISHED_EMPTY = "finished", "finished_with_failures", "finished_empty"
 ABORTED, INTERRUPTED = "aborted", "interrupted"
 EXIT_CODES = {FINISHED: 0, FINISHED_WITH_FAILURES: 1, ABORTED: 3, FINISHED_EMPTY: 4, INTERRUPTED: 130}
 PREFLIGHT_EXIT = 2
@@ -49,7 +45,7 @@ class Outcome:
     sentence: str
 
 
-def outcome(summary: dict, reason: str | None = None, interrupted: bool = False) -> Outcome:
+def outcome(summary: dict[str, Any], reason: str | None = None, interrupted: bool = False) -> Outcome:
     """The state of a run from its summary (run_summary's) and how it stopped."""
     if interrupted:
         return Outcome(INTERRUPTED, EXIT_CODES[INTERRUPTED], "interrupted: a rerun goes on from where it stopped")
@@ -79,32 +75,20 @@ def outcome(summary: dict, reason: str | None = None, interrupted: bool = False)
     return Outcome(FINISHED, EXIT_CODES[FINISHED], f"finished{also}")
 
 
-def mark_interrupted(store: Store, logs: Path | None = None, now=None) -> list[tuple[str, str]]:
+def mark_interrupted(store: Store, logs: Path | None = None, now: datetime | None = None) -> list[tuple[str, str]]:
     """Runs still 'running' that have ended: those whose run log says how (a store that refused to close the
     row, e.g. a full disk), and those whose heartbeat stopped (killed). Returns (id, state closed as) of each."""
-    now = now or schema.utcnow()
-    stale = now - timedelta(seconds=HEARTBEAT_STALE_S)
-    r = schema.Run
-    with store.session() as s:
-        # SQLite returns naive datetimes: compare in Python, over the few runs still marked running
-        rows = s.execute(sa.select(r.id, r.heartbeat_at, r.started_at).where(r.status == RUNNING)).all()
-        ended = []
-        for rid, beat, started in rows:
-            said = _logged_end(logs / f"run-{rid}.log") if logs is not None else None
-            if said is not None:
-                state = _state_of(said)
-                s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=said))
-            elif _aware(beat or started) < stale:
-                state = INTERRUPTED
-                s.execute(
-                    sa.update(r)
-                    .where(r.id == rid)
-                    .values(status=state, reason="no heartbeat: the process was killed or the machine stopped")
-                )
-            else:
-                continue
-            ended.append((rid, state))
-    return ended
+    stale = (now or schema.utcnow()) - timedelta(seconds=HEARTBEAT_STALE_S)
+
+    def ended(run_id: str, last_beat: datetime) -> tuple[str, str] | None:
+        said = _logged_end(logs / f"run-{run_id}.log") if logs is not None else None
+        if said is not None:
+            return _state_of(said), said
+        if _aware(last_beat) < stale:
+            return INTERRUPTED, "no heartbeat: the process was killed or the machine stopped"
+        return None
+
+    return close_ended_runs(store, ended)
 
 
 def _state_of(sentence: str) -> str:
@@ -132,6 +116,5 @@ def _logged_end(path: Path) -> str | None:
     return lines[-1].split(RUN_END_MARK, 1)[1].strip() if lines else None
 
 
-def _aware(t):
-
+def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

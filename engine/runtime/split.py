@@ -17,25 +17,30 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import Any
 
 from engine.config import Config
 from engine.media.clips import Clip, HashIndex, Scan, drop_duplicates, hashes_of, plan_clips
 from engine.media.shots import DETECTOR_VERSIONS
 from engine.sources.datasets import dataset_of
 from engine.sources.ingest import IngestedVideo, TimedCaption
-from engine.store import schema
 from engine.store.db import Store
 from engine.store.ids import lineage_key, stable_id
+from engine.store.sources import (
+    completed,
+    kept_clip_hashes,
+    quarantine_source,
+    quarantined,
+    record_clips,
+    stored_clips,
+)
 
 log = logging.getLogger(__name__)
 
 STAGE = "split"
-CHUNK = 500
 
 
 def split_lineage(cfg: Config) -> str:
@@ -90,33 +95,33 @@ def split_sources(
         return report
     lineage = split_lineage(cfg)
     split = [v for v in videos if splittable(v, source)]
-    done = _marked(store, schema.Completion, [v.id for v in split], lineage)
-    stored = _stored_clips(store, [v.id for v in split if v.id in done], lineage)
+    done = completed(store, STAGE, lineage, [v.id for v in split])
+    stored = stored_clips(store, [v.id for v in split if v.id in done], lineage)
     todo = [v for v in split if v.id not in done]
     if not retry_failed:
-        bad = _marked(store, schema.Failure, [v.id for v in todo], lineage, schema.Failure.quarantined)
+        bad = quarantined(store, STAGE, lineage, [v.id for v in todo])
         report.failed += [
             (v.rel, "quarantined by an earlier run (--retry-failed tries it again)") for v in todo if v.id in bad
         ]
         todo = [v for v in todo if v.id not in bad]
     units: dict[str, list[str]] = {}
-    for vid, clips in stored.items():
-        units[vid] = [c.video_id for c in clips if c.kept]
-        _count(report, [(c.kept, c.reason) for c in clips])
+    for vid, found in stored.items():
+        units[vid] = [c.video_id for c in found if c.kept and c.video_id is not None]  # a kept clip has its unit
+        _count(report, [(c.kept, c.reason) for c in found])
     report.resumed = len(stored)
     if on_start:
         on_start(len(todo))
     if todo:
-        index = HashIndex(_kept_hashes(store, lineage, exclude={v.id for v in todo}))
+        index = HashIndex(kept_clip_hashes(store, lineage, exclude={v.id for v in todo}))
         for v, scanned in _scans(cfg, [str(source / v.rel) for v in todo], todo):
             if isinstance(scanned, BaseException):
                 reason = f"{type(scanned).__name__}: {str(scanned).splitlines()[0] if str(scanned) else ''}"
                 report.failed.append((v.rel, reason))
-                _record_failure(store, v, lineage, reason, run_id)
+                quarantine_source(store, v.id, STAGE, lineage, "split_failed", reason, run_id)
             else:
-                clips = _plan(cfg, v, scanned, index)
-                units[v.id] = _save(cfg, store, v, source, clips, lineage, run_id, (timed or {}).get(v.rel, []))
-                _count(report, [(c.kept, c.reason) for c, _ in clips])
+                planned = _plan(cfg, v, scanned, index)
+                units[v.id] = _save(cfg, store, v, source, planned, lineage, run_id, (timed or {}).get(v.rel, []))
+                _count(report, [(c.kept, c.reason) for c, _ in planned])
                 report.scanned += 1
             if on_progress:
                 on_progress(v.rel)
@@ -136,7 +141,9 @@ def _count(report: SplitReport, clips: list[tuple[bool, str | None]]) -> None:
     report.dropped.update(r for k, r in clips if not k)
 
 
-def _scans(cfg: Config, paths: list[str], videos: list[IngestedVideo]):
+def _scans(
+    cfg: Config, paths: list[str], videos: list[IngestedVideo]
+) -> Iterator[tuple[IngestedVideo, Scan | BaseException]]:
     """(video, Scan or the exception it raised), in source order, from SplitWorker actors working ahead."""
     import ray
 
@@ -156,7 +163,8 @@ def _scans(cfg: Config, paths: list[str], videos: list[IngestedVideo]):
     worker = ray.remote(SplitWorker).options(
         num_cpus=res.num_cpus, num_gpus=gpus, max_restarts=1, runtime_env={"env_vars": {"MALLOC_ARENA_MAX": "2"}}
     )
-    actors = [worker.remote(cfg.split.detector, device) for _ in range(res.replicas)]
+    # Any: Ray's stubs type an actor handle's methods as the class's own, which have no .remote
+    actors: list[Any] = [worker.remote(cfg.split.detector, device) for _ in range(res.replicas)]
     try:
         ray.get([a.ready.remote() for a in actors])
         ahead = 2 * len(actors)
@@ -206,7 +214,10 @@ def _save(
 ) -> list[str]:
     """Write a scanned source's clips, clip units, their timed captions and its completion, together."""
     detector = DETECTOR_VERSIONS[cfg.split.detector]
-    clip_rows, video_rows, caption_rows, units = [], [], [], []
+    clip_rows: list[dict[str, Any]] = []
+    video_rows: list[dict[str, Any]] = []
+    captions: list[tuple[str, str, str]] = []  # (unit id, source, text)
+    units: list[str] = []
     fps = v.info.fps or 25.0
     for c, hashes in clips:
         cid = stable_id("clip", v.id, c.start, c.end, lineage)  # a row per split version: each keeps its verdicts
@@ -249,94 +260,8 @@ def _save(
         middle = (c.start + c.end) / 2 / fps
         text = next((t.text for t in timed if t.start <= middle < t.end), None)
         if text is not None:
-            caption_rows.append(
-                dict(
-                    id=stable_id("caption", unit, "captions.jsonl"), video_id=unit, source="captions.jsonl", text=text
-                )
-            )
-    with store.session() as s:
-        store.insert_ignore(s, schema.Video, video_rows)
-        store.insert_ignore(s, schema.Clip, clip_rows)
-        if caption_rows:
-            store.upsert(s, schema.Caption, caption_rows, conflict=("video_id", "source"), update=("text",))
-        store.insert_ignore(
-            s,
-            schema.Completion,
-            [
-                dict(
-                    id=stable_id("completion", v.id, STAGE, lineage),
-                    video_id=v.id,
-                    unit_id=v.id,
-                    stage=STAGE,
-                    lineage=lineage,
-                    run_id=run_id,
-                    dropped=dict(Counter(c.reason for c, _ in clips if not c.kept)) or None,
-                )
-            ],
-        )
-        s.query(schema.Failure).filter_by(unit_id=v.id, stage=STAGE, lineage=lineage).delete()
+            captions.append((unit, "captions.jsonl", text))
+    # by reason (every dropped clip has one)
+    dropped = dict(Counter(c.reason for c, _ in clips if not c.kept and c.reason is not None)) or None
+    record_clips(store, v.id, STAGE, lineage, run_id, clip_rows, video_rows, captions, dropped)
     return units
-
-
-def _marked(
-    store: Store, model: type[schema.Completion] | type[schema.Failure], ids: list[str], lineage: str, *where
-) -> set[str]:
-    """The sources among ids with a split completion (or failure) at this lineage."""
-    out: set[str] = set()
-    with store.session() as s:
-        for i in range(0, len(ids), CHUNK):
-            out.update(
-                s.scalars(
-                    sa.select(model.unit_id).where(
-                        model.stage == STAGE, model.lineage == lineage, model.unit_id.in_(ids[i : i + CHUNK]), *where
-                    )
-                )
-            )
-    return out
-
-
-def _stored_clips(store: Store, ids: list[str], lineage: str) -> dict[str, list]:
-    c = schema.Clip
-    out: dict[str, list] = {i: [] for i in ids}
-    with store.session() as s:
-        for i in range(0, len(ids), CHUNK):
-            for row in s.execute(
-                sa.select(c.source_id, c.start, c.kept, c.reason, c.video_id)
-                .where(c.lineage == lineage, c.source_id.in_(ids[i : i + CHUNK]))
-                .order_by(c.source_id, c.start)
-            ):
-                out[row.source_id].append(row)
-    return out
-
-
-def _kept_hashes(store: Store, lineage: str, exclude: set[str]) -> list[list[str]]:
-    """Hashes of every clip kept in the store at this lineage, but the sources about to be split."""
-    c = schema.Clip
-    with store.session() as s:
-        rows = s.execute(sa.select(c.source_id, c.hashes).where(c.lineage == lineage, c.kept)).all()
-    return [r.hashes for r in rows if r.source_id not in exclude and r.hashes]
-
-
-def _record_failure(store: Store, v: IngestedVideo, lineage: str, reason: str, run_id: str) -> None:
-    with store.session() as s:
-        store.upsert(
-            s,
-            schema.Failure,
-            [
-                dict(
-                    id=stable_id("failure", v.id, STAGE, lineage),
-                    unit_kind="video",
-                    unit_id=v.id,
-                    video_id=v.id,
-                    lineage=lineage,
-                    stage=STAGE,
-                    attempts=1,
-                    error_code="split_failed",
-                    message=reason[:2000],
-                    quarantined=True,
-                    run_id=run_id,
-                )
-            ],
-            conflict=("unit_id", "stage", "lineage"),
-            update=("message", "run_id", "attempts"),
-        )

@@ -27,16 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import sqlalchemy as sa
-
 from engine.media.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, Video, VideoInfo, frame_files
-from engine.store import Store, schema
-from engine.store.ids import file_content_id, folder_content_id, stable_id
+from engine.store import Store
+from engine.store.ids import file_content_id, folder_content_id
+from engine.store.sources import record_skipped_inputs, record_video, save_captions, source_videos, video_captions
 
 # Extensions that look like video but that we do not decode: reported, not silently ignored.
 OTHER_VIDEO_EXTENSIONS = frozenset({".flv", ".wmv", ".mpg", ".mpeg", ".m4v", ".3gp", ".ts", ".vob", ".ogv"})
 SKIPPED_DIR_NAMES = frozenset({"annotations", "__pycache__"})
-CAPTION_TABLES = ("captions.jsonl", "captions.csv")
 STAGE = "ingest"  # the stage of the failure rows that record skipped inputs
 CAPTION_SOURCE_ORDER = ("sidecar", "captions.jsonl", "captions.csv", "captioner")
 
@@ -121,10 +119,11 @@ def scan(source: Path) -> tuple[list[Candidate], list[Problem]]:
         try:
             with os.scandir(here) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            problems.append(Problem(rel, *_unreadable(e, "cannot list this folder")))
+        except OSError as err:
+            problems.append(Problem(rel, *_unreadable(err, "cannot list this folder")))
             continue
-        dirs, files = [], []
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
         for e in entries:
             (dirs if _is_dir(e) else files).append(e)
         suffixes = {Path(e.name).suffix.lower() for e in files}
@@ -154,7 +153,7 @@ def scan(source: Path) -> tuple[list[Candidate], list[Problem]]:
     return found, problems
 
 
-def _is_dir(e: os.DirEntry) -> bool:
+def _is_dir(e: os.DirEntry[str]) -> bool:
     try:
         return e.is_dir()  # follows links; a link loop raises
     except OSError:
@@ -273,16 +272,8 @@ class _Stored:
 
 def _stored_videos(store: Store, source: Path) -> dict[str, _Stored]:
     """What the store holds for this source root, by relative path: two queries, whatever the store's size."""
-    v, c = schema.Video, schema.Caption
-    with store.session() as s:  # sources only: a clip's row shares its source's path
-        rows = s.execute(sa.select(v).where(v.source_root == str(source), v.parent_id.is_(None))).scalars().all()
-        captions: dict[str, dict[str, str]] = {}
-        ids = [r.id for r in rows]
-        for i in range(0, len(ids), 500):
-            for vid, src, text in s.execute(
-                sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids[i : i + 500]))
-            ):
-                captions.setdefault(vid, {})[src] = text
+    rows = source_videos(store, str(source))  # sources only: a clip's row shares its source's path
+    captions = video_captions(store, [r.id for r in rows])
     return {
         r.path: _Stored(
             r.id,
@@ -335,7 +326,7 @@ def ingest(
     return report
 
 
-def _captions_of(c: Candidate, tables) -> dict[str, str]:
+def _captions_of(c: Candidate, tables: dict[str, dict[str, str]]) -> dict[str, str]:
     captions = dict(tables.get(c.rel, {}))
     sidecar = _sidecar(c)
     if sidecar.is_file():
@@ -344,7 +335,13 @@ def _captions_of(c: Candidate, tables) -> dict[str, str]:
 
 
 def _ingest_one(
-    store: Store, source: Path, c: Candidate, tables, fps: float, report: IngestReport, known: _Stored | None
+    store: Store,
+    source: Path,
+    c: Candidate,
+    tables: dict[str, dict[str, str]],
+    fps: float,
+    report: IngestReport,
+    known: _Stored | None,
 ) -> None:
     size, mtime_ns = _file_stamp(c)
     captions = _captions_of(c, tables)
@@ -352,8 +349,7 @@ def _ingest_one(
         report.unchanged += 1  # the same file as stored: no probe, no hash
         changed = {k: v for k, v in captions.items() if known.captions.get(k) != v}
         if changed:
-            with store.session() as s:
-                _save_captions(store, s, known.id, changed)
+            save_captions(store, known.id, changed)
         report.videos.append(IngestedVideo(known.id, c.rel, known.info, captions, False))
         return
     info = Video(c.path, frame_folder_fps=fps).check()
@@ -370,58 +366,16 @@ def _ingest_one(
         size_bytes=size,
         mtime_ns=mtime_ns,
     )
-    with store.session() as s:
-        new = store.insert_ignore(s, schema.Video, [row]) == 1
-        # A file that failed before and reads now is no longer a failure.
-        s.query(schema.Failure).filter_by(unit_id=str(c.path), stage=STAGE).delete()
-        stored = s.get(schema.Video, vid)
-        # The same bytes under another path: the path recorded first stays the video's path.
-        if (stored.source_root, stored.path) != (str(source), c.rel):
-            report.duplicates.append((c.rel, stored.path))
-            return
-        if not new:  # stored before, at this path, and touched since: remember the new stamp
-            stored.size_bytes, stored.mtime_ns = size, mtime_ns
-        _save_captions(store, s, vid, captions)
-    report.videos.append(IngestedVideo(vid, c.rel, info, captions, new))
-
-
-def _save_captions(store: Store, s, vid: str, captions: dict[str, str]) -> None:
-    store.upsert(
-        s,
-        schema.Caption,
-        [
-            dict(id=stable_id("caption", vid, src), video_id=vid, source=src, text=text)
-            for src, text in captions.items()
-        ],
-        conflict=("video_id", "source"),
-        update=("text",),
-    )
+    # A file that failed before and reads now is no longer a failure; stored before at this path and touched since,
+    # it takes the new stamp.
+    recorded = record_video(store, row, captions, input_id=str(c.path), skip_stage=STAGE)
+    if recorded.duplicate_of is not None:  # the same bytes under another path: the path recorded first stays
+        report.duplicates.append((c.rel, recorded.duplicate_of))
+        return
+    report.videos.append(IngestedVideo(vid, c.rel, info, captions, recorded.new))
 
 
 def _record_skipped(store: Store, source: Path, problems: list[Problem], run_id: str | None) -> None:
     """Skipped inputs are listed by `engine status` and counted in their run's summary, but not quarantined: a skip
     is the input's state, not a failed unit, and every ingest looks at the input again anyway."""
-    rows = [
-        dict(
-            id=stable_id("failure", str(source / p.rel), STAGE),
-            unit_kind="file",
-            unit_id=str(source / p.rel),
-            stage=STAGE,
-            lineage="",
-            attempts=1,
-            error_code=p.code,
-            message=p.reason,
-            quarantined=False,
-            run_id=run_id,
-        )
-        for p in problems
-    ]
-    if rows:
-        with store.session() as s:  # quarantined is updated too: stores written before kept skips quarantined
-            store.upsert(
-                s,
-                schema.Failure,
-                rows,
-                conflict=("unit_id", "stage", "lineage"),
-                update=("error_code", "message", "quarantined", "run_id"),
-            )
+    record_skipped_inputs(store, STAGE, [(str(source / p.rel), p.code, p.reason) for p in problems], run_id)

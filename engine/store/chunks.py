@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 CHUNK = 500
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")  # the selected columns' types, which a Select carries
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -20,9 +21,9 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[i : i + size]
 
 
-def rows_in(s: Session, stmt: sa.Select[Any], column: Any, ids: Sequence[Any]) -> list[sa.Row[Any]]:
+def rows_in(s: Session, stmt: sa.Select[Unpack[Ts]], column: Any, ids: Sequence[Any]) -> list[sa.Row[Unpack[Ts]]]:
     """The rows of `stmt` where `column` is one of `ids`, one statement per chunk of ids."""
-    out: list[sa.Row[Any]] = []
+    out: list[sa.Row[Unpack[Ts]]] = []
     for part in chunks(ids):
         out.extend(s.execute(stmt.where(column.in_(part))).all())
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,8 @@ import sqlalchemy as sa
 
 from engine.store import schema
 from engine.store.db import Store
+
+RUNNING = "running"  # a run's status from open_run until its row is closed
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def open_run(
 
 
 def close_run(store: Store, run_id: str, state: str, reason: str, summary: dict[str, Any]) -> None:
+    """Record how a run ended: its state, the sentence that says why, its summary and when."""
     with store.session() as s:
         s.execute(
             sa.update(schema.Run)
@@ -96,3 +99,22 @@ def recent_failures(store: Store, limit: int = 50) -> tuple[list[FailureRow], in
         return [
             FailureRow(x.unit_id, x.stage, x.error_code, x.attempts, bool(x.quarantined), x.message) for x in rows
         ], total
+
+
+def close_ended_runs(store: Store, ended: Callable[[str, datetime], tuple[str, str] | None]) -> list[tuple[str, str]]:
+    """Close the runs still marked running whose process has ended without closing them (killed, or a store that
+    refused the last write). `ended(run id, its last heartbeat, else its start)` says (state, reason) for a run
+    that has ended, None for one still alive. One transaction; returns (id, state) of each run closed."""
+    r = schema.Run
+    ended_runs: list[tuple[str, str]] = []
+    with store.session() as s:
+        # SQLite returns naive datetimes: `ended` compares them, over the few runs still marked running
+        running = s.execute(sa.select(r.id, r.heartbeat_at, r.started_at).where(r.status == RUNNING)).all()
+        for rid, beat, started in running:
+            verdict = ended(rid, beat or started)
+            if verdict is None:
+                continue
+            state, reason = verdict
+            s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=reason))
+            ended_runs.append((rid, state))
+    return ended_runs

@@ -1,0 +1,86 @@
+"""The counts a run's summary reports, read back from the store (so they are true after a crash and resume too).
+
+Every query is bounded by the run's videos or the run's id, so the summary costs the same in a store of any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from engine.store import schema
+from engine.store.chunks import chunks
+from engine.store.current import Current
+from engine.store.db import Store
+
+
+@dataclass
+class RunCounts:
+    """What a run's videos hold at the current lineages, and what the run itself did."""
+
+    objects: int = 0  # current objects of the run's videos
+    grounded: int = 0  # of those, with a current masklet
+    verdicts: dict[bool, int] = field(default_factory=dict)  # current reviews by verdict (True: keep)
+    samples: dict[str, int] = field(default_factory=dict)  # current samples by data type
+    new_samples: int = 0  # samples this run wrote
+    units_run: int = 0  # completions this run wrote
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> what this run's units left out
+    failures: int = 0  # failure rows of this run, skipped inputs apart
+    quarantined: int = 0  # of those, quarantined
+    skipped_inputs: int = 0  # inputs this run's ingest skipped (failure rows of the ingest stage)
+    quarantined_in_store: int = 0  # quarantined units among the run's videos, earlier runs' too
+
+
+def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Current, ingest_stage: str) -> RunCounts:
+    """Count a run's results, completions and failures over its videos (units and sources; `video_ids` without
+    repeats). The failure rows of `ingest_stage` are the inputs its ingest skipped: counted apart, not failures."""
+    ids = list(video_ids)
+    o, m, r, smp, f = schema.VideoObject, schema.Masklet, schema.Review, schema.Sample, schema.Failure
+    cp = schema.Completion
+    out = RunCounts()
+    with store.session() as s:
+        for part in chunks(ids):
+            mine = sa.select(o.id).where(o.video_id.in_(part), o.stage_version.in_(sorted(current.objects) or [""]))
+            out.objects += s.scalar(sa.select(sa.func.count()).select_from(mine.subquery())) or 0
+            out.grounded += (
+                s.scalar(
+                    sa.select(sa.func.count()).where(
+                        m.object_id.in_(mine), m.lineage.in_(sorted(current.masklets) or [""])
+                    )
+                )
+                or 0
+            )
+            for verdict, n in s.execute(
+                sa.select(r.verdict, sa.func.count())
+                .where(r.object_id.in_(mine), r.lineage.in_(sorted(current.reviews) or [""]))
+                .group_by(r.verdict)
+            ):
+                out.verdicts[bool(verdict)] = out.verdicts.get(bool(verdict), 0) + n
+            for data_type, n in s.execute(
+                sa.select(smp.data_type, sa.func.count())
+                .where(smp.video_id.in_(part), smp.lineage.in_(current.sample_lineages or [""]))
+                .group_by(smp.data_type)
+            ):
+                out.samples[data_type] = out.samples.get(data_type, 0) + n
+            out.new_samples += (
+                s.scalar(sa.select(sa.func.count()).where(smp.video_id.in_(part), smp.run_id == run_id)) or 0
+            )
+            out.units_run += (
+                s.scalar(sa.select(sa.func.count()).where(cp.video_id.in_(part), cp.run_id == run_id)) or 0
+            )
+            for (counts,) in s.execute(
+                sa.select(cp.dropped).where(cp.video_id.in_(part), cp.run_id == run_id, cp.dropped.is_not(None))
+            ):
+                for reason, n in (counts or {}).items():  # JSON null is not SQL NULL
+                    out.dropped[reason] = out.dropped.get(reason, 0) + n
+        in_run = sa.select(sa.func.count()).select_from(f).where(f.run_id == run_id)
+        out.failures = s.scalar(in_run.where(f.stage != ingest_stage)) or 0
+        out.quarantined = s.scalar(in_run.where(f.stage != ingest_stage, f.quarantined)) or 0
+        out.skipped_inputs = s.scalar(in_run.where(f.stage == ingest_stage)) or 0
+        for part in chunks(ids):
+            out.quarantined_in_store += (
+                s.scalar(sa.select(sa.func.count()).select_from(f).where(f.video_id.in_(part), f.quarantined)) or 0
+            )
+    return out
