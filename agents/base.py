@@ -16,11 +16,11 @@ from agents.prompt import Prompt, load
 
 
 class TemplateAgent:
-    role: ClassVar[str]
+    role: str  # a class attribute, or set per instance before __init__ (AnnotatorAgent: one per query)
     endpoint: ClassVar[str]
     sees_images: ClassVar[bool] = False  # its requests carry frames: preflight proves the model sees them
     response_format: ClassVar[type[BaseModel]]
-    prompt_name: ClassVar[str]
+    prompt_name: str  # as role
 
     def __init__(self) -> None:
         self.template: Prompt = load(self.prompt_name)

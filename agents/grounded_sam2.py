@@ -8,7 +8,8 @@ For one video and its nouns:
 2. box -> mask on the anchor frame with SAM 2's image predictor (shares the video model's weights).
 3. SAM 2 video propagation, all objects of the video in one inference state, forward and backward
    from the anchors over the sampled mask frames. Frames come from our decoder as an array: no
-   re-decoding and no JPEG round trip through disk.
+   re-decoding and no JPEG round trip through disk (agents/sam2_adapter.py, where every use of SAM 2's
+   private parts lives).
 
 Checkpoints come from local paths, or are downloaded from the Hugging Face hub into a cache on first
 use; "random" builds random weights (tests and speed benchmarks only).
@@ -20,12 +21,12 @@ import importlib
 import logging
 import os
 import time
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents import sam2_adapter
 from agents.segmentor import SegmentRequest, Track
 from engine.media import masks
 from engine.media.video import uniform_indices
@@ -44,8 +45,12 @@ class _OnFirstUse:
         return getattr(importlib.import_module(self._name), attr)
 
 
-torch = _OnFirstUse("torch")
-F = _OnFirstUse("torch.nn.functional")
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = _OnFirstUse("torch")
+    F = _OnFirstUse("torch.nn.functional")
 os.environ.setdefault("TQDM_DISABLE", "1")  # SAM 2's propagation draws a progress bar per call
 
 RANDOM = "random"
@@ -108,9 +113,10 @@ def _load_state(model: torch.nn.Module, path: str, what: str, strict: bool = Tru
         )
 
 
-def build_sam2(cfg: Any, device: torch.device):
-    from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES, build_sam2_video_predictor
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
+def build_sam2(cfg: Any, device: torch.device) -> tuple[Any, Any]:
+    """SAM 2's video predictor and an image predictor that shares its weights."""
+    sam2_adapter.require_version()  # before anything is built
+    from sam2.build_sam import build_sam2_video_predictor
 
     family = cfg.sam2_model.split("_")[0]  # sam2 | sam2.1
     config_name = f"configs/{family}/{cfg.sam2_model}.yaml"
@@ -124,16 +130,13 @@ def build_sam2(cfg: Any, device: torch.device):
     if cfg.sam2_checkpoint != RANDOM:
         path = cfg.sam2_checkpoint or _hub_file(
             SAM2_HUB[cfg.sam2_model],
-            HF_MODEL_ID_TO_FILENAMES[SAM2_HUB[cfg.sam2_model]][1],
+            sam2_adapter.checkpoint_filename(SAM2_HUB[cfg.sam2_model]),
             cfg.cache_dir,
             "sam2_checkpoint",
         )
         _load_state(predictor, path, "SAM 2")
     predictor = predictor.to(device).eval()
-    image = SAM2ImagePredictor(predictor)
-    s = cfg.image_size  # the image predictor assumes 1024 px features unless told
-    image._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
-    return predictor, image
+    return predictor, sam2_adapter.image_predictor(predictor, cfg.image_size)
 
 
 def build_grounding_dino(cfg: Any, device: torch.device):
@@ -156,34 +159,6 @@ def build_grounding_dino(cfg: Any, device: torch.device):
         path = cfg.gdino_checkpoint or _hub_file(GDINO_REPO, hub_file, cfg.cache_dir, "gdino_checkpoint")
         _load_state(model, path, "GroundingDINO", strict=False)  # the release carries unused heads
     return model.to(device).eval()
-
-
-def init_state_from_frames(predictor: Any, images: torch.Tensor, height: int, width: int, offload: bool) -> dict:
-    """SAM 2's inference state for frames we decoded ourselves (mirrors init_state of sam2 1.1.0,
-    which would decode the video again from a JPEG folder or an mp4)."""
-    device = predictor.device
-    state: dict[str, Any] = {
-        "images": images,
-        "num_frames": len(images),
-        "offload_video_to_cpu": offload,
-        "offload_state_to_cpu": False,
-        "video_height": height,
-        "video_width": width,
-        "device": device,
-        "storage_device": device,
-        "point_inputs_per_obj": {},
-        "mask_inputs_per_obj": {},
-        "cached_features": {},
-        "constants": {},
-        "obj_id_to_idx": OrderedDict(),
-        "obj_idx_to_id": OrderedDict(),
-        "obj_ids": [],
-        "output_dict_per_obj": {},
-        "temp_output_dict_per_obj": {},
-        "frames_tracked_per_obj": {},
-    }
-    predictor._get_image_feature(state, frame_idx=0, batch_size=1)
-    return state
 
 
 class GroundedSam2Segmentor:
@@ -286,7 +261,7 @@ class GroundedSam2Segmentor:
                 for i in range(len(boxes)):
                     objects.append((noun, i, pos, boxes[i], float(scores[i]), m[i], float(np.ravel(iou)[i])))
         offload = len(frames) > self.cfg.offload_frames_over
-        state = init_state_from_frames(self.sam2, self._sam2_input(frames, offload), h, w, offload)
+        state = sam2_adapter.init_state_from_frames(self.sam2, self._sam2_input(frames, offload), h, w, offload)
         for k, (_, _, pos, _, _, mask, _) in enumerate(objects):
             self.sam2.add_new_mask(state, frame_idx=pos, obj_id=k, mask=torch.from_numpy(mask))
         anchors = [o[2] for o in objects]
@@ -307,7 +282,7 @@ class GroundedSam2Segmentor:
                     noun,
                     instance,
                     request.frame_indices[pos],
-                    tuple(float(v) for v in box),
+                    (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                     g_score,
                     m_score,
                     frame_masks,

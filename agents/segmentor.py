@@ -1,51 +1,27 @@
-"""Segmentor: the interface every backend implements, and a backend that reads dataset masks.
+"""Segmentor backends that need no model: masks an annotated dataset ships.
 
-A backend is built once per actor from the config's `segmentor` section, then called once per
-video with all of that video's nouns (they share one inference state in SAM 2):
+The interface every backend implements (Segmentor), its request and its tracks are defined in
+engine/runtime/segmentation.py (the runtime calls it; engine/ imports no agent) and re-exported here for the
+backends and pipelines. A backend is built once per actor from the config's `segmentor` section, then called once
+per video with all of that video's nouns (they share one inference state in SAM 2):
 
     seg = Backend(cfg.segmentor)
     tracks = seg.segment(request, frames)   # frames: (T, H, W, 3) uint8 RGB at request.frame_indices
 
-Each noun yields zero tracks (not grounded), one, or several (distinct instances, never merged).
-Backends are chosen by name (engine/plugins.py) or by an import path 'package.module:Class'.
+Backends are chosen by name (the SEGMENTORS table in engine/registry.py) or by an import path
+'package.module:Class'; engine/runtime/plugins.py checks each against Segmentor when it loads it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from engine.media import masks
+from engine.runtime.segmentation import Segmentor, SegmentRequest, Track
 
-
-@dataclass(frozen=True)
-class SegmentRequest:
-    video_id: str
-    video_path: str  # absolute: a file or a frame folder
-    frame_indices: tuple[int, ...]  # the sampled mask frames, counted from the unit's first frame
-    nouns: tuple[str, ...]
-    height: int
-    width: int
-    first_frame: int = 0  # a clip's offset in its source file: where frame_indices[i] is decoded from
-
-
-@dataclass
-class Track:
-    noun: str
-    instance: int  # 0, 1, ... among the tracks of this noun
-    anchor_frame: int  # one of request.frame_indices
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 pixels on the anchor frame
-    grounding_score: float
-    mask_score: float
-    masks: dict[int, Any] = field(default_factory=dict)  # frame index -> RLE or None
-
-
-class Segmentor(Protocol):
-    version: str  # part of every masklet's id: a new version re-segments
-
-    def segment(self, request: SegmentRequest, frames: np.ndarray) -> list[Track]: ...
+__all__ = ["DatasetMasksSegmentor", "SegmentRequest", "Segmentor", "Track"]
 
 
 def _words(text: str) -> set[str]:
@@ -87,7 +63,7 @@ class DatasetMasksSegmentor:
 def _track_from_masks(noun: str, instance: int, frame_masks: dict[int, Any], frame_indices) -> Track:
     areas = {f: masks.area(frame_masks.get(f)) for f in frame_indices}
     anchor = max(frame_indices, key=lambda f: areas[f])  # the frame where the object is largest
-    box = masks.bbox_xyxy(frame_masks[anchor]) if areas[anchor] else (0.0, 0.0, 0.0, 0.0)
+    box = (masks.bbox_xyxy(frame_masks[anchor]) if areas[anchor] else None) or (0.0, 0.0, 0.0, 0.0)
     return Track(
         noun,
         instance,

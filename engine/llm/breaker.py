@@ -55,7 +55,7 @@ class Breaker:
         """A connection error, timeout or 5xx: the breaker opens at the threshold."""
         self.failures += 1
         if self.failures >= self.threshold and self._closed.is_set() and self._down is None:
-            self.opened_at = self.clock()
+            self.opened_at = opened_at = self.clock()
             self._closed.clear()
             log.warning(
                 "%s: %d failures in a row; holding every request while it is probed (giving up after %.0f s)",
@@ -63,9 +63,9 @@ class Breaker:
                 self.failures,
                 self.down_s,
             )
-            self._prober = asyncio.ensure_future(self._probe_until_up())
+            self._prober = asyncio.ensure_future(self._probe_until_up(opened_at))
 
-    async def _probe_until_up(self) -> None:
+    async def _probe_until_up(self, opened_at: float) -> None:
         every = max(0.2, min(5.0, self.down_s / 10))
         while True:
             await asyncio.sleep(every)
@@ -74,11 +74,11 @@ class Breaker:
             except Exception:  # noqa: BLE001  (any failure to get an answer means: still down)
                 up = False
             if up:
-                log.warning("%s answers again after %.0f s; resuming", self.where, self.clock() - self.opened_at)
+                log.warning("%s answers again after %.0f s; resuming", self.where, self.clock() - opened_at)
                 self.failures, self.opened_at = 0, None
                 self._closed.set()
                 return
-            if self.clock() - self.opened_at >= self.down_s:
+            if self.clock() - opened_at >= self.down_s:
                 self._down = EndpointDown(
                     f"{self.where} has not answered for {self.down_s:.0f} s "
                     f"({self.failures} failed requests in a row); the run stops here, and "

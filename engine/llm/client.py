@@ -9,15 +9,16 @@
   json_object with a schema, then JSON mode, then plain text) for servers that refuse a format;
   in JSON and text modes the schema instructions join the agent's own system message (servers with
   one-system-message templates drop any other); an invalid answer gets one repair request;
-- retries with tenacity on 408/409/429, 5xx, timeouts, dropped connections and unparseable bodies:
-  exponential backoff with jitter, `Retry-After` honoured, bounded attempts;
+- retries on 408/409/429, 5xx, timeouts, dropped connections and unparseable bodies: exponential backoff
+  with jitter, `Retry-After` honoured, bounded attempts (engine/llm/backoff.py);
 - limits per endpoint (concurrent requests, requests and tokens per minute);
 - the request log: one row per HTTP request, durable before the request leaves.
 
 Transport: plain aiohttp rather than the openai package's client. Measured here against the local
 test endpoint, openai 3.57 spends 2.3 ms of CPU per request (1.0 ms with its aiohttp transport and its
 low-level `post`); aiohttp alone 0.4 ms. The engine sends about five requests per object from the
-driver, whose budget is 5 ms per object. The openai package still builds the strict JSON schema.
+driver, whose budget is 5 ms per object. The strict JSON schema that json_schema mode sends is ours too
+(engine/llm/strict_schema.py): the openai package is not needed at run time.
 
 Per-item outcomes (refused, invalid output, retries exhausted, a 400) come back as a CallResult with a
 status and an error code. Misconfiguration that would fail every call (401, 403, 404, a missing API
@@ -27,7 +28,6 @@ key) raises EndpointError, naming the agent, endpoint and model, never the key.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import itertools
 import json
@@ -44,12 +44,13 @@ from typing import Any, Generic, Literal, TypeVar
 import aiohttp
 import orjson
 import pydantic
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from engine.config import AGENT_NAMES, Config, EndpointConfig
+from engine.llm import backoff
 from engine.llm.breaker import Breaker, EndpointDown
 from engine.llm.limits import EndpointLimiter
 from engine.llm.request_log import Cache, RequestLog, request_columns
+from engine.llm.strict_schema import strict_json_schema
 from engine.media.images import to_data_url, url_digest
 from engine.store.faults import one_line
 from engine.store.schema import utcnow
@@ -64,7 +65,7 @@ NO_KEY = "no-key"  # what is sent when api_key_env = "" (local servers that chec
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ANSWER_CHARS = 2000  # of a failed request's raw answer kept in the request log
 KIND_HEADER = "X-Engine-Request-Kind"  # call | repair | probe: servers ignore it; test endpoints count by it
-# Read of an answer at most: a chat completion is kilobytes (max_tokens bounds it); a server that streams more is
+# Bytes of an answer read at most: a chat completion is kilobytes (max_tokens bounds it); a server that streams more is
 # broken, and parsing or scanning megabytes of it for JSON would stall the event loop every agent shares.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # Tries of one preflight probe in one output mode: one invalid answer or one transient fault must not decide
@@ -110,9 +111,7 @@ def _schema_json(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
 
 @cache
 def _strict_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
-    from openai.lib._pydantic import to_strict_json_schema  # what openai's own parse() sends
-
-    return to_strict_json_schema(schema)
+    return strict_json_schema(schema)
 
 
 def canonical_request(
@@ -200,66 +199,6 @@ def _transient(e: BaseException) -> bool:
     if isinstance(e, _HTTPError):
         return (e.status in (408, 409, 429) or e.status >= 500) and not _unsupported_format(e)
     return False
-
-
-def _retry_after(e: BaseException | None) -> float | None:
-    """Seconds from a Retry-After (or retry-after-ms) header, if the error carries one."""
-    headers = getattr(e, "headers", None)
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-class _WaitRetryAfterOrBackoff:
-    """Retry-After when the answer gives one, else exponential backoff with jitter. The first try is made outside
-    tenacity (the fast path), so tenacity's attempt numbers are one behind the request's."""
-
-    def __init__(self, max_s: float):
-        self.max_s = max_s
-        self.backoff = wait_exponential_jitter(multiplier=0.5, max=max_s, jitter=0.5)
-
-    def __call__(self, state) -> float:
-        hinted = _retry_after(state.outcome.exception() if state.outcome else None)
-        if hinted is not None:
-            return min(hinted, self.max_s)
-        return self.backoff(_Shifted(state.attempt_number + 1))
-
-
-@dataclass
-class _Shifted:
-    attempt_number: int
-
-
-class _Outcome1:
-    def __init__(self, e: BaseException):
-        self._e = e
-
-    def exception(self) -> BaseException:
-        return self._e
-
-
-@dataclass
-class _FirstFailure:
-    """What tenacity's wait strategies read of a retry state, for the first try made outside tenacity."""
-
-    error: BaseException
-    attempt_number: int = 0
-
-    @property
-    def outcome(self) -> _Outcome1:
-        return _Outcome1(self.error)
 
 
 def _error_code(e: BaseException) -> str:
@@ -378,8 +317,6 @@ class ModelClient:
         self._breakers: dict[str, Breaker] = {}
         self._image_tokens: dict[tuple[str, str], int] = {}  # per server and model: prompt tokens of the probe image
         self._inflight: dict[str, asyncio.Future] = {}
-        import openai.lib._pydantic  # noqa: F401  (the strict schemas need it: imported now, not on the first call)
-
         self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()  # request log ids, unique per client
         self.cache_hits: Counter[str] = Counter()  # per role: calls answered from the cache (no request)
 
@@ -450,11 +387,6 @@ class ModelClient:
         ep: EndpointConfig = getattr(self.cfg.agents, key)
         return _request_hash(ep.model, list(messages), self._params(ep), response_format)
 
-    def image_urls(self, key: str, frames: Sequence[Any]) -> list[str]:
-        """Frames ((H, W, 3) uint8 RGB) as JPEG data URLs at this agent's image_max_side and image_quality."""
-        ep: EndpointConfig = getattr(self.cfg.agents, key)
-        return [to_data_url(f, ep.image_max_side, ep.image_quality) for f in frames]
-
     def check(self, keys: Sequence[str] = AGENT_NAMES) -> None:
         """Raise EndpointError now if any agent's endpoint settings are missing (before spending)."""
         for key in keys:
@@ -503,10 +435,9 @@ class ModelClient:
         Returns (the last answer, whether it is valid, the last try's counts); raises _Unsupported when the server
         refuses the mode, _Outcome when a try fails for good or the tries end in a failure without an answer."""
         rhash = self.request_key(key, messages, _Probe)
-        wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
         failures: list[str] = []
         for n in range(1, PROBE_TRIES + 1):
-            result = CallResult("probe", ep.cfg.model, rhash, "error")
+            result: CallResult[_Probe] = CallResult("probe", ep.cfg.model, rhash, "error")
             try:
                 content, _ = await self._send(
                     ep, "probe", rhash, "probe", messages, _Probe, mode, result, tries=1, tried=n - 1
@@ -517,7 +448,7 @@ class ModelClient:
                 if not o.transient:
                     raise
                 failures.append(o.code)
-                last, delay = o, wait(_FirstFailure(o.cause, n - 1))
+                last, delay = o, backoff.delay(n, o.cause, ep.cfg.backoff_max_s)
             else:
                 if isinstance(self._validate(content, _Probe), pydantic.BaseModel):
                     return content, True, result
@@ -665,8 +596,18 @@ class ModelClient:
         finally:
             del self._inflight[rhash]
 
-    async def _call(self, key, role, rhash, messages, schema, images, scope) -> CallResult:
+    async def _call(
+        self,
+        key: str,
+        role: str,
+        rhash: str,
+        messages: list,
+        schema: type[T],
+        images: Mapping[str, str],
+        scope: str | None,
+    ) -> CallResult[T]:
         ep = self.endpoint(key)
+        value: T | None = None
         if self.use_cache and self.cache is not None:
             stored = await self.cache.get(rhash, scope)
             if stored is not None:
@@ -677,18 +618,18 @@ class ModelClient:
                 if value is not None:
                     self.cache_hits[role] += 1
                     return CallResult(role, ep.cfg.model, rhash, "ok", value, cached=True, mode=stored.get("mode", ""))
-        result = CallResult(role, ep.cfg.model, rhash, "error")
+        result: CallResult[T] = CallResult(role, ep.cfg.model, rhash, "error")
         started = time.monotonic()
         content: str | None = None
         try:
-            result.value, content, result.mode = await self._ask(
+            value, content, result.mode = await self._ask(
                 ep, role, rhash, _fill_images(messages, images), schema, result
             )
-            result.status = "ok"
+            result.value, result.status = value, "ok"
         except _Outcome as o:
             result.status, result.error_code, result.error = o.status, o.code, o.message
         result.latency_s = time.monotonic() - started
-        if result.ok and self.cache is not None:
+        if value is not None and self.cache is not None:
             self.cache.put(
                 dict(
                     request_hash=rhash,
@@ -702,7 +643,7 @@ class ModelClient:
                     latency_s=result.latency_s,
                     run_id=self.run_id,
                     video_id=scope,
-                    response={"parsed": result.value.model_dump(mode="json"), "content": content, "mode": result.mode},
+                    response={"parsed": value.model_dump(mode="json"), "content": content, "mode": result.mode},
                 )
             )
         if result.error_code in FATAL_STATUS.values():
@@ -714,7 +655,9 @@ class ModelClient:
         if self.cache is not None:
             self.cache.invalidate(rhash)
 
-    async def _ask(self, ep: _Endpoint, role: str, rhash: str, messages: list, schema, result) -> tuple[Any, str, str]:
+    async def _ask(
+        self, ep: _Endpoint, role: str, rhash: str, messages: list, schema: type[T], result: CallResult
+    ) -> tuple[T, str | None, str]:
         """Ask, degrade the output mode if the server refuses it, repair once if the output is invalid."""
         mode_key = (ep.base_url, ep.cfg.model)  # learnt once per server and model
         while True:
@@ -723,6 +666,7 @@ class ModelClient:
             )
             try:
                 content, refusal = await self._send(ep, role, rhash, "call", messages, schema, mode, result)
+                break
             except _Unsupported:
                 if ep.cfg.structured_output != "auto" or mode == MODES[-1]:
                     raise _Outcome(
@@ -730,12 +674,10 @@ class ModelClient:
                     ) from None
                 self._modes[mode_key] = MODES[MODES.index(mode) + 1]
                 log.warning("%s rejects %s output; using %s", ep.where, mode, self._modes[mode_key])
-                continue
-            break
         if refusal:
             raise _Outcome("refused", "refusal", refusal[:500])
         problem = self._validate(content, schema)
-        if isinstance(problem, pydantic.BaseModel):
+        if not isinstance(problem, ValueError):
             return problem, content, mode
         # One repair request that shows the model what was wrong with its answer.
         repair = [
@@ -755,7 +697,7 @@ class ModelClient:
         if refusal:
             raise _Outcome("refused", "refusal", refusal[:500])
         fixed = self._validate(content2, schema)
-        if isinstance(fixed, pydantic.BaseModel):
+        if not isinstance(fixed, ValueError):
             return fixed, content2, mode
         # The unit's failure message (`engine status`) shows what the model said: the repaired answer, or the first
         # one when the repair came back empty.
@@ -807,32 +749,19 @@ class ModelClient:
         est = len(data) // 4 + ep.cfg.max_tokens
         images = _count_images(messages)
         attempt = tried
-
-        async def one() -> dict:
-            nonlocal attempt
-            attempt += 1
-            async with ep.limiter.slot(est) as slot:
-                completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result, images)
-                slot.settle(_known_tokens(completion))
-                return completion
-
         try:
-            try:
-                completion = await one()  # most requests succeed at once: no retry machinery for them
-            except Exception as first:
-                if not _transient(first) or max_attempts == 1:
-                    raise
-                wait = _WaitRetryAfterOrBackoff(ep.cfg.backoff_max_s)
-                await asyncio.sleep(wait(_FirstFailure(first)))
-                retrying = AsyncRetrying(
-                    stop=stop_after_attempt(max_attempts - 1),
-                    wait=wait,
-                    retry=retry_if_exception(_transient),
-                    reraise=True,
-                )
-                async for tenacity_attempt in retrying:
-                    with tenacity_attempt:
-                        completion = await one()
+            while True:
+                attempt += 1
+                try:
+                    async with ep.limiter.slot(est) as slot:
+                        completion = await self._post(ep, role, rhash, kind, attempt, mode, data, result, images)
+                        slot.settle(_known_tokens(completion))
+                    break
+                except Exception as e:
+                    failed = attempt - tried  # requests made by this call
+                    if not _transient(e) or failed >= max_attempts:
+                        raise
+                    await asyncio.sleep(backoff.delay(failed, e, ep.cfg.backoff_max_s))  # outside the slot
         except _HTTPError as e:
             raise self._status_outcome(ep, e, attempt) from None
         except (TimeoutError, aiohttp.ClientError, _MalformedResponse) as e:
@@ -933,13 +862,17 @@ class ModelClient:
     def _finish(self, row: dict, t0: float, ep: _Endpoint, usage: Mapping[str, Any] | None) -> None:
         tin = usage.get("prompt_tokens") if isinstance(usage, Mapping) else None
         tout = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
-        known = isinstance(tin, int) and isinstance(tout, int)
+        cost: float | None = None
+        if isinstance(tin, int) and isinstance(tout, int):
+            cost = (tin * ep.cfg.price_in_per_mtok + tout * ep.cfg.price_out_per_mtok) / 1e6
+        else:
+            tin = tout = None  # both known, or neither
         row.update(
             latency_s=time.monotonic() - t0,
             finished_at=utcnow(),
-            tokens_in=tin if known else None,
-            tokens_out=tout if known else None,
-            cost_usd=(tin * ep.cfg.price_in_per_mtok + tout * ep.cfg.price_out_per_mtok) / 1e6 if known else None,
+            tokens_in=tin,
+            tokens_out=tout,
+            cost_usd=cost,
         )
         if self.log is not None:
             self.log.answered(request_columns(row))

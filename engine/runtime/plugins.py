@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import Any, cast, get_type_hints
+
+from engine.runtime.segmentation import Segmentor
 
 
 class PluginError(LookupError):
@@ -33,31 +35,48 @@ def resolve(path: str, kind: str = "backend") -> Any:
     return obj
 
 
-def load_segmentor(path: str) -> type:
-    """The segmentor class at `path`, checked against the interface in agents/segmentor.py:
-
-    a class, built with the `segmentor` config section; `segment(request, frames)`; and `version`, a
-    string class attribute or a `version_for(cfg)` classmethod (a version that depends on the config).
-    """
+def load_segmentor(path: str) -> type[Segmentor]:
+    """The segmentor class at `path`, checked against the Segmentor protocol (engine/runtime/segmentation.py): a
+    class with its methods, taking at least their arguments, and its attributes, as class attributes of their type
+    or given by a `<name>_for(cfg)` classmethod (a `version` that depends on the config)."""
     cls = resolve(path, "segmentor backend")
-    problems = []
     if not inspect.isclass(cls):
         raise PluginError(f"segmentor backend {path!r} is not a class")
-    segment = getattr(cls, "segment", None)
-    if not callable(segment):
-        problems.append("a segment(request, frames) method")
-    else:
-        params = [p for p in inspect.signature(segment).parameters.values() if p.name != "self"]
-        if len(params) < 2:
-            problems.append(f"segment(request, frames) taking two arguments (it takes {len(params)})")
-    if not callable(getattr(cls, "version_for", None)) and not isinstance(getattr(cls, "version", None), str):
-        problems.append("a `version` string class attribute or a version_for(cfg) classmethod")
+    problems = _lacks(cls, Segmentor)
     if problems:
         raise PluginError(f"segmentor backend {path!r} lacks " + "; ".join(problems))
-    return cls
+    return cast("type[Segmentor]", cls)  # what _lacks checked
 
 
-def backend_version(cls: type, cfg: Any) -> str:
+def backend_version(cls: type[Segmentor], cfg: Any) -> str:
     """A segmentor's version for a config, without building it (which loads models)."""
     version_for = getattr(cls, "version_for", None)
     return version_for(cfg) if callable(version_for) else cls.version
+
+
+_TYPE_WORDS = {str: "string"}
+_NUMBER_WORDS = ("no", "one", "two", "three", "four")
+
+
+def _lacks(cls: type, protocol: type) -> list[str]:
+    """What `cls` lacks of `protocol`'s members, a phrase each. Checked on the class, before it is built (which
+    loads models), so the protocol's attributes may come from classmethods; its own __init__ is not checked."""
+    problems = []
+    for name, member in vars(protocol).items():  # methods
+        if name.startswith("_") or not inspect.isfunction(member):
+            continue
+        wanted = [p for p in inspect.signature(member).parameters if p != "self"]
+        shown = f"{name}({', '.join(wanted)})"
+        method = getattr(cls, name, None)
+        if not callable(method):
+            problems.append(f"a {shown} method")
+            continue
+        takes = [p for p in inspect.signature(method).parameters if p != "self"]
+        if len(takes) < len(wanted):
+            problems.append(f"{shown} taking {_NUMBER_WORDS[len(wanted)]} arguments (it takes {len(takes)})")
+    for name, kind in get_type_hints(protocol).items():  # attributes
+        if not isinstance(getattr(cls, name, None), kind) and not callable(getattr(cls, f"{name}_for", None)):
+            problems.append(
+                f"a `{name}` {_TYPE_WORDS.get(kind, kind.__name__)} class attribute or a {name}_for(cfg) classmethod"
+            )
+    return problems

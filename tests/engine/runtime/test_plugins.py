@@ -1,7 +1,7 @@
 import pytest
 
-from engine.registry import segmentor_path
 from engine.config import SegmentorConfig, load_config
+from engine.registry import segmentor_path
 from engine.runtime.plugins import PluginError, backend_version, load_segmentor, resolve
 
 
@@ -37,6 +37,10 @@ class OneArgument:
         return []
 
 
+class Nothing:
+    pass
+
+
 def test_import_path_and_registered_name():
     assert resolve(f"{__name__}:DummySegmentor") is DummySegmentor
     assert load_segmentor(f"{__name__}:DummySegmentor") is DummySegmentor
@@ -66,3 +70,17 @@ def test_errors_are_specific():
         load_segmentor(f"{__name__}:NoVersion")
     with pytest.raises(PluginError, match="taking two arguments"):
         load_segmentor(f"{__name__}:OneArgument")
+    with pytest.raises(PluginError, match=r"lacks a segment\(request, frames\) method; a `version` string"):
+        load_segmentor(f"{__name__}:Nothing")  # every problem at once
+    with pytest.raises(PluginError, match="is not a class"):
+        load_segmentor(f"{__name__}:DUMMY")
+
+
+DUMMY = DummySegmentor()
+
+
+def test_every_registered_backend_meets_the_protocol():
+    from engine.registry import SEGMENTORS
+
+    for path in SEGMENTORS.values():
+        assert isinstance(backend_version(load_segmentor(path), SegmentorConfig()), str)
