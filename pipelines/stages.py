@@ -10,6 +10,7 @@ per object; the other objects go on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +26,18 @@ from engine.media import masks
 from engine.media.video import uniform_indices
 from engine.runtime.pipeline import CallEstimate, Stage, UnitFailure, VersionContext, VideoTask
 from engine.runtime.services import ImageSet, StageContext, gather_units
+from engine.runtime.state import VideoState
 from engine.sources.datasets import dataset_of
 from engine.store import schema
-from engine.store.current import Row
 from engine.store.ids import stable_id
+from engine.store.records import (
+    CaptionRecord,
+    DescriptionRecord,
+    MaskletRecord,
+    ObjectRecord,
+    ReviewRecord,
+    SampleRecord,
+)
 
 DIRECT_REVIEW_FRAMES = 8
 RECORDS_VERSION = "records@2"  # the sample format: a change gives samples a new lineage
@@ -39,10 +48,11 @@ def mask_indices(cfg: Config, video: VideoTask) -> list[int]:
     return uniform_indices(video.num_frames, cfg.sampling.mask_frames)
 
 
-def description_row(ctx: StageContext, obj: Row, kind: str, text: str, agent: Any) -> dict:
-    return dict(
-        id=stable_id("description", obj["id"], kind, ctx.lineage),
-        object_id=obj["id"],
+def description_record(ctx: StageContext, obj: ObjectRecord, kind: str, text: str, agent: Any) -> DescriptionRecord:
+    return DescriptionRecord(
+        id=stable_id("description", obj.id, kind, ctx.lineage),
+        lineage=ctx.lineage,
+        object_id=obj.id,
         kind=kind,
         text=text,
         model=getattr(ctx.cfg.agents, agent.endpoint).model,
@@ -75,21 +85,15 @@ class CaptionStage(Stage):
         images = await ctx.s.encode(video, idx, "captioner")
         text = await ctx.ask(self.agent, CaptionItem(images.digests, video.context), images)
         ctx.save(
-            (
-                schema.Caption,
-                [
-                    dict(
-                        id=stable_id("caption", video.id, "captioner"),
-                        video_id=video.id,
-                        source="captioner",
-                        text=text,
-                    )
-                ],
-            )
+            [
+                CaptionRecord(
+                    id=stable_id("caption", video.id, "captioner"), video_id=video.id, source="captioner", text=text
+                )
+            ]
         )
 
 
-NOUN_CHARS = schema.VideoObject.__table__.c.noun.type.length  # PostgreSQL enforces VARCHAR(128), SQLite does not
+NOUN_CHARS = schema.max_chars(schema.VideoObject, "noun")  # PostgreSQL enforces VARCHAR(128), SQLite does not
 
 
 def clip_noun(text: str) -> str:
@@ -132,18 +136,19 @@ class AnalyzeStage(Stage):
             raise UnitFailure("no_caption", "the video has no caption (add a sidecar, or run the caption stage)")
         analysis = await ctx.ask(self.agent, AnalyzeItem(caption))
         subject = clip_noun(analysis.subject or "")
-        rows = [
-            dict(
-                id=stable_id("object", video.id, noun, 0, ctx.version),
+        version = ctx.own_version
+        objects = [
+            ObjectRecord(
+                id=stable_id("object", video.id, noun, 0, version),
                 video_id=video.id,
                 noun=noun,
                 instance=0,
                 is_subject=noun == subject,
-                stage_version=ctx.version,
+                stage_version=version,
             )
             for noun in object_nouns(analysis)
         ]
-        ctx.save((schema.VideoObject, rows), done=[video.id])
+        ctx.save(objects, done=[video.id])
 
 
 @dataclass
@@ -162,7 +167,7 @@ class SegmentStage(Stage):
         nouns = [
             o
             for o in ctx.state.objects(ctx.objects_version, self.subject_only)
-            if o["instance"] == 0 and not ctx.done(o["id"])
+            if o.instance == 0 and not ctx.done(o.id)
         ]
         if not nouns:
             return
@@ -171,34 +176,36 @@ class SegmentStage(Stage):
             video.id,
             video.path,
             indices,
-            tuple(o["noun"] for o in nouns),
+            tuple(o.noun for o in nouns),
             video.height,
             video.width,
             video.first_frame,
         )
         tracks = await ctx.s.segment(request)
-        new_objects, masklets = [], []
+        new_objects: list[ObjectRecord] = []
+        masklets: list[MaskletRecord] = []
         for obj in nouns:
-            for t, quality in (tq for tq in tracks if tq[0].noun == obj["noun"]):
-                object_id = obj["id"]
+            for t, quality in (tq for tq in tracks if tq[0].noun == obj.noun):
+                object_id = obj.id
                 if t.instance:  # each further instance is an object of its own
-                    object_id = stable_id("object", video.id, obj["noun"], t.instance, obj["stage_version"])
+                    object_id = stable_id("object", video.id, obj.noun, t.instance, obj.stage_version)
                     new_objects.append(
-                        dict(
+                        ObjectRecord(
                             id=object_id,
                             video_id=video.id,
-                            noun=obj["noun"],
+                            noun=obj.noun,
                             instance=t.instance,
-                            is_subject=obj["is_subject"],
-                            stage_version=obj["stage_version"],
+                            is_subject=obj.is_subject,
+                            stage_version=obj.stage_version,
                         )
                     )
                 frames = {str(f): m for f, m in t.masks.items()}
                 masklets.append(
-                    dict(
+                    MaskletRecord(
                         id=stable_id("masklet", object_id, ctx.lineage),
+                        lineage=ctx.lineage,
                         object_id=object_id,
-                        backend_version=ctx.version,
+                        backend_version=ctx.own_version,
                         anchor_frame=t.anchor_frame,
                         box=list(t.box),
                         grounding_score=t.grounding_score,
@@ -210,7 +217,7 @@ class SegmentStage(Stage):
                     )
                 )
         # a noun without a track is done too: not grounded at this lineage
-        ctx.save((schema.VideoObject, new_objects), (schema.Masklet, masklets), done=[o["id"] for o in nouns])
+        ctx.save(new_objects, masklets, done=[o.id for o in nouns])
 
 
 @dataclass
@@ -236,43 +243,45 @@ class AnnotateStage(Stage):
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state = ctx.state
         objects = state.grounded(ctx.objects_version)
-        todo = [(o, a) for o in objects for a in self.annotators if state.description(o["id"], a.kind) is None]
+        todo = [(o, a) for o in objects for a in self.annotators if state.description(o.id, a.kind) is None]
         if not todo:
             return
-        nouns = [o["noun"] for o in objects]
-        marked = sorted({o["id"] for o, _ in todo if self.masked or nouns.count(o["noun"]) > 1})
-        shared: dict[str, asyncio.Future] = {}
+        nouns = [o.noun for o in objects]
+        marked = sorted({o.id for o, _ in todo if self.masked or nouns.count(o.noun) > 1})
+        plain: asyncio.Future[ImageSet] | None = None
+        overlaid: asyncio.Future[list[ImageSet]] | None = None
 
-        async def images_for(obj: Row) -> ImageSet:
+        async def images_for(obj: ObjectRecord) -> ImageSet:
             """Plain frames, encoded once per video; frames with the object marked where its noun names several
             (made in one media call for all of them, shared by both queries)."""
-            if obj["id"] not in marked:
-                if "plain" not in shared:
+            nonlocal plain, overlaid
+            if obj.id not in marked:
+                if plain is None:
                     idx = uniform_indices(video.num_frames, ctx.cfg.sampling.annotator_frames)
-                    shared["plain"] = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
-                return await shared["plain"]
-            if "marked" not in shared:
+                    plain = asyncio.ensure_future(ctx.s.encode(video, idx, "annotator"))
+                return await plain
+            if overlaid is None:
                 # overlays exist on mask frames (a dataset's annotated ones): take annotator_frames of them
-                idx = sorted(int(k) for k in state.masklet(marked[0])["frames"])
+                idx = sorted(int(k) for k in state.masklet_of(marked[0]).frames)
                 idx = [idx[i] for i in uniform_indices(len(idx), ctx.cfg.sampling.annotator_frames)]
-                shared["marked"] = asyncio.ensure_future(
-                    ctx.s.overlays(video, [(idx, state.masklet(i)["frames"]) for i in marked], "annotator")
+                overlaid = asyncio.ensure_future(
+                    ctx.s.overlays(video, [(idx, state.masklet_of(i).frames) for i in marked], "annotator")
                 )
-            return (await shared["marked"])[marked.index(obj["id"])]
+            return (await overlaid)[marked.index(obj.id)]
 
-        async def one(pair) -> None:
+        async def one(pair: tuple[ObjectRecord, AnnotatorAgent]) -> None:
             obj, agent = pair
-            several = obj["id"] in marked
+            several = obj.id in marked
 
             async def work() -> None:
                 images = await images_for(obj)
-                said = state.description(obj["id"], self.context_kind) if self.context_kind else None
-                context = tuple(said["text"].splitlines()) if said else ()
-                noun = "object" if self.masked else obj["noun"]
+                said = state.description(obj.id, self.context_kind) if self.context_kind else None
+                context = tuple(said.text.splitlines()) if said else ()
+                noun = "object" if self.masked else obj.noun
                 text = await ctx.ask(agent, AnnotateItem(noun, images.digests, several, context), images)
-                ctx.save((schema.Description, [description_row(ctx, obj, agent.kind, text, agent)]))
+                ctx.save([description_record(ctx, obj, agent.kind, text, agent)])
 
-            await ctx.attempt("object", obj["id"], work, stage=f"{self.name}.{agent.query}")
+            await ctx.attempt("object", obj.id, work, stage=f"{self.name}.{agent.query}")
 
         await gather_units(todo, one)
 
@@ -311,58 +320,64 @@ class ReviewStage(Stage):
         todo = [
             o
             for o in state.grounded(ctx.objects_version)
-            if state.review(o["id"]) is None and all(state.description(o["id"], k) for k in ("appearance", "motion"))
+            if state.review(o.id) is None and all(state.description(o.id, k) for k in ("appearance", "motion"))
         ]  # the Annotator's done
         paper = ctx.cfg.runtime.reviewer_mode == "paper"
-        shown = [o for o in todo if not (paper and state.description(o["id"], "region"))]
-        shared: dict[str, asyncio.Future] = {}
+        shown = [o for o in todo if not (paper and state.description(o.id, "region"))]
+        overlaid: asyncio.Future[list[ImageSet]] | None = None
 
-        async def images_for(obj: Row) -> ImageSet:
+        async def images_for(obj: ObjectRecord) -> ImageSet:
             """The frames the reviewer sees, with the mask drawn: one media call for all of the video's objects."""
-            if "images" not in shared:
+            nonlocal overlaid
+            if overlaid is None:
                 items = []
                 for o in shown:
-                    m = state.masklet(o["id"])
-                    keys = sorted(int(f) for f in m["frames"])
+                    m = state.masklet_of(o.id)
+                    keys = sorted(int(f) for f in m.frames)
                     frames = (
-                        [m["anchor_frame"]]
+                        [m.anchor_frame]
                         if paper
                         else [keys[i] for i in uniform_indices(len(keys), DIRECT_REVIEW_FRAMES)]
                     )
-                    items.append((frames, m["frames"]))
-                shared["images"] = asyncio.ensure_future(ctx.s.overlays(video, items, "reviewer"))
-            return (await shared["images"])[shown.index(obj)]
+                    items.append((frames, m.frames))
+                overlaid = asyncio.ensure_future(ctx.s.overlays(video, items, "reviewer"))
+            return (await overlaid)[shown.index(obj)]
 
-        async def one(obj) -> None:
-            await ctx.attempt("object", obj["id"], lambda: self._review(obj, ctx, images_for))
+        async def one(obj: ObjectRecord) -> None:
+            await ctx.attempt("object", obj.id, lambda: self._review(obj, ctx, images_for))
 
         await gather_units(todo, one)
 
-    async def _review(self, obj: Row, ctx: StageContext, images_for) -> None:
+    async def _review(
+        self, obj: ObjectRecord, ctx: StageContext, images_for: Callable[[ObjectRecord], Awaitable[ImageSet]]
+    ) -> None:
         state = ctx.state
-        texts = {kind: state.description(obj["id"], kind) for kind in ("appearance", "motion")}
-        m = state.masklet(obj["id"])
-        rows: list[dict] = []
+        appearance, motion = state.description(obj.id, "appearance"), state.description(obj.id, "motion")
+        if appearance is None or motion is None:  # run() reviews only objects the Annotator has described
+            raise UnitFailure("missing_input", f"object {obj.noun} has no appearance or motion description")
+        m = state.masklet_of(obj.id)
+        regions: list[DescriptionRecord] = []
         region_id = None
         if ctx.cfg.runtime.reviewer_mode == "paper":
-            region = state.description(obj["id"], "region")
+            region = state.description(obj.id, "region")
             if region is None:
                 images = await images_for(obj)
                 text = await ctx.ask(self.region, RegionItem(images.digests[0]), images)
-                region = description_row(ctx, obj, "region", text, self.region)
-                rows.append(region)
-            region_id = region["id"]
-            item = JudgeItem(obj["noun"], region["text"], texts["appearance"]["text"], texts["motion"]["text"])
-            judge = self.judge
+                region = description_record(ctx, obj, "region", text, self.region)
+                regions.append(region)
+            region_id = region.id
+            item = JudgeItem(obj.noun, region.text, appearance.text, motion.text)
+            judge: Judge | DirectReviewer = self.judge
             verdict = await ctx.ask(judge, item)
         else:
             images = await images_for(obj)
-            item = JudgeItem(obj["noun"], "", texts["appearance"]["text"], texts["motion"]["text"], images.digests)
+            item = JudgeItem(obj.noun, "", appearance.text, motion.text, images.digests)
             judge = self.direct
             verdict = await ctx.ask(judge, item, images)
-        review = dict(
-            id=stable_id("review", obj["id"], ctx.lineage),
-            object_id=obj["id"],
+        review = ReviewRecord(
+            id=stable_id("review", obj.id, ctx.lineage),
+            lineage=ctx.lineage,
+            object_id=obj.id,
             mode=judge.mode,
             verdict=verdict.same_object,
             confidence=verdict.confidence,
@@ -370,10 +385,10 @@ class ReviewStage(Stage):
             region_description_id=region_id,
             model=ctx.cfg.agents.reviewer.model,
             prompt_version=judge.version,
-            masklet_id=m["id"],
-            description_ids=[texts["appearance"]["id"], texts["motion"]["id"]],
+            masklet_id=m.id,
+            description_ids=[appearance.id, motion.id],
         )
-        ctx.save((schema.Description, rows), (schema.Review, [review]))
+        ctx.save(regions, [review])
 
 
 @dataclass
@@ -393,19 +408,21 @@ class RefineStage(Stage):
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state = ctx.state
-        todo = [
-            o
-            for o in state.grounded(ctx.objects_version)
-            if state.kept(o) and state.description(o["id"], "detailed") is None
-        ]
+        todo = []
+        for o in state.grounded(ctx.objects_version):
+            appearance, motion = state.description(o.id, "appearance"), state.description(o.id, "motion")
+            # an object the Annotator failed to describe is that unit's failure (the Annotator's): left out
+            if state.kept(o) and state.description(o.id, "detailed") is None and appearance and motion:
+                todo.append((o, appearance, motion))
 
-        async def one(obj) -> None:
+        async def one(item: tuple[ObjectRecord, DescriptionRecord, DescriptionRecord]) -> None:
+            obj, appearance, motion = item
+
             async def work() -> None:
-                app, motion = state.description(obj["id"], "appearance"), state.description(obj["id"], "motion")
-                text = await ctx.ask(self.agent, RefineItem(obj["noun"], app["text"], motion["text"]))
-                ctx.save((schema.Description, [description_row(ctx, obj, "detailed", text, self.agent)]))
+                text = await ctx.ask(self.agent, RefineItem(obj.noun, appearance.text, motion.text))
+                ctx.save([description_record(ctx, obj, "detailed", text, self.agent)])
 
-            await ctx.attempt("object", obj["id"], work)
+            await ctx.attempt("object", obj.id, work)
 
         await gather_units(todo, one)
 
@@ -414,7 +431,7 @@ def _usable(annotation: list[dict]) -> bool:
     return all(any(v["segmentation"] is not None for v in entry.values()) for entry in annotation)
 
 
-def _sample_row(
+def sample_record(
     ctx: StageContext,
     sample_id: str,
     data_type: str,
@@ -425,11 +442,12 @@ def _sample_row(
     annotation: list[dict],
     mode: str,
     qa_type: str | None = None,
-) -> dict:
+) -> SampleRecord:
     conversations = records.conversation(human, answer)
     records.check(conversations, annotation)
-    return dict(
+    return SampleRecord(
         id=sample_id,
+        lineage=ctx.lineage,
         data_type=data_type,
         qa_type=qa_type,
         video_id=video.id,
@@ -456,32 +474,24 @@ class DetailedSamples(_SamplesStage):
     outputs = ("samples:detailed",)
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        state, rows = ctx.state, []
+        state, samples = ctx.state, []
         for obj in state.grounded(ctx.objects_version):
-            sample_id = stable_id("sample", "detailed", obj["id"], ctx.lineage)
-            text, m = state.description(obj["id"], "detailed"), state.masklet(obj["id"])
+            sample_id = stable_id("sample", "detailed", obj.id, ctx.lineage)
+            text, m = state.description(obj.id, "detailed"), state.masklet_of(obj.id)
             if state.has_sample(sample_id) or not state.kept(obj) or text is None:
                 continue
-            mode = records.frame_mode(obj["id"], ctx.cfg.runtime.multi_frame_ratio)
-            annotation = [records.region(m["frames"], m["anchor_frame"], mode)]
+            mode = records.frame_mode(obj.id, ctx.cfg.runtime.multi_frame_ratio)
+            annotation = [records.region(m.frames, m.anchor_frame, mode)]
             if not _usable(annotation):
                 continue
-            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj["id"]))
-            rows.append(
-                _sample_row(
-                    ctx,
-                    sample_id,
-                    "detailed",
-                    video,
-                    [obj["id"]],
-                    human,
-                    records.neutralise(text["text"]),
-                    annotation,
-                    mode,
+            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj.id))
+            samples.append(
+                sample_record(
+                    ctx, sample_id, "detailed", video, [obj.id], human, records.neutralise(text.text), annotation, mode
                 )
             )
-        if rows:
-            ctx.save((schema.Sample, rows))
+        if samples:
+            ctx.save(samples)
 
 
 @dataclass
@@ -495,44 +505,36 @@ class ShortSamples(_SamplesStage):
         return RECORDS_VERSION
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        state, rows = ctx.state, []
+        state, samples = ctx.state, []
         caption = state.caption
         for obj in state.grounded(ctx.objects_version, subject_only=True):
-            sample_id = stable_id("sample", "short", obj["id"], ctx.lineage)
-            m = state.masklet(obj["id"])
+            sample_id = stable_id("sample", "short", obj.id, ctx.lineage)
+            m = state.masklet_of(obj.id)
             if caption is None or state.has_sample(sample_id):
                 continue
-            annotation = [records.region(m["frames"], m["anchor_frame"], "single")]
+            annotation = [records.region(m.frames, m.anchor_frame, "single")]
             if not _usable(annotation):
                 continue
-            human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj["id"]))
-            rows.append(
-                _sample_row(
-                    ctx,
-                    sample_id,
-                    "short",
-                    video,
-                    [obj["id"]],
-                    human,
-                    records.neutralise(caption),
-                    annotation,
-                    "single",
+            human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj.id))
+            samples.append(
+                sample_record(
+                    ctx, sample_id, "short", video, [obj.id], human, records.neutralise(caption), annotation, "single"
                 )
             )
-        if rows:
-            ctx.save((schema.Sample, rows))
+        if samples:
+            ctx.save(samples)
 
 
-def qa_groups(objects: list[Row], state: Any, max_pairs: int) -> list[list[Row]]:
+def qa_groups(objects: list[ObjectRecord], state: VideoState, max_pairs: int) -> list[list[ObjectRecord]]:
     """Every object alone, then pairs of objects: those seen together on the most mask frames first (ties by id,
     so the choice is deterministic), at most max_pairs, never a pair that shares no frame."""
-    present = {o["id"]: {k for k, v in state.masklet(o["id"])["frames"].items() if v is not None} for o in objects}
+    present = {o.id: {k for k, v in state.masklet_of(o.id).frames.items() if v is not None} for o in objects}
     pairs = []
     for i, a in enumerate(objects):
         for b in objects[i + 1 :]:
-            shared = len(present[a["id"]] & present[b["id"]])
+            shared = len(present[a.id] & present[b.id])
             if shared:
-                pairs.append((-shared, a["id"], b["id"], [a, b]))
+                pairs.append((-shared, a.id, b.id, [a, b]))
     pairs.sort(key=lambda p: p[:3])
     return [[o] for o in objects] + [p[3] for p in pairs[:max_pairs]]
 
@@ -572,59 +574,62 @@ class QAStage(Stage):
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state, qa = ctx.state, ctx.cfg.qa
         agent = self._agent(ctx.cfg)
+        mix: dict[str, float] = {t: share for t, share in qa.type_mix.items()}
         # an object whose detailed description failed is that unit's failure (the Refiner's), not its QA's: left out
         kept = [
             o
             for o in state.grounded(ctx.objects_version)
-            if state.kept(o) and state.description(o["id"], "detailed") is not None
+            if state.kept(o) and state.description(o.id, "detailed") is not None
         ]
-        todo = [g for g in qa_groups(kept, state, qa.pairs_per_video) if not ctx.done("+".join(o["id"] for o in g))]
+        todo = [g for g in qa_groups(kept, state, qa.pairs_per_video) if not ctx.done("+".join(o.id for o in g))]
 
-        async def one(group) -> None:
-            unit = "+".join(o["id"] for o in group)
+        async def one(group: list[ObjectRecord]) -> None:
+            unit = "+".join(o.id for o in group)
 
             async def work() -> None:
                 objs = []
                 for o in group:
-                    d = state.description(o["id"], "detailed")
+                    d = state.description(o.id, "detailed")
                     if d is None:
-                        raise UnitFailure("missing_input", f"object {o['noun']} has no detailed description")
-                    objs.append(QAObject(o["noun"], d["text"]))
-                images = await self._frames(video, ctx, group) if qa.frames else None
-                item = QAItem(
-                    tuple(objs), qa_types(unit, qa.type_mix, qa.pairs_per_set), images.digests if images else ()
-                )
+                        raise UnitFailure("missing_input", f"object {o.noun} has no detailed description")
+                    objs.append(QAObject(o.noun, d.text))
+                images = await self._frames_with_group_marked(video, ctx, group) if qa.frames else None
+                item = QAItem(tuple(objs), qa_types(unit, mix, qa.pairs_per_set), images.digests if images else ())
                 result = await ctx.ask(agent, item, images)
-                rows = [r for r in (self._row(ctx, video, group, i, p) for i, p in enumerate(result.pairs)) if r]
-                ctx.save(
-                    (schema.Sample, rows), done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()}
-                )
+                samples = [
+                    s
+                    for s in (self._sample(ctx, video, group, i, p) for i, p in enumerate(result.pairs))
+                    if s is not None
+                ]
+                ctx.save(samples, done=[unit], dropped={f"qa_pairs:{k}": v for k, v in result.dropped.items()})
 
             await ctx.attempt("object", unit, work)
 
         await gather_units(todo, one)
 
     @staticmethod
-    async def _frames(video: VideoTask, ctx: StageContext, group: list) -> ImageSet:
+    async def _frames_with_group_marked(video: VideoTask, ctx: StageContext, group: list[ObjectRecord]) -> ImageSet:
         """Frames with every object of the group marked, in the group's order (colour 1, 2, ...)."""
-        m = [ctx.state.masklet(o["id"]) for o in group]
+        m = [ctx.state.masklet_of(o.id) for o in group]
         keys = sorted(
-            set.intersection(*({int(k) for k, v in x["frames"].items() if v is not None} for x in m))
-        ) or sorted(int(k) for k in m[0]["frames"])
+            set.intersection(*({int(k) for k, v in x.frames.items() if v is not None} for x in m))
+        ) or sorted(int(k) for k in m[0].frames)
         idx = [keys[i] for i in uniform_indices(len(keys), ctx.cfg.sampling.annotator_frames)]
-        return (await ctx.s.overlays(video, [(idx, [x["frames"] for x in m])], "refiner"))[0]
+        return (await ctx.s.overlays(video, [(idx, [x.frames for x in m])], "refiner"))[0]
 
-    def _row(self, ctx: StageContext, video: VideoTask, group: list, index: int, pair: Any) -> dict | None:
-        ids = [o["id"] for o in group]
+    def _sample(
+        self, ctx: StageContext, video: VideoTask, group: list[ObjectRecord], index: int, pair: Any
+    ) -> SampleRecord | None:
+        ids = [o.id for o in group]
         mode = records.frame_mode("+".join(ids), ctx.cfg.runtime.multi_frame_ratio)
         annotation = []
         for o in group:
-            m = ctx.state.masklet(o["id"])
-            annotation.append(records.region(m["frames"], m["anchor_frame"], mode))
+            m = ctx.state.masklet_of(o.id)
+            annotation.append(records.region(m.frames, m.anchor_frame, mode))
         if not _usable(annotation):
             return None
         human = records.multi_object_turn(len(group), pair.question)
-        return _sample_row(
+        return sample_record(
             ctx,
             stable_id("sample", "qa", ids, index, ctx.lineage),
             "qa",
@@ -678,7 +683,10 @@ class DatasetObjectsStage(Stage):
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         if ctx.done(video.id):
             return
-        adapter, dv = dataset_of(video.path)
+        found_video = dataset_of(video.path)
+        if found_video is None:  # the pipeline accepts only a dataset's videos (is_dataset_video)
+            raise UnitFailure("not_a_dataset_video", f"{video.rel} belongs to no annotated dataset")
+        adapter, dv = found_video
         frames = [f for f in adapter.mask_frames(dv) if 0 <= f < video.num_frames]
         if not frames:  # a split released without masks: nothing to ask about, and never the plain-video path
             ctx.save(done=[video.id], dropped={"dataset_videos:no_masks": 1})
@@ -687,69 +695,70 @@ class DatasetObjectsStage(Stage):
             frames = [frames[i] for i in uniform_indices(len(frames), ctx.cfg.sampling.mask_frames)]
         found = await asyncio.to_thread(adapter.objects, dv, frames)
         instances = dataset_instances([str(o.obj_id) for o in found])  # all of them: dropping one renumbers none
-        objects, masklets, descriptions, dropped = [], [], [], {}
+        version = ctx.own_version
+        objects: list[ObjectRecord] = []
+        masklets: list[MaskletRecord] = []
+        descriptions: list[DescriptionRecord] = []
+        no_mask = 0  # objects without a mask on any sampled frame
         for obj in found:
             try:
                 masks.check_masks(obj.masks, frames, (video.height, video.width), f"{dv.dataset} masks", video.rel)
             except masks.SegmentorOutputError as e:
                 raise UnitFailure("segmentor_output", str(e)) from None
-            frame_masks = {str(f): obj.masks.get(f) for f in frames}
-            if not any(frame_masks.values()):
-                dropped["dataset_objects:no_mask_on_sampled_frames"] = (
-                    dropped.get("dataset_objects:no_mask_on_sampled_frames", 0) + 1
-                )
+            by_frame = {f: obj.masks.get(f) for f in frames}
+            if not any(by_frame.values()):
+                no_mask += 1
                 continue
             expressions = [e for e in (" ".join(records.neutralise(e).split()) for e in obj.expressions) if e]
-            anchor = max(frames, key=lambda f: masks.area(frame_masks[str(f)]))
+            anchor = max(frames, key=lambda f: masks.area(by_frame[f]))
+            anchor_mask = by_frame[anchor]
+            box = masks.bbox_xyxy(anchor_mask) if anchor_mask is not None else None
+            if box is None:  # masks given on some frames, each of them empty
+                raise UnitFailure("segmentor_output", f"{dv.dataset} masks of object {obj.obj_id} are all empty")
             # the id hashes the stage's version as the unique key holds it: without it, a new mask_frames gave the
             # old version's id, its rows were skipped, and the store had no object of the version in use
-            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", ctx.version)
+            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", version)
             noun = clip_noun(expressions[0]) if expressions else "object"  # no usable text: still people's mask
             objects.append(
-                dict(
+                ObjectRecord(
                     id=object_id,
                     video_id=video.id,
                     noun=noun,
                     instance=instances[str(obj.obj_id)],
-                    stage_version=ctx.version,
+                    stage_version=version,
                 )
             )
+            quality: dict[str, Any] = masks.quality(by_frame)
             masklets.append(
-                dict(
+                MaskletRecord(
                     id=stable_id("masklet", object_id, ctx.lineage),
+                    lineage=ctx.lineage,
                     object_id=object_id,
                     backend_version=DATASET_VERSION,
                     anchor_frame=anchor,
-                    box=list(masks.bbox_xyxy(frame_masks[str(anchor)])),
+                    box=list(box),
                     grounding_score=1.0,
                     mask_score=1.0,
                     height=video.height,
                     width=video.width,
-                    frames=frame_masks,
-                    **masks.quality(frame_masks),
+                    frames={str(f): m for f, m in by_frame.items()},
+                    **quality,
                 )
             )
-            descriptions += (
-                [
-                    dict(
+            if expressions:
+                descriptions.append(
+                    DescriptionRecord(
                         id=stable_id("description", object_id, "short", ctx.lineage),
+                        lineage=ctx.lineage,
                         object_id=object_id,
                         kind="short",
                         text="\n".join(expressions),
                         model=EXPRESSIONS,
                         prompt_version=DATASET_VERSION,
                     )
-                ]
-                if expressions
-                else []
-            )
-        ctx.save(
-            (schema.VideoObject, objects),
-            (schema.Masklet, masklets),
-            (schema.Description, descriptions),
-            done=[video.id],
-            dropped=dropped,
-        )
+                )
+        dropped = {"dataset_objects:no_mask_on_sampled_frames": no_mask} if no_mask else {}
+        ctx.save(objects, masklets, descriptions, done=[video.id], dropped=dropped)
 
 
 @dataclass

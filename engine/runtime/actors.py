@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from engine.media import masks
 from engine.media.images import to_data_url, url_digest
 from engine.media.overlay import OverlayObject, draw_overlay
 from engine.media.video import Video
+
+if TYPE_CHECKING:
+    from engine.media.shots import Detector
 
 OPEN_VIDEOS = 8
 FRAME_CACHE_BYTES = 256 << 20
@@ -44,7 +47,7 @@ class MediaWorker:
         quiet_gc()
 
         self._open: OrderedDict[tuple[str, float], tuple[Video, threading.Lock]] = OrderedDict()
-        self._frames: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # decoded, least recent first
+        self._frame_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # decoded, least recent first
         self._cached_bytes, self._cache_limit = 0, cache_bytes
         self._lock = threading.Lock()  # calls may run in several threads (max_concurrency > 1)
         self.decoded = 0  # frames decoded (tests read it)
@@ -67,9 +70,9 @@ class MediaWorker:
         """(T, H, W, 3) uint8 RGB at the given absolute frame indices, each decoded once while it stays cached."""
         wanted = [int(i) for i in indices]
         with self._lock:
-            have = {i: self._frames[(path, i)] for i in wanted if (path, i) in self._frames}
+            have = {i: self._frame_cache[(path, i)] for i in wanted if (path, i) in self._frame_cache}
             for i in have:
-                self._frames.move_to_end((path, i))
+                self._frame_cache.move_to_end((path, i))
         missing = sorted(set(wanted) - set(have))
         if missing:
             video, lock = self._video(path, fps)
@@ -79,11 +82,11 @@ class MediaWorker:
             have.update(zip(missing, decoded))
             with self._lock:
                 for i, frame in zip(missing, decoded):
-                    if (path, i) not in self._frames:
-                        self._frames[(path, i)] = frame
+                    if (path, i) not in self._frame_cache:
+                        self._frame_cache[(path, i)] = frame
                         self._cached_bytes += frame.nbytes
-                while self._cached_bytes > self._cache_limit and self._frames:
-                    self._cached_bytes -= self._frames.popitem(last=False)[1].nbytes
+                while self._cached_bytes > self._cache_limit and self._frame_cache:
+                    self._cached_bytes -= self._frame_cache.popitem(last=False)[1].nbytes
         return np.stack([have[i] for i in wanted])
 
     def encode(self, path: str, indices: Sequence[int], max_side: int, quality: int, fps: float = 30.0):
@@ -160,7 +163,7 @@ class SegmentorWorker:
             masks.check_masks(
                 t.masks, request.frame_indices, frames.shape[1:3], self.backend.version, request.video_path
             )
-        return [(t, masks.quality({str(f): m for f, m in t.masks.items()})) for t in tracks], caught.messages
+        return [(t, masks.quality(t.masks)) for t in tracks], caught.messages
 
 
 class _Caught(logging.Handler):
@@ -190,7 +193,7 @@ class SplitWorker:
     """The shot detector (TransNetV2 batched on the GPU when it has one, on the CPU otherwise): scans a source in one
     decoding pass (engine/media/clips.py scan) and returns its shots, per-frame scores and hashes."""
 
-    def __init__(self, detector: str, device: str = "cpu"):
+    def __init__(self, detector: Detector, device: str = "cpu"):
         from engine.media.shots import make_detector
 
         quiet_gc()

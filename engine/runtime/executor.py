@@ -17,6 +17,7 @@ import gc
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import ray
 
@@ -24,10 +25,10 @@ from engine.config import Config
 from engine.llm.client import ModelClient
 from engine.llm.request_log import StoreCache, StoreRequestLog
 from engine.runtime.actors import MediaWorker, SegmentorWorker
-from engine.runtime.pipeline import Pipeline, RunAborted, UnitFailure, VersionContext, VideoTask, current_of
+from engine.runtime.pipeline import Pipeline, RunAborted, Stage, UnitFailure, VersionContext, VideoTask, current_of
 from engine.runtime.pool import Pool
 from engine.runtime.run_state import HEARTBEAT_S
-from engine.runtime.services import Progress, Services, StageContext
+from engine.runtime.services import Services, StageContext, StageProgress
 from engine.runtime.state import VideoState
 from engine.runtime.units import video_tasks
 from engine.store import schema
@@ -132,8 +133,8 @@ async def start_actors(pools: dict[str, Pool], expected_version: str) -> dict[st
 
 
 @dataclass
-class Plan:
-    """A pipeline's stages with their lineages, computed once per run."""
+class VersionedPipeline:
+    """A pipeline's stages with their lineages and versions, computed once per run."""
 
     pipeline: Pipeline
     lineages: list[str | None]
@@ -145,7 +146,9 @@ class Plan:
         return next((v for st, v in zip(self.pipeline.stages, self.versions) if "objects" in st.outputs), None)
 
 
-async def run_videos(s: Services, plans: Sequence[Plan], current: Current, videos: Iterable[VideoTask]) -> None:
+async def run_videos(
+    s: Services, pipelines: Sequence[VersionedPipeline], current: Current, videos: Iterable[VideoTask]
+) -> None:
     """Run every pipeline's stages on every video, at most cfg.runtime.videos_in_flight at once."""
     n = s.cfg.runtime.videos_in_flight
     queue: asyncio.Queue = asyncio.Queue(maxsize=n)
@@ -156,8 +159,7 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
             if video is not None:
                 batch.append(video)
             if batch and (video is None or len(batch) == n):
-                ids = [v.id for v in batch]
-                rows = await s.io.read(lambda sess, ids=ids: load_videos(sess, current, ids))
+                rows = await s.io.read(partial(load_videos, current=current, video_ids=[v.id for v in batch]))
                 for v in batch:
                     preload(v.id, rows[v.id].answers)
                     await queue.put((v, VideoState(rows[v.id], current)))
@@ -171,7 +173,7 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
     async def worker() -> None:
         while (item := await queue.get()) is not None:
             try:
-                await run_video(s, plans, *item)
+                await run_video(s, pipelines, *item)
             finally:
                 release(item[0].id)
 
@@ -194,23 +196,23 @@ async def run_videos(s: Services, plans: Sequence[Plan], current: Current, video
         beat.cancel()
 
 
-async def run_video(s: Services, plans: Sequence[Plan], video: VideoTask, state: VideoState) -> None:
+async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: VideoTask, state: VideoState) -> None:
     seen: set[tuple[str, str | None]] = set()  # a stage that pipelines share runs (and counts) once
-    for plan in (p for p in plans if p.pipeline.accepts(video)):
-        for stage, lineage, version in zip(plan.pipeline.stages, plan.lineages, plan.versions):
-            ctx = StageContext(s, video, state, stage.name, lineage, version, plan.objects_version)
+    for vp in (p for p in pipelines if p.pipeline.accepts(video)):
+        for stage, lineage, version in zip(vp.pipeline.stages, vp.lineages, vp.versions):
+            ctx = StageContext(s, video, state, stage.name, lineage, version, vp.objects_version)
             first = (stage.name, lineage) not in seen
             seen.add((stage.name, lineage))
             if first:
                 s.progress.add(stage.name, total=1)
-            ok, _ = await ctx.attempt("video", video.id, lambda st=stage, c=ctx: _run_stage(st, video, c))
+            ok, _ = await ctx.attempt("video", video.id, partial(_run_stage, stage, video, ctx))
             if first:
                 s.progress.add(stage.name, done=1)
             if not ok:
                 return  # this video's later stages depend on the failed one
 
 
-async def _run_stage(stage, video: VideoTask, ctx: StageContext) -> None:
+async def _run_stage(stage: Stage, video: VideoTask, ctx: StageContext) -> None:
     try:
         await stage.run(video, ctx)
     except (UnitFailure, RunAborted, StoreError, asyncio.CancelledError):
@@ -224,7 +226,7 @@ async def _run_stage(stage, video: VideoTask, ctx: StageContext) -> None:
 class Execution:
     """What a run leaves besides the store: per-stage unit counts and the versions it ran under."""
 
-    progress: Progress
+    progress: StageProgress
     current: Current
     cache_hits: dict[str, int]  # per agent role: calls answered from the cache, with no request
     pool_calls: dict[str, list[int]]  # per actor role: calls sent to each replica
@@ -256,18 +258,18 @@ async def execute(
             stage.setup(cfg)
     vc = VersionContext(cfg, segmentor_version)
     current = current_of(list(pipelines), vc)
-    plans = [Plan(p, p.lineages(vc), [st.version(vc) for st in p.stages]) for p in pipelines]
+    versioned = [VersionedPipeline(p, p.lineages(vc), [st.version(vc) for st in p.stages]) for p in pipelines]
     io = StoreIO(store)
     client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache, environ=environ)
     client.adopt(probed or {})  # output modes and image token counts that preflight learnt
-    progress = Progress(on_change=on_progress)
+    progress = StageProgress(on_change=on_progress)
     gc_settings = _quiet_gc()
     try:
         pids = await start_actors(pools, segmentor_version)
         if on_ready:  # benchmarks start their clocks here, with every actor up
             on_ready(pids)
         s = Services(cfg, io, client, pools, run_id, retry_failed=retry_failed, progress=progress)
-        await run_videos(s, plans, current, video_tasks(store, video_ids))
+        await run_videos(s, versioned, current, video_tasks(store, video_ids))
     finally:
         _restore_gc(gc_settings)
         await client.aclose()

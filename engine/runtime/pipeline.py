@@ -42,7 +42,7 @@ class RunAborted(RuntimeError):
     """Every further call would fail the same way (bad key, unknown model, the store refused a write): stop."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VideoTask:
     """One unit of work: a whole video, or a clip of one. Stages count frames from 0 to num_frames - 1 either way;
     Services adds first_frame when it asks the actors for a clip's frames, which are decoded from the source."""
@@ -147,7 +147,11 @@ class Pipeline:
 
 def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
     """Which lineages the configuration makes current, from the pipelines' own declarations."""
-    objects, kept, masklets, reviews, stages = set(), set(), set(), set(), set()
+    objects: set[str] = set()
+    kept: set[str] = set()
+    masklets: set[str] = set()
+    reviews: set[str] = set()
+    stages: set[str] = set()
     descriptions: dict[str, set[str]] = {}
     samples: dict[str, set[str]] = {}
     for p in pipelines:
@@ -158,9 +162,13 @@ def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
             for out in stage.outputs:
                 kind, _, sub = out.partition(":")
                 if kind == "objects":
-                    objects.add(stage.version(vc))
+                    # a stage that writes objects is versioned: objects.stage_version is its version
+                    version = stage.version(vc)
+                    if version is None:
+                        raise ValueError(f"stage {stage.name} writes objects but has no version")
+                    objects.add(version)
                     if stage.counts_as_kept:
-                        kept.add(stage.version(vc))
+                        kept.add(version)
                 elif kind == "masklets":
                     masklets.add(lineage)
                 elif kind == "reviews":

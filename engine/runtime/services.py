@@ -1,8 +1,8 @@
 """What stages use: model calls (one client, one cache), the media and segmentor pools, and the store writer.
 
-The driver is the store's single writer: stages hand their rows to `StageContext.save`, which updates
-the video's in-memory state at once and queues the rows, with the unit's completion marker, as one
-group for the StoreIO thread. No stage runs SQL.
+The driver is the store's single writer: stages hand their typed records (engine/store/records.py) to
+`StageContext.save`, which updates the video's in-memory state at once and queues their rows, with the unit's
+completion marker, as one group for the StoreIO thread. No stage runs SQL.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.config import Config
@@ -24,6 +24,7 @@ from engine.store.checks import RowError, check_group
 from engine.store.db import with_defaults
 from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, StoreError, StoreIO, UnitRef, failure_upsert
+from engine.store.records import FailureRecord, StageRecord, VersionedRecord
 
 if TYPE_CHECKING:  # the client (aiohttp) loads only in a run, not with every command
     from engine.llm.client import ModelClient
@@ -48,7 +49,7 @@ class ImageSet:
 
 
 @dataclass
-class Progress:
+class StageProgress:
     """Units per stage: total when a unit is taken up, done when it ends (succeeded or given up)."""
 
     stages: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, total]
@@ -71,11 +72,11 @@ class Services:
         pools: dict[str, Pool],
         run_id: str,
         retry_failed: bool = False,
-        progress: Progress | None = None,
+        progress: StageProgress | None = None,
     ):
         self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
         self.retry_failed = retry_failed
-        self.progress = progress or Progress()
+        self.progress = progress or StageProgress()
         self._warned: set[str] = set()
         io.on_rejected = self._rejected
 
@@ -184,10 +185,10 @@ class Services:
         unit's budget, it does not restart it.
         """
         failure = ctx.state.failure(unit_id, stage, ctx.key_lineage)
-        if failure is not None and failure["quarantined"] and not self.retry_failed:
+        if failure is not None and failure.quarantined and not self.retry_failed:
             return False, None
         budget = self.cfg.runtime.max_unit_attempts
-        made = failure["attempts"] if failure is not None and not self.retry_failed else 0
+        made = failure.attempts if failure is not None and not self.retry_failed else 0
         failed = failure is not None
         for n in range(min(made, budget - 1), budget):
             token = _UNIT.set((unit_kind, unit_id, stage))
@@ -223,7 +224,7 @@ class Services:
             attempts,
             quarantine,
         )
-        ctx.state.apply(schema.Failure, op.rows)
+        ctx.state.set_failure(FailureRecord.from_row(op.rows[0]))
         self.io.submit([op])
 
 
@@ -244,28 +245,41 @@ class StageContext:
         return self.s.cfg
 
     @property
+    def own_version(self) -> str:
+        """The stage's own version, for a stage that writes versioned results (objects, masklets) and has one."""
+        if self.version is None:
+            raise UnitFailure("unversioned", f"stage {self.stage} writes versioned results but has no version")
+        return self.version
+
+    @property
     def key_lineage(self) -> str:
         """The lineage that keys this stage's completions and failures (never NULL)."""
         return self.lineage if self.lineage is not None else UNVERSIONED
 
     def save(
         self,
-        *items: tuple[type[schema.Base], Sequence[dict[str, Any]]],
+        *items: Sequence[StageRecord],
         done: Sequence[str] = (),
         dropped: dict[str, int] | None = None,
     ) -> None:
-        """Keep rows (in memory now, in the store with the next batch) as one group.
+        """Keep records (in memory now, in the store with the next batch) as one group; each item holds the
+        records of one table.
 
         `done` names the units this group completes: their completion markers go in the same group, so a
         unit is either done with all its results stored, or not done at all. `dropped` counts, by reason,
         what the work left out (the run summary adds them up).
         """
+        held: list[StageRecord] = []
         groups: list[tuple[type[schema.Base], list[dict[str, Any]]]] = []
-        for model, rows in items:
-            # complete rows (defaults, lineage) so the in-memory state holds what a load from the store would
-            rows = [with_defaults(model, {"lineage": self.lineage, **r} if _versioned(model) else r) for r in rows]
-            if rows:
-                groups.append((model, rows))
+        for records in items:
+            if not records:
+                continue
+            model = records[0].table
+            # a versioned result carries its stage's lineage, in memory as in the store
+            records = [_at_lineage(r, self.lineage) for r in records]
+            held += records
+            # rows completed with the columns' defaults: what the store's writer inserts
+            groups.append((model, [with_defaults(model, r.columns()) for r in records]))
         markers = [
             dict(
                 id=stable_id("completion", unit, self.stage, self.key_lineage),
@@ -284,8 +298,9 @@ class StageContext:
             check_group(groups, self.state.known, self.state.holder)
         except RowError as e:
             raise UnitFailure("invalid_rows", str(e)) from None
-        for model, rows in groups:
-            self.state.apply(model, rows)
+        self.state.add(held)
+        for unit in done:
+            self.state.mark_done(unit, self.stage, self.key_lineage)
         kind, unit_id, stage = _UNIT.get() or ("video", self.video.id, self.stage)
         self.s.io.submit(
             [Insert(model, rows) for model, rows in groups],
@@ -300,7 +315,7 @@ class StageContext:
         return await self.s.ask(agent, item, images, scope=self.video.id)
 
     def forget_failure(self, unit_id: str, stage: str) -> None:
-        self.state.rows.failures.pop((unit_id, stage, self.key_lineage), None)
+        self.state.forget_failure(unit_id, stage, self.key_lineage)
         self.s.io.submit([Delete(schema.Failure, {"unit_id": unit_id, "stage": stage, "lineage": self.key_lineage})])
 
     async def attempt(
@@ -309,8 +324,11 @@ class StageContext:
         return await self.s.attempt(self, unit_kind, unit_id, stage or self.stage, work)
 
 
-def _versioned(model: type[schema.Base]) -> bool:
-    return "lineage" in model.__table__.c and model is not schema.Failure
+def _at_lineage(record: StageRecord, lineage: str | None) -> StageRecord:
+    """A versioned record (a masklet, description, review or sample) with its stage's lineage, unless it names one."""
+    if isinstance(record, VersionedRecord) and record.lineage is None and lineage is not None:
+        return replace(record, lineage=lineage)
+    return record
 
 
 async def gather_units(items: Sequence[Any], work: Callable[[Any], Awaitable[Any]]) -> None:

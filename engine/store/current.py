@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.store import schema
+from engine.store.records import DescriptionRecord, FailureRecord, MaskletRecord, ObjectRecord, ReviewRecord
 
-Row = dict[str, Any]
+Row = dict[str, Any]  # a row as a dict of its columns: what the readers outside the runtime get (object_views)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,12 @@ class Current:
     def sample_lineages(self) -> list[str]:
         return sorted(set().union(*self.samples.values())) if self.samples else []
 
-    def kept(self, obj: Row, review: Row | None) -> bool:
-        """The one definition of kept: the current review says keep, or people annotated the object."""
-        if review is not None:
-            return bool(review["verdict"])
-        return obj["stage_version"] in self.kept_as_is
+    def kept(self, stage_version: str, verdict: bool | None) -> bool:
+        """The one definition of kept, for an object of this stage version whose current review gave this verdict
+        (None: it has no current review): the review says keep, or people annotated the object."""
+        if verdict is not None:
+            return bool(verdict)
+        return stage_version in self.kept_as_is
 
 
 def _rows(s: Session, stmt) -> list[Row]:
@@ -68,17 +70,17 @@ def _cols(model: type[schema.Base], *, without: Sequence[str] = ()) -> list:
 
 @dataclass
 class VideoRows:
-    """One video's current results, as plain dicts keyed for the stages."""
+    """One video's current results, as typed records keyed for the stages."""
 
     video_id: str
     captions: dict[str, str] = field(default_factory=dict)  # source -> text
-    objects: dict[str, Row] = field(default_factory=dict)  # id -> row
-    masklets: dict[str, Row] = field(default_factory=dict)  # object id -> row
-    descriptions: dict[tuple[str, str], Row] = field(default_factory=dict)  # (object id, kind) -> row
-    reviews: dict[str, Row] = field(default_factory=dict)  # object id -> row
+    objects: dict[str, ObjectRecord] = field(default_factory=dict)  # id -> object
+    masklets: dict[str, MaskletRecord] = field(default_factory=dict)  # object id -> masklet
+    descriptions: dict[tuple[str, str], DescriptionRecord] = field(default_factory=dict)  # by (object id, kind)
+    reviews: dict[str, ReviewRecord] = field(default_factory=dict)  # object id -> review
     samples: set[str] = field(default_factory=set)  # ids
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (unit id, stage, lineage)
-    failures: dict[tuple[str, str, str], Row] = field(default_factory=dict)  # (unit id, stage, lineage) -> row
+    failures: dict[tuple[str, str, str], FailureRecord] = field(default_factory=dict)  # by (unit, stage, lineage)
     answers: dict[str, Any] = field(default_factory=dict)  # request hash -> cached response, of this video's calls
 
 
@@ -89,42 +91,50 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[
     if not ids:
         return out
     c = schema.Caption
-    for r in s.execute(sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids))):
-        out[r.video_id].captions[r.source] = r.text
+    for cap in s.execute(sa.select(c.video_id, c.source, c.text).where(c.video_id.in_(ids))):
+        out[cap.video_id].captions[cap.source] = cap.text
     o = schema.VideoObject
-    objects = _rows(s, sa.select(*_cols(o)).where(o.video_id.in_(ids), o.stage_version.in_(sorted(current.objects))))
-    for r in objects:
-        out[r["video_id"]].objects[r["id"]] = r
-    video_of = {r["id"]: r["video_id"] for r in objects}
-    for row in _object_rows(s, current, list(video_of)):
-        kind, r = row
-        rows = out[video_of[r["object_id"]]]
+    objects = [
+        ObjectRecord.from_row(r)
+        for r in _rows(
+            s, sa.select(*_cols(o)).where(o.video_id.in_(ids), o.stage_version.in_(sorted(current.objects)))
+        )
+    ]
+    for obj in objects:
+        out[obj.video_id].objects[obj.id] = obj
+    video_of = {obj.id: obj.video_id for obj in objects}
+    for kind, row in _object_rows(s, current, list(video_of)):
+        rows = out[video_of[row["object_id"]]]
         if kind == "masklet":
-            rows.masklets[r["object_id"]] = r
+            m = MaskletRecord.from_row(row)
+            rows.masklets[m.object_id] = m
         elif kind == "review":
-            rows.reviews[r["object_id"]] = r
+            r = ReviewRecord.from_row(row)
+            rows.reviews[r.object_id] = r
         else:
-            rows.descriptions[(r["object_id"], r["kind"])] = r
+            d = DescriptionRecord.from_row(row)
+            rows.descriptions[(d.object_id, d.kind)] = d
     smp = schema.Sample
     if current.samples:
-        for r in s.execute(
+        for sample in s.execute(
             sa.select(smp.id, smp.video_id).where(smp.video_id.in_(ids), smp.lineage.in_(current.sample_lineages))
         ):
-            out[r.video_id].samples.add(r.id)
+            out[sample.video_id].samples.add(sample.id)
     stages = sorted(current.stages)
     cp = schema.Completion
-    for r in s.execute(
+    for done in s.execute(
         sa.select(cp.video_id, cp.unit_id, cp.stage, cp.lineage).where(cp.video_id.in_(ids), cp.lineage.in_(stages))
     ):
-        out[r.video_id].done.add((r.unit_id, r.stage, r.lineage))
+        out[done.video_id].done.add((done.unit_id, done.stage, done.lineage))
     f = schema.Failure
-    for r in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
-        out[r["video_id"]].failures[(r["unit_id"], r["stage"], r["lineage"])] = r
+    for row in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
+        failure = FailureRecord.from_row(row)
+        out[row["video_id"]].failures[(failure.unit_id, failure.stage, failure.lineage)] = failure
     mc = schema.ModelCall
-    for r in s.execute(
+    for call in s.execute(
         sa.select(mc.video_id, mc.request_hash, mc.response).where(mc.video_id.in_(ids), mc.status == "ok")
     ):
-        out[r.video_id].answers[r.request_hash] = r.response
+        out[call.video_id].answers[call.request_hash] = call.response
     return out
 
 
@@ -182,7 +192,7 @@ def object_views(s: Session, current: Current, object_ids: Sequence[str]) -> dic
         else:
             v.descriptions[row["kind"]] = row
     for v in views.values():
-        v.kept = current.kept(v.object, v.review)
+        v.kept = current.kept(v.object["stage_version"], v.review["verdict"] if v.review is not None else None)
     return views
 
 
@@ -270,8 +280,7 @@ def judged(s: Session, review: schema.Review) -> tuple[schema.Masklet | None, di
             *(review.description_ids or []),
             *([review.region_description_id] if review.region_description_id else []),
         ]
-        texts = {row.kind: row.text for row in s.execute(sa.select(d.kind, d.text).where(d.id.in_(ids)))}
-        return masklet, texts
+        return masklet, {row.kind: row.text for row in s.execute(sa.select(d.kind, d.text).where(d.id.in_(ids)))}
     masklet = s.execute(
         sa.select(m).where(m.object_id == review.object_id).order_by(m.created_at, m.id).limit(1)
     ).scalar_one_or_none()

@@ -366,3 +366,11 @@ class AuditItem(Base):
     population: Mapped[int]
     seed: Mapped[int]
     drawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def max_chars(model: type[Base], column: str) -> int:
+    """The length a string column is declared with: what PostgreSQL enforces and SQLite does not."""
+    col = sa.inspect(model).local_table.c[column]
+    if not isinstance(col.type, sa.String) or col.type.length is None:
+        raise TypeError(f"{model.__name__}.{column} is not a string column of a set length")
+    return col.type.length
