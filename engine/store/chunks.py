@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,9 +21,9 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[i : i + size]
 
 
-def rows_in(s: Session, stmt: sa.Select[Unpack[Ts]], column: Any, ids: Sequence[Any]) -> list[sa.Row[Unpack[Ts]]]:
+def rows_in(s: Session, stmt: sa.Select[*Ts], column: Any, ids: Sequence[Any]) -> list[sa.Row[*Ts]]:
     """The rows of `stmt` where `column` is one of `ids`, one statement per chunk of ids."""
-    out: list[sa.Row[Unpack[Ts]]] = []
+    out: list[sa.Row[*Ts]] = []
     for part in chunks(ids):
         out.extend(s.execute(stmt.where(column.in_(part))).all())
     return out

@@ -104,3 +104,17 @@ def test_the_readme_from_python_example_runs_the_engine_and_reads_the_store_back
     assert objects > 0
     assert "runs: [('run --pipelines detailed', 'finished'), ('run --dry-run', 'finished')]" in r.stdout
     assert "note: agent analyzer:" in r.stdout  # the example's observer heard preflight
+
+
+def test_the_readme_from_python_snippet_runs_as_written(tmp_path):
+    """The README's snippet, run as a user would paste it: in a folder whose videos/ holds the bundled clips."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## From Python", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "videos").symlink_to(VIDEOS, target_is_directory=True)
+    r = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "finished 0 dry run: nothing was sent"
+    assert "'planned_calls'" in lines[1]
+    assert "command='run --dry-run', status='finished'" in lines[2]

@@ -19,8 +19,8 @@ from engine_runs import open_store, run_engine
 from prefill import prefill
 from synthetic import Shape, render, write_mp4
 
-from engine.registry import build_pipelines, version_context
 from engine.config import load_config
+from engine.registry import build_pipelines, version_context
 from engine.store import Store
 
 STEP = 100  # SQLite VM instructions per progress-handler call

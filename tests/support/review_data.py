@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from synthetic import render, write_mp4
 
-from engine.registry import build_pipelines, configured_current, version_context
 from engine.config import load_config
 from engine.media import masks
+from engine.registry import build_pipelines, configured_current, version_context
 from engine.store import Store, schema
 from engine.store.ids import stable_id
 

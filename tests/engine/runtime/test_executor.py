@@ -9,8 +9,8 @@ import pytest
 from fake_endpoint import FakeEndpoint
 from synthetic import render, write_mp4
 
-from engine.registry import build_pipelines, version_context
 from engine.config import load_config
+from engine.registry import build_pipelines, version_context
 from engine.runtime.executor import execute
 from engine.runtime.pipeline import RunAborted
 from engine.sources.ingest import ingest

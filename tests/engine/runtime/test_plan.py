@@ -1,8 +1,8 @@
 import pytest
 
-from engine.registry import build_pipelines, version_context
 from engine.config import load_config
 from engine.media.video import uniform_indices
+from engine.registry import build_pipelines, version_context
 from engine.runtime.pipeline import VideoTask
 from engine.runtime.plan import MIN_MEASURED_CALLS, make_plan, measured_tokens
 from engine.store import schema
