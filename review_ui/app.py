@@ -12,7 +12,6 @@ import hashlib
 import io
 import secrets
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-import sqlalchemy as sa
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -41,9 +39,7 @@ from engine.media import masks
 from engine.media.overlay import color_for
 from engine.media.video import MediaError, Video, fit_within
 from engine.sources.ingest import caption_of
-from engine.store import Store, schema
-from engine.store.current import judged
-from engine.store.ids import stable_id
+from engine.store import Store, audits, schema
 
 COOKIE = "review_session"
 MAX_SIDE = 640
@@ -70,7 +66,9 @@ LOGIN_ERRORS = {
 
 
 @dataclass
-class Session:
+class AuditorSession:
+    """A signed-in auditor's session in the review UI (not a database session)."""
+
     auditor: str
     token_sha256: str  # the auditor's token when they signed in: a new one ends this session
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -133,25 +131,24 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         raise ValueError("reveal is after or never")
     app = FastAPI(title="videorefer-engine review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
-    sessions: dict[str, Session] = {}
+    sessions: dict[str, AuditorSession] = {}
     throttle = _Throttle(FAILED_LOGINS, THROTTLE_S)
 
-    def session_of(request: Request) -> Session | None:
+    def session_of(request: Request) -> AuditorSession | None:
         sid = request.cookies.get(COOKIE, "")
         sess = sessions.get(sid)
         if sess is None:
             return None
         now = time.monotonic()
-        with store.session() as s:  # re-keyed or removed since sign-in: the session is over
-            row = s.get(schema.Auditor, sess.auditor)
-            valid = row is not None and secrets.compare_digest(row.token_sha256, sess.token_sha256)
+        stored = audits.auditor_token_sha256(store, sess.auditor)  # re-keyed or removed since sign-in: it is over
+        valid = stored is not None and secrets.compare_digest(stored, sess.token_sha256)
         if not valid or now - sess.seen > IDLE_S or now - sess.started > ABSOLUTE_S:
             sessions.pop(sid, None)
             return None
         sess.seen = now
         return sess
 
-    def require(request: Request, csrf: str | None = None) -> Session:
+    def require(request: Request, csrf: str | None = None) -> AuditorSession:
         sess = session_of(request)
         if sess is None:
             raise HTTPException(401, "sign in first")
@@ -193,7 +190,7 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
             return RedirectResponse("/login?error=bad", status_code=303)
         throttle.clear(f"name:{name}")
         sid = secrets.token_urlsafe(32)
-        sessions[sid] = Session(name, hash_token(token))
+        sessions[sid] = AuditorSession(name, hash_token(token))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, sid, httponly=True, samesite="strict")
         return response
@@ -222,7 +219,7 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         data = _item(store, review_id)
         if data is None:
             raise HTTPException(404, "no such audit item")
-        decided = _decision(store, review_id, sess.auditor)
+        decided = audits.auditor_decision(store, review_id, sess.auditor)
         return TEMPLATES.TemplateResponse(
             request,
             "item.html",
@@ -249,35 +246,15 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
     ):
         """verdict "correct": the same object; "wrong": a different object, with an optional reason code."""
         sess = require(request, csrf)
-        if verdict not in ("correct", "wrong") or _item(store, review_id) is None:
+        if verdict not in ("correct", "wrong") or not audits.is_audit_item(store, review_id):
             raise HTTPException(400, "verdict must be correct (same object) or wrong (different), for an audit item")
         if reason and (verdict != "wrong" or reason not in schema.AUDIT_REASONS):
             raise HTTPException(400, f"a reason is for a different object, one of {', '.join(schema.AUDIT_REASONS)}")
         if len(note) > MAX_NOTE:  # refused, never cut
             raise HTTPException(400, f"the note is longer than {MAX_NOTE:,} characters")
-        row = dict(
-            id=stable_id("audit", review_id, sess.auditor),
-            review_id=review_id,
-            auditor=sess.auditor,
-            human_verdict=verdict == "correct",
-            note=note.strip(),
-            reason=reason or None,
+        audits.decide_audit(
+            store, review_id, sess.auditor, same_object=verdict == "correct", note=note.strip(), reason=reason or None
         )
-        with store.session() as s:
-            store.upsert(
-                s, schema.Audit, [row], conflict=("review_id", "auditor"), update=("human_verdict", "note", "reason")
-            )
-            s.add(
-                schema.AuditEvent(
-                    id=uuid.uuid4().hex,
-                    review_id=review_id,
-                    auditor=sess.auditor,
-                    action="decide",
-                    human_verdict=row["human_verdict"],
-                    reason=row["reason"],
-                    note=row["note"],
-                )
-            )
         if review_id in sess.undo:  # a decision changed: one undo step, not two
             sess.undo.remove(review_id)
         sess.undo.append(review_id)
@@ -286,7 +263,8 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
     @app.post("/skip")
     def skip(request: Request, review_id: str = Form(...), csrf: str = Form("")):
         sess = require(request, csrf)
-        if len(review_id) > 64 or _item(store, review_id) is None:  # only audit items: the set stays bounded
+        # only audit items: the set stays bounded
+        if len(review_id) > 64 or not audits.is_audit_item(store, review_id):
             raise HTTPException(400, "not an audit item")
         sess.skipped.add(review_id)
         return RedirectResponse("/", status_code=303)
@@ -297,9 +275,7 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         if not sess.undo:
             return RedirectResponse("/", status_code=303)
         review_id = sess.undo.pop()
-        with store.session() as s:
-            s.query(schema.Audit).filter_by(review_id=review_id, auditor=sess.auditor).delete()
-            s.add(schema.AuditEvent(id=uuid.uuid4().hex, review_id=review_id, auditor=sess.auditor, action="undo"))
+        audits.undo_audit(store, review_id, sess.auditor)
         return RedirectResponse(f"/item/{review_id}", status_code=303)
 
     @app.get("/items", response_class=HTMLResponse)
@@ -373,11 +349,11 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         # ASCII digits only ("²".isdigit() is true), and few of them (int() refuses 5,000 digits)
         if not (stem.isascii() and stem.isdigit() and len(stem) <= 6) or ext not in ("jpg", "png", "edge.png"):
             raise HTTPException(404, "no such frame")
-        frames = _frames(store, review_id)
+        images = _item_images(store, review_id)
         pos = int(stem)
-        if frames is None or pos >= len(frames[0]):
+        if images is None or pos >= len(images[0]):
             raise HTTPException(404, "no such frame")
-        body = frames[{"jpg": 0, "png": 1, "edge.png": 2}[ext]][pos]
+        body = images[{"jpg": 0, "png": 1, "edge.png": 2}[ext]][pos]
         return Response(
             body,
             media_type="image/jpeg" if ext == "jpg" else "image/png",
@@ -390,40 +366,26 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
 # --- queries --------------------------------------------------------------------------------------
 
 
-def _item_rows(store: Store, sess: Session, reveal: bool) -> list[dict[str, Any]]:
+def _item_rows(store: Store, sess: AuditorSession, reveal: bool) -> list[dict[str, Any]]:
     """The item list: one query per table for every item."""
     order = _ordered_items(store)
-    with store.session() as s:
-        items = {i.review_id: i for i in s.query(schema.AuditItem)}
-        nouns = (
-            dict(
-                s.execute(
-                    sa.select(schema.Review.id, schema.VideoObject.noun)
-                    .join(schema.VideoObject, schema.VideoObject.id == schema.Review.object_id)
-                    .where(schema.Review.id.in_(list(items)))
-                ).all()
-            )
-            if items
-            else {}
-        )
-        audits: dict[str, list] = {}
-        for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(list(items))):
-            audits.setdefault(a.review_id, []).append(a)
+    listing = audits.audit_item_list(store)
     rows = []
     for n, rid in enumerate(order, 1):
-        mine = next((a for a in audits.get(rid, []) if a.auditor == sess.auditor), None)
+        decisions = listing.audits.get(rid, [])
+        mine = next((a for a in decisions if a.auditor == sess.auditor), None)
         state = "decided" if mine else "skipped" if rid in sess.skipped else "undecided"
         rows.append(
             {
                 "n": n,
                 "review_id": rid,
-                "noun": nouns.get(rid, ""),
+                "noun": listing.nouns.get(rid, ""),
                 "state": state,
-                "mine": None if mine is None else ("same" if mine.human_verdict else "different"),
+                "mine": None if mine is None else ("same" if mine.same_object else "different"),
                 "reason": mine.reason if mine else None,
-                "auditors": sorted(a.auditor for a in audits.get(rid, [])),
-                "reasons": sorted({a.reason for a in audits.get(rid, []) if a.reason}),
-                "stratum": items[rid].stratum if reveal and mine else None,
+                "auditors": sorted(a.auditor for a in decisions),
+                "reasons": sorted({a.reason for a in decisions if a.reason}),
+                "stratum": listing.strata[rid] if reveal and mine else None,
             }
         )
     return rows
@@ -442,106 +404,81 @@ def _matches(row: dict[str, Any], key: str, value: str) -> bool:
 
 
 def _ordered_items(store: Store) -> list[str]:
-    with store.session() as s:
-        ids = [r for (r,) in s.query(schema.AuditItem.review_id)]
+    ids = audits.audit_item_ids(store)
     # a fixed shuffle, so kept and discarded items are interleaved and the auditor cannot guess the stratum
     return sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
 
 
-def _next_item(store: Store, sess: Session) -> str | None:
-    with store.session() as s:
-        done = {r for (r,) in s.query(schema.Audit.review_id).filter_by(auditor=sess.auditor)}
+def _next_item(store: Store, sess: AuditorSession) -> str | None:
+    done = audits.decided_review_ids(store, sess.auditor)
     return next((i for i in _ordered_items(store) if i not in done and i not in sess.skipped), None)
 
 
-def _progress(store: Store, sess: Session) -> dict[str, int]:
+def _progress(store: Store, sess: AuditorSession) -> dict[str, int]:
     items = set(_ordered_items(store))
-    with store.session() as s:
-        done = {r for (r,) in s.query(schema.Audit.review_id).filter_by(auditor=sess.auditor)} & items
+    done = audits.decided_review_ids(store, sess.auditor) & items
     return {"done": len(done), "total": len(items)}
 
 
-def _decision(store: Store, review_id: str, auditor: str) -> Any:
-    with store.session() as s:
-        return s.query(schema.Audit).filter_by(review_id=review_id, auditor=auditor).one_or_none()
-
-
 def _item(store: Store, review_id: str) -> dict[str, Any] | None:
-    with store.session() as s:
-        if s.get(schema.AuditItem, review_id) is None:
-            return None
-        review = s.get(schema.Review, review_id)
-        obj = s.get(schema.VideoObject, review.object_id)
-        m, texts = judged(s, review)
-        n = len(m.frames) if m else 0
-        caps = {c.source: c.text for c in s.query(schema.Caption).filter_by(video_id=obj.video_id)}
-        detailed = s.execute(
-            sa.select(schema.Description.text)
-            .where(schema.Description.object_id == obj.id, schema.Description.kind == "detailed")
-            .order_by(schema.Description.created_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        return {
-            "review_id": review_id,
-            "noun": obj.noun,
-            "appearance": texts.get("appearance", ""),
-            "motion": texts.get("motion", ""),
-            "region": texts.get("region", ""),
-            "keep": review.verdict,
-            "confidence": review.confidence,
-            "rationale": review.rationale,
-            "mode": review.mode,
-            "frames": n,
-            "frame_indices": sorted(int(f) for f in (m.frames if m else {})),
-            "caption": caption_of(caps) or "",
-            # exists only for kept objects: shown after the decision, as the verdict is
-            "detailed": detailed or "",
-        }
+    """What the item page shows of an audit item; None when the review is not one."""
+    view = audits.audit_item_view(store, review_id)
+    if view is None:
+        return None
+    return {
+        "review_id": review_id,
+        "noun": view.noun,
+        "appearance": view.texts.get("appearance", ""),
+        "motion": view.texts.get("motion", ""),
+        "region": view.texts.get("region", ""),
+        "keep": view.keep,
+        "confidence": view.confidence,
+        "rationale": view.rationale,
+        "mode": view.mode,
+        "frames": len(view.frame_indices),
+        "frame_indices": view.frame_indices,
+        "caption": caption_of(view.captions) or "",
+        # exists only for kept objects: shown after the decision, as the verdict is
+        "detailed": view.detailed or "",
+    }
 
 
 class _NoFrames(Exception):
     pass
 
 
-def _frames(store: Store, review_id: str) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
+ItemImages = tuple[list[bytes], list[bytes], list[bytes]]  # per sampled frame: JPEG, mask PNG, contour PNG
+
+
+def _item_images(store: Store, review_id: str) -> ItemImages | None:
     """The item's sampled frames (JPEG), its mask filled and as a contour (transparent PNGs), only for audit items
     of this store.
     Only successes are cached: an item drawn while the server runs shows its frames."""
     try:
-        return _frames_cached(store, review_id)
+        return _item_images_cached(store, review_id)
     except _NoFrames:
         return None
 
 
 @lru_cache(maxsize=16)
-def _frames_cached(store: Store, review_id: str) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    with store.session() as s:
-        if s.get(schema.AuditItem, review_id) is None:
-            raise _NoFrames(review_id)
-        review = s.get(schema.Review, review_id)
-        obj = s.get(schema.VideoObject, review.object_id)
-        video = s.get(schema.Video, obj.video_id)
-        m, _ = judged(s, review)
-        if m is None:
-            raise _NoFrames(review_id)
-        keys = sorted(m.frames, key=int)
-        rles = [m.frames[k] for k in keys]
-        path = Path(video.source_root) / video.path
-        offset = video.first_frame or 0  # a clip's frames are decoded from its source
+def _item_images_cached(store: Store, review_id: str) -> ItemImages:
+    judged = audits.audit_item_masks(store, review_id)
+    if judged is None:
+        raise _NoFrames(review_id)
     try:
-        reader = Video(path)
-        frames = reader.frames([int(k) + offset for k in keys])
+        reader = Video(judged.video_path)
+        frames = reader.frames([int(k) + judged.first_frame for k in judged.frame_keys])
     except (MediaError, IndexError):
         raise _NoFrames(review_id) from None
     size = fit_within(reader.info.width, reader.info.height, MAX_SIDE)
     color = np.array(color_for(3), dtype=np.uint8)  # yellow: stands out on most footage
     jpgs, pngs, edges = [], [], []
-    for frame, rle in zip(frames, rles):
+    for frame, rle in zip(frames, judged.rles):
         buf = io.BytesIO()
         Image.fromarray(frame).resize(size).save(buf, format="JPEG", quality=85)
         jpgs.append(buf.getvalue())
         m = masks.decode(rle) if rle is not None else np.zeros(frame.shape[:2], bool)
-        m = np.asarray(Image.fromarray(m).resize(size, Image.NEAREST))
+        m = np.asarray(Image.fromarray(m).resize(size, Image.Resampling.NEAREST))
         pngs.append(_png(m, color))
         edges.append(_png(m & ~_eroded(_eroded(m)), color))  # a 2-pixel contour: what is under it stays visible
     return jpgs, pngs, edges

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from os import PathLike
+from typing import BinaryIO
 
 import numpy as np
 
@@ -153,7 +155,15 @@ def calibrate(pool: Pool, target: float, bootstrap: int = BOOTSTRAP, seed: int =
     )
 
 
-def plot(cal: Calibration, path) -> None:
+def error_bar(interval: Interval) -> list[list[float]]:
+    """matplotlib's yerr for the interval: [[below], [above]] the point, clamped at 0 (matplotlib refuses a negative
+    error). A degenerate interval (every bootstrap replicate alike) can lie a last bit off its point estimate (the
+    sums run in another order), and a percentile interval need not hold its point: either side is then drawn with
+    zero length."""
+    return [[max(0.0, interval.value - interval.low)], [max(0.0, interval.high - interval.value)]]
+
+
+def plot(cal: Calibration, path: str | PathLike[str] | BinaryIO) -> None:
     """The precision-yield curve over thresholds, the chosen one marked (PNG)."""
     import matplotlib
 
@@ -169,7 +179,7 @@ def plot(cal: Calibration, path) -> None:
         ax.errorbar(
             [cal.yield_],
             [cal.precision.value],
-            yerr=[[cal.precision.value - cal.precision.low], [cal.precision.high - cal.precision.value]],
+            yerr=error_bar(cal.precision),
             fmt="o",
             color="#e06666",
             label=f"threshold {cal.threshold:.3f}",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-import sqlalchemy as sa
-
-from engine.store import Store, schema
+from engine.store import Store, audits
 
 COLUMNS = (
     "review_id",
@@ -39,46 +36,36 @@ def csv_cell(value: Any) -> Any:
 
 def audit_rows(store: Store, history: bool = False) -> list[dict[str, Any]]:
     """The current decision of each (item, auditor); or, with history, every decision and undo in order."""
-    with store.session() as s:
-        if history:
-            e = schema.AuditEvent
-            return [
-                {
-                    "review_id": x.review_id,
-                    "auditor": x.auditor,
-                    "action": x.action,
-                    "same_object": x.human_verdict,
-                    "reason": x.reason,
-                    "note": x.note,
-                    "at": x.created_at.isoformat(),
-                }
-                for x in s.execute(sa.select(e).order_by(e.created_at, e.id)).scalars()
-            ]
-        a, r, o, it = schema.Audit, schema.Review, schema.VideoObject, schema.AuditItem
-        q = (
-            sa.select(a, r.verdict, r.confidence, o.noun, o.id, o.video_id, it.stratum)
-            .join(r, r.id == a.review_id)
-            .join(o, o.id == r.object_id)
-            .outerjoin(it, it.review_id == a.review_id)
-            .order_by(a.review_id, a.auditor)
-        )
+    if history:
         return [
             {
                 "review_id": x.review_id,
                 "auditor": x.auditor,
-                "same_object": x.human_verdict,
+                "action": x.action,
+                "same_object": x.same_object,
                 "reason": x.reason,
                 "note": x.note,
-                "decided_at": x.created_at.isoformat(),
-                "stratum": stratum,
-                "reviewer_keep": keep,
-                "reviewer_confidence": conf,
-                "noun": noun,
-                "object_id": oid,
-                "video_id": vid,
+                "at": x.at.isoformat(),
             }
-            for x, keep, conf, noun, oid, vid, stratum in s.execute(q)
+            for x in audits.audit_history(store)
         ]
+    return [
+        {
+            "review_id": x.review_id,
+            "auditor": x.auditor,
+            "same_object": x.same_object,
+            "reason": x.reason,
+            "note": x.note,
+            "decided_at": x.decided_at.isoformat(),
+            "stratum": x.stratum,
+            "reviewer_keep": x.reviewer_keep,
+            "reviewer_confidence": x.reviewer_confidence,
+            "noun": x.noun,
+            "object_id": x.object_id,
+            "video_id": x.video_id,
+        }
+        for x in audits.audit_export_rows(store)
+    ]
 
 
 def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, history: bool = False) -> int:
@@ -96,9 +83,3 @@ def write(rows: Iterable[dict[str, Any]], fmt: str, out: TextIO, history: bool =
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
         n += 1
     return n
-
-
-def to_text(rows: list[dict[str, Any]], fmt: str, history: bool = False) -> str:
-    buf = io.StringIO(newline="")
-    write(rows, fmt, buf, history)
-    return buf.getvalue()

@@ -14,14 +14,18 @@ import math
 import random
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import sqlalchemy as sa
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from engine.audit.names import lookup_key
 from engine.audit.stats import Confusion, wilson
-from engine.store import Store, schema
-from engine.store.current import Current, current_reviews
+from engine.store import Store, audits, schema
+from engine.store.current import Current
+
+if TYPE_CHECKING:
+    from engine.audit.calibrate import Calibration, Pool
 
 BOOTSTRAP_REPLICATES = 2000
 BOOTSTRAP_SEED = 12345
@@ -40,31 +44,19 @@ def add_auditor(store: Store, name: str) -> str:
     if not name or len(name) > 64:
         raise ValueError("an auditor name is 1 to 64 characters")
     token = secrets.token_urlsafe(24)
-    with store.session() as s:
-        store.upsert(
-            s,
-            schema.Auditor,
-            [dict(name=name, token_sha256=hash_token(token))],
-            conflict=("name",),
-            update=("token_sha256",),
-        )
+    audits.put_auditor(store, name, hash_token(token))
     return token
 
 
 def remove_auditor(store: Store, name: str) -> bool:
     """Remove an auditor: their sessions end at their next request, their audits stay. False if there was none."""
-    with store.session() as s:
-        row = s.get(schema.Auditor, name.strip())
-        if row is None:
-            return False
-        s.delete(row)
-    return True
+    return audits.delete_auditor(store, name.strip())
 
 
 def check_auditor(store: Store, name: str, token: str) -> bool:
-    with store.session() as s:  # the name as `engine audit add-auditor` stored it (NFKC: full-width is ASCII)
-        row = s.get(schema.Auditor, lookup_key(name))
-    return row is not None and secrets.compare_digest(row.token_sha256, hash_token(token))
+    # the name as `engine audit add-auditor` stored it (NFKC: full-width is ASCII)
+    stored = audits.auditor_token_sha256(store, lookup_key(name))
+    return stored is not None and secrets.compare_digest(stored, hash_token(token))
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -83,15 +75,11 @@ def draw_sample(
     Each stratum's quota is split over its sub-strata in proportion to their sizes. Items already
     drawn stay; returns {stratum: (population, newly drawn)}.
     """
-    with store.session() as s:
-        rows = [
-            (rid, verdict, noun, frames, h, w)
-            for rid, verdict, _, noun, frames, h, w in s.execute(current_reviews(current)).all()
-        ]
-        already = dict(s.execute(sa.select(schema.AuditItem.review_id, schema.AuditItem.stratum)).all())
+    rows = audits.current_review_rows(store, current)
+    already = audits.audit_item_strata(store)
     pools: dict[str, list[str]] = defaultdict(list)
-    for rid, verdict, noun, frames, h, w in rows:
-        key = "kept" if verdict else "discarded"
+    for rid, keep, _, noun, frames, h, w in rows:
+        key = "kept" if keep else "discarded"
         if extra == "category":
             key += f":{noun}"
         elif extra == "size":
@@ -103,7 +91,8 @@ def draw_sample(
     quota = {"kept": kept, "discarded": discarded}
     totals = {v: sum(len(ids) for k, ids in pools.items() if k.split(":")[0] == v) for v in quota}
     rng = random.Random(seed)
-    new_rows, report = [], {}
+    new_rows: list[audits.NewAuditItem] = []
+    report: dict[str, tuple[int, int]] = {}
     for key in sorted(pools):
         ids = pools[key]
         verdict = key.split(":")[0]
@@ -112,13 +101,10 @@ def draw_sample(
         candidates = [i for i in ids if i not in already]
         want = max(0, min(share, len(ids)) - len(taken))
         picked = rng.sample(candidates, min(want, len(candidates)))
-        new_rows += [dict(review_id=i, stratum=key, population=len(ids), seed=seed) for i in picked]
+        new_rows += [audits.NewAuditItem(i, key, len(ids), seed) for i in picked]
         report[key] = (len(ids), len(picked))
-    with store.session() as s:
-        store.insert_ignore(s, schema.AuditItem, new_rows)
-        # every item of a stratum carries the stratum's current population
-        for key, (population, _) in report.items():
-            s.execute(sa.update(schema.AuditItem).where(schema.AuditItem.stratum == key).values(population=population))
+    # every item of a stratum carries the stratum's current population
+    audits.add_audit_items(store, new_rows, {key: population for key, (population, _) in report.items()})
     return report
 
 
@@ -164,14 +150,17 @@ class PairKappa:
     kappa: float | None  # None below KAPPA_MIN_ITEMS
 
 
-def label_rule(rule: str):
+Labels = list[tuple[datetime, str, bool]]  # an item's (decided at, auditor, same object), one per auditor
+
+
+def label_rule(rule: str) -> Callable[[Labels], bool]:
     """An item's label from its [(created_at, auditor, same_object)]: majority (a tie goes to the first auditor),
     first (the earliest decision), or adjudicator:<name> (that auditor's label where they gave one, else majority)."""
 
-    def first(labels):
+    def first(labels: Labels) -> bool:
         return min(labels, key=lambda x: (x[0], x[1]))[2]
 
-    def majority(labels):
+    def majority(labels: Labels) -> bool:
         yes = sum(h for _, _, h in labels)
         return first(labels) if 2 * yes == len(labels) else 2 * yes > len(labels)
 
@@ -182,7 +171,7 @@ def label_rule(rule: str):
     if rule.startswith("adjudicator:") and rule.split(":", 1)[1]:
         judge = rule.split(":", 1)[1]
 
-        def adjudicated(labels):
+        def adjudicated(labels: Labels) -> bool:
             own = [h for _, who, h in labels if who == judge]
             return own[0] if own else majority(labels)
 
@@ -232,20 +221,12 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
     """Statistics over audited items: one label per item (chosen by `rule` where several auditors labelled it), so a
     second opinion changes a label, never the count; kappa per pair of auditors over the items both labelled."""
     choose = label_rule(rule)
-    r, a, it = schema.Review, schema.Audit, schema.AuditItem
-    with store.session() as s:
-        # items of the verdict strata only: near-threshold draws (calibration) are not uniform within a verdict
-        near = sa.select(it.review_id).where(it.stratum.like("near:%"))
-        rows = s.execute(
-            sa.select(r.id, r.verdict, a.auditor, a.human_verdict, a.created_at)
-            .join(a, a.review_id == r.id)
-            .where(r.id.not_in(near))
-        ).all()
-        pops = dict(s.execute(sa.select(it.stratum, sa.func.max(it.population)).group_by(it.stratum)).all())
-        verdict_counts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
+    # items of the verdict strata only: near-threshold draws (calibration) are not uniform within a verdict
+    strata = audits.verdict_strata_decisions(store)
+    rows, pops, verdict_counts = strata.decisions, strata.populations, strata.verdict_counts
     n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or verdict_counts.get(True, 0)
     n_disc = sum(v for k, v in pops.items() if k.startswith("discarded")) or verdict_counts.get(False, 0)
-    by_item: dict[str, list] = defaultdict(list)
+    by_item: dict[str, Labels] = defaultdict(list)
     keep_of: dict[str, bool] = {}
     for rid, keep, who, human, at in rows:
         by_item[rid].append((at, who, bool(human)))
@@ -269,7 +250,7 @@ def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
             for i in range(3)
         )
     names = sorted(per_auditor)
-    kappas = []
+    kappas: list[PairKappa] = []
     for i, x in enumerate(names):
         for y in names[i + 1 :]:
             both = [
@@ -320,24 +301,21 @@ def _confusion(pairs: list[tuple[bool, bool]]) -> Confusion:
 # --- calibration ---------------------------------------------------------------------------------
 
 
-def calibration_pool(store: Store, current: Current, rule: str = "majority"):
+def calibration_pool(store: Store, current: Current, rule: str = "majority") -> tuple[Pool, list[str]]:
     """Every current review's score and verdict, and each audited item's label by `rule`
-    (engine/audit/calibrate.py)."""
+    (engine/audit/calibrate.py); with the review ids in pool order."""
     from engine.audit.calibrate import pool_from
 
     choose = label_rule(rule)
-    a = schema.Audit
-    with store.session() as s:
-        reviews = [(rid, bool(v), float(c)) for rid, v, c, *_ in s.execute(current_reviews(current)).all()]
-        labels: dict[str, list] = defaultdict(list)
-        for rid, who, human, at in s.execute(sa.select(a.review_id, a.auditor, a.human_verdict, a.created_at)):
-            labels[rid].append((at, who, bool(human)))
-    return pool_from(reviews, {rid: choose(v) for rid, v in labels.items()})
+    inputs = audits.calibration_inputs(store, current)
+    labels: dict[str, Labels] = defaultdict(list)
+    for rid, who, human, at in inputs.labels:
+        labels[rid].append((at, who, human))
+    return pool_from(inputs.reviews, {rid: choose(v) for rid, v in labels.items()})
 
 
-def save_calibration(store: Store, cal, rule: str) -> str:
-    import uuid
-
+def save_calibration(store: Store, cal: Calibration, rule: str) -> str:
+    """Record a calibration with its estimates, for `engine export --calibrated` and the dashboard; returns its id."""
     est = {
         "precision": vars(cal.precision),
         "recall": vars(cal.recall),
@@ -347,20 +325,12 @@ def save_calibration(store: Store, cal, rule: str) -> str:
         "audited": cal.audited,
         "kept_by_reviewer": cal.kept_by_reviewer,
     }
-    cid = uuid.uuid4().hex
-    with store.session() as s:
-        s.add(schema.Calibration(id=cid, target=cal.target, threshold=cal.threshold, rule=rule, estimates=est))
-    return cid
+    return audits.add_calibration(store, cal.target, cal.threshold, rule, est)
 
 
 def latest_calibration(store: Store) -> schema.Calibration | None:
-    with store.session() as s:
-        row = s.execute(
-            sa.select(schema.Calibration).order_by(schema.Calibration.created_at.desc()).limit(1)
-        ).scalar_one_or_none()
-        if row is not None:
-            s.expunge(row)
-        return row
+    """The newest calibration, or None."""
+    return audits.latest_calibration(store)
 
 
 def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -> dict[str, tuple[int, int]]:
@@ -373,8 +343,7 @@ def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -
         raise ValueError("no calibration with a threshold yet: run `engine audit calibrate` first")
     pool, ids = calibration_pool(store, current)
     cell = pool.cells()
-    with store.session() as s:
-        already = {i for (i,) in s.execute(sa.select(schema.AuditItem.review_id))}
+    already = set(audits.audit_item_strata(store))
     # the cells whose score range holds the threshold, or is next to it, for each verdict
     near_cells = set()
     for verdict in (False, True):
@@ -389,14 +358,10 @@ def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -
     rng = random.Random(seed)
     picked = rng.sample(candidates, min(n, len(candidates)))
     population = {c: int((cell == c).sum()) for c in near_cells}
-    rows = [
-        dict(review_id=ids[i], stratum=f"near:{int(cell[i])}", population=population[int(cell[i])], seed=seed)
-        for i in picked
-    ]
-    with store.session() as s:
-        store.insert_ignore(s, schema.AuditItem, rows)
+    rows = [audits.NewAuditItem(ids[i], f"near:{int(cell[i])}", population[int(cell[i])], seed) for i in picked]
+    audits.add_audit_items(store, rows)
     report: dict[str, tuple[int, int]] = {}
     for row in rows:
-        pop, k = report.get(row["stratum"], (row["population"], 0))
-        report[row["stratum"]] = (pop, k + 1)
+        pop, k = report.get(row.stratum, (row.population, 0))
+        report[row.stratum] = (pop, k + 1)
     return report

@@ -22,11 +22,9 @@ def audit_add_auditor(
 ) -> None:
     """Create an auditor (or give them a new token) and print the token once; it is stored hashed. Names are
     NFKC-normalised; markup, mixed scripts and look-alikes of a name in use are refused."""
-    import sqlalchemy as sa
-
     from engine.audit.names import confusable_with, normalise_name
     from engine.audit.sampling import add_auditor
-    from engine.store import schema
+    from engine.store.audits import auditor_names_in_use
 
     try:
         name = normalise_name(name)
@@ -34,9 +32,7 @@ def audit_add_auditor(
         err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)  # one line, however long the name
         raise typer.Exit(2) from None
     store = _store(_config(config, data_dir=data_dir, database_url=database_url))
-    with store.session() as s:  # removed auditors' names too: their audits stay under them
-        in_use = set(s.execute(sa.select(schema.Auditor.name)).scalars())
-        in_use |= set(s.execute(sa.select(schema.Audit.auditor).distinct()).scalars())
+    in_use = auditor_names_in_use(store)  # removed auditors' names too: their audits stay under them
     other = confusable_with(name, in_use)
     if other is not None:
         err.print(

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from engine.config import Config, ConfigError, load_config
 from engine.store import Store
+from engine.store.db import safe_url
 
 # Pipes and CI logs get 120 columns rather than rich's 80, so the plan table is not truncated.
 console = Console(width=None if Console().is_terminal else 120)
@@ -51,14 +52,5 @@ def _store(cfg: Config) -> Store:
     try:
         return Store(cfg.resolved_database_url)
     except Exception as e:  # an unreachable server or a bad URL: say which, never a traceback
-        err.print(f"error: cannot open the store at {_safe_url(cfg.resolved_database_url)}: {e}", highlight=False)
+        err.print(f"error: cannot open the store at {safe_url(cfg.resolved_database_url)}: {e}", highlight=False)
         raise typer.Exit(2) from None
-
-
-def _safe_url(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(unparseable URL)"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
-import sqlalchemy as sa
 import typer
 from rich.table import Table
 
@@ -62,9 +61,9 @@ def export(
 ) -> None:
     """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
     from engine.dataset.card import write_card
-    from engine.dataset.export import Filters
+    from engine.dataset.export import EmptyFrames, Filters, Format
     from engine.dataset.export import export as run_export
-    from engine.dataset.validate import validate_file
+    from engine.dataset.validate import RecordFormat, validate_file
 
     if fmt not in ("videorefer", "jsonl", "videollama3"):
         err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
@@ -109,14 +108,14 @@ def export(
         max_objects,
         val_fraction,
         seed,
-        empty_frames,
+        cast(EmptyFrames, empty_frames),  # checked above
         calibration["threshold"] if calibration else None,
     )
     result = run_export(
         store,
         out,
         current,
-        fmt,
+        cast(Format, fmt),  # checked above
         filters,
         cfg.model_dump(mode="json"),
         all_versions=all_versions,
@@ -126,7 +125,7 @@ def export(
     # every file checked against the loader its format is for (and UniPixel's layout, which our records keep),
     # with the sizes and lengths of the videos the records name (a clip's file, or its source)
     sizes_of = result.sizes.get
-    record_format = "videollama3" if fmt == "videollama3" else "videorefer"
+    record_format: RecordFormat = "videollama3" if fmt == "videollama3" else "videorefer"
     reports = [validate_file(p, fmt=record_format, sizes_of=sizes_of, unipixel=True) for p in result.files]
     from engine.runtime.split import split_lineage
 
@@ -157,13 +156,9 @@ def export(
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
     if not sum(result.counts.values()):  # an empty export says why, and is not a success
-        with store.session() as s:
-            stored = (
-                s.scalar(
-                    sa.select(sa.func.count()).select_from(schema.Sample).where(schema.Sample.data_type.in_(names))
-                )
-                or 0
-            )
+        from engine.store.samples import stored_sample_count
+
+        stored = stored_sample_count(store, names)
         hint = (
             (
                 f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
@@ -201,7 +196,7 @@ def validate(
 ) -> None:
     """Check a training file against what VideoRefer's and VideoLLaMA3's loaders do with it, counting records per
     defect (example: engine validate out/detailed_train.json --video-root videos/)."""
-    from engine.dataset.validate import DEFECTS, validate_file
+    from engine.dataset.validate import DEFECTS, RecordFormat, validate_file
 
     if not file.is_file():
         err.print(f"error: {file} is not a file", highlight=False)
@@ -212,7 +207,10 @@ def validate(
     if fmt not in (None, "videorefer", "jsonl", "videollama3"):
         err.print(f"error: --format {fmt!r}: choose videorefer, jsonl or videollama3", highlight=False)
         raise typer.Exit(2)
-    record_format = {"jsonl": "videorefer"}.get(fmt, fmt) if fmt else None
+    # jsonl holds videorefer records, one a line
+    record_format: RecordFormat | None = (
+        None if fmt is None else "videollama3" if fmt == "videollama3" else "videorefer"
+    )
     report = validate_file(file, video_root=video_root, fmt=record_format, unipixel=unipixel)
     t = Table(title=f"{file}: {report.records:,} {report.format} records", title_justify="left")
     for col in ("defect", "records", "first record", "meaning"):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import Any
 
 from engine.audit.stats import Confusion, wilson
 from engine.dataset.export import ExportResult
 from engine.dataset.validate import Report
-from engine.store import Store, schema
+from engine.store import Store
+from engine.store.audits import reviewer_verdict_counts
+from engine.store.samples import split_clip_counts
 
 TOP_CATEGORIES = 30
 
@@ -23,7 +24,7 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
     charts.mkdir(exist_ok=True)
     made = []
 
-    def save(fig, title: str, name: str) -> None:
+    def save(fig: Any, title: str, name: str) -> None:
         fig.tight_layout()
         fig.savefig(charts / name, dpi=110)
         plt.close(fig)
@@ -64,9 +65,7 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
 def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
     from engine.audit.sampling import audit_stats
 
-    r = schema.Review
-    with store.session() as s:
-        verdicts = dict(s.execute(sa.select(r.verdict, sa.func.count()).group_by(r.verdict)).all())
+    verdicts = reviewer_verdict_counts(store)
     kept, dropped = verdicts.get(True, 0), verdicts.get(False, 0)
     lines = []
     if kept + dropped:
@@ -94,14 +93,7 @@ def _clips(store: Store, lineage: str | None) -> list[str]:
     """What the split found in the store, at the configured split's lineage (docs/clips.md)."""
     if lineage is None:
         return ['- Sources were not split into clips (`split.detector = "none"`).']
-    c = schema.Clip
-    with store.session() as s:
-        rows = s.execute(
-            sa.select(c.kept, c.reason, sa.func.count(), sa.func.count(sa.distinct(c.source_id)))
-            .where(c.lineage == lineage)
-            .group_by(c.kept, c.reason)
-        ).all()
-        sources = s.scalar(sa.select(sa.func.count(sa.distinct(c.source_id))).where(c.lineage == lineage)) or 0
+    rows, sources = split_clip_counts(store, lineage)
     if not rows:
         return ["- No source was split into clips at this configuration's split version."]
     kept = sum(n for k, _, n, _ in rows if k)

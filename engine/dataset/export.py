@@ -22,22 +22,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
 import engine
+from engine.dataset.records import Format
 from engine.media import masks
 from engine.store import schema
-from engine.store.current import Current, ObjectView, object_views, samples_query
+from engine.store.current import Current, ObjectView
 from engine.store.db import Store
+from engine.store.samples import ExportContext, export_context, samples_for_export, source_roots
 
-Format = Literal["videorefer", "jsonl", "videollama3"]
 EmptyFrames = Literal["keep", "drop"]
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -116,47 +113,11 @@ class _Writer:
         return [self.path(k) for k in self.files]
 
 
-def _chunks(store: Store, current: Current | None, types: tuple[str, ...]) -> Iterator[list[schema.Sample]]:
-    last = ""
-    while True:
-        with store.session() as s:
-            rows = (
-                s.execute(
-                    samples_query(current, types)
-                    .where(schema.Sample.id > last)
-                    .order_by(schema.Sample.id)
-                    .limit(CHUNK)
-                )
-                .scalars()
-                .all()
-            )
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].id
-
-
-def _context(store: Store, current: Current, samples: list[schema.Sample]) -> dict[str, Any]:
-    """What the chunk's records need from other tables, fetched in a few queries."""
-    object_ids = {o for smp in samples for o in smp.object_ids}
-    video_ids = {smp.video_id for smp in samples}
-    with store.session() as s:
-        videos = {v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(video_ids))}
-        parents = {v.parent_id for v in videos.values() if v.parent_id} - set(videos)
-        videos.update({v.id: v for v in s.query(schema.Video).filter(schema.Video.id.in_(parents))})
-        views = object_views(s, current, sorted(object_ids))
-        audits = defaultdict(list)
-        review_ids = [v.review["id"] for v in views.values() if v.review]
-        for a in s.query(schema.Audit).filter(schema.Audit.review_id.in_(review_ids)):
-            audits[a.review_id].append(a)
-    return {"videos": videos, "views": views, "audits": audits}
-
-
-def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
+def _skip_reason(smp: schema.Sample, ctx: ExportContext, f: Filters) -> str | None:
     if f.max_objects is not None and len(smp.object_ids) > f.max_objects:
         return "max_objects"
     for oid in smp.object_ids:
-        view: ObjectView | None = ctx["views"].get(oid)
+        view = ctx.views.get(oid)
         m = view.masklet if view else None
         if m is not None and m["coverage"] < f.min_coverage:
             return "min_coverage"
@@ -167,7 +128,7 @@ def _skip_reason(smp: schema.Sample, ctx: dict, f: Filters) -> str | None:
             if (r["confidence"] if r["verdict"] else 1 - r["confidence"]) < f.calibrated_threshold:
                 return "below_calibrated_threshold"
         if f.audited_only:
-            audits = ctx["audits"].get(view.review["id"], []) if view and view.review else []
+            audits = ctx.audits.get(view.review["id"], []) if view and view.review else []
             if not audits or not all(a.human_verdict for a in audits):
                 return "not_audited"
     return None
@@ -177,7 +138,7 @@ class _Skip(Exception):
     """A sample that cannot become a record of this export; the message is the reason."""
 
 
-def _frames(entry: dict[str, Any], drop_empty: bool) -> dict[str, Any]:
+def _frame_segmentations(entry: dict[str, Any], drop_empty: bool) -> dict[str, Any]:
     """{frame: {"segmentation": RLE or None}}; a bare null (samples before records@2) becomes the latter."""
     out = {k: v if isinstance(v, dict) else {"segmentation": None} for k, v in entry.items()}
     if drop_empty:
@@ -206,19 +167,20 @@ class _Videos:
             from engine.media.video import MediaError
 
             try:
-                self.names[video.id] = name = self._write(video, source)
+                self.names[video.id] = name = self._write(self.root, video, source)
             except (MediaError, OSError, IndexError) as e:  # a source moved, cut or damaged since the run: left out
                 raise _Skip("video_unreadable") from e
             self.sizes[name] = (video.num_frames, video.height, video.width)
         return self.names[video.id], 0
 
-    def _write(self, video: schema.Video, source: schema.Video) -> str:
+    def _write(self, root: Path, video: schema.Video, source: schema.Video) -> str:
+        """Write the clip's file under `root` (or link the whole video there); its name there."""
         from engine.media.video import write_clip
 
         src = Path(source.source_root) / source.path
         rel = Path(source.path)
         if not video.parent_id:  # a whole video: linked, not copied
-            link = self.root / rel
+            link = root / rel
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
                 link.symlink_to(src.resolve())
@@ -228,11 +190,11 @@ class _Videos:
             src,
             video.first_frame,
             video.num_frames,
-            self.root / rel.parent / f"{rel.stem}_{video.first_frame}-{end}",
+            root / rel.parent / f"{rel.stem}_{video.first_frame}-{end}",
             video.fps,
         )
         self.clip_files += 1
-        return written.relative_to(self.root).as_posix()
+        return written.relative_to(root).as_posix()
 
 
 def _shift(entry: dict[str, Any], by: int) -> dict[str, Any]:
@@ -240,10 +202,11 @@ def _shift(entry: dict[str, Any], by: int) -> dict[str, Any]:
 
 
 def _record(
-    smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt: Format, f: Filters, ctx: dict
+    smp: schema.Sample, name: str, offset: int, video: schema.Video, fmt: Format, f: Filters, ctx: ExportContext
 ) -> dict[str, Any]:
     annotation = [
-        _shift(_frames(entry, f.empty_frames == "drop" or fmt == "videollama3"), offset) for entry in smp.annotation
+        _shift(_frame_segmentations(entry, f.empty_frames == "drop" or fmt == "videollama3"), offset)
+        for entry in smp.annotation
     ]
     if fmt != "videollama3":
         return {"id": smp.id, "video": name, "conversations": smp.conversations, "annotation": annotation}
@@ -251,7 +214,7 @@ def _record(
     # (where the segmentor was prompted) when it is among them, else the largest.
     one = []
     for oid, entry in zip(smp.object_ids, annotation):
-        view: ObjectView | None = ctx["views"].get(oid)
+        view = ctx.views.get(oid)
         anchor = str(view.masklet["anchor_frame"] + offset) if view and view.masklet else None
         key = anchor if anchor in entry else max(entry, key=lambda k: masks.area(entry[k]["segmentation"]))
         one.append({key: entry[key]["segmentation"]})
@@ -265,10 +228,10 @@ def _record(
     }
 
 
-def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
+def _provenance(smp: schema.Sample, ctx: ExportContext) -> dict[str, Any]:
     objects = []
     for oid in smp.object_ids:
-        view: ObjectView | None = ctx["views"].get(oid)
+        view: ObjectView | None = ctx.views.get(oid)
         o, m, r = (view.object, view.masklet, view.review) if view else (None, None, None)
         objects.append(
             {
@@ -290,7 +253,7 @@ def _provenance(smp: schema.Sample, ctx: dict) -> dict[str, Any]:
                     "keep": r["verdict"],
                     "confidence": r["confidence"],
                     "audits": [
-                        {"auditor": a.auditor, "correct": a.human_verdict} for a in ctx["audits"].get(r["id"], [])
+                        {"auditor": a.auditor, "correct": a.human_verdict} for a in ctx.audits.get(r["id"], [])
                     ],
                 },
                 "kept": view.kept if view else None,
@@ -330,17 +293,22 @@ def export(
     writer = _Writer(out, fmt, keys)
     named = _Videos(out, clips)
     result.counts.update({k: 0 for k in keys})  # every requested file shows, with 0 when nothing went in
-    stats = {"nouns": Counter(), "answer_words": defaultdict(list), "modes": Counter(), "qa_types": Counter()}
+    stats: dict[str, Any] = {
+        "nouns": Counter(),
+        "answer_words": defaultdict(list),
+        "modes": Counter(),
+        "qa_types": Counter(),
+    }
     try:
-        for chunk in _chunks(store, None if all_versions else current, filters.types):
-            ctx = _context(store, current, chunk)
+        for chunk in samples_for_export(store, None if all_versions else current, filters.types):
+            ctx = export_context(store, current, chunk)
             for smp in chunk:
                 reason = _skip_reason(smp, ctx, filters)
                 try:
                     if reason:
                         raise _Skip(reason)
-                    video = ctx["videos"][smp.video_id]
-                    record = _record(smp, *named.ref(video, ctx["videos"]), video, fmt, filters, ctx)
+                    video = ctx.videos[smp.video_id]
+                    record = _record(smp, *named.ref(video, ctx.videos), video, fmt, filters, ctx)
                 except _Skip as e:
                     result.skipped[(smp.data_type, str(e))] += 1
                     continue
@@ -352,8 +320,8 @@ def export(
                 if smp.qa_type:
                     stats["qa_types"][smp.qa_type] += 1
                 for oid in smp.object_ids:
-                    if oid in ctx["views"]:
-                        stats["nouns"][ctx["views"][oid].object["noun"]] += 1
+                    if oid in ctx.views:
+                        stats["nouns"][ctx.views[oid].object["noun"]] += 1
     finally:
         result.files = writer.close()
         result.file_counts = {writer.path(k).name: result.counts[k] for k in writer.files}
@@ -374,15 +342,10 @@ def export(
         },
         "file_counts": result.file_counts,
         "files": [p.name for p in result.files],
-        "source_roots": sorted({r for (r,) in _source_roots(store)}),
+        "source_roots": source_roots(store),
         "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
         "calibration": calibration,  # the keep threshold applied, with its estimated precision
         "clip_files": named.clip_files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return result
-
-
-def _source_roots(store: Store):
-    with store.session() as s:
-        return s.execute(sa.select(schema.Video.source_root).distinct()).all()

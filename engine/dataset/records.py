@@ -30,6 +30,9 @@ DETAILED_PROMPTS = (
 # <objectN> are the format's own). Matched loosely (case, inner spaces) so near-misses go too.
 FORMAT_TOKEN = re.compile(r"<\s*(video|image|audio|region|object\s*\d+)\s*>", re.I)
 OBJECT_TAG = re.compile(r"<object(\d+)>")
+# The files export writes and validate reads: VideoRefer's JSON arrays, the same records one per line, and
+# VideoLLaMA3's conversation format.
+Format = Literal["videorefer", "jsonl", "videollama3"]
 
 
 def neutralise(text: str) -> str:

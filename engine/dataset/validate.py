@@ -30,7 +30,6 @@ from engine.media import masks
 
 # A training file's format as `engine export --format` writes it (export.py imports it) and `engine validate`
 # takes it; a jsonl file holds videorefer records, one a line. The checks below go by the records' layout.
-Format = Literal["videorefer", "jsonl", "videollama3"]
 RecordFormat = Literal["videorefer", "videollama3"]
 SizesOf = Callable[[str], "tuple[int, int, int] | None"]
 

@@ -154,7 +154,7 @@ def test_malformed_media_names_are_404_never_500(setup, name):
 def test_a_failed_frame_lookup_is_not_cached(setup):
     store, reviews, token, src = setup
     (src / "clip.mp4").rename(src / "away.mp4")  # the video is missing while the server runs ...
-    ui._frames_cached.cache_clear()
+    ui._item_images_cached.cache_clear()
     c = _client(store)
     _login(c, token)
     assert c.get(f"/media/{reviews[0]}/0.jpg").status_code == 404

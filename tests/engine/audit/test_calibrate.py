@@ -54,9 +54,52 @@ def test_estimates_follow_the_pool():
     assert ys == sorted(ys, reverse=True)  # a higher threshold never keeps more
 
 
+def test_the_plot_draws_a_degenerate_interval(tmp_path):
+    """Every bootstrap replicate alike: the interval has no width, and its bounds can lie a last bit off the point
+    estimate (the sums run in another order). The plot draws it with zero-length error bars, never a negative one
+    (which matplotlib refuses)."""
+    from engine.audit.calibrate import Calibration, Interval, error_bar, plot
+
+    point = 0.503267973856209
+    above = 0.5032679738562091  # the next float up: what the bootstrap gave for this point
+    assert above > point
+    for precision in (Interval(point, above, above), Interval(point, point, point), Interval(above, point, point)):
+        bars = error_bar(precision)
+        assert all(v >= 0 for side in bars for v in side)
+        assert bars == [[max(0.0, precision.value - precision.low)], [max(0.0, precision.high - precision.value)]]
+        curve = [(0.084, point, 0.9), (0.9, 1.0, 0.1)]
+        cal = Calibration(0.5, 0.084, precision, Interval(1.0, 1.0, 1.0), 0.9, 80, 144, 64, 30, curve)
+        path = tmp_path / "curve.png"
+        plot(cal, path)
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    assert error_bar(Interval(point, above, above)) == [[0.0], [above - point]]
+
+
+def test_a_calibration_with_a_degenerate_interval_is_plotted():
+    """Above the threshold each cell's audited items agree: every replicate resamples the same labels, and the
+    interval, summed in another order, lies a last bit below its point."""
+    import io
+
+    from engine.audit.calibrate import plot
+
+    n = 121
+    scores = np.round(0.01 + 0.98 * ((np.arange(n) * 0.6180339887) % 1), 3)  # spread without a pattern
+    audited = np.arange(0, n, 7)
+    cal = calibrate(Pool(scores, scores >= 0.5, audited, scores[audited] >= 0.6), target=0.5, bootstrap=100)
+    p = cal.precision
+    assert cal.threshold is not None and p.low == p.high and abs(p.high - p.value) < 1e-12
+    buf = io.BytesIO()
+    plot(cal, buf)
+    assert buf.getvalue()[:4] == b"\x89PNG"
+
+
 def _audited_store(store, tmp_path, n=40, drawn=15):
     """n kept and n discarded reviews with spread confidences; `drawn` of each audited, the truth following the
-    same-object score with one exception in six (deterministic, whatever the ids)."""
+    same-object score with one exception in six.
+
+    Deterministic whatever the ids (they hash the temporary folder): the draw takes the same confidences whatever
+    the ids, and the exceptions are chosen in order of the same-object score, highest first, so the best-scored
+    audited item is one: no threshold with enough audited items above it has a precision of 1."""
     from review_data import CURRENT, make_reviews
 
     from engine.audit.sampling import draw_sample
@@ -69,9 +112,11 @@ def _audited_store(store, tmp_path, n=40, drawn=15):
             r.confidence = 0.5 + 0.49 * ((k * 37) % n) / n  # spread over 0.5 .. 0.99
     draw_sample(store, CURRENT, kept=drawn, discarded=drawn, seed=1)
     with store.session() as s:
-        items = s.query(schema.AuditItem).order_by(schema.AuditItem.review_id).all()
-        for k, item in enumerate(items):
-            r = s.get(schema.Review, item.review_id)
+        drawn_reviews = [s.get(schema.Review, item.review_id) for item in s.query(schema.AuditItem)]
+        by_score = sorted(
+            drawn_reviews, key=lambda r: (r.confidence if r.verdict else 1 - r.confidence, r.verdict), reverse=True
+        )
+        for k, r in enumerate(by_score):
             same = (r.confidence >= 0.6 if r.verdict else r.confidence < 0.6) != (k % 6 == 0)
             s.add(schema.Audit(id=stable_id("a", r.id, "ann"), review_id=r.id, auditor="ann", human_verdict=same))
     return reviews, CURRENT
@@ -138,10 +183,11 @@ def test_export_leaves_out_objects_below_the_calibrated_threshold():
     from types import SimpleNamespace
 
     from engine.dataset.export import Filters, _skip_reason
+    from engine.store.samples import ExportContext
 
     def ctx(confidence, verdict=True):
         review = {"id": "r", "verdict": verdict, "confidence": confidence}
-        return {"views": {"o": SimpleNamespace(masklet=None, review=review, kept=verdict)}, "audits": {}}
+        return ExportContext(views={"o": SimpleNamespace(masklet=None, review=review, kept=verdict)})
 
     smp = SimpleNamespace(object_ids=["o"])
     f = Filters(calibrated_threshold=0.7)
