@@ -270,6 +270,10 @@ def main() -> None:
     )
     p.add_argument("--prefill", type=int, default=0, help="also run in a store pre-filled with this many objects")
     p.add_argument("--repeat", type=int, default=1, help="runs of each kind; medians are reported")
+    p.add_argument(
+        "--prefill-dir",
+        help="keep the pre-filled store here, and reuse it if it is there (a million objects take minutes to fill)",
+    )
     args = p.parse_args()
     if args.cpu:
         args.latency, args.seg_s_per_frame = 0.001, 0.0
@@ -294,8 +298,10 @@ def main() -> None:
             kinds = [("empty store", "empty")] + (
                 [(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else []
             )
-            template = Path(tmp) / "prefilled"
-            if args.prefill:  # filled once, copied for each run
+            template = Path(args.prefill_dir) if args.prefill_dir else Path(tmp) / "prefilled"
+            if args.prefill and (template / "engine.sqlite").exists():
+                print(f"store pre-filled before: {template}")
+            elif args.prefill:  # filled once, copied for each run
                 cfg = load_config(environ={}, overrides={"data_dir": str(template), **overrides})
                 vc, _ = version_context(cfg)
                 took = prefill(Store(cfg.resolved_database_url), build_pipelines(["detailed"]), vc, args.prefill)
