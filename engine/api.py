@@ -19,9 +19,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from engine.audit.calibrate import Calibration
+from engine.audit.sampling import AuditStats
 from engine.config import Config, load_config
+from engine.dataset.export import ExportResult
+from engine.dataset.validate import Report as ValidationReport
 from engine.llm.request_log import RoleTotals, request_totals
 from engine.registry import build_pipelines, configured_current, version_context
 from engine.runtime.observer import RunObserver
@@ -32,11 +36,41 @@ from engine.store.current import StageCount, stage_counts
 from engine.store.db import Store, safe_url
 from engine.store.runs import FailureRow, RunRow, recent_failures, recent_runs
 
-__all__ = ["Engine", "RunObserver", "RunRefused", "RunResult", "StoreStatus", "StoreUnavailable"]
+__all__ = [
+    "Engine",
+    "ExportRefused",
+    "ExportReport",
+    "RunObserver",
+    "RunRefused",
+    "RunResult",
+    "StoreStatus",
+    "StoreUnavailable",
+    "TooFewAudits",
+]
 
 
 class StoreUnavailable(Exception):
     """The store cannot be opened (a server that does not answer, a bad URL); the message names it."""
+
+
+class TooFewAudits(ValueError):
+    """Calibration needs at least 20 audited items, labelled both ways."""
+
+
+class ExportRefused(ValueError):
+    """An export asked for something that cannot be: a format, a data type, a calibration that is not there."""
+
+
+@dataclass
+class ExportReport:
+    """What `export` wrote, each file's validation, the card, and how it ended: exit code 0, 1 (a file failed
+    validation) or 4 (no record written; `empty_reason` says why)."""
+
+    result: ExportResult
+    reports: list[ValidationReport]
+    card: Path
+    exit_code: int
+    empty_reason: str | None = None
 
 
 @dataclass
@@ -157,6 +191,170 @@ class Engine:
             out.last_run = real[0]
             out.last_run_requests = request_totals(store, real[0].id)
         return out
+
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        types: Sequence[str] = ("short", "detailed", "qa"),
+        fmt: str = "videorefer",
+        *,
+        accepted_only: bool = False,
+        audited_only: bool = False,
+        min_coverage: float = 0.0,
+        max_objects: int | None = None,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+        empty_frames: str = "keep",
+        all_versions: bool = False,
+        calibrated: bool = False,
+        clips: bool = False,
+    ) -> ExportReport:
+        """Write the store's current samples as training files under `out`, each validated against the loader
+        its format is for, with a dataset card. Raises ExportRefused for an impossible request."""
+        from engine.dataset.card import write_card
+        from engine.dataset.export import EmptyFrames, Filters, Format
+        from engine.dataset.export import export as write_files
+        from engine.dataset.validate import RecordFormat, validate_file
+        from engine.runtime.split import split_lineage
+        from engine.store import schema
+        from engine.store.samples import stored_sample_count
+
+        if fmt not in ("videorefer", "jsonl", "videollama3"):
+            raise ExportRefused(f"--format {fmt!r}: choose videorefer, jsonl or videollama3")
+        if empty_frames not in ("keep", "drop"):
+            raise ExportRefused(f"--empty-frames {empty_frames!r}: choose keep or drop")
+        names = tuple(t.strip() for t in types if t.strip())
+        if bad := [t for t in names if t not in schema.DATA_TYPES]:
+            raise ExportRefused(f"--types {','.join(bad)}: choose from {', '.join(schema.DATA_TYPES)}")
+        try:
+            current = configured_current(self.config)
+        except PluginError as e:
+            raise ExportRefused(str(e)) from None
+        store = self.store
+        calibration = self._calibration() if calibrated else None
+        filters = Filters(
+            names,
+            accepted_only,
+            audited_only,
+            min_coverage,
+            max_objects,
+            val_fraction,
+            seed,
+            cast(EmptyFrames, empty_frames),  # checked above
+            calibration["threshold"] if calibration else None,
+        )
+        cfg = self.config
+        result = write_files(
+            store,
+            Path(out),
+            current,
+            cast(Format, fmt),  # checked above
+            filters,
+            cfg.model_dump(mode="json"),
+            all_versions=all_versions,
+            clips=clips,
+            calibration=calibration,
+        )
+        # every file checked against the loader its format is for (and UniPixel's layout, which our records
+        # keep), with the sizes and lengths of the videos the records name (a clip's file, or its source)
+        record_format: RecordFormat = "videollama3" if fmt == "videollama3" else "videorefer"
+        reports = [validate_file(p, fmt=record_format, sizes_of=result.sizes.get, unipixel=True) for p in result.files]
+        lineage = None if cfg.split.detector == "none" else split_lineage(cfg)
+        card = write_card(store, result, reports, fmt, lineage)
+        report = ExportReport(result, reports, card, 0 if all(r.ok for r in reports) else 1)
+        if report.exit_code == 0 and not sum(result.counts.values()):  # an empty export says why
+            stored = stored_sample_count(store, names)
+            if stored and not all_versions:
+                report.empty_reason = (
+                    f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
+                    "segmentor): export with the run's configuration, or --all-versions"
+                )
+            elif stored:
+                report.empty_reason = "every sample was left out (see the table)"
+            else:
+                report.empty_reason = "the store holds no sample of these types"
+            report.exit_code = 4
+        return report
+
+    def _calibration(self) -> dict[str, Any]:
+        from engine.audit.sampling import latest_calibration
+
+        cal = latest_calibration(self.store)
+        if cal is None or cal.threshold is None:
+            raise ExportRefused(
+                "--calibrated, but no calibration with a threshold: run `engine audit calibrate` first"
+            )
+        return {
+            "threshold": cal.threshold,
+            "target_precision": cal.target,
+            "rule": cal.rule,
+            "estimated_precision": cal.estimates["precision"],
+            "created_at": cal.created_at.isoformat(),
+        }
+
+    @staticmethod
+    def validate(
+        file: str | os.PathLike[str],
+        video_root: str | os.PathLike[str] | None = None,
+        fmt: str | None = None,
+        unipixel: bool = False,
+    ) -> ValidationReport:
+        """Count the defects of a VideoRefer- or VideoLLaMA3-format file, record by record (needs no store)."""
+        from engine.dataset.validate import RecordFormat, validate_file
+
+        path, root = Path(file), Path(video_root) if video_root is not None else None
+        if not path.is_file():
+            raise ExportRefused(f"{path} is not a file")
+        if root is not None and not root.is_dir():
+            raise ExportRefused(f"--video-root {root} is not a folder")
+        if fmt not in (None, "videorefer", "jsonl", "videollama3"):
+            raise ExportRefused(f"--format {fmt!r}: choose videorefer, jsonl or videollama3")
+        # jsonl holds videorefer records, one a line
+        record_format: RecordFormat | None = (
+            None if fmt is None else "videollama3" if fmt == "videollama3" else "videorefer"
+        )
+        return validate_file(path, video_root=root, fmt=record_format, unipixel=unipixel)
+
+    # --- people's audits of the Reviewer (engine/audit/) ----------------------------------------------------
+
+    def audit_sample(
+        self, kept: int = 100, discarded: int = 100, seed: int = 0, by: str | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Draw audit items stratified by the Reviewer's verdict (and `by`: category or size); returns each
+        stratum's (population, newly drawn)."""
+        from engine.audit.sampling import draw_sample
+
+        if by not in (None, "category", "size"):
+            raise ValueError("--by takes category or size")
+        return draw_sample(self.store, configured_current(self.config), kept, discarded, seed, by)
+
+    def audit_near_threshold(self, n: int, seed: int = 0) -> dict[str, tuple[int, int]]:
+        """Draw `n` items where the decision is most uncertain, around the newest calibration's threshold."""
+        from engine.audit.sampling import draw_near_threshold
+
+        return draw_near_threshold(self.store, configured_current(self.config), n, seed)
+
+    def calibrate(self, target: float = 0.95, rule: str = "majority") -> Calibration:
+        """The Reviewer's keep threshold reaching `target` precision on the audited items, recorded for
+        `export(calibrated=True)`. Raises ValueError for an unknown rule or too few audits of both kinds."""
+        from engine.audit.calibrate import calibrate
+        from engine.audit.sampling import calibration_pool, save_calibration
+
+        pool, _ = calibration_pool(self.store, configured_current(self.config), rule)
+        if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
+            raise TooFewAudits(
+                f"{len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
+                "(engine audit sample, then engine review)"
+            )
+        cal = calibrate(pool, target)
+        save_calibration(self.store, cal, rule)
+        return cal
+
+    def audit_stats(self, rule: str = "majority") -> AuditStats:
+        """The confusion matrix over audited items, the paper's metrics with intervals, kappa per pair."""
+        from engine.audit.sampling import audit_stats
+
+        return audit_stats(self.store, rule=rule)
 
 
 def _has_dataset_video(source: Path) -> bool:

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.api import Engine, StoreUnavailable, TooFewAudits
 from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _store, console, err
+from engine.config import Config
 
 audit_app = typer.Typer(
     help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True, rich_markup_mode=None
@@ -114,17 +116,13 @@ def audit_sample(
     database_url: DbOpt = None,
 ) -> None:
     """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
-    from engine.audit.sampling import draw_near_threshold, draw_sample
-
     if by not in (None, "category", "size"):
         err.print("error: --by takes category or size", highlight=False)
         raise typer.Exit(2)
-    from engine.registry import configured_current
-
-    cfg = _config(config, data_dir=data_dir, database_url=database_url)
+    eng = _engine(_config(config, data_dir=data_dir, database_url=database_url))
     if near_threshold:
         try:
-            report = draw_near_threshold(_store(cfg), configured_current(cfg), near_threshold, seed)
+            report = eng.audit_near_threshold(near_threshold, seed)
         except ValueError as e:
             err.print(f"error: {e}", highlight=False)
             raise typer.Exit(2) from None
@@ -132,7 +130,7 @@ def audit_sample(
             err.print("no undrawn item is left in the cells around the threshold", highlight=False)
             raise typer.Exit(1)
     else:
-        report = draw_sample(_store(cfg), configured_current(cfg), kept, discarded, seed, by)
+        report = eng.audit_sample(kept, discarded, seed, by)
     t = Table(title="Audit sample", title_justify="left")
     for col in ("stratum", "population", "newly drawn"):
         t.add_column(col, justify="left" if col == "stratum" else "right")
@@ -153,26 +151,17 @@ def audit_calibrate(
     """Choose the keep threshold on the Reviewer's same-object score (its confidence for a keep, 1 - it for a
     discard) that reaches the target precision; print its precision, recall and yield with intervals weighted by
     stratum, and record it for `engine export --calibrated`."""
-    from engine.audit.calibrate import calibrate, plot
-    from engine.audit.sampling import calibration_pool, save_calibration
-    from engine.registry import configured_current
+    from engine.audit.calibrate import plot
 
-    cfg = _config(config, data_dir=data_dir, database_url=database_url)
-    store = _store(cfg)
+    eng = _engine(_config(config, data_dir=data_dir, database_url=database_url))
     try:
-        pool, _ = calibration_pool(store, configured_current(cfg), rule)
+        cal = eng.calibrate(target, rule)
+    except TooFewAudits as e:
+        err.print(f"error: {e}", highlight=False)
+        raise typer.Exit(1) from None
     except ValueError as e:
         err.print(f"error: --rule: {e}", highlight=False)
         raise typer.Exit(2) from None
-    if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
-        err.print(
-            f"error: {len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
-            "(engine audit sample, then engine review)",
-            highlight=False,
-        )
-        raise typer.Exit(1)
-    cal = calibrate(pool, target)
-    save_calibration(store, cal, rule)
     if cal.threshold is None:
         best = max((p for _, p, _ in cal.curve if p == p), default=0.0)
         err.print(
@@ -221,10 +210,10 @@ def audit_stats_cmd(
 ) -> None:
     """Confusion matrix over audited items, the paper's metrics with 95% intervals, population estimates, kappa per
     pair of auditors."""
-    from engine.audit.sampling import KAPPA_MIN_ITEMS, audit_stats
+    from engine.audit.sampling import KAPPA_MIN_ITEMS
 
     try:
-        st = audit_stats(_store(_config(config, data_dir=data_dir, database_url=database_url)), rule=rule)
+        st = _engine(_config(config, data_dir=data_dir, database_url=database_url)).audit_stats(rule)
     except ValueError as e:
         err.print(f"error: --rule: {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -335,3 +324,14 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _engine(cfg: Config) -> Engine:
+    """The library over this configuration, its store opened now: one line if it cannot be."""
+    eng = Engine(cfg)
+    try:
+        eng.store  # noqa: B018  (opened here, so a store that cannot be reached is named before any work)
+    except StoreUnavailable as e:
+        err.print(f"error: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    return eng
