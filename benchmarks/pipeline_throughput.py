@@ -312,6 +312,9 @@ def main() -> None:
                     data = Path(tmp) / f"{kind}{r}"
                     if kind == "full":
                         shutil.copytree(template, data)
+                    # The copy's gigabytes are written out now, not by the kernel during the run (whose writeback
+                    # and cache churn cost every process CPU, the Ray workers' too, though they never touch the store)
+                    os.sync()
                     cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
                     m, store, ids = run_engine(cfg, src, endpoint.pid)
                     runs[label].append(m)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.store import schema
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SQLITE_MMAP_BYTES = 1 << 30  # address space, not memory: pages are shared with the OS's file cache
+SQLITE_MMAP_BYTES = 1 << 31  # address space, not memory (the OS's file cache); SQLite caps it near 2 GiB
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, allocated as pages are used
 
 

@@ -58,12 +58,15 @@ def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Cur
                 .group_by(r.verdict)
             ):
                 out.verdicts[bool(verdict)] = out.verdicts.get(bool(verdict), 0) + n
-            for data_type, n in s.execute(
-                sa.select(smp.data_type, sa.func.count())
-                .where(smp.video_id.in_(part), smp.lineage.in_(current.sample_lineages or [""]))
-                .group_by(smp.data_type)
+            # by video alone (engine/store/current.py load_videos says why), the lineage counted here
+            wanted = set(current.sample_lineages)
+            for data_type, lineage, n in s.execute(
+                sa.select(smp.data_type, smp.lineage, sa.func.count())
+                .where(smp.video_id.in_(part))
+                .group_by(smp.data_type, smp.lineage)
             ):
-                out.samples[data_type] = out.samples.get(data_type, 0) + n
+                if lineage in wanted:
+                    out.samples[data_type] = out.samples.get(data_type, 0) + n
             out.new_samples += (
                 s.scalar(sa.select(sa.func.count()).where(smp.video_id.in_(part), smp.run_id == run_id)) or 0
             )
