@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from engine.api import Engine, RunRefused, StoreUnavailable
+from engine.api import Engine, RunRefused
 from engine.cli.audit import audit_app, review
-from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, console, err
+from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, _engine, console, err
 from engine.cli.data import export, validate
 from engine.cli.views import ConsoleObserver, print_status
 from engine.config import DEFAULT_CONFIG_NAME, default_config_text
@@ -126,12 +126,7 @@ def status(
     """Show what the store holds, which results are current, recent runs, requests and failures
     (example: engine status)."""
     cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
-    try:
-        st = Engine(cfg).status()
-    except StoreUnavailable as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
-    print_status(st)
+    print_status(_engine(cfg).status())
 
 
 app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(

@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.api import Engine, StoreUnavailable, TooFewAudits
-from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _store, console, err
-from engine.config import Config
+from engine.api import TooFewAudits
+from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _engine, _store, console, err
 
 audit_app = typer.Typer(
     help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True, rich_markup_mode=None
@@ -324,14 +323,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _engine(cfg: Config) -> Engine:
-    """The library over this configuration, its store opened now: one line if it cannot be."""
-    eng = Engine(cfg)
-    try:
-        eng.store  # noqa: B018  (opened here, so a store that cannot be reached is named before any work)
-    except StoreUnavailable as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
-    return eng

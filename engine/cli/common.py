@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from engine.api import Engine, StoreUnavailable
 from engine.config import Config, ConfigError, load_config
 from engine.store import Store
-from engine.store.db import safe_url
 
 # Pipes and CI logs get 120 columns rather than rich's 80, so the plan table is not truncated.
 console = Console(width=None if Console().is_terminal else 120)
@@ -48,9 +48,17 @@ def _config(path: Path | None, sets: list[str] | None = None, **overrides) -> Co
         raise typer.Exit(2) from None
 
 
-def _store(cfg: Config) -> Store:
+def _engine(cfg: Config) -> Engine:
+    """The library over this configuration, its store opened now: one line and exit 2 if it cannot be (an
+    unreachable server or a bad URL), never a traceback."""
+    eng = Engine(cfg)
     try:
-        return Store(cfg.resolved_database_url)
-    except Exception as e:  # an unreachable server or a bad URL: say which, never a traceback
-        err.print(f"error: cannot open the store at {safe_url(cfg.resolved_database_url)}: {e}", highlight=False)
+        eng.store  # noqa: B018  (opened here, so a store that cannot be reached is named before any work)
+    except StoreUnavailable as e:
+        err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
+    return eng
+
+
+def _store(cfg: Config) -> Store:
+    return _engine(cfg).store
