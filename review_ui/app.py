@@ -258,7 +258,9 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         if review_id in sess.undo:  # a decision changed: one undo step, not two
             sess.undo.remove(review_id)
         sess.undo.append(review_id)
-        return RedirectResponse("/", status_code=303)
+        # With reveal "after" the item comes back decided, its verdict revealed, until the auditor moves on (the
+        # queue's next item is "/"); jumping straight on would hide what the reveal is for. Blind ("never"): on.
+        return RedirectResponse(f"/item/{review_id}" if reveal == "after" else "/", status_code=303)
 
     @app.post("/skip")
     def skip(request: Request, review_id: str = Form(...), csrf: str = Form("")):

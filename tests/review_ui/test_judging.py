@@ -145,3 +145,35 @@ def test_the_dashboard_counts_items_names_its_rule_and_shows_kappa_per_pair(item
     assert "<td>ann · bob</td><td>1</td>" in html
     assert '<strong id="rule">first</strong>' in c.get("/dashboard?rule=first").text
     assert c.get("/dashboard?rule=loudest").status_code == 400
+
+
+def test_a_decision_comes_back_revealed_when_reveal_is_after_and_moves_on_when_never(items):
+    store, reviews, token = items
+    for reveal, to in (("after", f"/item/{reviews[0]}"), ("never", "/")):
+        c = _signed_in(store, token, reveal=reveal)
+        csrf = _csrf(c.get(f"/item/{reviews[0]}").text)
+        data = {"review_id": reviews[0], "verdict": "correct", "csrf": csrf}
+        r = c.post("/decide", data=data, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, to)
+        page = c.get(f"/item/{reviews[0]}").text
+        assert 'id="next" class="next" href="/"' in page and 'data-decided="1"' in page  # -> / Enter: next item
+        assert ('id="revealed"' in page) == (reveal == "after")
+    other = c.get(f"/item/{reviews[1]}").text  # undecided: no way on but a decision or a skip
+    assert 'id="next"' not in other and 'data-decided="0"' in other
+    assert "checked" not in other.split('id="reasons"')[1].split("</p>")[0]  # no reason chosen for the auditor
+
+
+def test_the_dashboard_with_no_audits_shows_no_numbers(items):
+    store, reviews, token = items
+    c = _signed_in(store, token)
+    html = c.get("/dashboard").text
+    metrics = html.split('<table id="metrics">')[1].split("</table>")[0]
+    assert metrics.count("<td>no audits yet</td>") == 4 and metrics.count("<td>-</td>") == 12
+    assert "0.00" not in html and "1.00" not in html and "No audits yet" in html
+
+    with store.session() as s:  # one discarded item audited: precision has no kept items to count yet
+        rid = next(r.id for r in s.query(schema.Review).filter_by(verdict=False))
+        s.add(schema.Audit(id=stable_id("a", rid, "ann"), review_id=rid, auditor="ann", human_verdict=False))
+    metrics = c.get("/dashboard").text.split('<table id="metrics">')[1].split("</table>")[0]
+    assert "<td>precision</td><td>-</td><td>-</td><td>-</td><td>no kept items audited yet</td>" in metrics
+    assert "<td>accuracy</td><td>1.00</td>" in metrics and "no audits yet" not in metrics
