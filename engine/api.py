@@ -27,14 +27,17 @@ from engine.config import Config, load_config
 from engine.dataset.export import ExportResult
 from engine.dataset.validate import Report as ValidationReport
 from engine.llm.request_log import RoleTotals, request_totals
-from engine.registry import build_pipelines, configured_current, version_context
+from engine.registry import build_pipelines, configured_current, current_of_names, segmentor_path, version_context
 from engine.runtime.observer import RunObserver
 from engine.runtime.plugins import PluginError
 from engine.runtime.run import RunRefused, RunRequest, RunResult, run, stale_sentence
 from engine.runtime.run_state import mark_interrupted
-from engine.store.current import StageCount, stage_counts
+from engine.sources.datasets import dataset_of
+from engine.sources.ingest import scan
+from engine.store.current import Current, StageCount, stage_counts
 from engine.store.db import Store, safe_url
 from engine.store.runs import FailureRow, RunRow, recent_failures, recent_runs
+from engine.store.views import ResultView, RunNotFound, StoredRun, latest_view, one_run_view, plugin_roots
 
 __all__ = [
     "Engine",
@@ -44,13 +47,20 @@ __all__ = [
     "RunRefused",
     "RunResult",
     "StoreStatus",
+    "ResultView",
     "StoreUnavailable",
     "TooFewAudits",
+    "ViewUnavailable",
 ]
 
 
 class StoreUnavailable(Exception):
     """The store cannot be opened (a server that does not answer, a bad URL); the message names it."""
+
+
+class ViewUnavailable(LookupError):
+    """The results asked for cannot be found: --run names no run, or the configuration's segmentor plug-in cannot
+    be imported (the message names it, with the folder earlier runs imported it from)."""
 
 
 class TooFewAudits(ValueError):
@@ -78,6 +88,7 @@ class StoreStatus:
     """What `engine status` shows: the store's contents, which results are current, runs, requests, failures."""
 
     store_url: str  # with any password hidden
+    view: str = ""  # whose results the stage counts are: "using the configuration of run 3f2a... (...)"
     closed_runs: list[str] = field(default_factory=list)  # runs found ended and closed now, one sentence each
     tables: dict[str, int] = field(default_factory=dict)
     stages: list[StageCount] | None = None  # None: the configured versions could not be known (stages_error)
@@ -99,12 +110,18 @@ class Engine:
         *,
         observer: RunObserver | None = None,
         environ: Mapping[str, str] | None = None,
+        results: str = "latest",
     ):
-        """`environ`: where model calls read their keys and base URLs (default: this process's environment)."""
+        """`environ`: where model calls read their keys and base URLs (default: this process's environment).
+        `results`: whose results status, export, audit and review read: "latest" (each data type's from the latest
+        finished run that made it, with that run's versions), "config" (this configuration's versions), or a run
+        id or its first characters (engine/store/views.py)."""
         self.config = config if config is not None else load_config()
         self.observer = observer or RunObserver()
         self.environ = environ
+        self.results = results
         self._store: Store | None = None
+        self._view: ResultView | None = None
 
     @classmethod
     def from_settings(
@@ -153,15 +170,73 @@ class Engine:
         try:
             built = build_pipelines(names)
             versions, seg_path = version_context(self.config)
-        except (ValueError, PluginError) as e:
+        except ValueError as e:
             raise RunRefused(str(e)) from None
-        if "qa-dataset" in names and not _has_dataset_video(src):
+        except PluginError as e:
+            raise RunRefused(self._plugin_hint(e)) from None
+        candidates, skipped = scan(src)
+        if not candidates:  # nothing to run on is a mistake worth one line, dry run or not
+            first = skipped[0] if skipped else None
+            also = f" ({len(skipped):,} input(s) skipped, e.g. {first.rel}: {first.reason})" if first else ""
+            raise RunRefused(
+                f"no videos found under {src} (video files: .mp4 .mkv .webm .avi .mov, or folders of frames){also}"
+            )
+        if "qa-dataset" in names and not any(dataset_of(str(c.path)) is not None for c in candidates):
             raise RunRefused(
                 f"--pipelines qa-dataset, but {src} holds no video of an annotated dataset (MeViS, "
                 "Ref-YouTube-VOS, A2D-Sentences, Ref-DAVIS17) in its released layout"
             )
         request = RunRequest(src, built, names, versions, seg_path, dry_run, limit, use_cache, retry_failed)
         return run(self.config, self._open_for_run, request, self.observer, self.environ)
+
+    def view(self) -> ResultView:
+        """Whose results the reading commands use (see `results`), resolved once. Raises ViewUnavailable."""
+        if self._view is None:
+            if self.results == "config":
+                self._view = ResultView(self._configured(), f"using the versions of {self._config_source()}")
+            elif self.results != "latest":
+                try:
+                    self._view = one_run_view(self.store, self.results, self._rebuild)
+                except RunNotFound as e:
+                    raise ViewUnavailable(str(e)) from None
+            else:
+                self._view = latest_view(self.store, self._rebuild) or ResultView(
+                    self._configured(), f"no run has finished yet: using the versions of {self._config_source()}"
+                )
+        return self._view
+
+    def _configured(self) -> Current:
+        try:
+            return configured_current(self.config)
+        except PluginError as e:
+            raise ViewUnavailable(self._plugin_hint(e)) from None
+
+    def _config_source(self) -> str:
+        file = self.config.origin.get("config_file")
+        sets = self.config.origin.get("overrides") or {}
+        shown = [k for k in sets if k not in ("data_dir", "database_url")]
+        return (f"config file {file}" if file else "the built-in defaults") + (
+            f" with --set {', '.join(shown)}" if shown else ""
+        )
+
+    @staticmethod
+    def _rebuild(run: StoredRun) -> Current | None:
+        """A run's versions from its recorded settings (runs from before their lineages were recorded)."""
+        try:
+            cfg = Config.model_validate(run.config)
+            return current_of_names(run.pipelines, version_context(cfg)[0])
+        except (ValueError, PluginError):  # settings of an older engine, or a plug-in that is not here
+            return None
+
+    def _plugin_hint(self, e: PluginError) -> str:
+        """The error, with the folder this store's runs imported the plug-in from, to put on PYTHONPATH."""
+        try:
+            roots = plugin_roots(self.store, segmentor_path(self.config))
+        except Exception:  # no store, or an unknown name: the error alone
+            roots = []
+        if roots:
+            return f"{e}; runs of this store imported it from {roots[0]}: add that folder to PYTHONPATH"
+        return f"{e}; is the folder that holds it on PYTHONPATH?"
 
     def _open_for_run(self) -> Store:
         try:
@@ -177,12 +252,13 @@ class Engine:
         out.closed_runs = [stale_sentence(i, st) for i, st in mark_interrupted(store, self.config.data_path / "logs")]
         out.tables = store.counts()
         try:
-            current = configured_current(self.config)
-        except PluginError as e:
+            view = self.view()
+        except ViewUnavailable as e:
             out.stages_error = str(e)
         else:
+            out.view = view.sentence
             with store.session() as s:
-                out.stages = stage_counts(s, current)
+                out.stages = stage_counts(s, view.current)
         out.runs = recent_runs(store, runs)
         out.failures, out.failure_count = recent_failures(store, failures)
         out.requests = request_totals(store)
@@ -227,8 +303,8 @@ class Engine:
         if bad := [t for t in names if t not in schema.DATA_TYPES]:
             raise ExportRefused(f"--types {','.join(bad)}: choose from {', '.join(schema.DATA_TYPES)}")
         try:
-            current = configured_current(self.config)
-        except PluginError as e:
+            current = self.view().current
+        except ViewUnavailable as e:
             raise ExportRefused(str(e)) from None
         store = self.store
         calibration = self._calibration() if calibrated else None
@@ -266,8 +342,8 @@ class Engine:
             stored = stored_sample_count(store, names)
             if stored and not all_versions:
                 report.empty_reason = (
-                    f"the store holds {stored:,} samples of these types from other versions (prompts, models or "
-                    "segmentor): export with the run's configuration, or --all-versions"
+                    f"the store holds {stored:,} samples of these types, none from the versions used ("
+                    f"{self.view().sentence}): --run ID picks another run's, --all-versions every version"
                 )
             elif stored:
                 report.empty_reason = "every sample was left out (see the table)"
@@ -326,13 +402,13 @@ class Engine:
 
         if by not in (None, "category", "size"):
             raise ValueError("--by takes category or size")
-        return draw_sample(self.store, configured_current(self.config), kept, discarded, seed, by)
+        return draw_sample(self.store, self.view().current, kept, discarded, seed, by)
 
     def audit_near_threshold(self, n: int, seed: int = 0) -> dict[str, tuple[int, int]]:
         """Draw `n` items where the decision is most uncertain, around the newest calibration's threshold."""
         from engine.audit.sampling import draw_near_threshold
 
-        return draw_near_threshold(self.store, configured_current(self.config), n, seed)
+        return draw_near_threshold(self.store, self.view().current, n, seed)
 
     def calibrate(self, target: float = 0.95, rule: str = "majority") -> Calibration:
         """The Reviewer's keep threshold reaching `target` precision on the audited items, recorded for
@@ -340,7 +416,7 @@ class Engine:
         from engine.audit.calibrate import calibrate
         from engine.audit.sampling import calibration_pool, save_calibration
 
-        pool, _ = calibration_pool(self.store, configured_current(self.config), rule)
+        pool, _ = calibration_pool(self.store, self.view().current, rule)
         if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
             raise TooFewAudits(
                 f"{len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
@@ -356,9 +432,3 @@ class Engine:
 
         return audit_stats(self.store, rule=rule)
 
-
-def _has_dataset_video(source: Path) -> bool:
-    from engine.sources.datasets import dataset_of
-    from engine.sources.ingest import scan
-
-    return any(dataset_of(str(c.path)) is not None for c in scan(source)[0])

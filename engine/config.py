@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from engine.media.clips import ClipRules
 
@@ -241,6 +242,15 @@ class Config(_Strict):
     ray: RayConfig = RayConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     plan: PlanConfig = PlanConfig()
+    # what load_config read besides the values: the file, the overrides, the ENGINE_ variables (see `origin`)
+    _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def origin(self) -> dict[str, Any]:
+        """Where these settings came from, which the resolved values cannot say: {"config_file": path or None,
+        "overrides": {dotted key: value}, "environment": {ENGINE_ variable: value}}, database passwords hidden.
+        A run records it, so its results can be found again without its flags (engine/store/views.py)."""
+        return dict(self._origin)
 
     @property
     def data_path(self) -> Path:
@@ -344,6 +354,21 @@ def load_config(
         node[keys[-1]] = value
         origins[keys] = f"command-line option for '{dotted}'"
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, origins, file_label)) from None
+    cfg._origin = {
+        "config_file": str(Path(path).resolve()) if path is not None else None,
+        "overrides": {k: _hide_password(k, v) for k, v in (overrides or {}).items() if v is not None},
+        "environment": {
+            n: _hide_password(n, v) for n, v in environ.items() if n.startswith(ENV_PREFIX) and n != "ENGINE_CONFIG"
+        },
+    }
+    return cfg
+
+
+def _hide_password(key: str, value: Any) -> Any:
+    """A database URL's password, hidden: the origin is stored in the runs table and shown."""
+    if "database_url" in key.lower() and isinstance(value, str):
+        return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", value)
+    return value

@@ -58,6 +58,11 @@ def version_context(cfg: Config) -> tuple[VersionContext, str]:
 
 
 def configured_current(cfg: Config) -> Current:
-    """What every pipeline's configured versions make current: the view of export, status, audit and review."""
+    """What every pipeline's configured versions make current (the reading commands' view with --config/--set)."""
     vc, _ = version_context(cfg)
     return current_of(build_pipelines(list(PIPELINES)), vc)
+
+
+def current_of_names(names: Sequence[str], vc: VersionContext) -> Current:
+    """What the named pipelines make current under these versions (a run's own view)."""
+    return current_of(build_pipelines([n for n in names if n in PIPELINES]), vc)

@@ -680,6 +680,17 @@ class DatasetObjectsStage(Stage):
     def version(self, vc: VersionContext) -> str:
         return f"{DATASET_VERSION}|mask_frames={vc.cfg.sampling.mask_frames}"
 
+    def planned_objects(self, video: VideoTask) -> int | None:
+        """The annotated objects (read from the annotation files, without their masks); 0 for a split released
+        without masks, which run() drops."""
+        found = dataset_of(video.path)
+        if found is None:
+            return None
+        adapter, dv = found
+        if not any(0 <= f < video.num_frames for f in adapter.mask_frames(dv)):
+            return 0
+        return len(adapter.objects(dv, []))
+
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         if ctx.done(video.id):
             return

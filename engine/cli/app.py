@@ -14,7 +14,19 @@ import typer
 
 from engine.api import Engine, RunRefused
 from engine.cli.audit import audit_app, review
-from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, _engine, console, err
+from engine.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    RunOpt,
+    SetOpt,
+    _config,
+    _engine,
+    _existing,
+    _results,
+    console,
+    err,
+)
 from engine.cli.data import export, validate
 from engine.cli.views import ConsoleObserver, print_status
 from engine.config import DEFAULT_CONFIG_NAME, default_config_text
@@ -121,12 +133,21 @@ def _one_line_warnings() -> Iterator[None]:
 
 @app.command(short_help="Show what the store holds, which results are current, runs and failures.  e.g. engine status")
 def status(
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
 ) -> None:
     """Show what the store holds, which results are current, recent runs, requests and failures
     (example: engine status)."""
-    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
-    print_status(_engine(cfg).status())
+    results = _results(config, set_, run)
+    eng = _engine(_existing(_config(config, set_, data_dir=data_dir, database_url=database_url)))
+    eng.results = results
+    st = eng.status()
+    if st.view:
+        err.print(st.view, highlight=False, style="dim")
+    print_status(st)
 
 
 app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(

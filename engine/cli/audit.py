@@ -10,7 +10,19 @@ import typer
 from rich.table import Table
 
 from engine.api import TooFewAudits
-from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, _config, _engine, _store, console, err
+from engine.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DbOpt,
+    RunOpt,
+    SetOpt,
+    _config,
+    _engine,
+    _reader,
+    _store,
+    console,
+    err,
+)
 
 audit_app = typer.Typer(
     help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True, rich_markup_mode=None
@@ -19,7 +31,7 @@ audit_app = typer.Typer(
 
 @audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
 def audit_add_auditor(
-    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
 ) -> None:
     """Create an auditor (or give them a new token) and print the token once; it is stored hashed. Names are
     NFKC-normalised; markup, mixed scripts and look-alikes of a name in use are refused."""
@@ -32,7 +44,7 @@ def audit_add_auditor(
     except ValueError as e:
         err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)  # one line, however long the name
         raise typer.Exit(2) from None
-    store = _store(_config(config, data_dir=data_dir, database_url=database_url))
+    store = _store(_config(config, set_, data_dir=data_dir, database_url=database_url))
     in_use = auditor_names_in_use(store)  # removed auditors' names too: their audits stay under them
     other = confusable_with(name, in_use)
     if other is not None:
@@ -49,14 +61,14 @@ def audit_add_auditor(
 
 @audit_app.command("remove-auditor", short_help="Remove an auditor: their sessions end, their audits stay.")
 def audit_remove_auditor(
-    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None
+    name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None, set_: SetOpt = None
 ) -> None:
     """Remove an auditor. A signed-in session of theirs ends at its next request; their decisions are kept."""
     from engine.audit.names import lookup_key
     from engine.audit.sampling import remove_auditor
 
     name = lookup_key(name)  # found as add-auditor stored it (NFKC)
-    if not remove_auditor(_store(_config(config, data_dir=data_dir, database_url=database_url)), name):
+    if not remove_auditor(_store(_config(config, set_, data_dir=data_dir, database_url=database_url)), name):
         err.print(f"error: no auditor named {name!r}", highlight=False)
         raise typer.Exit(1)
     console.print(f"auditor {name} removed; their sessions end now, their audits stay", highlight=False)
@@ -76,6 +88,7 @@ def audit_export(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Export audits (example: engine audit export --format csv -o audits.csv)."""
     from engine.audit.export import audit_rows, write
@@ -83,7 +96,7 @@ def audit_export(
     if fmt not in ("jsonl", "csv"):
         err.print(f"error: --format {fmt!r}: choose jsonl or csv", highlight=False)
         raise typer.Exit(2)
-    rows = audit_rows(_store(_config(config, data_dir=data_dir, database_url=database_url)), history=history)
+    rows = audit_rows(_store(_config(config, set_, data_dir=data_dir, database_url=database_url)), history=history)
     if out is None:
         write(rows, fmt, sys.stdout, history)
     else:
@@ -113,12 +126,14 @@ def audit_sample(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
 ) -> None:
     """Draw audit items stratified by the Reviewer's verdict; records each stratum's population."""
     if by not in (None, "category", "size"):
         err.print("error: --by takes category or size", highlight=False)
         raise typer.Exit(2)
-    eng = _engine(_config(config, data_dir=data_dir, database_url=database_url))
+    eng = _reader(config, set_, run, data_dir, database_url)
     if near_threshold:
         try:
             report = eng.audit_near_threshold(near_threshold, seed)
@@ -130,6 +145,13 @@ def audit_sample(
             raise typer.Exit(1)
     else:
         report = eng.audit_sample(kept, discarded, seed, by)
+    if not any(pop for pop, _ in report.values()):  # nothing to draw from is not a success: say why
+        err.print(
+            "nothing to sample: the results used hold no Reviewer decision (run the detailed, short or qa "
+            "pipeline on videos first; objects from an annotated dataset are never reviewed)",
+            highlight=False,
+        )
+        raise typer.Exit(4)
     t = Table(title="Audit sample", title_justify="left")
     for col in ("stratum", "population", "newly drawn"):
         t.add_column(col, justify="left" if col == "stratum" else "right")
@@ -146,13 +168,15 @@ def audit_calibrate(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
 ) -> None:
     """Choose the keep threshold on the Reviewer's same-object score (its confidence for a keep, 1 - it for a
     discard) that reaches the target precision; print its precision, recall and yield with intervals weighted by
     stratum, and record it for `engine export --calibrated`."""
     from engine.audit.calibrate import plot
 
-    eng = _engine(_config(config, data_dir=data_dir, database_url=database_url))
+    eng = _reader(config, set_, run, data_dir, database_url)
     try:
         cal = eng.calibrate(target, rule)
     except TooFewAudits as e:
@@ -206,13 +230,14 @@ def audit_stats_cmd(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Confusion matrix over audited items, the paper's metrics with 95% intervals, population estimates, kappa per
     pair of auditors."""
     from engine.audit.sampling import KAPPA_MIN_ITEMS
 
     try:
-        st = _engine(_config(config, data_dir=data_dir, database_url=database_url)).audit_stats(rule)
+        st = _engine(_config(config, set_, data_dir=data_dir, database_url=database_url)).audit_stats(rule)
     except ValueError as e:
         err.print(f"error: --rule: {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -232,6 +257,14 @@ def audit_stats_cmd(
     t = Table(title="Metrics", title_justify="left")
     for col in ("metric", "sample ratio (paper)", "population estimate", "95% interval", "method"):
         t.add_column(col)
+    if not st.items:  # a ratio of nothing is no number: "-", never 0.00 in 0.00-1.00
+        for name in ("precision", "recall", "accuracy", "F1"):
+            t.add_row(name, "-", "-", "-", "no audits yet")
+        console.print(t)
+        console.print(
+            "no audits yet: draw items with `engine audit sample`, then judge them in `engine review`", highlight=False
+        )
+        return
     fmt = lambda e: f"{e.low:.2f}-{e.high:.2f}" if e else "-"  # noqa: E731
     t.add_row("precision", f"{c.precision:.2f}", f"{st.precision.value:.2f}", fmt(st.precision), st.precision.method)
     for name, sample_value, est in (
@@ -283,6 +316,8 @@ def review(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
 ) -> None:
     """Serve the audit web UI (example: engine review --port 8765)."""
     import importlib
@@ -291,8 +326,10 @@ def review(
 
     # engine/ never imports review_ui/ statically (imports run review_ui -> engine)
     create_app = importlib.import_module("review_ui.app").create_app
-    cfg = _config(config, data_dir=data_dir, database_url=database_url)
-    store = _store(cfg)
+    if reveal not in ("after", "never"):
+        err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
+        raise typer.Exit(2)
+    eng = _reader(config, set_, run, data_dir, database_url)
     if not _loopback(host):
         err.print(
             f"warning: --host {host} serves the review UI beyond this machine over plain HTTP: sign-in tokens "
@@ -304,13 +341,8 @@ def review(
     console.print(
         f"review UI on http://{host}:{port}/ (sign in with a token from `engine audit add-auditor`)", highlight=False
     )
-    if reveal not in ("after", "never"):
-        err.print(f"error: --reveal {reveal!r}: choose after or never", highlight=False)
-        raise typer.Exit(2)
-    from engine.registry import configured_current
-
     uvicorn.run(
-        create_app(store, reveal=reveal, current=configured_current(cfg)), host=host, port=port, log_level="warning"
+        create_app(eng.store, reveal=reveal, current=eng.view().current), host=host, port=port, log_level="warning"
     )
 
 

@@ -150,6 +150,14 @@ async def run_videos(
     s: Services, pipelines: Sequence[VersionedPipeline], current: Current, videos: Iterable[VideoTask]
 ) -> None:
     """Run every pipeline's stages on every video, at most cfg.runtime.videos_in_flight at once."""
+    videos = list(videos)
+    # every total known before the first unit starts: "caption 0/2", never a count of the units taken up so far
+    totals: dict[str, int] = {}
+    for video in videos:
+        for name in _stage_names(pipelines, video):
+            totals[name] = totals.get(name, 0) + 1
+    for name, total in totals.items():
+        s.progress.add(name, total=total)
     n = s.cfg.runtime.videos_in_flight
     queue: asyncio.Queue = asyncio.Queue(maxsize=n)
 
@@ -196,6 +204,15 @@ async def run_videos(
         beat.cancel()
 
 
+def _stage_names(pipelines: Sequence[VersionedPipeline], video: VideoTask) -> list[str]:
+    """The stages a video passes through, each once: a stage that pipelines share runs (and counts) once."""
+    seen: dict[tuple[str, str | None], str] = {}
+    for vp in (p for p in pipelines if p.pipeline.accepts(video)):
+        for stage, lineage in zip(vp.pipeline.stages, vp.lineages):
+            seen.setdefault((stage.name, lineage), stage.name)
+    return list(seen.values())
+
+
 async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: VideoTask, state: VideoState) -> None:
     seen: set[tuple[str, str | None]] = set()  # a stage that pipelines share runs (and counts) once
     for vp in (p for p in pipelines if p.pipeline.accepts(video)):
@@ -203,13 +220,16 @@ async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: 
             ctx = StageContext(s, video, state, stage.name, lineage, version, vp.objects_version)
             first = (stage.name, lineage) not in seen
             seen.add((stage.name, lineage))
-            if first:
-                s.progress.add(stage.name, total=1)
             ok, _ = await ctx.attempt("video", video.id, partial(_run_stage, stage, video, ctx))
             if first:
                 s.progress.add(stage.name, done=1)
-            if not ok:
-                return  # this video's later stages depend on the failed one
+            if not ok:  # this video's later stages depend on the failed one: given up, they count as done
+                for vp2 in (p for p in pipelines if p.pipeline.accepts(video)):
+                    for later, lin in zip(vp2.pipeline.stages, vp2.lineages):
+                        if (later.name, lin) not in seen:
+                            seen.add((later.name, lin))
+                            s.progress.add(later.name, done=1)
+                return
 
 
 async def _run_stage(stage: Stage, video: VideoTask, ctx: StageContext) -> None:

@@ -109,6 +109,11 @@ class Stage:
     def estimate(self, cfg: Config) -> list[CallEstimate]:
         return []
 
+    def planned_objects(self, video: VideoTask) -> int | None:
+        """For a stage that writes objects: how many a run would find in `video`, when that can be known before
+        it runs (a dataset's annotation files; 0 when the video would be dropped); None: estimate them."""
+        return None
+
     def setup(self, cfg: Config) -> None:
         """Load what the stage needs once per run, before the first video (its agents' own setup())."""
         for agent in self.agents(cfg):

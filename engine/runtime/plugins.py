@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+from pathlib import Path
 from typing import Any, cast, get_type_hints
 
 from engine.runtime.segmentation import Segmentor
@@ -33,6 +35,18 @@ def resolve(path: str, kind: str = "backend") -> Any:
     except AttributeError:
         raise PluginError(f"{kind} {path!r}: module {module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+def origin(path: str) -> dict[str, str] | None:
+    """Where the plug-in at 'package.module:Attr' was imported from: its module's file and the folder that has to
+    be on PYTHONPATH for it (recorded with each run, named in the hint when a later command cannot import it)."""
+    module = sys.modules.get(path.partition(":")[0])
+    file = getattr(module, "__file__", None)
+    if module is None or file is None:
+        return None
+    parts = module.__name__.split(".")
+    up = len(parts) - (0 if Path(file).name == "__init__.py" else 1)
+    return {"file": str(Path(file).resolve()), "root": str(Path(file).resolve().parents[up])}
 
 
 def load_segmentor(path: str) -> type[Segmentor]:

@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +29,16 @@ from engine.config import Config
 from engine.runtime.observer import RunObserver
 from engine.runtime.pipeline import Pipeline, VersionContext, agents_of, current_of
 from engine.runtime.plan import Plan, make_plan, measured_tokens
+from engine.runtime.plugins import origin as plugin_origin
 from engine.runtime.run_state import ABORTED, EXIT_CODES, FINISHED, RUN_END_MARK, Outcome, mark_interrupted, outcome
 from engine.runtime.summary import run_summary
 from engine.runtime.units import uncaptioned, video_tasks
 from engine.sources.ingest import IngestReport, ingest
+from engine.store.current import current_rows
 from engine.store.db import Store
 from engine.store.faults import cause, is_store_fault, one_line, store_error
 from engine.store.runs import close_run, open_run
+from engine.store.views import current_to_json
 
 if TYPE_CHECKING:
     from engine.runtime.split import SplitReport
@@ -104,7 +108,7 @@ def run(
             for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
                 obs.note(stale_sentence(stale, state))
             open_run(store, run_id, command, engine.__version__, cfg.model_dump(mode="json"),
-                     str(request.source.resolve()), probed.get("requests", ()))  # fmt: skip
+                     str(request.source.resolve()), probed.get("requests", ()), provenance(cfg, request))  # fmt: skip
         except Exception as e:
             if not is_store_fault(e):
                 raise
@@ -117,6 +121,18 @@ def run(
             return _close(store, result, obs)
     finally:
         stop_ray(cfg)
+
+
+def provenance(cfg: Config, request: RunRequest) -> dict[str, Any]:
+    """What the run's row keeps beside its settings, so its results can be read without its flags or PYTHONPATH:
+    the settings' origin, the pipelines, the lineages they make current and where the segmentor was imported from."""
+    found = plugin_origin(request.segmentor_path)
+    return {
+        **cfg.origin,
+        "pipelines": list(request.names),
+        "plugins": {request.segmentor_path: found} if found else {},
+        "current": current_to_json(current_of(request.pipelines, request.versions)),
+    }
 
 
 def stale_sentence(run_id: str, state: str) -> str:
@@ -219,11 +235,21 @@ def _phases(
         summary["split"] = split.as_summary()
         tasks = video_tasks(store, split.units)
         plan = res.plan = make_plan(
-            cfg, req.pipelines, req.versions, tasks, uncaptioned(store, [t.id for t in tasks]), measured_tokens(store)
+            cfg,
+            req.pipelines,
+            req.versions,
+            tasks,
+            uncaptioned(store, [t.id for t in tasks]),
+            measured_tokens(store),
+            rows_of=partial(current_rows, store),
+            environ=os.environ if environ is None else environ,
         )
         summary.update(
             planned_calls=plan.calls,
             planned_cost_usd=plan.cost_usd,
+            planned_objects=plan.objects,
+            planned_objects_estimated=plan.objects_estimated,
+            planned_videos_with_work=plan.videos_with_work,
             plan={
                 a.role: {
                     "calls": a.calls,

@@ -50,7 +50,7 @@ class ImageSet:
 
 @dataclass
 class StageProgress:
-    """Units per stage: total when a unit is taken up, done when it ends (succeeded or given up)."""
+    """Units per stage: every total before work starts, done when a unit ends (succeeded or given up)."""
 
     stages: dict[str, list[int]] = field(default_factory=dict)  # stage -> [done, total]
     on_change: Callable[[str, int, int], None] | None = None

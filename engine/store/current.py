@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.store import schema
+from engine.store.db import Store
 from engine.store.records import DescriptionRecord, FailureRecord, MaskletRecord, ObjectRecord, ReviewRecord
 
 Row = dict[str, Any]  # a row as a dict of its columns: what the readers outside the runtime get (object_views)
@@ -80,8 +81,15 @@ class VideoRows:
     answers: dict[str, Any] = field(default_factory=dict)  # request hash -> cached response, of this video's calls
 
 
-def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[str, VideoRows]:
-    """The current rows of these videos: a few queries for all of them, each on an index."""
+def current_rows(store: Store, current: Current, video_ids: Sequence[str]) -> dict[str, VideoRows]:
+    """These videos' current rows, without their cached answers: what the dry-run plan checks for work left."""
+    with store.session() as s:
+        return load_videos(s, current, video_ids, answers=False)
+
+
+def load_videos(s: Session, current: Current, video_ids: Sequence[str], answers: bool = True) -> dict[str, VideoRows]:
+    """The current rows of these videos: a few queries for all of them, each on an index; `answers`: with their
+    cached model answers (a run's; the dry-run plan needs none)."""
     ids = list(video_ids)
     out = {v: VideoRows(v) for v in ids}
     if not ids:
@@ -128,6 +136,8 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str]) -> dict[
     for row in _rows(s, sa.select(*_cols(f)).where(f.video_id.in_(ids), f.lineage.in_(stages))):
         failure = FailureRecord.from_row(row)
         out[row["video_id"]].failures[(failure.unit_id, failure.stage, failure.lineage)] = failure
+    if not answers:
+        return out
     mc = schema.ModelCall
     for call in s.execute(
         sa.select(mc.video_id, mc.request_hash, mc.response).where(mc.video_id.in_(ids), mc.status == "ok")

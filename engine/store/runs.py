@@ -45,8 +45,10 @@ def open_run(
     config: dict[str, Any],
     source: str,
     requests: Sequence[dict[str, Any]] = (),
+    provenance: dict[str, Any] | None = None,
 ) -> None:
-    """The run's row, with the requests made before it (preflight's probes count in the run they served)."""
+    """The run's row, with the requests made before it (preflight's probes count in the run they served), and
+    what made its results beside its settings (engine/store/views.py)."""
     with store.session() as s:
         s.add(
             schema.Run(
@@ -54,6 +56,7 @@ def open_run(
                 command=command,
                 engine_version=engine_version,
                 config=config,
+                provenance=provenance,
                 source=source,
                 heartbeat_at=schema.utcnow(),
             )

@@ -53,6 +53,9 @@ class Run(Base):
     status: Mapped[str] = mapped_column(sa.String(32), default="running")
     engine_version: Mapped[str] = mapped_column(sa.String(32))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # what the resolved config cannot say: --set overrides, ENGINE_ variables, plug-ins' origins, the lineages the
+    # run made current (engine/store/views.py); NULL for runs made before migration 0007
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     source: Mapped[str | None] = mapped_column(sa.Text)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

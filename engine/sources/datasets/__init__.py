@@ -51,7 +51,7 @@ def near_misses(paths: list[Path]) -> list[str]:
                 f"{parent} looks like DAVIS-2017, but {root / 'davis_text_annotations'} (the referring "
                 "expressions) is missing"
             )
-        elif parent.name == "JPEGImages":
+        elif parent.name == "JPEGImages" and _dataset_like(parent.parent):
             split, root = parent.parent, parent.parent.parent
             out[str(parent)] = (
                 f"{parent} looks like a Ref-YouTube-VOS or MeViS split, but neither "
@@ -64,3 +64,14 @@ def near_misses(paths: list[Path]) -> list[str]:
                 f"{parent.parent.parent / 'text_annotations' / 'a2d_annotation.txt'} is missing"
             )
     return [f"{text}: its videos are taken as plain videos" for text in out.values()]
+
+
+def _dataset_like(split: Path) -> bool:
+    """A JPEGImages folder with a dataset's other parts beside it: masks, a meta file, an expressions folder. A bare
+    <dir>/JPEGImages/<video>/ is the frame-folder layout plain inputs may use (examples/videos/frames)."""
+    return (
+        (split / "Annotations").is_dir()
+        or (split / "meta.json").is_file()
+        or (split / "mask_dict.json").is_file()
+        or (split.parent / "meta_expressions").is_dir()
+    )
