@@ -245,6 +245,10 @@ class Config(_Strict):
     # what load_config read besides the values: the file, the overrides, the ENGINE_ variables (see `origin`)
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal settings are equal configurations, wherever they came from (`origin` is not a setting)."""
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
+
     @property
     def origin(self) -> dict[str, Any]:
         """Where these settings came from, which the resolved values cannot say: {"config_file": path or None,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from engine.api import Engine, RunObserver, RunRefused
 from engine.config import load_config
@@ -75,11 +76,15 @@ def test_a_dry_run_from_python_prints_nothing_and_tells_its_observer_each_phase_
     [
         ("missing", ["detailed"], "is not a folder"),
         (".", ["detailed", "nope"], "unknown pipeline(s) nope"),
+        ("empty", ["detailed"], "no videos found under"),
         (".", ["qa-dataset"], "holds no video of an annotated dataset"),
     ],
 )
 def test_a_run_that_cannot_start_is_refused_in_one_sentence_and_records_nothing(tmp_path, source, pipelines, says):
-    (tmp_path / "videos").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "videos" / "frames").mkdir(parents=True)  # a folder of frames: a plain video, of no dataset
+    for i in range(2):
+        Image.new("RGB", (32, 24)).save(tmp_path / "videos" / "frames" / f"{i:05d}.jpg")
     src = tmp_path / "videos" if source == "." else tmp_path / source
     eng = engine_at(tmp_path)
     with pytest.raises(RunRefused) as e:
