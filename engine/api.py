@@ -25,6 +25,7 @@ from engine.audit.calibrate import Calibration
 from engine.audit.sampling import AuditStats
 from engine.config import Config, load_config
 from engine.dataset.export import ExportResult
+from engine.dataset.validate import NotARecordFile
 from engine.dataset.validate import Report as ValidationReport
 from engine.llm.request_log import RoleTotals, request_totals
 from engine.registry import build_pipelines, configured_current, current_of_names, segmentor_path, version_context
@@ -43,6 +44,7 @@ __all__ = [
     "Engine",
     "ExportRefused",
     "ExportReport",
+    "NotARecordFile",
     "RunObserver",
     "RunRefused",
     "RunResult",
@@ -375,7 +377,8 @@ class Engine:
         fmt: str | None = None,
         unipixel: bool = False,
     ) -> ValidationReport:
-        """Count the defects of a VideoRefer- or VideoLLaMA3-format file, record by record (needs no store)."""
+        """Count the defects of a VideoRefer- or VideoLLaMA3-format file, record by record (needs no store).
+        Raises ExportRefused for a bad argument, NotARecordFile for a file that holds no records."""
         from engine.dataset.validate import RecordFormat, validate_file
 
         path, root = Path(file), Path(video_root) if video_root is not None else None
@@ -431,4 +434,3 @@ class Engine:
         from engine.audit.sampling import audit_stats
 
         return audit_stats(self.store, rule=rule)
-

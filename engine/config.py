@@ -125,8 +125,8 @@ class ActorResources(_Strict):
 
 
 def _default_resources() -> dict[str, ActorResources]:
-    # Roles: media (decode, sample, draw, encode: CPU), segmentor (GPU when there is one) and model
-    # (async actors sending every agent's requests; one pool, so per-endpoint limits hold across agents).
+    # Roles: media (decode, sample, draw, encode: CPU) and segmentor (GPU when there is one). "model" starts no
+    # actor: model calls run in the driver's event loop (engine/runtime/services.py); older configurations name it.
     return {
         "media": ActorResources(num_cpus=1.0, replicas=1, max_concurrency=1),
         "segmentor": ActorResources(num_cpus=1.0, num_gpus=1.0, max_concurrency=2),  # one runs, one is staged

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from engine.api import Engine, ExportRefused, StoreUnavailable
-from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, SetOpt, _config, console, err
+from engine.cli.common import ConfigOpt, DataDirOpt, DbOpt, RunOpt, SetOpt, _reader, console, err
 
 
 def export(
@@ -56,11 +56,12 @@ def export(
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
     set_: SetOpt = None,
+    run: RunOpt = None,
 ) -> None:
     """Export samples to training files, validated, with a dataset card (example: engine export --out out/)."""
-    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url)
+    eng = _reader(config, set_, run, data_dir, database_url)
     try:
-        done = Engine(cfg).export(
+        done = eng.export(
             out,
             types.split(","),
             fmt,
@@ -78,15 +79,17 @@ def export(
     except (ExportRefused, StoreUnavailable) as e:
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
+    from engine.dataset.export import skip_reason_text
+
     result = done.result
     t = Table(title=f"Export {out}", title_justify="left")
     for col in ("file", "records", "left out", "validation"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for path, r in zip(result.files, done.reports):
         data_type = path.name.split("_")[0]
         left = (
-            ", ".join(
-                f"{reason} {n:,}"
+            "; ".join(
+                f"{n:,}: {skip_reason_text(reason)}"
                 for (dt, reason), n in sorted(result.skipped.items())
                 if dt == data_type and path.name.startswith(f"{dt}_train")
             )
@@ -102,6 +105,8 @@ def export(
             highlight=False,
         )
     console.print(f"card: {done.card}", highlight=False)
+    for w in result.warnings:
+        err.print(f"warning: {w}", highlight=False)
     if done.empty_reason:
         err.print(f"no records exported: {done.empty_reason}", highlight=False)
     if done.exit_code:
@@ -131,12 +136,12 @@ def validate(
 ) -> None:
     """Check a training file against what VideoRefer's and VideoLLaMA3's loaders do with it, counting records per
     defect (example: engine validate out/detailed_train.json --video-root videos/)."""
-    from engine.dataset.validate import DEFECTS
+    from engine.dataset.validate import DEFECTS, NotARecordFile
 
     try:
         report = Engine.validate(file, video_root, fmt, unipixel)
-    except ExportRefused as e:
-        err.print(f"error: {e}", highlight=False)
+    except (ExportRefused, NotARecordFile) as e:  # e.g. the export's manifest.json named by mistake
+        err.print(f"error: {e}", highlight=False, soft_wrap=True)  # one line, however long the path
         raise typer.Exit(2) from None
     t = Table(title=f"{file}: {report.records:,} {report.format} records", title_justify="left")
     for col in ("defect", "records", "first record", "meaning"):

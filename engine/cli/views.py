@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bars
 from rich.table import Table
@@ -19,6 +20,7 @@ from engine.runtime.observer import RunObserver
 from engine.runtime.pipeline import Pipeline
 from engine.runtime.plan import Plan
 from engine.runtime.split import SplitReport
+from engine.runtime.summary import left_out_text
 from engine.sources.ingest import IngestReport
 from engine.store.runs import RunRow
 
@@ -108,7 +110,10 @@ class ConsoleObserver(RunObserver):
 def print_status(st: StoreStatus) -> None:
     for sentence in st.closed_runs:
         console.print(sentence, highlight=False)
-    t = Table(title=f"Store {st.store_url}", title_justify="left")
+    # the URL on a line of its own, never wrapped by rich: in a table's title it broke over 3 lines at 80 columns;
+    # a terminal narrower than it wraps it, and copying it still gives one line
+    console.print(f"store: {st.store_url}", highlight=False, markup=False, soft_wrap=True)
+    t = Table(title="Rows by table", title_justify="left")
     t.add_column("table")
     t.add_column("rows", justify="right")
     for name, n in st.tables.items():
@@ -128,7 +133,7 @@ def print_status(st: StoreStatus) -> None:
     if st.runs:
         rt = Table(title="Recent runs", title_justify="left")
         for col in ("run id", "command", "state", "started", "videos", "new", "reason"):
-            rt.add_column(col, overflow="fold")
+            rt.add_column(col, overflow="fold", no_wrap=col == "run id")  # the id whole: it is what --run takes
         for r in st.runs:
             rt.add_row(
                 r.id[:12],
@@ -185,12 +190,18 @@ def _print_run_summary(r: dict) -> None:
     t.add_column()
     t.add_column(justify="right")
     keep = f"{r['kept'] / r['reviewed']:.0%}" if r["reviewed"] else "-"
+    # objects people annotated in a dataset are kept without a review (Current.kept): a keep rate of "0 (-)"
+    # for them read as if the reviewer had kept nothing
+    from_dataset = r.get("kept_from_dataset", 0)
+    kept = [("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})")] if r["reviewed"] or not from_dataset else []
+    if from_dataset:
+        kept.append(("  kept (from the dataset, not reviewed)", f"{from_dataset:,}"))
     rows = [
         ("videos and clips (units)", f"{r['videos']:,}"),
         ("objects", f"{r['objects']:,}"),
         ("  grounded", f"{r['grounded']:,}"),
         ("  reviewed", f"{r['reviewed']:,}"),
-        ("  kept (reviewer keep rate)", f"{r['kept']:,} ({keep})"),
+        *kept,
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
         ("requests sent", f"{r['requests']:,}"),
         ("  answered from the cache (no request)", f"{sum(r.get('cache_hits', {}).values()):,}"),
@@ -201,10 +212,7 @@ def _print_run_summary(r: dict) -> None:
         ),
         ("cost USD", f"{r['cost_usd']:,.4f}"),
         ("new samples (this run)", f"{r['new_results']:,}"),
-        *(
-            (f"  left out: {k.replace(':', ' ').replace('_', ' ')}", f"{v:,}")
-            for k, v in sorted(r.get("dropped", {}).items())
-        ),
+        *((f"  left out: {left_out_text(k)}", f"{v:,}") for k, v in sorted(r.get("dropped", {}).items())),
         *(
             (("skipped inputs (not failures: see Skipped inputs)", f"{r['skipped_inputs']:,}"),)
             if r.get("skipped_inputs")
@@ -245,17 +253,15 @@ def _print_plan_against_actual(run: RunRow, actual: list[RoleTotals]) -> None:
     if not plan:
         return
     by_role = {t.role: t for t in actual}
-    t = Table(
-        title=f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits "
-        "and retries included)",
-        title_justify="left",
+    title = (
+        f"Plan against actual, run {run.id[:12]} (calls: estimated / requests sent, cache hits and retries included)"
     )
-    for col in ("role", "planned calls", "requests", "planned tokens in", "tokens in", "planned cost USD", "cost USD"):
-        t.add_column(col, justify="left" if col == "role" else "right")
+    cols = ("role", "planned calls", "requests", "planned tokens in", "tokens in", "planned cost USD", "cost USD")
     hits = run.summary.get("cache_hits", {})
+    rows = []
     for role in sorted(set(plan) | {r for r in by_role if r != "probe"}):
         p, a = plan.get(role, {}), by_role.get(role)
-        t.add_row(
+        cells = [
             role,
             f"{p.get('calls', 0):,.0f}",
             f"{a.requests if a else 0:,}" + (f" (+{hits[role]:,} cached)" if hits.get(role) else ""),
@@ -263,20 +269,86 @@ def _print_plan_against_actual(run: RunRow, actual: list[RoleTotals]) -> None:
             f"{a.tokens_in if a else 0:,}",
             f"{p.get('cost_usd', 0):,.4f}",
             f"{a.cost_usd if a else 0:,.4f}",
-        )
-    console.print(t)
+        ]
+        rows.append((cells, False))
+    _print_fitted(title, [(c, "left" if c == "role" else "right") for c in cols], rows)
+
+
+def _fitted(
+    title: str, columns: list[tuple[str, str]], rows: list[tuple[list[str], bool]], keys: int = 1
+) -> list[Table]:
+    """The table, or, when its cells cannot fit the console uncut (an 80-column terminal), several tables of the
+    same rows, each with as many of the other columns as fit. The first `keys` columns name the row: every table
+    repeats them, never wrapped, so no row is ambiguous (rich otherwise cut "annotator.static" to "annot…" and
+    every number to "123,4…"). columns: (header, "left" | "right"); rows: (cells, a section line before it).
+    Headers wrap between words; a column too wide even alone beside the keys (a long URL) folds: it is broken
+    across lines, never cut. Column widths are set here: rich's own shrinking folds numbers that would fit."""
+
+    def extent(i: int) -> tuple[int, int]:
+        """(narrowest, widest) the column can be: its longest word (a key: its longest line), its longest line."""
+        texts = [columns[i][0]] + [cells[i] for cells, _ in rows]
+        longest = max(cell_len(line) for t in texts for line in t.splitlines() or [""])
+        word = max((cell_len(w) for t in texts for w in t.split()), default=0)
+        return (longest if i < keys else word), longest
+
+    def widths(idx: list[int]) -> list[int] | None:
+        """Widths that fit the console, headers wrapped before any cell; None when even the narrowest do not."""
+        room = console.width - (3 * len(idx) + 1)  # the box's rules and a space either side of every cell
+        low, high = zip(*(extent(i) for i in idx))
+        if sum(low) > room:
+            return None
+        out = list(high)
+        while sum(out) > room:  # narrow the column with the most to spare, a character at a time
+            j = max(range(len(out)), key=lambda k: out[k] - low[k])
+            out[j] -= 1
+        return out
+
+    def make(idx: list[int], part_title: str, w: list[int]) -> Table:
+        t = Table(title=part_title, title_justify="left")
+        for i, width in zip(idx, w):
+            header, justify = columns[i]
+            if i < keys:
+                t.add_column(header, justify="left", no_wrap=True, width=width)
+            else:
+                t.add_column(header, justify="left" if justify == "left" else "right", overflow="fold", width=width)
+        for cells, section in rows:
+            if section:
+                t.add_section()
+            t.add_row(*(cells[i] for i in idx))
+        return t
+
+    key_idx, rest = list(range(keys)), list(range(keys, len(columns)))
+    if (whole := widths(key_idx + rest)) is not None:
+        return [make(key_idx + rest, title, whole)]
+    groups: list[list[int]] = [[]]
+    for i in rest:
+        if groups[-1] and widths(key_idx + groups[-1] + [i]) is None:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    more = title.split(" (", 1)[0] + " (continued)"  # without the first title's notes in parentheses
+    tables = []
+    for n, g in enumerate(groups):
+        idx = key_idx + g
+        w = widths(idx)
+        if w is None:  # one column too wide beside the keys: it takes what is left, and folds
+            w = [extent(i)[0] for i in key_idx]
+            w += [max(4, console.width - (3 * len(idx) + 1) - sum(w))]
+        tables.append(make(idx, title if n == 0 else more, w))
+    return tables
+
+
+def _print_fitted(title: str, columns: list[tuple[str, str]], rows: list[tuple[list[str], bool]]) -> None:
+    for t in _fitted(title, columns, rows):
+        console.print(t)
 
 
 def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] | None = None) -> None:
-    t = Table(title=title, title_justify="left")
     cols = ["role", "requests", "ok", "failed", "cache hits", "tokens in", "tokens out", "tokens unknown", "cost USD"]
-    for col in cols:
-        t.add_column(col, justify="left" if col == "role" else "right")
+    out = []
     for x in [*rows, add_totals(rows)]:
-        if x.role == "total":
-            t.add_section()
         hit = sum((hits or {}).values()) if x.role == "total" else (hits or {}).get(x.role, 0)
-        t.add_row(
+        cells = [
             x.role,
             f"{x.requests:,}",
             f"{x.ok:,}",
@@ -286,8 +358,9 @@ def _print_role_table(title: str, rows: list[RoleTotals], hits: dict[str, int] |
             f"{x.tokens_out:,}",
             f"{x.tokens_unknown:,}",
             f"{x.cost_usd:,.4f}",
-        )
-    console.print(t)
+        ]
+        out.append((cells, x.role == "total"))
+    _print_fitted(title, [(c, "left" if c == "role" else "right") for c in cols], out)
 
 
 def _print_split(split, cfg: Config) -> None:
@@ -379,8 +452,7 @@ def _print_datasets(report: IngestReport) -> None:
 
 
 def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[str]) -> None:
-    t = Table(title=f"Plan for a run of {', '.join(names)} (estimate)", title_justify="left")
-    for col, just in (
+    cols = [
         ("agent role", "left"),
         ("endpoint", "left"),
         ("model", "left"),
@@ -389,23 +461,24 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
         ("tokens out", "right"),
         ("cost USD", "right"),
         ("basis", "left"),
-    ):
-        t.add_column(col, justify="left" if just == "left" else "right")
+    ]
+    rows = []
     for a in plan.roles:
-        t.add_row(
+        cells = [
             a.role,
-            a.endpoint,
+            getattr(a, "url", "") or a.endpoint,  # the URL the agent sends to (RoleEstimate.url), else its key
             getattr(cfg.agents, a.endpoint).model,
             f"{a.calls:,.0f}",
             f"{a.tokens_in:,.0f}",
             f"{a.tokens_out:,.0f}",
             f"{a.cost_usd:,.4f}",
             "measured" if a.measured else "estimate",
-        )
+        ]
+        rows.append((cells, False))
     if any("segmentor" in st.uses for p in pipelines for st in p.stages):
         seg = cfg.segmentor
         where = "GPU" if cfg.ray.resources["segmentor"].num_gpus > 0 else "CPU"
-        t.add_row(
+        cells = [
             "segmentor",
             seg.backend,
             seg.sam2_model if seg.backend == "grounded_sam2" else "-",
@@ -414,9 +487,9 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
             "-",
             "-",
             f"{plan.mask_frames:,} object-frames on {where}",
-        )
-    t.add_section()
-    t.add_row(
+        ]
+        rows.append((cells, False))
+    total = [
         "total",
         "",
         "",
@@ -425,10 +498,14 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
         f"{sum(a.tokens_out for a in plan.roles):,.0f}",
         f"{plan.cost_usd:,.4f}",
         "",
-    )
-    console.print(t)
+    ]
+    rows.append((total, True))
+    _print_fitted(f"Plan for a run of {', '.join(names)} (estimate)", cols, rows)
+    # objects found, or annotated in a dataset, are counted; the rest estimated (plan.objects_per_video each)
+    basis = f"est. {cfg.plan.objects_per_video:g}/video where not yet found" if plan.objects_estimated else "counted"
+    dropped = f"   dropped before any call {plan.dropped:,}" if plan.dropped else ""
     console.print(
-        f"videos {plan.videos:,}   frames to decode {plan.frames:,}   objects (est. "
-        f"{cfg.plan.objects_per_video:g}/video) {plan.objects:,.0f}",
+        f"videos {plan.videos:,} ({plan.videos_with_work:,} with work left)   frames to decode {plan.frames:,}   "
+        f"objects ({basis}) {plan.objects:,.0f}{dropped}",
         highlight=False,
     )

@@ -6,13 +6,50 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.stats import Confusion, wilson
-from engine.dataset.export import ExportResult
+from engine.dataset.export import ExportResult, counted, skip_reason_text
 from engine.dataset.validate import Report
 from engine.store import Store
 from engine.store.audits import reviewer_verdict_counts
 from engine.store.samples import split_clip_counts
 
 TOP_CATEGORIES = 30
+LENGTH_BINS = 40  # at most, over the longest answer's range; a bin is never narrower than one word
+
+
+def length_bins(lengths: dict[str, list[int]]) -> list[float]:
+    """Bin edges shared by every data type, whole words wide and centred on them: matplotlib's own bins for a
+    type whose answers all have one length are 1/30 of a word wide, a bar too thin to see beside another
+    type's range (or a sliver alone)."""
+    values = [v for vs in lengths.values() for v in vs]
+    lo, hi = min(values), max(values)
+    step = max(1, -(-(hi - lo + 1) // LENGTH_BINS))  # ceiling division
+    return [lo - 0.5 + step * i for i in range((hi - lo) // step + 2)]
+
+
+def length_label(data_type: str, values: list[int]) -> str:
+    """The chart's legend entry; a type whose answers all have one length says so, as its bar is a single one."""
+    if len(set(values)) == 1:
+        return _one_length(data_type, values)
+    return f"{data_type} (n={len(values):,})"
+
+
+def _one_length(data_type: str, values: list[int]) -> str:
+    if len(values) == 1:
+        return f"{data_type}: 1 answer, {counted(values[0], 'word')}"
+    return f"{data_type}: all {len(values):,} answers have {counted(values[0], 'word')}"
+
+
+def length_summary(lengths: dict[str, list[int]]) -> str:
+    """One sentence for the card: each type's range and median of answer lengths, in words."""
+    parts = []
+    for data_type, values in sorted(lengths.items()):
+        ordered = sorted(values)
+        if ordered[0] == ordered[-1]:
+            parts.append(_one_length(data_type, values))
+        else:
+            median = ordered[len(ordered) // 2]
+            parts.append(f"{data_type}: {ordered[0]:,}-{ordered[-1]:,} words (median {median:,})")
+    return "Answer lengths: " + "; ".join(parts) + "."
 
 
 def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
@@ -20,6 +57,7 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     charts.mkdir(exist_ok=True)
     made = []
@@ -40,10 +78,15 @@ def _plots(result: ExportResult, charts: Path) -> list[tuple[str, str]]:
     lengths = result.stats["answer_words"]
     if lengths:
         fig, ax = plt.subplots(figsize=(7, 4))
+        bins = length_bins(lengths)
         for data_type, values in sorted(lengths.items()):
-            ax.hist(values, bins=30, alpha=0.6, label=f"{data_type} (n={len(values)})")
+            ax.hist(values, bins=bins, alpha=0.6, label=length_label(data_type, values))
+        if bins[-1] - bins[0] < 11:  # a few words in all: widen the axis so a one-word bar is not the whole plot
+            mid = (bins[0] + bins[-1]) / 2
+            ax.set_xlim(max(0.0, mid - 5.5), max(0.0, mid - 5.5) + 11)
         ax.set_xlabel("answer length, words")
         ax.set_ylabel("records")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no "3.5 records" ticks on a small export
         ax.legend()
         ax.set_title("Description and answer lengths")
         save(fig, "Answer lengths", "lengths.png")
@@ -71,8 +114,8 @@ def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
     if kept + dropped:
         lo, hi = wilson(kept, kept + dropped)
         lines.append(
-            f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of {kept + dropped:,} "
-            f"reviewed objects; 95% Wilson interval {lo:.1%}-{hi:.1%})"
+            f"- Reviewer keep rate: {kept / (kept + dropped):.1%} ({kept:,} of "
+            f"{counted(kept + dropped, 'reviewed object')}; 95% Wilson interval {lo:.1%}-{hi:.1%})"
         )
     st = audit_stats(store)  # one label per audited item (majority of its auditors)
     c = st.sample
@@ -81,7 +124,8 @@ def _review_and_audit(store: Store) -> tuple[list[str], Confusion | None]:
     p_lo, p_hi = wilson(c.tp, c.tp + c.fp)
     a_lo, a_hi = wilson(c.tp + c.tn, c.n)
     lines += [
-        f"- Audits: {c.n:,} items ({st.decisions:,} decisions, label by {st.rule}): TP {c.tp}, FP {c.fp}, "
+        f"- Audits: {counted(c.n, 'item')} ({counted(st.decisions, 'decision')}, label by {st.rule}): "
+        f"TP {c.tp}, FP {c.fp}, "
         f"FN {c.fn}, TN {c.tn} (sample ratios)",
         f"- Precision {c.precision:.2f} (95% Wilson {p_lo:.2f}-{p_hi:.2f}), accuracy {c.accuracy:.2f} "
         f"({a_lo:.2f}-{a_hi:.2f}), recall {c.recall:.2f}, F1 {c.f1:.2f}",
@@ -98,7 +142,8 @@ def _clips(store: Store, lineage: str | None) -> list[str]:
         return ["- No source was split into clips at this configuration's split version."]
     kept = sum(n for k, _, n, _ in rows if k)
     dropped = sorted(((r, n) for k, r, n, _ in rows if not k), key=lambda x: -x[1])
-    lines = [f"- {sources:,} source videos split into {sum(n for _, _, n, _ in rows):,} clips; {kept:,} kept."]
+    clips = sum(n for _, _, n, _ in rows)
+    lines = [f"- {counted(sources, 'source video')} split into {counted(clips, 'clip')}; {kept:,} kept."]
     if dropped:
         lines.append("- Dropped: " + ", ".join(f"{(r or 'other').replace('_', ' ')} {n:,}" for r, n in dropped) + ".")
     return lines
@@ -137,13 +182,16 @@ def write_card(
         + ", ".join(f"{t} {modes[(t, 'single')]:,} / {modes[(t, 'multi')]:,}" for t in types)
         + ".",
     ]
+    lengths = result.stats["answer_words"]
+    if lengths:
+        lines += ["", length_summary(lengths)]
     if result.skipped:
-        lines += [
-            "",
-            "Left out: "
-            + ", ".join(f"{t} {reason.replace('_', ' ')} {v:,}" for (t, reason), v in sorted(result.skipped.items()))
-            + ".",
+        lines += ["", "Left out:"] + [
+            f"- {counted(v, f'{t} sample')}: {skip_reason_text(reason)}"
+            for (t, reason), v in sorted(result.skipped.items())
         ]
+    if result.warnings:
+        lines += [""] + [f"Warning: {w}." for w in result.warnings]
     lines += ["", "## Clips", "", *_clips(store, split_lineage)]
     if result.video_root is not None:
         lines.append(
@@ -153,7 +201,7 @@ def write_card(
     lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
     for r in report:
         verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
-        lines.append(f"- `{r.path.name}`: {r.records:,} records, {verdict}")
+        lines.append(f"- `{r.path.name}`: {counted(r.records, 'record')}, {verdict}")
     if charts:
         lines += ["", "## Charts", ""] + [f"![{title}]({path})" for title, path in charts]
     lines += [

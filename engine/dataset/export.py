@@ -63,6 +63,28 @@ class ExportResult:
     counts: Counter = field(default_factory=Counter)  # (type, split) -> records
     skipped: Counter = field(default_factory=Counter)  # (type, reason) -> samples left out
     stats: dict[str, Any] = field(default_factory=dict)  # for the dataset card
+    warnings: list[str] = field(default_factory=list)  # e.g. a val split far from the fraction asked
+
+
+# What each reason a sample is left out for means (result.skipped's reasons), for the CLI's table and the card.
+SKIP_REASONS = {
+    "max_objects": "more objects than --max-objects",
+    "min_coverage": "an object's mask coverage below --min-coverage",
+    "not_accepted": "an object the Reviewer did not keep (--accepted-only)",
+    "below_calibrated_threshold": "an object below the calibrated keep threshold (--calibrated)",
+    "not_audited": "an object no person confirmed (--audited-only)",
+    "object_without_mask": "an object without any mask once empty frames are dropped",
+    "video_unreadable": "its video could not be read to write the clip",
+}
+
+
+def skip_reason_text(reason: str) -> str:
+    return SKIP_REASONS.get(reason, reason.replace("_", " "))
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 record', '2 records': a count with its noun in agreement."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def split_of(video_id: str, val_fraction: float, seed: int) -> str:
@@ -71,6 +93,31 @@ def split_of(video_id: str, val_fraction: float, seed: int) -> str:
         return "train"
     bucket = int(hashlib.sha256(f"{seed}:{video_id}".encode()).hexdigest()[:12], 16) % 1_000_000
     return "val" if bucket < val_fraction * 1_000_000 else "train"
+
+
+def split_warnings(val_fraction: float, source_splits: dict[str, str], counts: Counter) -> list[str]:
+    """Why the val split may not be what was asked: split_of puts whole source videos in val, each with the
+    chance asked, so with few sources val can be empty, everything, or far from the fraction in records."""
+    if val_fraction <= 0 or not source_splits:
+        return []
+    n, n_val = len(source_splits), sum(sp == "val" for sp in source_splits.values())
+    records = sum(counts.values())
+    val_records = sum(v for (_, sp), v in counts.items() if sp == "val")
+    share = val_records / records if records else 0.0
+    asked = f"--val-fraction {val_fraction:g}"
+    got = (
+        f"{asked} put {n_val:,} of {counted(n, 'source video')} in val, {val_records:,} of "
+        f"{counted(records, 'record')} ({share:.0%})"
+    )
+    why = "the split goes by source video (none is in both), so with few sources"
+    if n_val == 0:
+        return [f"{got}: the val files are empty; {why} val may get none: export more videos or ask for more"]
+    if n_val == n:
+        return [f"{got}: the train files are empty; {why} every one may go to val: ask for a smaller fraction"]
+    # half the smaller of the two shares: 0.25 asked warns outside 12.5%-37.5%, 0.1 outside 5%-15%
+    if abs(share - val_fraction) > min(val_fraction, 1 - val_fraction) / 2:
+        return [f"{got}, far from {val_fraction:.0%}: {why} the share is coarse: export more videos"]
+    return []
 
 
 class _Writer:
@@ -293,6 +340,7 @@ def export(
     writer = _Writer(out, fmt, keys)
     named = _Videos(out, clips)
     result.counts.update({k: 0 for k in keys})  # every requested file shows, with 0 when nothing went in
+    source_splits: dict[str, str] = {}  # source video -> its split, for split_warnings
     stats: dict[str, Any] = {
         "nouns": Counter(),
         "answer_words": defaultdict(list),
@@ -312,7 +360,8 @@ def export(
                 except _Skip as e:
                     result.skipped[(smp.data_type, str(e))] += 1
                     continue
-                split = split_of(video.parent_id or video.id, filters.val_fraction, filters.seed)
+                source = video.parent_id or video.id
+                split = source_splits[source] = split_of(source, filters.val_fraction, filters.seed)
                 writer.write((smp.data_type, split), record, _provenance(smp, ctx))
                 result.counts[(smp.data_type, split)] += 1
                 stats["modes"][(smp.data_type, smp.mode)] += 1
@@ -326,6 +375,7 @@ def export(
         result.files = writer.close()
         result.file_counts = {writer.path(k).name: result.counts[k] for k in writer.files}
     result.stats = stats
+    result.warnings = split_warnings(filters.val_fraction, source_splits, result.counts)
     result.sizes, result.video_root, result.clip_files = named.sizes, named.root, named.clip_files
     manifest = {
         "engine_version": engine.__version__,
@@ -346,6 +396,7 @@ def export(
         "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
         "calibration": calibration,  # the keep threshold applied, with its estimated precision
         "clip_files": named.clip_files,
+        "warnings": result.warnings,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return result

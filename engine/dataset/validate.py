@@ -11,6 +11,11 @@ with another one, or silently misreads it; the README's export section lists the
 lines. Sizes and frame ranges need the videos: `sizes_of(video)` gives (frames, height, width), or None
 when the video is not there, which is a defect of that record, never a skipped check. Records are read a
 line at a time when the file has one per line, so memory does not grow with the file.
+
+A file that is not a record file at all (a JSON object such as an export's manifest.json, a list or lines of
+which no item has a record's fields, text that is not JSON, a binary file) raises NotARecordFile: counting
+its lines as broken records ("231 not_json") would hide the mistake of naming the wrong file. A file of
+records of which some are broken is still validated record by record.
 """
 
 from __future__ import annotations
@@ -67,6 +72,13 @@ DEFECTS = {
     "empty_mask": "videollama3: an all-zero mask: its loader silently uses an all-ones mask instead",
 }
 LOADER_TOKENS = re.compile(r"<(video|region|image|audio)>")
+# Fields only records have (`id` alone is too common to tell a record from any other object): a file none of
+# whose items has one of them is not a record file.
+RECORD_FIELDS = ("video", "conversations", "annotation", "masks")
+
+
+class NotARecordFile(ValueError):
+    """The file holds no records to validate (see the module's docstring); the message is one line."""
 
 
 @dataclass
@@ -88,12 +100,16 @@ def _records(path: Path) -> Iterator[Any]:
     with path.open(encoding="utf-8") as fh:
         first = fh.readline()
         rest_is_array = first.strip() == "["
-    if not rest_is_array and first.lstrip().startswith("["):  # an array not written one record per line
+        second = fh.readline().strip().rstrip(",") if rest_is_array else ""
+    if first.lstrip().startswith("[") and not (rest_is_array and second not in ("", "]") and _is_json(second)):
+        # an array not written one record per line (e.g. pretty-printed: its lines are no records)
         try:
-            yield from json.loads(path.read_text(encoding="utf-8"))
+            whole = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            yield None
-        return
+            whole = None
+        if whole is not None or not rest_is_array:  # else: one record a line, some broken: read line by line
+            yield from whole if isinstance(whole, list) else [None]
+            return
     with path.open(encoding="utf-8") as fh:
         if rest_is_array:
             fh.readline()
@@ -105,6 +121,14 @@ def _records(path: Path) -> Iterator[Any]:
                 yield json.loads(text)
             except json.JSONDecodeError:
                 yield None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def detect_format(path: Path) -> RecordFormat:
@@ -268,17 +292,60 @@ def validate_file(
 ) -> Report:
     """Validate one file. Sizes come from sizes_of (e.g. the store's videos), else from probing video_root."""
     path = Path(path)
-    fmt = fmt or detect_format(path)
+    _refuse_non_record_text(path)
     if sizes_of is None and video_root is not None:
         sizes_of = prober(video_root)
-    report = Report(path, fmt, sizes_checked=sizes_of is not None)
+    try:
+        return _validate(path, fmt, sizes_of, unipixel)
+    except UnicodeDecodeError as e:  # past the first 8 KB, which _refuse_non_record_text read
+        raise NotARecordFile(f"{path} is not a record file: not UTF-8 text (byte {e.start})") from None
+
+
+def _validate(path: Path, fmt: RecordFormat | None, sizes_of: SizesOf | None, unipixel: bool) -> Report:
+    report = Report(path, fmt or detect_format(path), sizes_checked=sizes_of is not None)
+    parsed = like_records = 0  # items that are JSON, and of those the ones with a record's field
     for rec in _records(path):
         report.records += 1
-        problems = {"not_json"} if rec is None else check_record(rec, fmt, sizes_of, unipixel)
+        parsed += rec is not None
+        like_records += isinstance(rec, dict) and any(k in rec for k in RECORD_FIELDS)
+        problems = {"not_json"} if rec is None else check_record(rec, report.format, sizes_of, unipixel)
         for p in problems:
             report.defects[p] += 1
             report.examples.setdefault(p, str(rec.get("id", "?")) if isinstance(rec, dict) else "?")
+    if report.records and not like_records:  # an empty file or [] is an empty record file (an export writes them)
+        what = "not JSON" if not parsed else f"no item has any of a record's fields ({', '.join(RECORD_FIELDS)})"
+        raise NotARecordFile(f"{path} is not a record file: {what}")
     return report
+
+
+def _refuse_non_record_text(path: Path) -> None:
+    """Raise NotARecordFile for a binary file, or one JSON object (over one or several lines) rather than a list
+    or lines of records. Reads the whole file only when its first line is `{` without being JSON itself."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        raise NotARecordFile(f"{path} is not a record file: a binary file, not JSON text")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not a character cut by the 8 KB boundary
+            raise NotARecordFile(f"{path} is not a record file: not UTF-8 text (byte {e.start})") from None
+        text = head[: e.start].decode("utf-8")
+    first = text.lstrip().split("\n", 1)[0].strip()
+    if not first.startswith("{"):
+        return
+    try:
+        json.loads(first)
+        return  # a JSON line: lines of records (JSONL), checked item by item
+    except json.JSONDecodeError:
+        pass
+    try:
+        whole = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # JSONL whose first record is broken: validated line by line
+    if isinstance(whole, dict):
+        hint = " (one record: put it in a list)" if any(k in whole for k in RECORD_FIELDS) else ""
+        raise NotARecordFile(f"{path} is not a record file: a JSON object, not a list of records{hint}")
 
 
 def prober(video_root: Path) -> SizesOf:

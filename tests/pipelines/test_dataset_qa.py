@@ -124,7 +124,7 @@ def test_a_split_without_masks_and_a_near_miss_are_reported_never_taken_as_plain
     flat = " ".join(r.output.split())
     assert "Dataset ref-youtube-vos, split valid" in flat and "no masks:" in flat and "Annotations is missing" in flat
     assert r.exit_code == 4, r.output  # nothing to ask about: no sample, and it says so
-    assert re.search(r"left out: dataset videos no masks\s*│\s*1 │", flat)
+    assert re.search(r"left out: dataset videos without masks in their split\s*│\s*1 │", flat)
     assert not [q for q in endpoint.work_requests()]  # no caption, analysis or segmentation of the valid video
     r = run_engine(endpoint, tmp_path / "d2", "--source", str(root / "test"), "--pipelines", "qa", "--dry-run")
     flat = " ".join(r.output.split())

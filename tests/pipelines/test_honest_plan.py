@@ -53,9 +53,7 @@ def test_a_dataset_split_plans_its_annotated_objects(endpoint, tmp_path):
     root = tmp_path / "a2d"
     layouts.make_a2d(root, videos=("a2dclip1", "a2dclip2", "a2dclip3"))
     annotated = sum(
-        len(found[0].objects(found[1], []))
-        for c in scan(root)[0]
-        if (found := dataset_of(str(c.path))) is not None
+        len(found[0].objects(found[1], [])) for c in scan(root)[0] if (found := dataset_of(str(c.path))) is not None
     )
     assert annotated >= 6  # the annotation file's objects, whatever the default estimate per video
     data = tmp_path / "data"

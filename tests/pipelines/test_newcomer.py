@@ -135,13 +135,13 @@ def test_other_views_and_a_missing_plugin_are_named(demo, tmp_path):
     r = _engine(tmp_path, "export", "--data-dir", str(data), "--out", str(tmp_path / "y"), "--run", "zz")
     assert r.returncode == 2 and "--run zz" in r.stderr and "Traceback" not in r.stderr
     # --set reads the configuration's own versions: other versions export nothing, and it says how to get them
-    r = _engine(tmp_path, "export", "--data-dir", str(data), "--out", str(tmp_path / "z"), "--set", "agents.refiner.model=m2")
+    r = _engine(
+        tmp_path, "export", "--data-dir", str(data), "--out", str(tmp_path / "z"), "--set", "agents.refiner.model=m2"
+    )
     assert r.returncode == 4, r.stdout + r.stderr
     assert "--run ID" in " ".join(r.stderr.split())
     # a plug-in the shell cannot import: named, with the folder the demo's run imported it from
-    r = _engine(
-        tmp_path, "export", "--data-dir", str(data), "--out", str(tmp_path / "w"), "--set", DEMO_SETS[1]
-    )
+    r = _engine(tmp_path, "export", "--data-dir", str(data), "--out", str(tmp_path / "w"), "--set", DEMO_SETS[1])
     flat = " ".join(r.stderr.split())
     assert r.returncode == 2 and "fake_segmentor" in flat, flat
     assert f"{REPO / 'tests' / 'support'}: add that folder to PYTHONPATH" in flat
@@ -151,8 +151,18 @@ def test_the_dry_run_over_the_finished_demo_plans_no_call(demo):
     data, _ = demo
     env = {**_newcomer_env(), "PYTHONPATH": str(REPO / "tests" / "support")}
     r = subprocess.run(
-        [ENGINE, "run", "--source", str(REPO / "examples" / "videos"), "--pipelines", "short,detailed,qa",
-         "--data-dir", str(data), *DEMO_SETS, "--dry-run"],  # fmt: skip
+        [
+            ENGINE,
+            "run",
+            "--source",
+            str(REPO / "examples" / "videos"),
+            "--pipelines",
+            "short,detailed,qa",
+            "--data-dir",
+            str(data),
+            *DEMO_SETS,
+            "--dry-run",
+        ],  # fmt: skip
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -564,7 +564,7 @@ def _generate(schema: dict[str, Any], defs: dict[str, Any], echo: str, rng: rand
 
 
 def main() -> None:
-    """Serve until interrupted: `python tests/fake_endpoint.py --latency 0.2` prints the base URL."""
+    """Serve until interrupted: `python tests/support/fake_endpoint.py --latency 0.2` prints the base URL."""
     import argparse
 
     p = argparse.ArgumentParser(description="local OpenAI-compatible fake endpoint")
