@@ -232,10 +232,13 @@ class Engine:
 
     def _plugin_hint(self, e: PluginError) -> str:
         """The error, with the folder this store's runs imported the plug-in from, to put on PYTHONPATH."""
-        try:
-            roots = plugin_roots(self.store, segmentor_path(self.config))
-        except Exception:  # no store, or an unknown name: the error alone
-            roots = []
+        # only a store that exists is asked: a refused run creates none (nor migrates a server's)
+        cfg, roots = self.config, []
+        if self._store is not None or (not cfg.database_url and (cfg.data_path / "engine.sqlite").exists()):
+            try:
+                roots = plugin_roots(self.store, segmentor_path(cfg))
+            except Exception:  # an unreadable store, or an unknown name: the error alone
+                roots = []
         if roots:
             return f"{e}; runs of this store imported it from {roots[0]}: add that folder to PYTHONPATH"
         return f"{e}; is the folder that holds it on PYTHONPATH?"

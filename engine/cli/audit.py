@@ -244,7 +244,7 @@ def audit_stats_cmd(
     c = st.sample
     console.print(
         f"audited items: {st.items:,} ({st.decisions:,} decisions; {st.multi:,} items labelled by several "
-        f"auditors, label by rule: {st.rule})   pools: kept {st.kept_population:,}, discarded "
+        f"auditors, label by rule: {st.rule})\npools: kept {st.kept_population:,}, discarded "
         f"{st.discarded_population:,}",
         highlight=False,
     )

@@ -122,9 +122,7 @@ def print_status(st: StoreStatus) -> None:
     if st.stages is None:
         err.print(f"warning: {st.stages_error}; current versions not shown", highlight=False)
     else:
-        vt = Table(
-            title="Results by version (current = what this configuration's versions select)", title_justify="left"
-        )
+        vt = Table(title="Results by version (current = of the versions in use, named above)", title_justify="left")
         for col in ("result", "current", "outdated only"):
             vt.add_column(col, justify="left" if col == "result" else "right")
         for c in st.stages:

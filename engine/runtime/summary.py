@@ -9,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from engine.llm.request_log import add_totals, request_totals
 from engine.sources.ingest import STAGE as INGEST
-from engine.store import schema
-from engine.store.chunks import chunks
 from engine.store.current import Current
 from engine.store.db import Store
-from engine.store.summaries import run_counts
+from engine.store.summaries import kept_from_dataset, run_counts
 
 # What each reason a run's units left something out for means (the `dropped` counts: "<what>:<reason>", as the
 # stages in pipelines/stages.py save them), so the summary reads as sentences rather than codes.
@@ -37,22 +33,6 @@ def left_out_text(reason: str) -> str:
         return LEFT_OUT[reason]
     what, _, why = reason.partition(":")
     return f"{what.replace('_', ' ')}: {why.replace('_', ' ')}" if why else what.replace("_", " ")
-
-
-def kept_from_dataset(store: Store, video_ids: Sequence[str], current: Current) -> int:
-    """Objects of these videos that people annotated in a dataset and that have no current review: kept without
-    one (Current.kept), so the reviewer's keep rate does not apply to them."""
-    versions = sorted(current.kept_as_is & current.objects)
-    if not versions:
-        return 0
-    o, r = schema.VideoObject, schema.Review
-    reviewed = sa.exists().where(r.object_id == o.id, r.lineage.in_(sorted(current.reviews) or [""]))
-    n = 0
-    with store.session() as s:
-        for part in chunks(list(video_ids)):
-            where = (o.video_id.in_(part), o.stage_version.in_(versions), ~reviewed)
-            n += s.scalar(sa.select(sa.func.count()).select_from(o).where(*where)) or 0
-    return n
 
 
 def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Current) -> dict[str, Any]:

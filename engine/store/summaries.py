@@ -87,3 +87,19 @@ def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Cur
                 s.scalar(sa.select(sa.func.count()).select_from(f).where(f.video_id.in_(part), f.quarantined)) or 0
             )
     return out
+
+
+def kept_from_dataset(store: Store, video_ids: Sequence[str], current: Current) -> int:
+    """Objects of these videos that people annotated in a dataset and that have no current review: kept without
+    one (Current.kept), so the reviewer's keep rate does not apply to them."""
+    versions = sorted(current.kept_as_is & current.objects)
+    if not versions:
+        return 0
+    o, r = schema.VideoObject, schema.Review
+    reviewed = sa.exists().where(r.object_id == o.id, r.lineage.in_(sorted(current.reviews) or [""]))
+    n = 0
+    with store.session() as s:
+        for part in chunks(list(video_ids)):
+            where = (o.video_id.in_(part), o.stage_version.in_(versions), ~reviewed)
+            n += s.scalar(sa.select(sa.func.count()).select_from(o).where(*where)) or 0
+    return n

@@ -125,6 +125,9 @@ def test_plan_shows_each_agents_endpoint_url_and_fits_80_columns(screen):
         videos=3,
         frames=99,
         objects=6.0,
+        videos_with_work=3,
+        objects_estimated=True,
+        dropped=0,
     )
     views._print_plan(plan, cfg, build_pipelines(["detailed"]), ["detailed"])
     lines = _lines(screen)

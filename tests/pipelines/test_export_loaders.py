@@ -55,10 +55,24 @@ def test_gappy_segmentor_exports_validate_in_every_format(endpoint, source, tmp_
         if fmt == "videollama3":
             recs = json.loads((out / "detailed_train.json").read_text())
             assert all(len(m) == 1 and next(iter(m.values())) for rec in recs for m in rec["masks"])
-    # the same store, exported with another segmentor configured: nothing current, and it says so
-    r = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "other"), "--data-dir", str(data)])
+    # with nothing but the data dir, export reads the versions of the run that made the samples
+    r = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "same"), "--data-dir", str(data)])
+    assert r.exit_code == 0 and "using the configuration of run" in r.output, r.output
+    # the same store, exported with another segmentor configured (--set): nothing current, and it says so
+    r = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--out",
+            str(tmp_path / "other"),
+            "--data-dir",
+            str(data),
+            "--set",
+            "segmentor.backend=grounded_sam2",
+        ],
+    )
     total = sum(by_type.values())
-    assert r.exit_code == 4 and f"holds {total} samples of these types from other versions" in " ".join(
+    assert r.exit_code == 4 and f"holds {total} samples of these types, none from the versions used" in " ".join(
         r.output.split()
     )
 
