@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataset_layouts as layouts
 import sqlalchemy as sa
-from engine_runs import open_store, run_engine
+from engine_runs import RUN_FLAGS, open_store, run_engine
 
+from engine.api import Engine, RunObserver
 from engine.sources.datasets import dataset_of
 from engine.sources.ingest import scan
 from engine.store import schema
@@ -73,3 +74,33 @@ def test_an_empty_source_is_an_error_dry_run_or_not(endpoint, tmp_path):
         assert r.exit_code == 2, r.output
         assert f"no videos found under {empty}" in " ".join(r.output.split())
     assert not (tmp_path / "data" / "engine.sqlite").exists()  # nothing recorded
+
+
+def test_progress_totals_are_known_before_the_first_unit_and_every_bar_ends_full(
+    endpoint, source, tmp_path, monkeypatch
+):
+    class Progress(RunObserver):
+        def __init__(self):
+            self.seen: dict[str, list[tuple[int, int]]] = {}
+
+        def stage_progress(self, stage, done, total):
+            self.seen.setdefault(stage, []).append((done, total))
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    overrides = dict(item.split("=", 1) for item in RUN_FLAGS[1::2])
+    overrides = {k: (float(v) if v[0].isdigit() else v) for k, v in overrides.items()}
+    seen = Progress()
+    eng = Engine.from_settings(
+        data_dir=tmp_path / "data",
+        overrides=overrides,
+        observer=seen,
+        environ={"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test"},
+    )
+    result = eng.run(source, ["detailed"])
+    assert result.ok, result.sentence
+    assert {"caption", "analyze", "segment", "annotate", "review"} <= set(seen.seen)
+    for stage, reports in seen.seen.items():
+        totals = {total for _, total in reports}
+        assert len(totals) == 1, (stage, reports)  # one denominator from the first report on: never "0/1 ... 2/2"
+        assert reports[-1][0] == reports[-1][1]  # every bar ends full
+        assert reports[0][0] == 0  # announced before any unit of it ended
