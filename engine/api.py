@@ -32,18 +32,19 @@ from engine.registry import build_pipelines, configured_current, current_of_name
 from engine.runtime.observer import RunObserver
 from engine.runtime.plugins import PluginError
 from engine.runtime.run import RunRefused, RunRequest, RunResult, run, stale_sentence
-from engine.runtime.run_state import mark_interrupted
+from engine.runtime.run_state import EXIT_CODES, mark_interrupted
 from engine.sources.datasets import dataset_of
 from engine.sources.ingest import scan
 from engine.store.current import Current, StageCount, stage_counts
 from engine.store.db import Store, safe_url
-from engine.store.runs import FailureRow, RunRow, recent_failures, recent_runs
+from engine.store.runs import RUNNING, FailureRow, LiveRun, RunRow, live_run, recent_failures, recent_runs
 from engine.store.views import ResultView, RunNotFound, StoredRun, latest_view, one_run_view, plugin_roots
 
 __all__ = [
     "Engine",
     "ExportRefused",
     "ExportReport",
+    "LiveStatus",
     "NotARecordFile",
     "RunObserver",
     "RunRefused",
@@ -101,6 +102,24 @@ class StoreStatus:
     last_run_requests: list[RoleTotals] = field(default_factory=list)
     failures: list[FailureRow] = field(default_factory=list)  # the newest first
     failure_count: int = 0
+
+
+@dataclass
+class LiveStatus:
+    """A run as it goes, for `engine status --follow`: its row and live snapshot, and its requests so far (from
+    the request log, so as current as the store)."""
+
+    run: LiveRun
+    requests: list[RoleTotals]
+
+    @property
+    def ended(self) -> bool:
+        return self.run.status != RUNNING
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code for how the run ended (engine/runtime/run_state.py); None while it runs."""
+        return None if not self.ended else EXIT_CODES.get(self.run.status, 3)
 
 
 class Engine:
@@ -272,6 +291,15 @@ class Engine:
             out.last_run = real[0]
             out.last_run_requests = request_totals(store, real[0].id)
         return out
+
+    def live(self, run: str | None = None) -> LiveStatus | None:
+        """The run whose id starts with `run` (default: the one running, else the newest) as it goes; None when
+        the store has no run. A run whose process stopped beating is closed as interrupted first, so a follower
+        of a killed run sees it end. Raises LookupError when `run` matches several runs."""
+        store = self.store
+        mark_interrupted(store, self.config.data_path / "logs")
+        found = live_run(store, run)
+        return None if found is None else LiveStatus(found, request_totals(store, found.id))
 
     def export(
         self,

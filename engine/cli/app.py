@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.live import Live
 
 from engine.api import Engine, RunRefused
 from engine.cli.audit import audit_app, review
@@ -28,7 +30,7 @@ from engine.cli.common import (
     err,
 )
 from engine.cli.data import export, validate
-from engine.cli.views import ConsoleObserver, print_status
+from engine.cli.views import ConsoleObserver, live_screen, print_status
 from engine.config import DEFAULT_CONFIG_NAME, default_config_text
 from engine.registry import PIPELINES
 from engine.store.db import safe_url
@@ -133,6 +135,19 @@ def _one_line_warnings() -> Iterator[None]:
 
 @app.command(short_help="Show what the store holds, which results are current, runs and failures.  e.g. engine status")
 def status(
+    run_id: Annotated[
+        str | None,
+        typer.Argument(help="with --follow: the run (its id or first characters); default: the running one"),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", help="redraw a run as it goes (stages, requests, failures) until it ends; exits as it did"
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="with --follow: seconds between redraws")
+    ] = 2.0,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
@@ -140,7 +155,10 @@ def status(
     run: RunOpt = None,
 ) -> None:
     """Show what the store holds, which results are current, recent runs, requests and failures
-    (example: engine status)."""
+    (example: engine status; engine status --follow)."""
+    if follow or run_id is not None:
+        eng = _engine(_existing(_config(config, set_, data_dir=data_dir, database_url=database_url)))
+        raise typer.Exit(_follow(eng, run_id, interval))
     results = _results(config, set_, run)
     eng = _engine(_existing(_config(config, set_, data_dir=data_dir, database_url=database_url)))
     eng.results = results
@@ -148,6 +166,24 @@ def status(
     if st.view:
         err.print(st.view, highlight=False, style="dim")
     print_status(st)
+
+
+def _follow(eng: Engine, run_id: str | None, interval: float) -> int:
+    """Redraw the run until it ends (from any shell that reaches the store); its exit code."""
+    try:
+        st = eng.live(run_id)
+    except LookupError as e:
+        err.print(f"error: {e}", highlight=False)
+        return 2
+    if st is None:
+        err.print("error: " + (f"no run's id starts with {run_id}" if run_id else "the store holds no run"))
+        return 2
+    with Live(live_screen(st), console=console, refresh_per_second=4) as screen:
+        while not st.ended:
+            time.sleep(interval)
+            st = eng.live(st.run.id) or st
+            screen.update(live_screen(st))
+    return st.exit_code or 0
 
 
 app.command(short_help="Export samples to training files, validated, with a card.  e.g. engine export --out out/")(

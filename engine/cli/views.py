@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.cells import cell_len
+from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bars
 from rich.table import Table
+from rich.text import Text
 
-from engine.api import StoreStatus
+from engine.api import LiveStatus, StoreStatus
 from engine.cli.common import console, err
 from engine.config import Config
 from engine.llm.request_log import RoleTotals, add_totals
@@ -507,3 +509,41 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
         f"objects ({basis}) {plan.objects:,.0f}{dropped}",
         highlight=False,
     )
+
+
+def live_screen(st: LiveStatus) -> Group:
+    """One screen of `engine status --follow`: the run, each stage's units, requests per role, failures."""
+    from datetime import UTC, datetime
+
+    run = st.run
+
+    def aware(t: datetime) -> datetime:
+        return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+    end = aware(run.finished_at) if run.finished_at else datetime.now(UTC)
+    took = int((end - aware(run.started_at)).total_seconds())
+    pace = run.live.get("units_per_minute")
+    head = Text(
+        f"run {run.id[:12]}  {run.command}  {run.status}  {took // 60}m {took % 60:02d}s"
+        + (f"  {pace:g} units/min over the last minute" if pace is not None else ""),
+        overflow="fold",
+    )
+    stages = Table(title="Units per stage", title_justify="left")
+    for col in ("stage", "done", "total", ""):
+        stages.add_column(col, justify="left" if col == "stage" else "right")
+    for name, (done, total) in run.live.get("stages", {}).items():
+        stages.add_row(name, f"{done:,}", f"{total:,}", f"{100 * done / total:.0f}%" if total else "-")
+    requests = Table(title="Requests so far", title_justify="left")
+    for col in ("role", "sent", "ok", "failed", "tokens in", "tokens out", "cost USD"):
+        requests.add_column(col, justify="left" if col == "role" else "right", overflow="fold")
+    for r in st.requests:
+        requests.add_row(
+            r.role, f"{r.requests:,}", f"{r.ok:,}", f"{r.failed:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
+            f"{r.cost_usd:.4f}",
+        )  # fmt: skip
+    parts: list[Any] = [head, stages if run.live.get("stages") else Text("no stage has started yet"), requests]
+    if run.failures:
+        parts.append(Text("failed units: " + ", ".join(f"{code} {n:,}" for code, n in sorted(run.failures.items()))))
+    if st.ended:
+        parts.append(Text(f"{run.reason or run.status}   (exit code {st.exit_code})", overflow="fold"))
+    return Group(*parts)

@@ -13,8 +13,11 @@ that unit's (retried, then quarantined).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -185,9 +188,26 @@ async def run_videos(
             finally:
                 release(item[0].id)
 
+    pace: deque[tuple[float, int]] = deque()  # (time, units done), over the last minute
+
+    def beat_now() -> None:
+        """The heartbeat, with the live snapshot `engine status --follow` draws."""
+        now = time.monotonic()
+        done = sum(d for d, _ in s.progress.stages.values())
+        pace.append((now, done))
+        while now - pace[0][0] > 60:
+            pace.popleft()
+        span = now - pace[0][0]
+        live = {
+            "at": schema.utcnow().isoformat(),
+            "stages": {name: list(c) for name, c in s.progress.stages.items()},
+            "units_per_minute": round((done - pace[0][1]) * 60 / span, 1) if span >= 1 else None,
+        }
+        s.io.submit([Update(schema.Run, {"id": s.run_id}, {"heartbeat_at": schema.utcnow(), "live": live})])
+
     async def heartbeat() -> None:  # a run that stops beating was killed: the next run or status says so
         while True:
-            s.io.submit([Update(schema.Run, {"id": s.run_id}, {"heartbeat_at": schema.utcnow()})])
+            beat_now()
             await asyncio.sleep(HEARTBEAT_S)
 
     beat = asyncio.create_task(heartbeat())
@@ -202,6 +222,8 @@ async def run_videos(
         raise RunAborted(str(group.exceptions[0])) from None
     finally:
         beat.cancel()
+        with contextlib.suppress(Exception):  # the last snapshot: every bar as it ended (a failing store refuses it)
+            beat_now()
 
 
 def _stage_names(pipelines: Sequence[VersionedPipeline], video: VideoTask) -> list[str]:

@@ -121,3 +121,40 @@ def close_ended_runs(store: Store, ended: Callable[[str, datetime], tuple[str, s
             s.execute(sa.update(r).where(r.id == rid).values(status=state, reason=reason))
             ended_runs.append((rid, state))
     return ended_runs
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """A run as `engine status --follow` draws it: its row, the live snapshot its heartbeat writes, its failures."""
+
+    id: str
+    command: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    reason: str | None  # how it ended, once it has
+    live: dict[str, Any]  # {"at", "stages": {stage: [done, total]}, "units_per_minute"}; {} before the first beat
+    failures: dict[str, int]  # this run's failed units by error code
+
+
+def live_run(store: Store, prefix: str | None = None) -> LiveRun | None:
+    """The run whose id starts with `prefix`, else the newest one still running, else the newest; None if none.
+    Raises LookupError when `prefix` matches several runs."""
+    r, f = schema.Run, schema.Failure
+    with store.session() as s:
+        if prefix:
+            found = s.scalars(sa.select(r).where(r.id.like(f"{prefix}%")).limit(2)).all()
+            if len(found) > 1:
+                raise LookupError(f"{prefix}: several runs have ids starting so; give more characters")
+        else:
+            newest = sa.select(r).order_by(r.started_at.desc()).limit(1)
+            found = s.scalars(newest.where(r.status == RUNNING)).all() or s.scalars(newest).all()
+        if not found:
+            return None
+        run = found[0]
+        failures = dict(
+            s.execute(sa.select(f.error_code, sa.func.count()).where(f.run_id == run.id).group_by(f.error_code)).all()
+        )
+        return LiveRun(
+            run.id, run.command, run.status, run.started_at, run.finished_at, run.reason, run.live or {}, failures
+        )

@@ -60,6 +60,8 @@ class Run(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime | None]  # a running run that stopped beating was interrupted
+    # the run in flight, rewritten with each heartbeat: stages' done/total, units per minute (engine status --follow)
+    live: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     reason: Mapped[str | None] = mapped_column(sa.Text)  # why it aborted
     finished_at: Mapped[datetime | None]
 
