@@ -22,6 +22,7 @@ from engine.media.clips import ClipRules
 
 ENV_PREFIX = "ENGINE_"
 DEFAULT_CONFIG_NAME = "engine.toml"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai package's, where nothing else names one
 AGENT_NAMES = ("captioner", "analyzer", "annotator", "reviewer", "refiner")
 
 
@@ -66,6 +67,10 @@ class EndpointConfig(_Strict):
     tpm: int = Field(0, ge=0, description="tokens per minute; 0 = unlimited")
     image_max_side: int = Field(768, ge=16, description="frames are scaled so their longest side is at most this")
     image_quality: int = Field(85, ge=10, le=100, description="JPEG quality of frames sent to the model")
+
+    def url(self, environ: Mapping[str, str]) -> str:
+        """Where its requests go: base_url, else $OPENAI_BASE_URL, else OpenAI's (as the openai package does)."""
+        return (self.base_url or environ.get("OPENAI_BASE_URL", "") or DEFAULT_BASE_URL).rstrip("/")
 
     @field_validator("api_key_env")
     @classmethod

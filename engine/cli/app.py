@@ -181,7 +181,11 @@ def _follow(eng: Engine, run_id: str | None, interval: float) -> int:
     with Live(live_screen(st), console=console, refresh_per_second=4) as screen:
         while not st.ended:
             time.sleep(interval)
-            st = eng.live(st.run.id) or st
+            try:
+                st = eng.live(st.run.id) or st
+            except Exception as e:  # a store that stops answering: one line, never a traceback
+                err.print(f"error: the store stopped answering: {one_line(str(e))[:300]}", highlight=False)
+                return 3
             screen.update(live_screen(st))
     return st.exit_code or 0
 

@@ -4,6 +4,7 @@ store's status. Functions here only print what the library returns."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from engine.llm.request_log import RoleTotals, add_totals
 from engine.runtime.observer import RunObserver
 from engine.runtime.pipeline import Pipeline
 from engine.runtime.plan import Plan
+from engine.runtime.run_state import aware
 from engine.runtime.split import SplitReport
 from engine.runtime.summary import left_out_text
 from engine.sources.ingest import IngestReport
@@ -513,13 +515,7 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
 
 def live_screen(st: LiveStatus) -> Group:
     """One screen of `engine status --follow`: the run, each stage's units, requests per role, failures."""
-    from datetime import UTC, datetime
-
     run = st.run
-
-    def aware(t: datetime) -> datetime:
-        return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-
     end = aware(run.finished_at) if run.finished_at else datetime.now(UTC)
     took = int((end - aware(run.started_at)).total_seconds())
     pace = run.live.get("units_per_minute")

@@ -62,7 +62,6 @@ Status = Literal["ok", "refused", "invalid", "error"]
 MODES = ("json_schema", "json_object_schema", "json_object", "text")
 FATAL_STATUS = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
 NO_KEY = "no-key"  # what is sent when api_key_env = "" (local servers that check nothing)
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ANSWER_CHARS = 2000  # of a failed request's raw answer kept in the request log
 KIND_HEADER = "X-Engine-Request-Kind"  # call | repair | probe: servers ignore it; test endpoints count by it
 # Bytes of an answer read at most: a chat completion is kilobytes (max_tokens bounds it); a server that streams more is
@@ -322,7 +321,7 @@ class ModelClient:
 
     # --- endpoints ---------------------------------------------------------------------------------
     def _base_url(self, ep: EndpointConfig) -> str:
-        return (ep.base_url or self.environ.get("OPENAI_BASE_URL", "") or DEFAULT_BASE_URL).rstrip("/")
+        return ep.url(self.environ)
 
     def endpoint(self, key: str) -> _Endpoint:
         if key in self._endpoints:

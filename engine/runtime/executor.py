@@ -157,7 +157,7 @@ async def run_videos(
     # every total known before the first unit starts: "caption 0/2", never a count of the units taken up so far
     totals: dict[str, int] = {}
     for video in videos:
-        for name in _stage_names(pipelines, video):
+        for name in _stages_of(pipelines, video).values():
             totals[name] = totals.get(name, 0) + 1
     for name, total in totals.items():
         s.progress.add(name, total=total)
@@ -226,13 +226,14 @@ async def run_videos(
             beat_now()
 
 
-def _stage_names(pipelines: Sequence[VersionedPipeline], video: VideoTask) -> list[str]:
-    """The stages a video passes through, each once: a stage that pipelines share runs (and counts) once."""
+def _stages_of(pipelines: Sequence[VersionedPipeline], video: VideoTask) -> dict[tuple[str, str | None], str]:
+    """The stages a video passes through, each once by (name, lineage): a stage pipelines share runs (and counts)
+    once."""
     seen: dict[tuple[str, str | None], str] = {}
     for vp in (p for p in pipelines if p.pipeline.accepts(video)):
         for stage, lineage in zip(vp.pipeline.stages, vp.lineages):
             seen.setdefault((stage.name, lineage), stage.name)
-    return list(seen.values())
+    return seen
 
 
 async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: VideoTask, state: VideoState) -> None:
@@ -246,11 +247,9 @@ async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: 
             if first:
                 s.progress.add(stage.name, done=1)
             if not ok:  # this video's later stages depend on the failed one: given up, they count as done
-                for vp2 in (p for p in pipelines if p.pipeline.accepts(video)):
-                    for later, lin in zip(vp2.pipeline.stages, vp2.lineages):
-                        if (later.name, lin) not in seen:
-                            seen.add((later.name, lin))
-                            s.progress.add(later.name, done=1)
+                for key, name in _stages_of(pipelines, video).items():
+                    if key not in seen:
+                        s.progress.add(name, done=1)
                 return
 
 

@@ -25,7 +25,6 @@ from engine.store.records import ObjectRecord
 from engine.store.requests import measured_call_tokens
 
 MIN_MEASURED_CALLS = 20  # below this, measured means are too noisy to replace the estimate
-DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai package's, where nothing else is set
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,8 @@ def make_plan(
             e.text_in + e.images * cfg.plan.tokens_per_image, e.tokens_out)  # fmt: skip
         ep = getattr(cfg.agents, endpoint)
         tin, tout = n * per_in, n * per_out
-        url = (ep.base_url or (environ or {}).get("OPENAI_BASE_URL", "") or DEFAULT_BASE_URL).rstrip("/")
         cost = (tin * ep.price_in_per_mtok + tout * ep.price_out_per_mtok) / 1e6
-        roles.append(RoleEstimate(role, endpoint, n, tin, tout, cost, is_measured, url))
+        roles.append(RoleEstimate(role, endpoint, n, tin, tout, cost, is_measured, ep.url(environ or {})))
     return Plan(
         len(videos),
         tally.frames,

@@ -84,7 +84,7 @@ def mark_interrupted(store: Store, logs: Path | None = None, now: datetime | Non
         said = _logged_end(logs / f"run-{run_id}.log") if logs is not None else None
         if said is not None:
             return _state_of(said), said
-        if _aware(last_beat) < stale:
+        if aware(last_beat) < stale:
             return INTERRUPTED, "no heartbeat: the process was killed or the machine stopped"
         return None
 
@@ -116,5 +116,6 @@ def _logged_end(path: Path) -> str | None:
     return lines[-1].split(RUN_END_MARK, 1)[1].strip() if lines else None
 
 
-def _aware(t: datetime) -> datetime:
+def aware(t: datetime) -> datetime:
+    """A stored time as UTC (SQLite returns naive datetimes)."""
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +18,19 @@ from engine.store import schema
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = str(Path(sys.executable).with_name("engine"))
+
+
+def _running(db: Path) -> str | None:
+    """The id of the run in flight, read without opening a Store (which would migrate the file the run is
+    creating at the same moment)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+            row = con.execute(
+                "SELECT id FROM runs WHERE status = 'running' AND command LIKE 'run --pipelines%'"
+            ).fetchone()
+    except sqlite3.OperationalError:  # no file yet, or no runs table yet, or a write in progress
+        return None
+    return row[0] if row else None
 
 
 def test_status_follow_draws_a_run_from_another_process_and_ends_as_it_ended(source, tmp_path):
@@ -40,13 +55,7 @@ def test_status_follow_draws_a_run_from_another_process_and_ends_as_it_ended(sou
             running = None
             while running is None and time.monotonic() < deadline and run.poll() is None:
                 time.sleep(0.5)
-                if (data / "engine.sqlite").exists():
-                    with open_store(data).session() as s:
-                        running = s.scalar(
-                            sa.select(schema.Run.id).where(
-                                schema.Run.status == "running", schema.Run.command.like("run --pipelines%")
-                            )
-                        )
+                running = _running(data / "engine.sqlite")
             assert running is not None, "the run never showed as running"
             follow = subprocess.run(
                 [ENGINE, "status", "--follow", "--interval", "0.5", "--data-dir", str(data)],
