@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install browser lint test dry-run demo bench bench-cpu bench-ingest bench-datasets bench-split bench-calls bench-gpu llamacpp test-llamacpp clean
+.PHONY: install browser prometheus test-tools lint test dry-run demo bench bench-cpu bench-ingest bench-datasets bench-split bench-calls bench-gpu llamacpp test-llamacpp clean
 LLAMACPP := .llamacpp/venv
 
 install: $(VENV)/.installed
@@ -25,6 +25,13 @@ $(VENV)/.installed: pyproject.toml
 # Debian's Chromium for the review UI's browser tests (Playwright drives it; it never downloads a browser).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Debian's Prometheus, which tests/pipelines/test_prometheus_scrape.py starts to scrape a run's /metrics.
+prometheus:
+	command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+# What the test suite drives besides Python: the browser and Prometheus.
+test-tools: browser prometheus
 
 # The habits CI keeps (.pre-commit-config.yaml runs the same three before a commit): ruff's rules, ruff's
 # formatting, and mypy over the packages [tool.mypy] names in pyproject.toml.

@@ -236,6 +236,15 @@ class PlanConfig(_Strict):
     keep_rate: float = Field(0.4, ge=0, le=1, description="share of objects the Reviewer keeps (paper: about 40%)")
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics of a run in flight (engine/runtime/metrics.py); off unless a port is given."""
+
+    port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics on 127.0.0.1:port during a run (0: any)"
+    )
+    linger_s: float = Field(15.0, ge=0, description="after the run, the final values stay up this long for a scrape")
+
+
 class Config(_Strict):
     data_dir: str = Field("engine-data", description="where the store, caches and exports live")
     database_url: str = Field("", description="any SQLAlchemy URL; empty = SQLite file in data_dir (WAL mode)")
@@ -247,6 +256,7 @@ class Config(_Strict):
     ray: RayConfig = RayConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     plan: PlanConfig = PlanConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # what load_config read besides the values: the file, the overrides, the ENGINE_ variables (see `origin`)
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
 

@@ -86,13 +86,18 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="join a Ray cluster ('auto', ray://...)")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Run the engine over a folder of videos (example: engine run --source videos/ --dry-run)."""
-    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url, **{"ray.address": ray_address})
+    overrides = {"ray.address": ray_address, "metrics.port": metrics_port}
+    cfg = _config(config, set_, data_dir=data_dir, database_url=database_url, **overrides)
     eng = Engine(cfg, observer=ConsoleObserver())
     names = [n.strip() for n in pipelines.split(",") if n.strip()]
     with _one_line_warnings():

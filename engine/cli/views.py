@@ -513,6 +513,27 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
     )
 
 
+def _live_lines(live: dict[str, Any], ended: bool) -> list[str]:
+    """The snapshot's funnel, ETA and slowest stage, each where the snapshot has it (older runs' have less)."""
+    lines = []
+    if objects := live.get("objects"):
+        samples = ", ".join(f"{t} {n:,}" for t, n in sorted(live.get("samples", {}).items())) or "none"
+        lines.append(
+            "objects: " + ", ".join(f"{state} {n:,}" for state, n in objects.items()) + f"; samples: {samples}"
+        )
+    pace = live.get("units_per_minute")
+    left = sum(max(total - done, 0) for done, total in live.get("stages", {}).values())
+    if not ended and pace and left:
+        minutes = left / pace
+        lines.append(
+            f"ETA: about {int(minutes // 60)}h {int(minutes % 60):02d}m ({left:,} units left at {pace:g}/min)"
+        )
+    if seconds := live.get("stage_seconds"):
+        stage, (n, total) = max(seconds.items(), key=lambda kv: kv[1][1])
+        lines.append(f"slowest stage: {stage} ({total:,.1f} s over {n:,} units, {total / max(n, 1):.2f} s each)")
+    return lines
+
+
 def live_screen(st: LiveStatus) -> Group:
     """One screen of `engine status --follow`: the run, each stage's units, requests per role, failures."""
     run = st.run
@@ -538,6 +559,7 @@ def live_screen(st: LiveStatus) -> Group:
             f"{r.cost_usd:.4f}",
         )  # fmt: skip
     parts: list[Any] = [head, stages if run.live.get("stages") else Text("no stage has started yet"), requests]
+    parts += [Text(line, overflow="fold") for line in _live_lines(run.live, ended=st.ended)]
     if run.failures:
         parts.append(Text("failed units: " + ", ".join(f"{code} {n:,}" for code, n in sorted(run.failures.items()))))
     if st.ended:

@@ -49,7 +49,7 @@ from engine.config import AGENT_NAMES, Config, EndpointConfig
 from engine.llm import backoff
 from engine.llm.breaker import Breaker, EndpointDown
 from engine.llm.limits import EndpointLimiter
-from engine.llm.request_log import Cache, RequestLog, request_columns
+from engine.llm.request_log import Cache, Meter, RequestLog, request_columns
 from engine.llm.strict_schema import strict_json_schema
 from engine.media.images import to_data_url, url_digest
 from engine.store.faults import one_line
@@ -302,10 +302,12 @@ class ModelClient:
         run_id: str | None = None,
         use_cache: bool = True,
         environ: Mapping[str, str] | None = None,
+        meter: Meter | None = None,
     ):
         self.cfg = cfg
         self.cache = cache
         self.log = log
+        self.meter = meter
         self.run_id = run_id
         self.use_cache = use_cache
         self.environ = os.environ if environ is None else environ
@@ -616,6 +618,8 @@ class ModelClient:
                     value = None  # stored under an older schema: ask again
                 if value is not None:
                     self.cache_hits[role] += 1
+                    if self.meter is not None:
+                        self.meter.cache_hit(role)
                     return CallResult(role, ep.cfg.model, rhash, "ok", value, cached=True, mode=stored.get("mode", ""))
         result: CallResult[T] = CallResult(role, ep.cfg.model, rhash, "error")
         started = time.monotonic()
@@ -875,6 +879,8 @@ class ModelClient:
         )
         if self.log is not None:
             self.log.answered(request_columns(row))
+        if self.meter is not None:
+            self.meter.request(row)
 
     def _status_outcome(self, ep: _Endpoint, e: _HTTPError, attempts: int) -> Exception:
         code = e.status

@@ -47,6 +47,16 @@ class RequestLog(Protocol):
         """Remove the record of a request that never left (the run was stopped just before it)."""
 
 
+class Meter(Protocol):
+    """Who counts the calls as they happen (the run's tally: engine/runtime/tally.py)."""
+
+    def request(self, row: dict[str, Any]) -> None:
+        """A request-log row, complete: its status, tokens, cost and latency."""
+
+    def cache_hit(self, role: str) -> None:
+        """A call answered from the cache, with no request."""
+
+
 def cache_row_id(request_hash: str) -> str:
     return stable_id("model_call", request_hash)
 

@@ -33,6 +33,7 @@ from engine.runtime.pool import Pool
 from engine.runtime.run_state import HEARTBEAT_S
 from engine.runtime.services import Services, StageContext, StageProgress
 from engine.runtime.state import VideoState
+from engine.runtime.tally import RunTally
 from engine.runtime.units import video_tasks
 from engine.store import schema
 from engine.store.current import Current, load_videos
@@ -183,25 +184,30 @@ async def run_videos(
 
     async def worker() -> None:
         while (item := await queue.get()) is not None:
+            s.tally.videos_in_flight += 1
             try:
                 await run_video(s, pipelines, *item)
             finally:
+                s.tally.videos_in_flight -= 1
                 release(item[0].id)
 
     pace: deque[tuple[float, int]] = deque()  # (time, units done), over the last minute
+    started = time.monotonic()
 
     def beat_now() -> None:
-        """The heartbeat, with the live snapshot `engine status --follow` draws."""
+        """The heartbeat, with the live snapshot that `engine status --follow` and the Runs page draw."""
         now = time.monotonic()
         done = sum(d for d, _ in s.progress.stages.values())
         pace.append((now, done))
         while now - pace[0][0] > 60:
             pace.popleft()
         span = now - pace[0][0]
+        s.tally.beat(now - started, done)
         live = {
             "at": schema.utcnow().isoformat(),
             "stages": {name: list(c) for name, c in s.progress.stages.items()},
             "units_per_minute": round((done - pace[0][1]) * 60 / span, 1) if span >= 1 else None,
+            **s.tally.snapshot(),
         }
         s.io.submit([Update(schema.Run, {"id": s.run_id}, {"heartbeat_at": schema.utcnow(), "live": live})])
 
@@ -243,9 +249,13 @@ async def run_video(s: Services, pipelines: Sequence[VersionedPipeline], video: 
             ctx = StageContext(s, video, state, stage.name, lineage, version, vp.objects_version)
             first = (stage.name, lineage) not in seen
             seen.add((stage.name, lineage))
+            t0 = time.monotonic()
             ok, _ = await ctx.attempt("video", video.id, partial(_run_stage, stage, video, ctx))
             if first:
                 s.progress.add(stage.name, done=1)
+                s.tally.stage_seconds_of(stage.name, time.monotonic() - t0)
+                if ok:  # a failure was counted as it was recorded (Services._record_failure)
+                    s.tally.unit(stage.name, "done" if ctx.saved else "skipped")
             if not ok:  # this video's later stages depend on the failed one: given up, they count as done
                 for key, name in _stages_of(pipelines, video).items():
                     if key not in seen:
@@ -287,8 +297,11 @@ async def execute(
     environ: dict[str, str] | None = None,
     on_ready: Callable[[dict[str, list[int]]], None] | None = None,
     probed: dict | None = None,
+    tally: RunTally | None = None,
 ) -> Execution:
-    """Run the pipelines over the given (ingested) videos; model calls use this process's settings and keys."""
+    """Run the pipelines over the given (ingested) videos; model calls use this process's settings and keys.
+    `tally` counts what happens (the live snapshot and the metrics read it)."""
+    tally = tally or RunTally()
     roles = roles_of(pipelines)
     if roles:
         start_ray(cfg)
@@ -301,7 +314,9 @@ async def execute(
     current = current_of(list(pipelines), vc)
     versioned = [VersionedPipeline(p, p.lineages(vc), [st.version(vc) for st in p.stages]) for p in pipelines]
     io = StoreIO(store)
-    client = ModelClient(cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache, environ=environ)
+    client = ModelClient(
+        cfg, StoreCache(io), StoreRequestLog(io), run_id=run_id, use_cache=use_cache, environ=environ, meter=tally
+    )
     client.adopt(probed or {})  # output modes and image token counts that preflight learnt
     progress = StageProgress(on_change=on_progress)
     gc_settings = _quiet_gc()
@@ -309,7 +324,7 @@ async def execute(
         pids = await start_actors(pools, segmentor_version)
         if on_ready:  # benchmarks start their clocks here, with every actor up
             on_ready(pids)
-        s = Services(cfg, io, client, pools, run_id, retry_failed=retry_failed, progress=progress)
+        s = Services(cfg, io, client, pools, run_id, retry_failed=retry_failed, progress=progress, tally=tally)
         await run_videos(s, versioned, current, video_tasks(store, video_ids))
     finally:
         _restore_gc(gc_settings)

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,15 +33,17 @@ from engine.runtime.plan import Plan, make_plan, measured_tokens
 from engine.runtime.plugins import origin as plugin_origin
 from engine.runtime.run_state import ABORTED, EXIT_CODES, FINISHED, RUN_END_MARK, Outcome, mark_interrupted, outcome
 from engine.runtime.summary import run_summary
+from engine.runtime.tally import RunTally
 from engine.runtime.units import uncaptioned, video_tasks
 from engine.sources.ingest import IngestReport, ingest
 from engine.store.current import current_rows
 from engine.store.db import Store
 from engine.store.faults import cause, is_store_fault, one_line, store_error
-from engine.store.runs import close_run, open_run
+from engine.store.runs import close_run, open_run, save_summary
 from engine.store.views import current_to_json
 
 if TYPE_CHECKING:
+    from engine.runtime.metrics import MetricsServer
     from engine.runtime.split import SplitReport
 
 log = logging.getLogger(__name__)
@@ -104,23 +107,62 @@ def run(
         store = open_store()
         run_id = uuid.uuid4().hex
         command = "run --dry-run" if request.dry_run else f"run --pipelines {','.join(request.names)}"
+        tally = RunTally()  # what the run does, as it happens: the live snapshot and the metrics read it
+        for row in probed.get("requests", ()):  # preflight's probes count in the run they served (role "probe")
+            tally.request(row)
+        server = None if request.dry_run else _serve_metrics(cfg, request, run_id, tally, obs)
         try:
-            for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
-                obs.note(stale_sentence(stale, state))
-            open_run(store, run_id, command, engine.__version__, cfg.model_dump(mode="json"),
-                     str(request.source.resolve()), probed.get("requests", ()), provenance(cfg, request))  # fmt: skip
-        except Exception as e:
-            if not is_store_fault(e):
-                raise
-            raise RunRefused(f"aborted: {store_error(e, store.url)}", exit_code=3) from None
-        with run_log(cfg, run_id) as logfile:
             try:
-                result = _phases(cfg, store, request, run_id, probed, logfile, obs, environ)
-            finally:
-                stop_ray(cfg)
-            return _close(store, result, obs)
+                for stale, state in mark_interrupted(store, cfg.data_path / "logs"):
+                    obs.note(stale_sentence(stale, state))
+                open_run(
+                    store, run_id, command, engine.__version__, cfg.model_dump(mode="json"),
+                    str(request.source.resolve()), probed.get("requests", ()), provenance(cfg, request),
+                )  # fmt: skip
+            except Exception as e:
+                if not is_store_fault(e):
+                    raise
+                raise RunRefused(f"aborted: {store_error(e, store.url)}", exit_code=3) from None
+            with run_log(cfg, run_id) as logfile:
+                try:
+                    result = _phases(cfg, store, request, run_id, probed, logfile, obs, environ, tally)
+                finally:
+                    stop_ray(cfg)
+                closed = _close(store, result, obs)
+            if server is not None:
+                _linger(server, cfg, obs)
+            return closed
+        finally:
+            if server is not None:
+                server.close()
     finally:
         stop_ray(cfg)
+
+
+def _serve_metrics(
+    cfg: Config, request: RunRequest, run_id: str, tally: RunTally, obs: RunObserver
+) -> MetricsServer | None:
+    """The run's /metrics (metrics.port), up before the run's row: a port that is taken refuses the run."""
+    if cfg.metrics.port is None:
+        return None
+    from engine.runtime.metrics import serve_metrics  # prometheus_client loads only when asked for
+
+    info = {"run_id": run_id, "pipelines": ",".join(request.names), "engine_version": engine.__version__}
+    try:
+        server = serve_metrics(cfg.metrics.port, tally, info)
+    except OSError as e:
+        raise RunRefused(f"metrics.port {cfg.metrics.port}: cannot listen on 127.0.0.1 ({e.strerror or e})") from None
+    obs.note(f"metrics: {server.url} (Prometheus text format) while the run lasts")
+    return server
+
+
+def _linger(server: MetricsServer, cfg: Config, obs: RunObserver) -> None:
+    """The final values stay up for metrics.linger_s, so a scraper that comes every 15 s sees them; Ctrl-C ends it."""
+    if cfg.metrics.linger_s <= 0:
+        return
+    obs.note(f"metrics: the final values stay at {server.url} for {cfg.metrics.linger_s:g} s (Ctrl-C ends it)")
+    with contextlib.suppress(KeyboardInterrupt):
+        time.sleep(cfg.metrics.linger_s)
 
 
 def provenance(cfg: Config, request: RunRequest) -> dict[str, Any]:
@@ -207,6 +249,7 @@ def _phases(
     logfile: RunLog,
     obs: RunObserver,
     environ: Mapping[str, str] | None,
+    tally: RunTally | None = None,
 ) -> RunResult:
     """Ingest, split, plan, then execute (or stop at the plan). Every way the run can stop ends here with a
     reason, so the caller always closes the run row."""
@@ -264,9 +307,10 @@ def _phases(
             stop_ray(cfg)
             obs.planned(plan, cfg, req.pipelines, req.names)
             return _ended(res, Outcome(FINISHED, 0, "dry run: nothing was sent"))
+        save_summary(store, run_id, summary)  # the plan, for whoever watches the run (the Runs page's projection)
         reason, interrupted, execution = None, False, None
         try:
-            execution = _execute(cfg, store, run_id, split.units, req, probed, obs, environ)
+            execution = _execute(cfg, store, run_id, split.units, req, probed, obs, environ, tally)
         except KeyboardInterrupt:
             interrupted = True
         except Exception as e:  # every way a run can stop ends with its row closed and a reason
@@ -328,6 +372,7 @@ def _execute(
     probed: dict[str, Any],
     obs: RunObserver,
     environ: Mapping[str, str] | None,
+    tally: RunTally | None = None,
 ) -> Any:
     from engine.runtime.executor import execute
 
@@ -350,6 +395,7 @@ def _execute(
                     environ=dict(environ) if environ is not None else None,
                     on_ready=obs.actors_ready,
                     probed=probed,
+                    tally=tally,
                 )
             )
     finally:

@@ -19,6 +19,7 @@ from engine.media import masks
 from engine.runtime.pipeline import RunAborted, UnitFailure, VideoTask
 from engine.runtime.pool import Pool
 from engine.runtime.state import VideoState
+from engine.runtime.tally import RunTally
 from engine.store import schema
 from engine.store.checks import RowError, check_group
 from engine.store.db import with_defaults
@@ -73,10 +74,12 @@ class Services:
         run_id: str,
         retry_failed: bool = False,
         progress: StageProgress | None = None,
+        tally: RunTally | None = None,
     ):
         self.cfg, self.io, self.client, self.pools, self.run_id = cfg, io, client, pools, run_id
         self.retry_failed = retry_failed
         self.progress = progress or StageProgress()
+        self.tally = tally or RunTally()
         self._warned: set[str] = set()
         io.on_rejected = self._rejected
 
@@ -186,6 +189,7 @@ class Services:
         """
         failure = ctx.state.failure(unit_id, stage, ctx.key_lineage)
         if failure is not None and failure.quarantined and not self.retry_failed:
+            self.tally.unit(stage, "quarantined")
             return False, None
         budget = self.cfg.runtime.max_unit_attempts
         made = failure.attempts if failure is not None and not self.retry_failed else 0
@@ -226,6 +230,7 @@ class Services:
         )
         ctx.state.set_failure(FailureRecord.from_row(op.rows[0]))
         self.io.submit([op])
+        self.tally.unit(stage, "quarantined" if quarantine else "failed")
 
 
 @dataclass
@@ -239,6 +244,7 @@ class StageContext:
     lineage: str | None
     version: str | None  # the stage's own version (objects.stage_version for the Analyzer)
     objects_version: str | None  # the pipeline's objects: the stage_version its Analyzer (or dataset) writes
+    saved: bool = False  # whether the stage stored anything on this video: if not, its results were current
 
     @property
     def cfg(self) -> Config:
@@ -301,6 +307,10 @@ class StageContext:
         self.state.add(held)
         for unit in done:
             self.state.mark_done(unit, self.stage, self.key_lineage)
+        self.saved = True
+        for records in items:
+            if records:
+                self.s.tally.saved(records[0].table.__tablename__, records)
         kind, unit_id, stage = _UNIT.get() or ("video", self.video.id, self.stage)
         self.s.io.submit(
             [Insert(model, rows) for model, rows in groups],

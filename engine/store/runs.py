@@ -66,6 +66,12 @@ def open_run(
             store.insert_many(s, schema.Request, [{**row, "run_id": run_id} for row in requests])
 
 
+def save_summary(store: Store, run_id: str, summary: dict[str, Any]) -> None:
+    """What a running run knows so far (its plan), before the summary close_run writes."""
+    with store.session() as s:
+        s.execute(sa.update(schema.Run).where(schema.Run.id == run_id).values(summary=summary))
+
+
 def close_run(store: Store, run_id: str, state: str, reason: str, summary: dict[str, Any]) -> None:
     """Record how a run ended: its state, the sentence that says why, its summary and when."""
     with store.session() as s:
