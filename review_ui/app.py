@@ -1,4 +1,5 @@
-"""The audit web UI (FastAPI): sign in, audit the queue with the keyboard, undo, and a dashboard.
+"""The audit web UI (FastAPI): sign in, audit the queue with the keyboard, undo, a dashboard, and the Runs pages (every
+run; a run's funnel, throughput, cost, ETA and failures, from engine/store/run_report.py).
 
 Everything a model wrote is shown through Jinja2 autoescaping, bidi-isolated; media routes take ids and frame
 positions, never paths; state-changing requests need the auditor's session, its CSRF token and a same-origin
@@ -14,6 +15,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
@@ -39,7 +42,7 @@ from engine.media import masks
 from engine.media.overlay import color_for
 from engine.media.video import MediaError, Video, fit_within
 from engine.sources.ingest import caption_of
-from engine.store import Store, audits, schema
+from engine.store import Store, audits, run_report, schema
 
 COOKIE = "review_session"
 MAX_SIDE = 640
@@ -344,6 +347,49 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         plot(calibrate(pool, cal.target), buf)
         return Response(buf.getvalue(), media_type="image/png")
 
+    @app.get("/runs", response_class=HTMLResponse)
+    def runs(request: Request):
+        """Every run, newest first (the newest LIST_LIMIT), each linking to its page."""
+        sess = session_of(request)
+        if sess is None:
+            return _to_login(request)
+        rows, total = run_report.list_runs(store)
+        return TEMPLATES.TemplateResponse(
+            request,
+            "runs.html",
+            {"sess": sess, "rows": rows, "total": total, "running": any(r.status == run_report.RUNNING for r in rows)},
+        )
+
+    # before /runs/{run_id}, whose parameter would take "<id>.json" too
+    @app.get("/runs/{run_id}.json")
+    def run_json(request: Request, run_id: str):
+        require(request)
+        return JSONResponse(jsonable_encoder(_report_or_404(store, run_id)))
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str):
+        sess = session_of(request)
+        if sess is None:
+            return _to_login(request)
+        r = _report_or_404(store, run_id)
+        return TEMPLATES.TemplateResponse(
+            request,
+            "run.html",
+            {"sess": sess, "r": r, "funnel": _funnel_bars(r.funnel), "throughput": _line_chart(r.throughput)},
+        )
+
+    @app.get("/runs/{run_id}/failures", response_class=HTMLResponse)
+    def run_failures(request: Request, run_id: str, code: str = ""):
+        """The units of one failure group (an error code) of a run."""
+        sess = session_of(request)
+        if sess is None:
+            return _to_login(request)
+        r = _report_or_404(store, run_id)
+        units, total = run_report.failed_units(store, run_id, code)
+        return TEMPLATES.TemplateResponse(
+            request, "run_failures.html", {"sess": sess, "r": r, "code": code, "units": units, "total": total}
+        )
+
     @app.get("/media/{review_id}/{name}")
     def media(request: Request, review_id: str, name: str):
         require(request)
@@ -363,6 +409,81 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         )
 
     return app
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+FUNNEL_W = 480  # the longest bar, in SVG units
+FUNNEL_ROW = 30
+CHART_W, CHART_H, CHART_PAD = 560, 180, 40
+
+
+def _report_or_404(store: Store, run_id: str) -> run_report.RunReport:
+    r = run_report.run_report(store, run_id) if len(run_id) <= 64 else None
+    if r is None:
+        raise HTTPException(404, "no such run")
+    return r
+
+
+def _funnel_bars(funnel: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
+    """Horizontal bars, each as long as its step's count against the largest; a step not known has none."""
+    top = max((v for _, v in funnel if v), default=0) or 1
+    return [
+        {"label": label, "value": v, "y": i * FUNNEL_ROW, "width": round(FUNNEL_W * (v or 0) / top, 1)}
+        for i, (label, v) in enumerate(funnel)
+    ]
+
+
+def _line_chart(points: list[tuple[float, float]]) -> dict[str, Any] | None:
+    """An SVG polyline of (x, y) points in a CHART_W x CHART_H box with CHART_PAD for the axes' labels."""
+    if not points:
+        return None
+    x_max = max(x for x, _ in points) or 1.0
+    y_max = max(y for _, y in points) or 1.0
+    w, h = CHART_W - 2 * CHART_PAD, CHART_H - 2 * CHART_PAD
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return round(CHART_PAD + w * x / x_max, 1), round(CHART_PAD + h - h * max(y, 0.0) / y_max, 1)
+
+    xy = [at(x, y) for x, y in points]
+    return {
+        "points": " ".join(f"{x},{y}" for x, y in xy),
+        "dots": xy if len(xy) <= 60 else [],  # a dot per point while they stay apart
+        "x_max": x_max,
+        "y_max": y_max,
+        "box": (CHART_PAD, CHART_PAD, CHART_PAD + w, CHART_PAD + h),
+    }
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"${v:,.2f}" if v >= 1 else f"${v:.4f}"
+
+
+def _utc(t: datetime | str | None) -> str:
+    if isinstance(t, str):  # the live snapshot's "at"
+        try:
+            return _utc(datetime.fromisoformat(t))
+        except ValueError:
+            return t
+    if t is None:
+        return "—"
+    return (t.astimezone(UTC) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+TEMPLATES.env.filters.update(duration=_duration_text, usd=_usd, utc=_utc)
 
 
 # --- queries --------------------------------------------------------------------------------------
