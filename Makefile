@@ -69,9 +69,10 @@ demo: install
 bench: install
 	RAY_AUTH_MODE=disabled $(BIN)/python benchmarks/pipeline_throughput.py --videos 96 --latency 0.2 --concurrency 32
 
-# The engine's own CPU per object (1 ms calls, 0 ms segmentor), in an empty store and one of 100,000 objects.
+# The engine's own CPU per object (1 ms calls, 0 ms segmentor), in an empty store and one of 100,000 objects,
+# and with Prometheus metrics served and scraped every second.
 bench-cpu: install
-	RAY_AUTH_MODE=disabled $(BIN)/python benchmarks/pipeline_throughput.py --cpu --prefill 100000 --repeat 3
+	RAY_AUTH_MODE=disabled $(BIN)/python benchmarks/pipeline_throughput.py --cpu --prefill 100000 --metrics --repeat 4
 
 # A second dry run over 2,000 unchanged clips against the first.
 bench-ingest: install

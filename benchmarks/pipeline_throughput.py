@@ -28,7 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,19 @@ class Clock(RunObserver):
         self.endpoint_pid, self.start, self.stop = endpoint_pid, {}, {}
         self.workers: list[int] = []
         self.roles: dict[str, list[int]] = {}
+        self.scrapes = 0
+        self._done = threading.Event()
+
+    def note(self, message: str) -> None:
+        if message.startswith("metrics: http://") and not self.scrapes:  # metrics on: scrape as Prometheus would
+            threading.Thread(target=self._scrape, args=(message.split()[1],), daemon=True).start()
+
+    def _scrape(self, url: str) -> None:
+        """Every second (Prometheus's default is 15 s): the exporter's cost lands in the driver's CPU."""
+        while not self._done.wait(1.0):
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+            self.scrapes += 1
 
     def _read(self) -> dict[str, float]:
         return dict(
@@ -123,6 +138,7 @@ class Clock(RunObserver):
     def phase_ended(self, phase: str) -> None:
         if phase == "executing":
             self.stop = self._read()
+            self._done.set()
 
 
 def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[str]]:
@@ -133,6 +149,8 @@ def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[
     result = engine.run(src, ["detailed"])
     if result.exit_code:
         raise SystemExit(f"the benchmark's run did not finish cleanly: {result.sentence}")
+    if clock.scrapes:
+        print(f"  metrics on: /metrics scraped {clock.scrapes} times during the run")
     a, b = clock.start, clock.stop
     m = Measure(
         0,
@@ -271,6 +289,11 @@ def main() -> None:
     p.add_argument("--prefill", type=int, default=0, help="also run in a store pre-filled with this many objects")
     p.add_argument("--repeat", type=int, default=1, help="runs of each kind; medians are reported")
     p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also run with Prometheus metrics served and scraped every second; compare the driver's CPU per object",
+    )
+    p.add_argument(
         "--prefill-dir",
         help="keep the pre-filled store here, and reuse it if it is there (a million objects take minutes to fill)",
     )
@@ -295,8 +318,10 @@ def main() -> None:
                 "split.detector": "none",  # whole videos: the pipelines' cost, not shot detection's
                 **{f"agents.{a}.max_concurrent": args.concurrency for a in AGENTS},
             }
-            kinds = [("empty store", "empty")] + (
-                [(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else []
+            kinds = (
+                [("empty store", "empty")]
+                + ([(f"store pre-filled with {args.prefill:,} objects", "full")] if args.prefill else [])
+                + ([("empty store, metrics served and scraped", "metrics")] if args.metrics else [])
             )
             template = Path(args.prefill_dir) if args.prefill_dir else Path(tmp) / "prefilled"
             if args.prefill and (template / "engine.sqlite").exists():
@@ -308,14 +333,17 @@ def main() -> None:
                 print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
             runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}
             for r in range(args.repeat):
-                for label, kind in kinds:
+                # every other repetition in reverse order: the second run in a process costs more (a bigger heap,
+                # warm Ray), and no kind should always take that place
+                for label, kind in kinds if r % 2 == 0 else kinds[::-1]:
                     data = Path(tmp) / f"{kind}{r}"
                     if kind == "full":
                         shutil.copytree(template, data)
                     # The copy's gigabytes are written out now, not by the kernel during the run (whose writeback
                     # and cache churn cost every process CPU, the Ray workers' too, though they never touch the store)
                     os.sync()
-                    cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides})
+                    metrics = {"metrics.port": 0, "metrics.linger_s": 0} if kind == "metrics" else {}
+                    cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides, **metrics})
                     m, store, ids = run_engine(cfg, src, endpoint.pid)
                     runs[label].append(m)
             print(
@@ -326,8 +354,15 @@ def main() -> None:
             results = [(label, median_measure(ms), cfg, store, ids) for label, ms in runs.items()]
             for label, m, cfg, _, _ in results:
                 report(label, m, args, cfg)
-            if len(results) == 2:
-                (_, e, *_), (_, f, *_) = results
+            if args.metrics:
+                e, on = results[0][1], results[-1][1]
+                print(
+                    f"--- driver CPU per object, metrics on / off: {on.per_object_ms(on.driver_cpu):.2f} / "
+                    f"{e.per_object_ms(e.driver_cpu):.2f} ms = "
+                    f"{on.per_object_ms(on.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f}"
+                )
+            if args.prefill:
+                (_, e, *_), (_, f, *_) = results[:2]
                 ratio = (f.driver_cpu + f.worker_cpu) / f.objects / ((e.driver_cpu + e.worker_cpu) / e.objects)
                 print(
                     f"--- engine CPU per object, pre-filled / empty: {ratio:.3f} (driver "

@@ -79,3 +79,10 @@ def test_status_follow_draws_a_run_from_another_process_and_ends_as_it_ended(sou
     assert all(stage in out for stage in live["stages"])
     assert out.count("100%") == len(live["stages"])
     assert "Requests so far" in out and "annotator.dynamic" in out
+    # the snapshot's funnel and slowest stage, as the run's tally counted them
+    objects = live["objects"]
+    assert f"objects: found {objects['found']:,}, grounded {objects['grounded']:,}" in out
+    assert objects["kept"] <= objects["reviewed"] <= objects["grounded"] <= objects["found"] and objects["found"] > 0
+    slowest = max(live["stage_seconds"], key=lambda st: live["stage_seconds"][st][1])
+    assert f"slowest stage: {slowest} (" in out
+    print(f"run {running[:12]}" + out.rsplit(f"run {running[:12]}", 1)[-1])  # the last screen, for -s
