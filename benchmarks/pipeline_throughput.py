@@ -28,9 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +97,16 @@ class Measure:
         return seconds / self.objects * 1000
 
 
+SCRAPER = """
+import sys, time, urllib.request
+while True:
+    time.sleep(1.0)
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        r.read()
+    print(flush=True)
+"""
+
+
 class Clock(RunObserver):
     """Starts the clocks when every actor is up (before the first video) and stops them when the pipelines end,
     so neither preflight, ingest, nor the run summary counts."""
@@ -108,18 +116,15 @@ class Clock(RunObserver):
         self.workers: list[int] = []
         self.roles: dict[str, list[int]] = {}
         self.scrapes = 0
-        self._done = threading.Event()
+        self._scraper: subprocess.Popen | None = None
 
     def note(self, message: str) -> None:
-        if message.startswith("metrics: http://") and not self.scrapes:  # metrics on: scrape as Prometheus would
-            threading.Thread(target=self._scrape, args=(message.split()[1],), daemon=True).start()
-
-    def _scrape(self, url: str) -> None:
-        """Every second (Prometheus's default is 15 s): the exporter's cost lands in the driver's CPU."""
-        while not self._done.wait(1.0):
-            with urllib.request.urlopen(url, timeout=5) as r:
-                r.read()
-            self.scrapes += 1
+        if message.startswith("metrics: http://") and self._scraper is None:  # metrics on: scrape as Prometheus
+            # Every second (Prometheus's default is 15 s), from another process as Prometheus is: the exporter's
+            # work lands in the driver's CPU, the scraper's does not
+            self._scraper = subprocess.Popen(
+                [sys.executable, "-c", SCRAPER, message.split()[1]], stdout=subprocess.PIPE
+            )
 
     def _read(self) -> dict[str, float]:
         return dict(
@@ -138,7 +143,10 @@ class Clock(RunObserver):
     def phase_ended(self, phase: str) -> None:
         if phase == "executing":
             self.stop = self._read()
-            self._done.set()
+            if self._scraper is not None:
+                self._scraper.terminate()
+                out, _ = self._scraper.communicate()
+                self.scrapes = out.count(b"\n")
 
 
 def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[str]]:
