@@ -54,6 +54,18 @@ def normalize_noun(text: str) -> str:
     return noun[:MAX_NOUN_CHARS].strip()
 
 
+def subject_is_plural(noun: str, caption: str) -> bool:
+    """Whether the caption speaks of its subject in the plural ("Two dogs chase a ball" for "dog"): the noun's
+    plural is among its words and the singular is not. The Analyzer's nouns are singular by then, so the caption is
+    what tells; a noun whose plural is itself ("sheep") reads as singular."""
+    last = noun.split()[-1] if noun.strip() else ""
+    if not last:
+        return False
+    words = set(re.findall(r"[a-z0-9\-]+", caption.lower()))
+    plural = _inflector().plural_noun(last)
+    return bool(plural) and plural != last and plural in words and last not in words
+
+
 class AnalyzerAgent(TemplateAgent):
     role = "analyzer"
     endpoint = "analyzer"

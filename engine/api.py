@@ -38,6 +38,7 @@ from engine.sources.ingest import scan
 from engine.store.current import Current, StageCount, stage_counts
 from engine.store.db import Store, safe_url
 from engine.store.runs import RUNNING, FailureRow, LiveRun, RunRow, live_run, recent_failures, recent_runs
+from engine.store.summaries import left_out
 from engine.store.views import ResultView, RunNotFound, StoredRun, latest_view, one_run_view, plugin_roots
 
 __all__ = [
@@ -102,6 +103,7 @@ class StoreStatus:
     last_run_requests: list[RoleTotals] = field(default_factory=list)
     failures: list[FailureRow] = field(default_factory=list)  # the newest first
     failure_count: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)  # what the current results left out, by reason
 
 
 @dataclass
@@ -283,6 +285,7 @@ class Engine:
             out.view = view.sentence
             with store.session() as s:
                 out.stages = stage_counts(s, view.current)
+            out.left_out = left_out(store, view.current)
         out.runs = recent_runs(store, runs)
         out.failures, out.failure_count = recent_failures(store, failures)
         out.requests = request_totals(store)
@@ -369,7 +372,7 @@ class Engine:
         record_format: RecordFormat = "videollama3" if fmt == "videollama3" else "videorefer"
         reports = [validate_file(p, fmt=record_format, sizes_of=result.sizes.get, unipixel=True) for p in result.files]
         lineage = None if cfg.split.detector == "none" else split_lineage(cfg)
-        card = write_card(store, result, reports, fmt, lineage)
+        card = write_card(store, result, reports, fmt, lineage, left_out=left_out(store, current))
         report = ExportReport(result, reports, card, 0 if all(r.ok for r in reports) else 1)
         if report.exit_code == 0 and not sum(result.counts.values()):  # an empty export says why
             stored = stored_sample_count(store, names)

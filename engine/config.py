@@ -173,6 +173,17 @@ QAType = Literal["basic", "reasoning", "future"]
 _PAPER_QA_MIX: dict[QAType, float] = {"basic": 40.0, "reasoning": 21.0, "future": 14.0}
 
 
+class ShortConfig(_Strict):
+    """Which grounded instance of a clip's subject a short record describes: the caption speaks of one object."""
+
+    subject_rule: Literal["unique", "top_score"] = Field(
+        "unique",
+        description="unique: only a subject grounded exactly once; top_score: also the instance whose grounding "
+        "score beats every other's by score_margin",
+    )
+    score_margin: float = Field(0.2, ge=0, le=1, description="top_score: the least lead over the second instance")
+
+
 class QAConfig(_Strict):
     """What QA is written about, and how much of each kind (the paper's released mix: ~40K basic, 21K reasoning,
     14K future prediction)."""
@@ -250,6 +261,7 @@ class Config(_Strict):
     database_url: str = Field("", description="any SQLAlchemy URL; empty = SQLite file in data_dir (WAL mode)")
     sampling: SamplingConfig = SamplingConfig()
     qa: QAConfig = QAConfig()
+    short: ShortConfig = ShortConfig()
     split: SplitConfig = SplitConfig()
     agents: AgentsConfig = AgentsConfig()
     segmentor: SegmentorConfig = SegmentorConfig()

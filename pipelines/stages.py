@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.analyzer import Analysis, AnalyzeItem, AnalyzerAgent
+from agents.analyzer import Analysis, AnalyzeItem, AnalyzerAgent, subject_is_plural
 from agents.annotator import AnnotateItem, AnnotatorAgent
 from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, QAWriterSeeingFrames, RefineItem, RefinerAgent, qa_types
 from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
 from agents.segmentor import SegmentRequest
-from engine.config import Config
+from engine.config import Config, ShortConfig
 from engine.dataset import records
 from engine.media import masks
 from engine.media.video import uniform_indices
@@ -494,35 +494,67 @@ class DetailedSamples(_SamplesStage):
             ctx.save(samples)
 
 
+def short_subject(
+    subjects: list[ObjectRecord], scores: dict[str, float], caption: str | None, rule: ShortConfig
+) -> tuple[ObjectRecord | None, str | None]:
+    """The one instance of the clip's subject that its caption can describe, or why there is none.
+
+    `subjects`: every instance of the subject noun the Analyzer named ([] when it named none); `scores`: the grounding
+    score of each grounded one (an instance without a masklet was not found). The caption speaks of one object, so a
+    subject grounded several times gets no record, unless rule "top_score" finds one ahead of the rest by the margin.
+    Reasons: no_caption, no_subject, plural_subject, subject_not_found, subject_seen_<n>_times.
+    """
+    if caption is None:
+        return None, "no_caption"
+    if not subjects:
+        return None, "no_subject"
+    if subject_is_plural(subjects[0].noun, caption):
+        return None, "plural_subject"
+    grounded = sorted((o for o in subjects if o.id in scores), key=lambda o: -scores[o.id])
+    if not grounded:
+        return None, "subject_not_found"
+    if len(grounded) == 1:
+        return grounded[0], None
+    lead = scores[grounded[0].id] - scores[grounded[1].id]
+    if rule.subject_rule == "top_score" and lead >= rule.score_margin - 1e-9:  # a margin met exactly counts
+        return grounded[0], None
+    return None, f"subject_seen_{len(grounded)}_times"
+
+
 @dataclass
 class ShortSamples(_SamplesStage):
-    """A short-description record for the subject: the answer is the raw caption, single-frame."""
+    """A short-description record for the subject: the answer is the raw caption, single-frame, written only where
+    the caption can describe one region (short_subject); the clips without one are counted by reason."""
 
     name = "short_samples"
     outputs = ("samples:short",)
 
     def version(self, vc: VersionContext) -> str:
-        return RECORDS_VERSION
+        rule = vc.cfg.short
+        margin = f",margin={rule.score_margin}" if rule.subject_rule == "top_score" else ""
+        return f"{RECORDS_VERSION}|subject={rule.subject_rule}{margin}"
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
-        state, samples = ctx.state, []
-        caption = state.caption
-        for obj in state.grounded(ctx.objects_version, subject_only=True):
-            sample_id = stable_id("sample", "short", obj.id, ctx.lineage)
+        if ctx.done(video.id):
+            return
+        state = ctx.state
+        subjects = state.objects(ctx.objects_version, subject_only=True)
+        scores = {o.id: m.grounding_score for o in subjects if (m := state.masklet(o.id)) is not None}
+        obj, reason = short_subject(subjects, scores, state.caption, ctx.cfg.short)
+        samples = []
+        if obj is not None and state.caption is not None:
             m = state.masklet_of(obj.id)
-            if caption is None or state.has_sample(sample_id):
-                continue
             annotation = [records.region(m.frames, m.anchor_frame, "single")]
             if not _usable(annotation):
-                continue
-            human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj.id))
-            samples.append(
-                sample_record(
-                    ctx, sample_id, "short", video, [obj.id], human, records.neutralise(caption), annotation, "single"
+                reason = "subject_mask_empty"
+            else:
+                human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj.id))
+                answer = records.neutralise(state.caption)
+                sample_id = stable_id("sample", "short", obj.id, ctx.lineage)
+                samples.append(
+                    sample_record(ctx, sample_id, "short", video, [obj.id], human, answer, annotation, "single")
                 )
-            )
-        if samples:
-            ctx.save(samples)
+        ctx.save(samples, done=[video.id], dropped={f"short_records:{reason}": 1} if reason else None)
 
 
 def qa_groups(objects: list[ObjectRecord], state: VideoState, max_pairs: int) -> list[list[ObjectRecord]]:

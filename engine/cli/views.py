@@ -132,6 +132,13 @@ def print_status(st: StoreStatus) -> None:
         for c in st.stages:
             vt.add_row(c.result, f"{c.current:,}", f"{c.outdated:,}")
         console.print(vt)
+        if st.left_out:
+            lt = Table(title="Left out by the current results", title_justify="left")
+            lt.add_column("what", overflow="fold")
+            lt.add_column("count", justify="right")
+            for reason, n in sorted(st.left_out.items()):
+                lt.add_row(left_out_text(reason), f"{n:,}")
+            console.print(lt)
     if st.runs:
         rt = Table(title="Recent runs", title_justify="left")
         for col in ("run id", "command", "state", "started", "videos", "new", "reason"):

@@ -11,6 +11,7 @@ from engine.dataset.validate import Report
 from engine.store import Store
 from engine.store.audits import reviewer_verdict_counts
 from engine.store.samples import split_clip_counts
+from engine.store.summaries import left_out_text
 
 TOP_CATEGORIES = 30
 LENGTH_BINS = 40  # at most, over the longest answer's range; a bin is never narrower than one word
@@ -150,9 +151,15 @@ def _clips(store: Store, lineage: str | None) -> list[str]:
 
 
 def write_card(
-    store: Store, result: ExportResult, report: list[Report], fmt: str, split_lineage: str | None = None
+    store: Store,
+    result: ExportResult,
+    report: list[Report],
+    fmt: str,
+    split_lineage: str | None = None,
+    left_out: dict[str, int] | None = None,
 ) -> Path:
-    """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split."""
+    """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split;
+    left_out: what the current results' units left out, by reason (engine/store/summaries.py left_out)."""
     charts = _plots(result, result.out / "charts")
     review_lines, _ = _review_and_audit(store)
     counts = result.counts
@@ -189,6 +196,10 @@ def write_card(
         lines += ["", "Left out:"] + [
             f"- {counted(v, f'{t} sample')}: {skip_reason_text(reason)}"
             for (t, reason), v in sorted(result.skipped.items())
+        ]
+    if left_out:
+        lines += ["", "Not made by the pipelines (from the current results):"] + [
+            f"- {left_out_text(reason)}: {n:,}" for reason, n in sorted(left_out.items())
         ]
     if result.warnings:
         lines += [""] + [f"Warning: {w}." for w in result.warnings]

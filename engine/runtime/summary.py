@@ -13,26 +13,9 @@ from engine.llm.request_log import add_totals, request_totals
 from engine.sources.ingest import STAGE as INGEST
 from engine.store.current import Current
 from engine.store.db import Store
+from engine.store.summaries import LEFT_OUT as LEFT_OUT  # re-exported: the summary's readers import it here
 from engine.store.summaries import kept_from_dataset, run_counts
-
-# What each reason a run's units left something out for means (the `dropped` counts: "<what>:<reason>", as the
-# stages in pipelines/stages.py save them), so the summary reads as sentences rather than codes.
-LEFT_OUT = {
-    "qa_pairs:empty_pair": "QA pairs with an empty question or answer",
-    "qa_pairs:names_no_object": "QA pairs whose question names none of the objects",
-    "qa_pairs:type_not_asked": "QA pairs of a type not asked for (or more than asked)",
-    "qa_pairs:no_pairs": "QA answers that held no pair at all",
-    "dataset_videos:no_masks": "dataset videos without masks in their split",
-    "dataset_objects:no_mask_on_sampled_frames": "dataset objects with no mask on any sampled frame",
-}
-
-
-def left_out_text(reason: str) -> str:
-    """The sentence for a `dropped` reason; one not in LEFT_OUT (a plugin's own) reads "<what>: <reason>"."""
-    if reason in LEFT_OUT:
-        return LEFT_OUT[reason]
-    what, _, why = reason.partition(":")
-    return f"{what.replace('_', ' ')}: {why.replace('_', ' ')}" if why else what.replace("_", " ")
+from engine.store.summaries import left_out_text as left_out_text
 
 
 def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Current) -> dict[str, Any]:

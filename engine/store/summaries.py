@@ -5,6 +5,7 @@ Every query is bounded by the run's videos or the run's id, so the summary costs
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,33 @@ from engine.store import schema
 from engine.store.chunks import chunks
 from engine.store.current import Current
 from engine.store.db import Store
+
+# What each reason a run's units left something out for means (the `dropped` counts: "<what>:<reason>", as the
+# stages in pipelines/stages.py save them), so the summary reads as sentences rather than codes.
+LEFT_OUT = {
+    "qa_pairs:empty_pair": "QA pairs with an empty question or answer",
+    "qa_pairs:names_no_object": "QA pairs whose question names none of the objects",
+    "qa_pairs:type_not_asked": "QA pairs of a type not asked for (or more than asked)",
+    "qa_pairs:no_pairs": "QA answers that held no pair at all",
+    "dataset_videos:no_masks": "dataset videos without masks in their split",
+    "dataset_objects:no_mask_on_sampled_frames": "dataset objects with no mask on any sampled frame",
+    # short records: the caption describes one object, the clip's singular subject (pipelines/stages.py short_subject)
+    "short_records:subject_not_found": "clips without a short record: subject not found",
+    "short_records:plural_subject": "clips without a short record: the caption's subject is plural",
+    "short_records:no_subject": "clips without a short record: the Analyzer named no subject",
+    "short_records:no_caption": "clips without a short record: no caption",
+    "short_records:subject_mask_empty": "clips without a short record: the subject's mask is empty on its frames",
+}
+
+
+def left_out_text(reason: str) -> str:
+    """The sentence for a `dropped` reason; one not in LEFT_OUT (a plugin's own) reads "<what>: <reason>"."""
+    if reason in LEFT_OUT:
+        return LEFT_OUT[reason]
+    if seen := re.fullmatch(r"short_records:subject_seen_(\d+)_times", reason):
+        return f"clips without a short record: subject seen {seen.group(1)} times (ambiguous)"
+    what, _, why = reason.partition(":")
+    return f"{what.replace('_', ' ')}: {why.replace('_', ' ')}" if why else what.replace("_", " ")
 
 
 @dataclass
@@ -103,3 +131,17 @@ def kept_from_dataset(store: Store, video_ids: Sequence[str], current: Current) 
             where = (o.video_id.in_(part), o.stage_version.in_(versions), ~reviewed)
             n += s.scalar(sa.select(sa.func.count()).select_from(o).where(*where)) or 0
     return n
+
+
+def left_out(store: Store, current: Current) -> dict[str, int]:
+    """What the current results' units left out, by reason, store-wide: the clips without a short record by why
+    (pipelines/stages.py short_subject), QA pairs dropped, and so on (`engine status`, the dataset card). Each
+    unit's completion marker carries its counts; only markers at a current lineage count."""
+    cp = schema.Completion
+    out: dict[str, int] = {}
+    with store.session() as s:
+        for part in chunks(sorted(current.stages)):
+            for (counts,) in s.execute(sa.select(cp.dropped).where(cp.lineage.in_(part), cp.dropped.is_not(None))):
+                for reason, n in (counts or {}).items():  # JSON null is not SQL NULL
+                    out[reason] = out.get(reason, 0) + n
+    return out
