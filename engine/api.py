@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.audit.calibrate import Calibration
-from engine.audit.sampling import AuditStats
+from engine.audit.gates import GatesSuggestion
+from engine.audit.sampling import AuditStats, label_rule
 from engine.config import Config, load_config
 from engine.dataset.export import ExportResult
 from engine.dataset.validate import NotARecordFile
@@ -38,7 +39,7 @@ from engine.sources.ingest import scan
 from engine.store.current import Current, StageCount, stage_counts
 from engine.store.db import Store, safe_url
 from engine.store.runs import RUNNING, FailureRow, LiveRun, RunRow, live_run, recent_failures, recent_runs
-from engine.store.summaries import left_out
+from engine.store.summaries import gated_counts, gates_in_force, left_out
 from engine.store.views import ResultView, RunNotFound, StoredRun, latest_view, one_run_view, plugin_roots
 
 __all__ = [
@@ -104,6 +105,7 @@ class StoreStatus:
     failures: list[FailureRow] = field(default_factory=list)  # the newest first
     failure_count: int = 0
     left_out: dict[str, int] = field(default_factory=dict)  # what the current results left out, by reason
+    gated: dict[str, int] = field(default_factory=dict)  # current objects a masklet quality gate stopped, by gate
 
 
 @dataclass
@@ -286,6 +288,7 @@ class Engine:
             with store.session() as s:
                 out.stages = stage_counts(s, view.current)
             out.left_out = left_out(store, view.current)
+            out.gated = gated_counts(store, view.current)
         out.runs = recent_runs(store, runs)
         out.failures, out.failure_count = recent_failures(store, failures)
         out.requests = request_totals(store)
@@ -366,13 +369,16 @@ class Engine:
             all_versions=all_versions,
             clips=clips,
             calibration=calibration,
+            gates=gates_in_force(store, current),
         )
         # every file checked against the loader its format is for (and UniPixel's layout, which our records
         # keep), with the sizes and lengths of the videos the records name (a clip's file, or its source)
         record_format: RecordFormat = "videollama3" if fmt == "videollama3" else "videorefer"
         reports = [validate_file(p, fmt=record_format, sizes_of=result.sizes.get, unipixel=True) for p in result.files]
         lineage = None if cfg.split.detector == "none" else split_lineage(cfg)
-        card = write_card(store, result, reports, fmt, lineage, left_out=left_out(store, current))
+        card = write_card(
+            store, result, reports, fmt, lineage, left_out=left_out(store, current), gated=gated_counts(store, current)
+        )
         report = ExportReport(result, reports, card, 0 if all(r.ok for r in reports) else 1)
         if report.exit_code == 0 and not sum(result.counts.values()):  # an empty export says why
             stored = stored_sample_count(store, names)
@@ -462,6 +468,45 @@ class Engine:
         cal = calibrate(pool, target)
         save_calibration(self.store, cal, rule)
         return cal
+
+    def audit_gates(
+        self, min_removal: float = 0.5, max_loss: float = 0.05, rule: str = "majority", seed: int = 0
+    ) -> GatesSuggestion:
+        """Masklet quality-gate thresholds fitted on the audited items (reason mask_wrong against items judged
+        correct), weighted by stratum, with intervals; how many current reviewed objects they would stop."""
+        from engine.audit.gates import items_from, suggest
+        from engine.media.gates import gate_metrics
+        from engine.store.audits import gate_fit_inputs, verdict_strata_decisions
+
+        label_rule(rule)  # an unknown rule is a ValueError before any work
+        decisions, pool = gate_fit_inputs(self.store, self.view().current)
+        items, labelled = items_from(decisions, rule)
+        strata = verdict_strata_decisions(self.store)
+        pops, counts = strata.populations, strata.verdict_counts
+        populations = {
+            "kept": sum(v for k, v in pops.items() if k.startswith("kept")) or counts.get(True, 0),
+            "discarded": sum(v for k, v in pops.items() if k.startswith("discarded")) or counts.get(False, 0),
+        }
+        metrics = [gate_metrics(p.frames, p.mean_consecutive_iou, p.border_contact) for p in pool]
+        return suggest(items, populations, min_removal, max_loss, labelled, metrics, seed=seed)
+
+    def apply_gates(self, thresholds: Mapping[str, float]) -> Path:
+        """Write these thresholds into the configuration file's [gates] table (its comments and the rest kept);
+        returns the file. Raises ValueError where the configuration came from no file."""
+        import tomlkit
+
+        path = self.config.origin.get("config_file")
+        if not path:
+            raise ValueError(
+                "the configuration comes from no file: write one with `engine init`, then pass --config or run "
+                "where its engine.toml is"
+            )
+        doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
+        gates = doc.setdefault("gates", tomlkit.table())
+        for key, value in sorted(thresholds.items()):
+            gates[key] = round(float(value), 6)
+        Path(path).write_text(tomlkit.dumps(doc), encoding="utf-8")
+        return Path(path)
 
     def audit_stats(self, rule: str = "majority") -> AuditStats:
         """The confusion matrix over audited items, the paper's metrics with intervals, kappa per pair."""

@@ -173,6 +173,32 @@ QAType = Literal["basic", "reasoning", "future"]
 _PAPER_QA_MIX: dict[QAType, float] = {"basic": 40.0, "reasoning": 21.0, "future": 14.0}
 
 
+class GatesConfig(_Strict):
+    """Masklet quality gates, right after segmentation (engine/media/gates.py): an object whose masklet fails one
+    costs no further call and makes no sample. Defaults chosen on the test segmentors' labelled masklets
+    (tests/support/fake_segmentor.py LabelledSegmentor); `engine audit gates` suggests thresholds from audits."""
+
+    enabled: bool = Field(True, description="false: no gate; every grounded object goes on")
+    dataset_masks: bool = Field(False, description="gate a dataset's own masks too (people drew them)")
+    max_empty_share: float = Field(0.5, ge=0, le=1, description="share of sampled frames with an empty mask")
+    min_mean_iou: float = Field(0.1, ge=0, le=1, description="mean IoU of consecutive masks (flicker: near 0)")
+    min_area_share: float = Field(0.0, ge=0, le=1, description="mean share of the frame the mask covers")
+    max_area_share: float = Field(0.6, ge=0, le=1, description="above it the mask has drifted onto the background")
+    max_border_contact: float = Field(
+        1.0, ge=0, le=1, description="share of masks touching the frame's edge (1: off; objects leave the frame)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GatesConfig:
+        if self.min_area_share > self.max_area_share:
+            raise ValueError(f"min_area_share {self.min_area_share} is above max_area_share {self.max_area_share}")
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        """The gates' thresholds by key (engine/media/gates.py GATES names the same keys)."""
+        return {k: v for k, v in self.model_dump().items() if k.startswith(("min_", "max_"))}
+
+
 class ShortConfig(_Strict):
     """Which grounded instance of a clip's subject a short record describes: the caption speaks of one object."""
 
@@ -262,6 +288,7 @@ class Config(_Strict):
     sampling: SamplingConfig = SamplingConfig()
     qa: QAConfig = QAConfig()
     short: ShortConfig = ShortConfig()
+    gates: GatesConfig = GatesConfig()
     split: SplitConfig = SplitConfig()
     agents: AgentsConfig = AgentsConfig()
     segmentor: SegmentorConfig = SegmentorConfig()

@@ -13,6 +13,7 @@ from pipelines.stages import (
     CaptionStage,
     DatasetObjectsStage,
     DatasetQAStage,
+    GateStage,
     QAStage,
     RefineStage,
     ReviewStage,
@@ -32,6 +33,7 @@ def build_pipeline() -> list[Pipeline]:
                 CaptionStage(),
                 AnalyzeStage(),
                 SegmentStage(),
+                GateStage(),
                 AnnotateStage(),
                 ReviewStage(),
                 RefineStage(),
@@ -53,6 +55,7 @@ def build_dataset_pipeline() -> list[Pipeline]:
             accepts=is_dataset_video,
             stages=[
                 DatasetObjectsStage(),
+                GateStage(dataset=True),
                 AnnotateStage(masked=True, context_kind="short"),
                 RefineStage(),
                 DatasetQAStage(),

@@ -4,7 +4,7 @@ caption (if missing) -> analyze (subject) -> segment (subject only) -> single-fr
 """
 
 from engine.runtime.pipeline import Pipeline
-from pipelines.stages import AnalyzeStage, CaptionStage, SegmentStage, ShortSamples, is_plain_video
+from pipelines.stages import AnalyzeStage, CaptionStage, GateStage, SegmentStage, ShortSamples, is_plain_video
 
 
 def build_pipeline() -> Pipeline:
@@ -16,6 +16,7 @@ def build_pipeline() -> Pipeline:
             CaptionStage(),
             AnalyzeStage(),
             SegmentStage(subject_only=True),
+            GateStage(),
             ShortSamples(),
         ],
     )

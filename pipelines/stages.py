@@ -23,6 +23,7 @@ from agents.segmentor import SegmentRequest
 from engine.config import Config, ShortConfig
 from engine.dataset import records
 from engine.media import masks
+from engine.media.gates import failed_gate, gate_metrics
 from engine.media.video import uniform_indices
 from engine.runtime.pipeline import CallEstimate, Stage, UnitFailure, VersionContext, VideoTask
 from engine.runtime.services import ImageSet, StageContext, gather_units
@@ -33,6 +34,7 @@ from engine.store.ids import stable_id
 from engine.store.records import (
     CaptionRecord,
     DescriptionRecord,
+    GateRecord,
     MaskletRecord,
     ObjectRecord,
     ReviewRecord,
@@ -218,6 +220,52 @@ class SegmentStage(Stage):
                 )
         # a noun without a track is done too: not grounded at this lineage
         ctx.save(new_objects, masklets, done=[o.id for o in nouns])
+
+
+@dataclass
+class GateStage(Stage):
+    """Masklet quality gates (engine/media/gates.py) right after segmentation: an object whose masklet fails one is
+    stored with the gate and the metric's value, and no later stage sees it (no Annotator or Reviewer request, no
+    sample). Judged from the stored masklet, so new thresholds re-gate without a segmentor call."""
+
+    name = "gate"
+    uses = ()
+    outputs = ("gates",)
+    dataset: bool = False  # after a dataset's own masks: gated only when gates.dataset_masks says so
+
+    def version(self, vc: VersionContext) -> str | None:
+        g = vc.cfg.gates
+        if not g.enabled or (self.dataset and not g.dataset_masks):
+            return None  # no gate: the lineages after it are what they were without one
+        return "gates@1|" + ",".join(f"{k}={v}" for k, v in sorted(g.thresholds().items()))
+
+    async def run(self, video: VideoTask, ctx: StageContext) -> None:
+        if ctx.version is None:
+            return
+        state, thresholds, verdicts = ctx.state, ctx.cfg.gates.thresholds(), []
+        for obj in state.segmented(ctx.objects_version):
+            if state.gate(obj.id) is not None:
+                continue
+            m = state.masklet_of(obj.id)
+            metrics = gate_metrics(m.frames, m.mean_consecutive_iou, m.border_contact)
+            failed = failed_gate(metrics, thresholds)
+            gate, value, threshold = failed if failed is not None else (None, None, None)
+            verdicts.append(
+                GateRecord(
+                    id=stable_id("gate", obj.id, ctx.lineage),
+                    object_id=obj.id,
+                    masklet_id=m.id,
+                    passed=failed is None,
+                    gate=gate,
+                    value=value,
+                    threshold=threshold,
+                    metrics=metrics,
+                    thresholds=thresholds,
+                    run_id=ctx.s.run_id,
+                )
+            )
+        if verdicts:
+            ctx.save(verdicts)
 
 
 @dataclass
@@ -541,6 +589,8 @@ class ShortSamples(_SamplesStage):
         subjects = state.objects(ctx.objects_version, subject_only=True)
         scores = {o.id: m.grounding_score for o in subjects if (m := state.masklet(o.id)) is not None}
         obj, reason = short_subject(subjects, scores, state.caption, ctx.cfg.short)
+        if obj is not None and (gate := state.gate(obj.id)) is not None and not gate.passed:
+            obj, reason = None, "subject_gated"  # its one masklet failed a quality gate
         samples = []
         if obj is not None and state.caption is not None:
             m = state.masklet_of(obj.id)

@@ -217,6 +217,83 @@ def audit_calibrate(
         raise typer.Exit(1)
 
 
+@audit_app.command("gates", short_help="Masklet quality-gate thresholds learnt from audits (mask wrong vs correct).")
+def audit_gates(
+    min_removal: Annotated[
+        float, typer.Option("--min-removal", min=0.0, max=1.0, help="share of bad masks to remove at least")
+    ] = 0.5,
+    max_loss: Annotated[
+        float, typer.Option("--max-loss", min=0.0, max=1.0, help="share of good masks to lose at most")
+    ] = 0.05,
+    rule: Annotated[str, typer.Option("--rule", help="majority, first or adjudicator:NAME")] = "majority",
+    apply: Annotated[
+        bool, typer.Option("--apply", help="write the thresholds into the config file's [gates]")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="the bootstrap's seed")] = 0,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
+) -> None:
+    """From audited items marked "mask wrong or drifting" against items judged correct, weighted by stratum as the
+    audit statistics are: how well each gate's metric separates them, and thresholds that remove at least
+    --min-removal of bad masks while losing at most --max-loss of good ones, with bootstrap intervals and the
+    Reviewer requests they would save. Exit 1 when there are too few audits or the target is not met."""
+    eng = _reader(config, set_, run, data_dir, database_url)
+    try:
+        g = eng.audit_gates(min_removal, max_loss, rule, seed)
+    except ValueError as e:
+        err.print(f"error: --rule: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"{g.n_bad:,} audited masks marked wrong or drifting, {g.n_good:,} judged correct", highlight=False)
+    if g.needed:
+        err.print(f"not enough audits to suggest thresholds: {g.needed}", highlight=False)
+        raise typer.Exit(1)
+    t = Table(title="Each gate alone (AUC: 0.5 separates nothing, 1 perfectly)", title_justify="left")
+    for col in ("gate", "AUC", "threshold", "removes bad", "loses good"):
+        t.add_column(col, justify="left" if col == "gate" else "right")
+    for f in g.alone:
+        t.add_row(f.key, f"{f.auc:.2f}", f"{f.threshold:.3f}", f"{f.removal:.0%}", f"{f.loss:.0%}")
+    console.print(t)
+    current = eng.config.gates.thresholds()
+    s = Table(title=f"Suggested gates (remove >= {min_removal:.0%} of bad, lose <= {max_loss:.0%} of good)",
+              title_justify="left")  # fmt: skip
+    for col in ("gate", "now", "suggested", "95% interval"):
+        s.add_column(col, justify="left" if col == "gate" else "right")
+    for key, value in g.thresholds.items():
+        lo, hi = g.intervals.get(key, (float("nan"), float("nan")))
+        s.add_row(key, f"{current[key]:g}", f"{value:.3f}", f"{lo:.3f}-{hi:.3f}")
+    console.print(s)
+    assert g.removal is not None and g.loss is not None
+    r, loss = g.removal, g.loss
+    console.print(
+        f"  removes {r.value:.1%} of bad masks (95% {r.low:.1%}-{r.high:.1%}), loses {loss.value:.1%} of good ones "
+        f"(95% {loss.low:.1%}-{loss.high:.1%}), estimated for the population ({r.method})",
+        highlight=False,
+    )
+    calls = 2 if eng.config.runtime.reviewer_mode == "paper" else 1
+    console.print(
+        f"  of the {g.pool:,} current reviewed objects they would stop {g.gated_in_pool:,}: "
+        f"{g.gated_in_pool * calls:,} Reviewer requests ({calls} each) and {2 * g.gated_in_pool:,} Annotator "
+        "requests fewer on a run over such videos",
+        highlight=False,
+    )
+    console.print(
+        "  (audited items passed the gates of their run: what those already stopped is not seen here)", highlight=False
+    )
+    if apply:
+        try:
+            path = eng.apply_gates(g.thresholds)
+        except ValueError as e:
+            err.print(f"error: --apply: {e}", highlight=False)
+            raise typer.Exit(2) from None
+        console.print(f"written to [gates] in {path}: the next run re-gates from the stored masklets", highlight=False)
+    if not g.meets_target:
+        err.print(f"the target removal {min_removal:.0%} is not reached within the loss allowed", highlight=False)
+        raise typer.Exit(1)
+
+
 @audit_app.command("stats", short_help="Confusion matrix, metrics with intervals, population estimates.")
 def audit_stats_cmd(
     rule: Annotated[

@@ -132,6 +132,13 @@ def print_status(st: StoreStatus) -> None:
         for c in st.stages:
             vt.add_row(c.result, f"{c.current:,}", f"{c.outdated:,}")
         console.print(vt)
+        if st.gated:
+            gt = Table(title="Gated by mask quality (current results)", title_justify="left")
+            gt.add_column("gate")
+            gt.add_column("objects", justify="right")
+            for gate, n in sorted(st.gated.items()):
+                gt.add_row(gate, f"{n:,}")
+            console.print(gt)
         if st.left_out:
             lt = Table(title="Left out by the current results", title_justify="left")
             lt.add_column("what", overflow="fold")
@@ -209,6 +216,8 @@ def _print_run_summary(r: dict) -> None:
         ("videos and clips (units)", f"{r['videos']:,}"),
         ("objects", f"{r['objects']:,}"),
         ("  grounded", f"{r['grounded']:,}"),
+        *((("  gated (mask quality: no further call)", f"{sum(r['gated'].values()):,}"),) if r.get("gated") else ()),
+        *((f"    by {gate}", f"{n:,}") for gate, n in sorted(r.get("gated", {}).items())),
         ("  reviewed", f"{r['reviewed']:,}"),
         *kept,
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),

@@ -157,9 +157,11 @@ def write_card(
     fmt: str,
     split_lineage: str | None = None,
     left_out: dict[str, int] | None = None,
+    gated: dict[str, int] | None = None,
 ) -> Path:
     """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split;
-    left_out: what the current results' units left out, by reason (engine/store/summaries.py left_out)."""
+    left_out: what the current results' units left out, by reason (engine/store/summaries.py left_out); gated:
+    objects a masklet quality gate stopped, by gate."""
     charts = _plots(result, result.out / "charts")
     review_lines, _ = _review_and_audit(store)
     counts = result.counts
@@ -196,6 +198,10 @@ def write_card(
         lines += ["", "Left out:"] + [
             f"- {counted(v, f'{t} sample')}: {skip_reason_text(reason)}"
             for (t, reason), v in sorted(result.skipped.items())
+        ]
+    if gated:
+        lines += ["", "Objects stopped by a masklet quality gate before any description or review:"] + [
+            f"- {gate}: {n:,}" for gate, n in sorted(gated.items())
         ]
     if left_out:
         lines += ["", "Not made by the pipelines (from the current results):"] + [

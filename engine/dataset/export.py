@@ -328,8 +328,10 @@ def export(
     all_versions: bool = False,
     clips: bool = False,
     calibration: dict | None = None,
+    gates: list[dict] | None = None,
 ) -> ExportResult:
-    """Write the export folder: data files, provenance sidecars and manifest.json.
+    """Write the export folder: data files, provenance sidecars and manifest.json (`gates`: the masklet quality
+    gates' thresholds in force, engine/store/summaries.py gates_in_force).
 
     Samples of the current versions only, unless `all_versions`; reviews and masks are always the current ones.
     """
@@ -395,6 +397,7 @@ def export(
         "source_roots": source_roots(store),
         "video_root": "videos" if clips else None,  # with --clips: the records' videos, under this folder
         "calibration": calibration,  # the keep threshold applied, with its estimated precision
+        "gates": gates or [],  # the masklet quality gates the current results passed (thresholds by gate)
         "clip_files": named.clip_files,
         "warnings": result.warnings,
     }

@@ -156,6 +156,7 @@ def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
     kept: set[str] = set()
     masklets: set[str] = set()
     reviews: set[str] = set()
+    gates: set[str] = set()
     stages: set[str] = set()
     descriptions: dict[str, set[str]] = {}
     samples: dict[str, set[str]] = {}
@@ -178,6 +179,9 @@ def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
                     masklets.add(lineage)
                 elif kind == "reviews":
                     reviews.add(lineage)
+                elif kind == "gates":
+                    if stage.version(vc) is not None:  # gates off: the stage writes nothing
+                        gates.add(lineage)
                 elif kind == "descriptions":
                     descriptions.setdefault(sub, set()).add(lineage)
                 elif kind == "samples":
@@ -192,6 +196,7 @@ def current_of(pipelines: list[Pipeline], vc: VersionContext) -> Current:
         frozenset(reviews),
         {k: frozenset(v) for k, v in samples.items()},
         frozenset(stages),
+        frozenset(gates),
     )
 
 

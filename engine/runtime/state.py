@@ -16,6 +16,7 @@ from engine.store.records import (
     CaptionRecord,
     DescriptionRecord,
     FailureRecord,
+    GateRecord,
     MaskletRecord,
     ObjectRecord,
     ReviewRecord,
@@ -42,9 +43,18 @@ class VideoState:
         ]
         return sorted(found, key=lambda o: (o.noun, o.instance, o.id))
 
-    def grounded(self, stage_version: str | None, subject_only: bool = False) -> list[ObjectRecord]:
-        """Objects with a current masklet."""
+    def segmented(self, stage_version: str | None, subject_only: bool = False) -> list[ObjectRecord]:
+        """Objects with a current masklet, gated or not (the gate stage's input)."""
         return [o for o in self.objects(stage_version, subject_only) if o.id in self.rows.masklets]
+
+    def grounded(self, stage_version: str | None, subject_only: bool = False) -> list[ObjectRecord]:
+        """Objects with a current masklet that no quality gate stopped: what every stage after the gates works on."""
+        gates = self.rows.gates
+        return [o for o in self.segmented(stage_version, subject_only) if o.id not in gates or gates[o.id].passed]
+
+    def gate(self, object_id: str) -> GateRecord | None:
+        """The object's current quality-gate verdict (None: not gated, or gates are off)."""
+        return self.rows.gates.get(object_id)
 
     def masklet(self, object_id: str) -> MaskletRecord | None:
         return self.rows.masklets.get(object_id)
@@ -108,6 +118,8 @@ class VideoState:
                 r.objects.setdefault(rec.id, rec)
             elif isinstance(rec, MaskletRecord):
                 r.masklets.setdefault(rec.object_id, rec)
+            elif isinstance(rec, GateRecord):
+                r.gates.setdefault(rec.object_id, rec)
             elif isinstance(rec, DescriptionRecord):
                 r.descriptions.setdefault((rec.object_id, rec.kind), rec)
             elif isinstance(rec, ReviewRecord):

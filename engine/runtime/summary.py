@@ -31,6 +31,7 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
         "videos": len(ids),
         "objects": counts.objects,
         "grounded": counts.grounded,
+        "gated": counts.gated,  # by gate: objects a masklet quality gate stopped before any further call
         "reviewed": sum(counts.verdicts.values()),
         "kept": counts.verdicts.get(True, 0),
         "kept_from_dataset": kept_from_dataset(store, ids, current),  # kept without a review

@@ -19,7 +19,7 @@ from typing import Any
 # before: given up until --retry-failed)
 UNIT_OUTCOMES = ("done", "failed", "quarantined", "skipped")
 REQUEST_OUTCOMES = ("ok", "error", "cache_hit")  # ok/error: a request-log row; cache_hit: answered with none
-OBJECT_STATES = ("found", "grounded", "reviewed", "kept")
+OBJECT_STATES = ("found", "grounded", "gated", "reviewed", "kept")  # gated: a masklet quality gate stopped it
 # wall time of a unit (seconds): a cached caption takes milliseconds, a segmentation of a long clip minutes
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0)
@@ -100,6 +100,8 @@ class RunTally:
             self.objects["found"] += sum(1 for _ in records)
         elif table == "masklets":
             self.objects["grounded"] += sum(1 for _ in records)
+        elif table == "gates":
+            self.objects["gated"] += sum(not r.passed for r in records)
         elif table == "reviews":
             for r in records:
                 self.objects["reviewed"] += 1

@@ -478,3 +478,64 @@ def latest_calibration(store: Store) -> schema.Calibration | None:
         if row is not None:
             s.expunge(row)
         return row
+
+
+# --- masklet quality gates from audits (engine/audit/gates.py) ----------------------------------------
+
+
+class GateDecision(NamedTuple):
+    """A decision on an audited item of the verdict strata, with its masklet's stored quality."""
+
+    review_id: str
+    reviewer_keep: bool
+    auditor: str
+    same_object: bool
+    reason: str | None
+    decided_at: datetime
+    frames: dict[str, Any] | None
+    mean_consecutive_iou: float | None
+    border_contact: float | None
+
+
+class PoolMasklet(NamedTuple):
+    """A current review's masklet, as the gates read it."""
+
+    frames: dict[str, Any]
+    mean_consecutive_iou: float
+    border_contact: float
+
+
+def gate_fit_inputs(store: Store, current: Current) -> tuple[list[GateDecision], list[PoolMasklet]]:
+    """Every decision on the verdict strata's items with the masklet its Reviewer judged, and the masklets of every
+    current review (what new gates would stop)."""
+    r, a, it, m = schema.Review, schema.Audit, schema.AuditItem, schema.Masklet
+    with store.session() as s:
+        near = sa.select(it.review_id).where(it.stratum.like("near:%"))
+        decisions = [
+            GateDecision(rid, bool(keep), who, bool(human), reason, at, frames, iou, border)
+            for rid, keep, who, human, reason, at, frames, iou, border in s.execute(
+                sa.select(
+                    r.id,
+                    r.verdict,
+                    a.auditor,
+                    a.human_verdict,
+                    a.reason,
+                    a.created_at,
+                    m.frames,
+                    m.mean_consecutive_iou,
+                    m.border_contact,
+                )  # fmt: skip
+                .join(a, a.review_id == r.id)
+                .outerjoin(m, m.id == r.masklet_id)
+                .where(r.id.not_in(near))
+            )
+        ]
+        pool = [
+            PoolMasklet(frames, iou, border)
+            for frames, iou, border in s.execute(
+                sa.select(m.frames, m.mean_consecutive_iou, m.border_contact)
+                .join(r, r.masklet_id == m.id)
+                .where(r.lineage.in_(sorted(current.reviews) or [""]))
+            )
+        ]
+    return decisions, pool

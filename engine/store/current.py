@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 
 from engine.store import schema
 from engine.store.db import Store
-from engine.store.records import DescriptionRecord, FailureRecord, MaskletRecord, ObjectRecord, ReviewRecord
+from engine.store.records import (
+    DescriptionRecord,
+    FailureRecord,
+    GateRecord,
+    MaskletRecord,
+    ObjectRecord,
+    ReviewRecord,
+)
 
 Row = dict[str, Any]  # a row as a dict of its columns: what the readers outside the runtime get (object_views)
 
@@ -41,6 +48,7 @@ class Current:
     reviews: frozenset[str] = frozenset()
     samples: Mapping[str, frozenset[str]] = field(default_factory=dict)  # data type -> lineages
     stages: frozenset[str] = frozenset()  # every stage's lineage: completion markers and failures
+    gates: frozenset[str] = frozenset()  # the quality gates' lineages (none when gates are off)
 
     @property
     def sample_lineages(self) -> list[str]:
@@ -75,6 +83,7 @@ class VideoRows:
     masklets: dict[str, MaskletRecord] = field(default_factory=dict)  # object id -> masklet
     descriptions: dict[tuple[str, str], DescriptionRecord] = field(default_factory=dict)  # by (object id, kind)
     reviews: dict[str, ReviewRecord] = field(default_factory=dict)  # object id -> review
+    gates: dict[str, GateRecord] = field(default_factory=dict)  # object id -> its quality-gate verdict
     samples: set[str] = field(default_factory=set)  # ids
     done: set[tuple[str, str, str]] = field(default_factory=set)  # (unit id, stage, lineage)
     failures: dict[tuple[str, str, str], FailureRecord] = field(default_factory=dict)  # by (unit, stage, lineage)
@@ -115,6 +124,9 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str], answers:
         elif kind == "review":
             r = ReviewRecord.from_row(row)
             rows.reviews[r.object_id] = r
+        elif kind == "gate":
+            g = GateRecord.from_row(row)
+            rows.gates[g.object_id] = g
         else:
             d = DescriptionRecord.from_row(row)
             rows.descriptions[(d.object_id, d.kind)] = d
@@ -147,16 +159,21 @@ def load_videos(s: Session, current: Current, video_ids: Sequence[str], answers:
 
 
 def _object_rows(s: Session, current: Current, object_ids: list[str]) -> Iterable[tuple[str, Row]]:
-    """Current masklets, descriptions and reviews of these objects (one query each, on (object_id, lineage);
-    descriptions on object_id alone, as load_videos reads samples)."""
+    """Current masklets, gate verdicts, descriptions and reviews of these objects (one query each, on (object_id,
+    lineage); descriptions on object_id alone, as load_videos reads samples)."""
     if not object_ids:
         return
-    m, d, r = schema.Masklet, schema.Description, schema.Review
+    m, d, r, g = schema.Masklet, schema.Description, schema.Review, schema.Gate
     if current.masklets:
         for row in _rows(
             s, sa.select(*_cols(m)).where(m.object_id.in_(object_ids), m.lineage.in_(sorted(current.masklets)))
         ):
             yield "masklet", row
+    if current.gates:
+        for row in _rows(
+            s, sa.select(*_cols(g)).where(g.object_id.in_(object_ids), g.lineage.in_(sorted(current.gates)))
+        ):
+            yield "gate", row
     if current.descriptions:
         for row in _rows(s, sa.select(*_cols(d)).where(d.object_id.in_(object_ids))):
             if row["lineage"] in current.descriptions.get(row["kind"], ()):
@@ -180,6 +197,7 @@ class ObjectView:
     descriptions: dict[str, Row]  # kind -> row
     review: Row | None
     kept: bool
+    gate: Row | None = None  # its quality-gate verdict, where gates are on
 
 
 def object_views(s: Session, current: Current, object_ids: Sequence[str]) -> dict[str, ObjectView]:
@@ -196,6 +214,8 @@ def object_views(s: Session, current: Current, object_ids: Sequence[str]) -> dic
             v.masklet = row
         elif kind == "review":
             v.review = row
+        elif kind == "gate":
+            v.gate = row
         else:
             v.descriptions[row["kind"]] = row
     for v in views.values():

@@ -165,7 +165,26 @@ class FailureRecord(_Record):
     quarantined: bool
 
 
+@dataclass(frozen=True, slots=True)
+class GateRecord(_Record):
+    """A masklet's quality-gate verdict (engine/media/gates.py): passed, or the gate that stopped it."""
+
+    table = schema.Gate
+
+    id: str
+    object_id: str
+    masklet_id: str
+    passed: bool
+    gate: str | None
+    value: float | None
+    threshold: float | None
+    metrics: dict[str, Any]
+    thresholds: dict[str, Any]
+    run_id: str | None = None
+    lineage: str | None = None
+
+
 # What a stage saves (StageContext.save): the records of the tables it writes. Versioned ones carry the lineage of
 # the stage that wrote them (the store's `lineage` column).
-VersionedRecord = MaskletRecord | DescriptionRecord | ReviewRecord | SampleRecord
+VersionedRecord = MaskletRecord | GateRecord | DescriptionRecord | ReviewRecord | SampleRecord
 StageRecord = CaptionRecord | ObjectRecord | VersionedRecord

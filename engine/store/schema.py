@@ -195,6 +195,26 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Gate(Base):
+    """A masklet's quality-gate verdict at a lineage (pipelines/stages.py GateStage): passed, or the gate that stopped
+    it with the metric's value and the threshold; the metrics and thresholds it was judged by."""
+
+    __tablename__ = "gates"
+    __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_gates_object_lineage"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    lineage: Mapped[str] = mapped_column(LINEAGE)
+    masklet_id: Mapped[str] = mapped_column(sa.ForeignKey("masklets.id"))
+    passed: Mapped[bool]
+    gate: Mapped[str | None] = mapped_column(sa.String(32))  # the config key of the gate it failed
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Audit(Base):
     """A person's judgement of one Reviewer decision: was the description/mask pairing truly correct?"""
 

@@ -31,6 +31,7 @@ LEFT_OUT = {
     "short_records:no_subject": "clips without a short record: the Analyzer named no subject",
     "short_records:no_caption": "clips without a short record: no caption",
     "short_records:subject_mask_empty": "clips without a short record: the subject's mask is empty on its frames",
+    "short_records:subject_gated": "clips without a short record: the subject's masklet failed a quality gate",
 }
 
 
@@ -50,6 +51,7 @@ class RunCounts:
 
     objects: int = 0  # current objects of the run's videos
     grounded: int = 0  # of those, with a current masklet
+    gated: dict[str, int] = field(default_factory=dict)  # of those, stopped by a quality gate: by gate
     verdicts: dict[bool, int] = field(default_factory=dict)  # current reviews by verdict (True: keep)
     samples: dict[str, int] = field(default_factory=dict)  # current samples by data type
     new_samples: int = 0  # samples this run wrote
@@ -80,6 +82,14 @@ def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Cur
                 )
                 or 0
             )
+            if current.gates:
+                g = schema.Gate
+                for gate, n in s.execute(
+                    sa.select(g.gate, sa.func.count())
+                    .where(g.object_id.in_(mine), g.lineage.in_(sorted(current.gates)), g.passed.is_(False))
+                    .group_by(g.gate)
+                ):
+                    out.gated[gate or "?"] = out.gated.get(gate or "?", 0) + n
             for verdict, n in s.execute(
                 sa.select(r.verdict, sa.func.count())
                 .where(r.object_id.in_(mine), r.lineage.in_(sorted(current.reviews) or [""]))
@@ -144,4 +154,31 @@ def left_out(store: Store, current: Current) -> dict[str, int]:
             for (counts,) in s.execute(sa.select(cp.dropped).where(cp.lineage.in_(part), cp.dropped.is_not(None))):
                 for reason, n in (counts or {}).items():  # JSON null is not SQL NULL
                     out[reason] = out.get(reason, 0) + n
+    return out
+
+
+def gated_counts(store: Store, current: Current) -> dict[str, int]:
+    """Objects of the current results that a quality gate stopped, by gate, store-wide (engine status, the card)."""
+    if not current.gates:
+        return {}
+    g = schema.Gate
+    with store.session() as s:
+        rows = s.execute(
+            sa.select(g.gate, sa.func.count())
+            .where(g.lineage.in_(sorted(current.gates)), g.passed.is_(False))
+            .group_by(g.gate)
+        ).all()
+    return {gate or "?": n for gate, n in rows}  # a failed verdict always names its gate
+
+
+def gates_in_force(store: Store, current: Current) -> list[dict[str, float]]:
+    """The quality gates' thresholds of the current gate lineages, as their verdicts recorded them (the export's
+    manifest): one per lineage that has verdicts; [] when gates are off."""
+    g = schema.Gate
+    out: list[dict[str, float]] = []
+    with store.session() as s:
+        for lineage in sorted(current.gates):
+            row = s.scalar(sa.select(g.thresholds).where(g.lineage == lineage).limit(1))
+            if row is not None and row not in out:
+                out.append(row)
     return out

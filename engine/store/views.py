@@ -67,6 +67,7 @@ def current_to_json(c: Current) -> dict[str, Any]:
         "reviews": sorted(c.reviews),
         "samples": {k: sorted(v) for k, v in c.samples.items()},
         "stages": sorted(c.stages),
+        "gates": sorted(c.gates),
     }
 
 
@@ -79,6 +80,7 @@ def current_from_json(d: dict[str, Any]) -> Current:
         frozenset(d.get("reviews", ())),
         {k: frozenset(v) for k, v in d.get("samples", {}).items()},
         frozenset(d.get("stages", ())),
+        frozenset(d.get("gates", ())),  # runs from before the gates: none
     )
 
 
@@ -99,6 +101,7 @@ def merged(parts: list[Current]) -> Current:
         frozenset().union(*(c.reviews for c in parts)),
         samples,
         frozenset().union(*(c.stages for c in parts)),
+        frozenset().union(*(c.gates for c in parts)),
     )
 
 

@@ -148,6 +148,7 @@ def _cells() -> list[dict]:
         dict(stage="segment", fault="wrong-size mask", video="wrongsizeq", rule=None, transient=False),
         dict(stage="segment", fault="decode failure mid-video", video="decodeq", rule=None, transient=False),
         dict(stage="samples", fault="injected integrity error", video="storeq", rule=None, transient=False),
+        dict(stage="gate", fault="injected integrity error", video="gateq", rule=None, transient=False),
     ]
     return cells
 
@@ -275,6 +276,11 @@ def test_model_segmentor_and_store_faults_cost_their_unit_only(tmp_path, ray_add
                 "CREATE TRIGGER chaos BEFORE INSERT ON samples WHEN instr(NEW.conversations, 'storeq') > 0 "
                 "BEGIN SELECT RAISE(ABORT, 'chaos: injected constraint failure'); END"
             )
+            db.execute(  # and this video's masklet quality-gate verdicts
+                "CREATE TRIGGER chaos_gate BEFORE INSERT ON gates WHEN "
+                "(SELECT noun FROM objects WHERE id = NEW.object_id) = 'gateq' "
+                "BEGIN SELECT RAISE(ABORT, 'chaos: injected constraint failure'); END"
+            )
         endpoint.rules = [c["rule"] for c in cells if c["rule"] is not None]
         SEGMENTOR_FAULTS.write_text("segfail wrongsize")
         r = _run(endpoint, data, src, ray_address)
@@ -304,12 +310,14 @@ def test_model_segmentor_and_store_faults_cost_their_unit_only(tmp_path, ray_add
             MATRIX.append((c["stage"], c["fault"], outcome))
         assert set(quarantined) == expected_videos, set(quarantined) ^ expected_videos  # nothing else
         assert {code for _, code in quarantined["storeq"]} == {"store_rejected"}
+        assert quarantined["gateq"] == {("gate", "store_rejected")}
 
         # the faults removed: a rerun completes, and the export equals the fault-free run's
         endpoint.rules = []
         SEGMENTOR_FAULTS.unlink()
         with sqlite3.connect(data / "engine.sqlite") as db:
             db.execute("DROP TRIGGER chaos")
+            db.execute("DROP TRIGGER chaos_gate")
         shutil.copytree(ref_src / "decodeq", src / "decodeq", dirs_exist_ok=True)
         again = _run(endpoint, data, src, ray_address, "--retry-failed")
         _quiet(again.output)

@@ -111,6 +111,7 @@ def test_the_metrics_a_run_serves_agree_with_its_request_log_summary_and_samples
     assert objects == {
         "found": summary["objects"],
         "grounded": summary["grounded"],
+        "gated": sum(summary["gated"].values()),
         "reviewed": summary["reviewed"],
         "kept": summary["kept"],
     }

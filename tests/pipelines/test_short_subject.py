@@ -53,7 +53,14 @@ def test_no_subject_no_caption_and_a_plural_subject_get_no_short_record():
 
 
 def test_every_reason_for_no_short_record_reads_as_a_sentence():
-    reasons = ["no_caption", "no_subject", "plural_subject", "subject_not_found", "subject_mask_empty"]
+    reasons = [
+        "no_caption",
+        "no_subject",
+        "plural_subject",
+        "subject_not_found",
+        "subject_mask_empty",
+        "subject_gated",
+    ]
     assert all(f"short_records:{r}" in LEFT_OUT for r in reasons)
     assert left_out_text("short_records:subject_seen_3_times") == (
         "clips without a short record: subject seen 3 times (ambiguous)"

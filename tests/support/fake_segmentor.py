@@ -75,6 +75,54 @@ class TwinSegmentor(HashSegmentor):
         return tracks
 
 
+class LabelledSegmentor:
+    """Masklets whose quality is known, by a word in the noun (the quality gates' tests): "drift" (the object for
+    the first quarter of the frames, then the background), "flicker" (between two places that do not overlap),
+    "sparse" (a mask on one sampled frame in four); any other noun a good one (a box inside the frame, moving a
+    pixel a frame). "twin" nouns get two good instances."""
+
+    version = "labelled@1"
+    LABELS = ("drift", "flicker", "sparse")
+
+    def __init__(self, cfg=None):
+        pass
+
+    @classmethod
+    def label_of(cls, noun: str) -> str:
+        return next((label for label in cls.LABELS if label in noun), "good")
+
+    def segment(self, request: SegmentRequest, frames: np.ndarray) -> list[Track]:
+        h, w = frames.shape[1:3]
+        tracks = []
+        for noun in request.nouns:
+            for instance in range(2 if "twin" in noun else 1):
+                masks_by_frame = self._masks(self.label_of(noun), instance, request.frame_indices, h, w)
+                anchor = next(f for f in request.frame_indices if masks_by_frame[f] is not None)
+                box = masks.bbox_xyxy(masks_by_frame[anchor])
+                tracks.append(Track(noun, instance, anchor, box, 0.9 - 0.3 * instance, 0.9, masks_by_frame))
+        return tracks
+
+    @staticmethod
+    def _masks(label: str, instance: int, indices, h: int, w: int) -> dict:
+        bw, bh = max(2, w // 4), max(2, h // 4)
+        out = {}
+        n = len(indices)
+        for k, f in enumerate(indices):
+            m = np.zeros((h, w), bool)
+            x, y = w // 8 + (k % max(1, w // 2)) // 2 + instance * (w // 2), h // 4
+            if label == "flicker" and k % 2:
+                x, y = w - w // 8 - bw, h - h // 8 - bh  # the other place, apart from the first
+            m[y : y + bh, x : x + bw] = True
+            if label == "drift" and k >= n // 4:
+                m = np.ones((h, w), bool)
+                m[h // 2 - bh // 2 : h // 2 + bh // 2, :bw] = False  # the background, around a hole
+            if label == "sparse" and k % 4:
+                out[f] = None
+                continue
+            out[f] = masks.encode(m)
+        return out
+
+
 class WarningSegmentor(HashSegmentor):
     """The hash segmentor, warning as a real backend does (a deprecated argument, a fallback it took)."""
 
