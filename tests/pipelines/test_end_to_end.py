@@ -207,6 +207,8 @@ def test_the_grounded_sam2_backend_in_a_run(endpoint, tmp_path):
         "anchor_candidates": 2,
     }
     flags = [x for k, v in overrides.items() for x in ("--set", f"segmentor.{k}={v}")]
+    # random weights draw arbitrary masks, which the quality gates would rightly stop: the wiring is tested here
+    flags += ["--set", "gates.enabled=false"]
     r = run_engine(endpoint, data, "--source", str(src), "--pipelines", "short", *flags)
     assert r.exit_code == 0, r.output
     with open_store(data).session() as s:
