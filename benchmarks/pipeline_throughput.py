@@ -369,6 +369,17 @@ def main() -> None:
                     f"{e.per_object_ms(e.driver_cpu):.2f} ms = "
                     f"{on.per_object_ms(on.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f}"
                 )
+                # each repetition's on/off pair ran back to back: their ratios, and the Ray workers' as a control
+                # (metrics never touch the workers: a ratio away from 1 there is the machine's noise)
+                pairs = list(zip(runs[kinds[0][0]], runs[kinds[-1][0]]))
+                drv = [(b.driver_cpu / b.objects) / (a.driver_cpu / a.objects) for a, b in pairs]
+                wrk = [(b.worker_cpu / b.objects) / (a.worker_cpu / a.objects) for a, b in pairs]
+                print(
+                    f"--- per repetition, on / off: driver {', '.join(f'{x:.3f}' for x in drv)} (median "
+                    f"{statistics.median(drv):.3f}); Ray workers, the control: {', '.join(f'{x:.3f}' for x in wrk)} "
+                    f"(median {statistics.median(wrk):.3f}); driver over control: median "
+                    f"{statistics.median([d / w for d, w in zip(drv, wrk)]):.3f}"
+                )
             if args.prefill:
                 (_, e, *_), (_, f, *_) = results[:2]
                 ratio = (f.driver_cpu + f.worker_cpu) / f.objects / ((e.driver_cpu + e.worker_cpu) / e.objects)
