@@ -230,7 +230,7 @@ class Services:
         )
         ctx.state.set_failure(FailureRecord.from_row(op.rows[0]))
         self.io.submit([op])
-        self.tally.unit(stage, "quarantined" if quarantine else "failed")
+        self.tally.failed(stage, e.code, quarantine)
 
 
 @dataclass

@@ -60,6 +60,7 @@ class RunTally:
     cost_usd: Counter[str] = field(default_factory=Counter)  # role -> dollars (a float counter)
     samples: Counter[str] = field(default_factory=Counter)  # data type -> samples written by this run
     objects: Counter[str] = field(default_factory=Counter)  # OBJECT_STATES -> objects this run took there
+    failures: Counter[str] = field(default_factory=Counter)  # error code -> failed attempts (retried or given up)
     stage_seconds: dict[str, Histogram] = field(default_factory=dict)
     request_seconds: dict[str, Histogram] = field(default_factory=dict)
     videos_in_flight: int = 0
@@ -68,6 +69,11 @@ class RunTally:
     # --- what happened -------------------------------------------------------------------------------
     def unit(self, stage: str, outcome: str) -> None:
         self.units[stage, outcome] += 1
+
+    def failed(self, stage: str, code: str, quarantined: bool) -> None:
+        """A unit's attempt failed with this error code (the last one: quarantined)."""
+        self.unit(stage, "quarantined" if quarantined else "failed")
+        self.failures[code] += 1
 
     def stage_seconds_of(self, stage: str, seconds: float) -> None:
         """The wall time of a stage on one video (or clip), however it ended."""
@@ -137,6 +143,7 @@ class RunTally:
         return {
             "objects": {s: self.objects[s] for s in OBJECT_STATES},
             "samples": dict(self.samples),
+            "failures": dict(self.failures),
             "roles": self.roles(),
             "stage_seconds": {s: [h.n, round(h.total, 3)] for s, h in self.stage_seconds.items()},
             "videos_in_flight": self.videos_in_flight,

@@ -67,3 +67,12 @@ def test_every_outcome_of_a_seen_stage_or_role_is_exported_with_zeros_and_unseen
     assert not any(name == "videorefer_engine_units_total" and ("stage", "qa") in labels for name, labels in found)
     info = ("engine_version", "0"), ("pipelines", "detailed"), ("run_id", "r1")
     assert found["videorefer_engine_run_info", info] == 1
+
+
+def test_failures_count_by_error_code_in_the_snapshot_and_by_outcome_in_the_units():
+    t = RunTally()
+    t.failed("annotate", "schema_violation", quarantined=False)
+    t.failed("annotate", "schema_violation", quarantined=True)
+    t.failed("segment", "segmentor_error", quarantined=True)
+    assert t.snapshot()["failures"] == {"schema_violation": 2, "segmentor_error": 1}
+    assert t.units == {("annotate", "failed"): 1, ("annotate", "quarantined"): 1, ("segment", "quarantined"): 1}
