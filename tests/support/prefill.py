@@ -40,6 +40,7 @@ def prefill(
                 schema.Caption,
                 schema.VideoObject,
                 schema.Masklet,
+                schema.Gate,
                 schema.Description,
                 schema.Review,
                 schema.Sample,
@@ -106,6 +107,18 @@ def prefill(
                     )
                 )
                 rows[schema.Completion].append(_done(vid, oid, "segment", lineage["segment"]))
+                if "gate" in lineage and version.get("gate") is not None:  # gates on: every masklet passed
+                    rows[schema.Gate].append(
+                        dict(
+                            id=stable_id("gate", oid, lineage["gate"]),
+                            object_id=oid,
+                            lineage=lineage["gate"],
+                            masklet_id=mid,
+                            passed=True,
+                            metrics={},
+                            thresholds={},
+                        )
+                    )
                 desc = {}
                 for kind, stage in (("appearance", "annotate"), ("motion", "annotate"), ("region", "review")):
                     desc[kind] = stable_id("description", oid, kind, lineage[stage])
