@@ -113,7 +113,7 @@ class Caption(Base):
     __tablename__ = "captions"
     __table_args__ = (sa.UniqueConstraint("video_id", "source"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"))  # its unique index serves it (0010)
     source: Mapped[str] = mapped_column(sa.String(32))  # sidecar | captions.jsonl | captions.csv | captioner
     text: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -126,7 +126,7 @@ class VideoObject(Base):
     __tablename__ = "objects"
     __table_args__ = (sa.UniqueConstraint("video_id", "noun", "instance", "stage_version"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"))  # its unique index serves it (0010)
     noun: Mapped[str] = mapped_column(sa.String(128))
     instance: Mapped[int] = mapped_column(default=0)
     is_subject: Mapped[bool] = mapped_column(default=False)
@@ -144,7 +144,7 @@ class Masklet(Base):
     __tablename__ = "masklets"
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_masklets_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     backend_version: Mapped[str] = mapped_column(sa.String(200))
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     anchor_frame: Mapped[int]
@@ -166,7 +166,7 @@ class Description(Base):
     __tablename__ = "descriptions"
     __table_args__ = (sa.UniqueConstraint("object_id", "kind", "lineage", name="uq_descriptions_object_kind_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     kind: Mapped[str] = mapped_column(_enum("description_kind", *DESCRIPTION_KINDS))
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     text: Mapped[str] = mapped_column(sa.Text)
@@ -180,7 +180,7 @@ class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_reviews_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     # What was judged, so an audit shows exactly that (NULL on rows from before lineages).
     masklet_id: Mapped[str | None] = mapped_column(sa.ForeignKey("masklets.id", name="fk_reviews_masklet_id"))
@@ -202,7 +202,7 @@ class Gate(Base):
     __tablename__ = "gates"
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_gates_object_lineage"),)
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"), index=True)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     lineage: Mapped[str] = mapped_column(LINEAGE)
     masklet_id: Mapped[str] = mapped_column(sa.ForeignKey("masklets.id"))
     passed: Mapped[bool]
