@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from engine.audit.calibrate import Calibration
 from engine.audit.gates import GatesSuggestion
-from engine.audit.sampling import AuditStats, label_rule
+from engine.audit.sampling import AuditStats, label_rule, verdict_populations
 from engine.config import Config, load_config
 from engine.dataset.export import ExportResult
 from engine.dataset.validate import NotARecordFile
@@ -481,12 +481,8 @@ class Engine:
         label_rule(rule)  # an unknown rule is a ValueError before any work
         decisions, pool = gate_fit_inputs(self.store, self.view().current)
         items, labelled = items_from(decisions, rule)
-        strata = verdict_strata_decisions(self.store)
-        pops, counts = strata.populations, strata.verdict_counts
-        populations = {
-            "kept": sum(v for k, v in pops.items() if k.startswith("kept")) or counts.get(True, 0),
-            "discarded": sum(v for k, v in pops.items() if k.startswith("discarded")) or counts.get(False, 0),
-        }
+        n_kept, n_disc = verdict_populations(verdict_strata_decisions(self.store))
+        populations = {"kept": n_kept, "discarded": n_disc}
         metrics = [gate_metrics(p.frames, p.mean_consecutive_iou, p.border_contact) for p in pool]
         return suggest(items, populations, min_removal, max_loss, labelled, metrics, seed=seed)
 

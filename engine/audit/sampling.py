@@ -217,15 +217,23 @@ def _interval(values: list[float], point: float, method: str) -> Estimate:
     return Estimate(point, values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))], method)
 
 
+def verdict_populations(strata: audits.StrataDecisions) -> tuple[int, int]:
+    """(kept, discarded): the reviews each verdict stratum was drawn from, as recorded with the draws (else the
+    Reviewer's verdicts counted now)."""
+    pops, counts = strata.populations, strata.verdict_counts
+    n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or counts.get(True, 0)
+    n_disc = sum(v for k, v in pops.items() if k.startswith("discarded")) or counts.get(False, 0)
+    return n_kept, n_disc
+
+
 def audit_stats(store: Store, rule: str = "majority") -> AuditStats:
     """Statistics over audited items: one label per item (chosen by `rule` where several auditors labelled it), so a
     second opinion changes a label, never the count; kappa per pair of auditors over the items both labelled."""
     choose = label_rule(rule)
     # items of the verdict strata only: near-threshold draws (calibration) are not uniform within a verdict
     strata = audits.verdict_strata_decisions(store)
-    rows, pops, verdict_counts = strata.decisions, strata.populations, strata.verdict_counts
-    n_kept = sum(v for k, v in pops.items() if k.startswith("kept")) or verdict_counts.get(True, 0)
-    n_disc = sum(v for k, v in pops.items() if k.startswith("discarded")) or verdict_counts.get(False, 0)
+    rows = strata.decisions
+    n_kept, n_disc = verdict_populations(strata)
     by_item: dict[str, Labels] = defaultdict(list)
     keep_of: dict[str, bool] = {}
     for rid, keep, who, human, at in rows:

@@ -26,22 +26,15 @@ GATES: dict[str, tuple[str, Literal["min", "max"]]] = {
 METRICS = tuple(dict.fromkeys(metric for metric, _ in GATES.values()))
 
 
-def area_share(frames: Mapping[Any, Mapping | None]) -> float:
-    """The mean share of the frame that the non-empty masks cover."""
-    shares = [
-        masks.area(r) / (r["size"][0] * r["size"][1]) for r in frames.values() if r is not None and masks.area(r) > 0
-    ]
-    return sum(shares) / len(shares) if shares else 0.0
-
-
 def gate_metrics(frames: Mapping[Any, Mapping | None], mean_consecutive_iou: float, border_contact: float) -> dict:
-    """The gates' metrics of one masklet: its frames ({frame: RLE or None}) and two of its stored quality columns."""
-    n = len(frames)
-    empty = sum(masks.area(r) == 0 for r in frames.values())
+    """The gates' metrics of one masklet: its frames ({frame: RLE or None}) and two of its stored quality columns.
+    `area_share` is the mean share of the frame that the non-empty masks cover."""
+    shares = [masks.area(r) / (r["size"][0] * r["size"][1]) if r is not None else 0.0 for r in frames.values()]
+    present = [x for x in shares if x > 0]
     return {
-        "empty_share": empty / n if n else 1.0,
+        "empty_share": (len(shares) - len(present)) / len(shares) if shares else 1.0,
         "mean_consecutive_iou": float(mean_consecutive_iou),
-        "area_share": area_share(frames),
+        "area_share": sum(present) / len(present) if present else 0.0,
         "border_contact": float(border_contact),
     }
 
