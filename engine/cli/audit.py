@@ -282,7 +282,9 @@ def audit_gates(
     console.print(
         "  (audited items passed the gates of their run: what those already stopped is not seen here)", highlight=False
     )
-    if apply:
+    if apply and not g.meets_target:
+        err.print("--apply: nothing written, since the suggestion misses the target", highlight=False)
+    elif apply:
         try:
             path = eng.apply_gates(g.thresholds)
         except ValueError as e:

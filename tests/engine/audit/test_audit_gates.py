@@ -4,6 +4,8 @@ the kinds. The thresholds it suggests must meet the target on the whole pool, no
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from review_data import ANALYZER_VERSION, LINEAGE
@@ -168,3 +170,21 @@ def test_the_command_prints_the_fit_and_apply_writes_the_config_keeping_its_comm
     assert "# my settings" in text and "# keep this comment" in text
     applied = load_config(cfg_file, environ={}).gates
     assert applied.thresholds() == pytest.approx(eng.audit_gates().thresholds, abs=1e-6)
+
+
+def test_apply_writes_nothing_when_the_target_is_missed(pool, monkeypatch):
+    eng, kinds, cfg_file, data = pool
+    audit(eng.store, kinds, eng, per_stratum=80)
+    fit = Engine.audit_gates
+
+    def short_of_target(self, *a, **kw):  # the simulation separates too well to miss a target on its own
+        g = fit(self, *a, **kw)
+        g.removal = dataclasses.replace(g.removal, value=0.2)
+        return g
+
+    monkeypatch.setattr(Engine, "audit_gates", short_of_target)
+    before = cfg_file.read_text()
+    args = ["audit", "gates", "--config", str(cfg_file), "--data-dir", str(data), "--apply"]
+    r = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
+    assert r.exit_code == 1, r.output
+    assert "nothing written" in r.output and cfg_file.read_text() == before
