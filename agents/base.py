@@ -17,7 +17,7 @@ from agents.prompt import Prompt, load
 
 class TemplateAgent:
     role: str  # a class attribute, or set per instance before __init__ (AnnotatorAgent: one per query)
-    endpoint: ClassVar[str]
+    endpoint: str  # a class attribute; a cascade judge sets its own per instance
     sees_images: ClassVar[bool] = False  # its requests carry frames: preflight proves the model sees them
     response_format: ClassVar[type[BaseModel]]
     prompt_name: str  # as role

@@ -89,6 +89,76 @@ class AgentsConfig(_Strict):
     refiner: EndpointConfig = EndpointConfig()
 
 
+JUDGE_PREFIX = "judge."  # a cascade judge's endpoint key: "judge.<name>" ([[review.cascade]])
+
+
+class JudgeConfig(EndpointConfig):
+    """One judge of the Reviewer's cascade ([[review.cascade]]): an endpoint like an agent's, a name, and its band."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,32}$", description="names the judge in reviews and reports")
+    band: tuple[float, float] | None = Field(
+        None,
+        description="[lo, hi]: P(same object) >= hi keeps, < lo discards, between goes to the next judge (the last "
+        "judge keeps at >= hi and discards the rest); none: review.default_band, not calibrated",
+    )
+
+    @field_validator("band")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError(f"a band is [lo, hi] with 0 <= lo <= hi <= 1, not {list(v)}")
+        return v
+
+
+class ReviewConfig(_Strict):
+    """How the Reviewer's judging step scores and decides (agents/reviewer.py, pipelines/stages.py ReviewStage)."""
+
+    logprobs: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: ask for token log-probabilities; where the server returns them a judge's score is "
+        "P(same object) of its answer token, else its verbalised confidence. off: the verbalised confidence",
+    )
+    cascade: list[JudgeConfig] = Field(
+        default_factory=list,
+        description="judges from cheap to strong; empty: agents.reviewer judges alone and its verdict decides",
+    )
+    default_band: tuple[float, float] = Field(
+        (0.02, 0.98),
+        description="the band of a judge without one, before `engine audit calibrate --cascade` (wide: calibration "
+        "can only narrow the bands the reviews were made with)",
+    )
+    last_keep_at: float = Field(0.5, ge=0, le=1, description="the last judge's threshold when it has no band")
+
+    @field_validator("default_band")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError(f"a band is [lo, hi] with 0 <= lo <= hi <= 1, not {list(v)}")
+        return v
+
+    @field_validator("cascade")
+    @classmethod
+    def _unique(cls, v: list[JudgeConfig]) -> list[JudgeConfig]:
+        names = [j.name for j in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"judge names must differ: {names}")
+        return v
+
+    def bands(self) -> list[tuple[float, float]]:
+        """Each judge's band in force, the last one's as (t, t)."""
+        out = [j.band or self.default_band for j in self.cascade]
+        if self.cascade:
+            last = self.cascade[-1].band
+            t = last[1] if last else self.last_keep_at
+            out[-1] = (t, t)
+        return out
+
+    @property
+    def calibrated(self) -> bool:
+        """Every band set (by `engine audit calibrate --cascade --apply`, or by hand), none from the default."""
+        return all(j.band is not None for j in self.cascade)
+
+
 class SegmentorConfig(_Strict):
     backend: str = Field("grounded_sam2", description="a registered name or an import path 'package.module:Class'")
     sam2_model: Literal[
@@ -271,6 +341,9 @@ class PlanConfig(_Strict):
     objects_per_video: float = Field(3.0, ge=0)
     tokens_per_image: int = Field(258, ge=0, description="input tokens one image costs at the encoded size")
     keep_rate: float = Field(0.4, ge=0, le=1, description="share of objects the Reviewer keeps (paper: about 40%)")
+    cascade_deferred: float = Field(
+        0.5, ge=0, le=1, description="share of objects a cascade judge hands to the next (review.cascade)"
+    )
 
 
 class MetricsConfig(_Strict):
@@ -296,6 +369,7 @@ class Config(_Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     plan: PlanConfig = PlanConfig()
     metrics: MetricsConfig = MetricsConfig()
+    review: ReviewConfig = ReviewConfig()
     # what load_config read besides the values: the file, the overrides, the ENGINE_ variables (see `origin`)
     _origin: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -309,6 +383,26 @@ class Config(_Strict):
         "overrides": {dotted key: value}, "environment": {ENGINE_ variable: value}}, database passwords hidden.
         A run records it, so its results can be found again without its flags (engine/store/views.py)."""
         return dict(self._origin)
+
+    def endpoint_keys(self) -> tuple[str, ...]:
+        """Every endpoint key: the agents', then the cascade's judges' ("judge.<name>")."""
+        return AGENT_NAMES + tuple(JUDGE_PREFIX + j.name for j in self.review.cascade)
+
+    def endpoint(self, key: str) -> EndpointConfig:
+        """An endpoint's settings by key; KeyError for one that is not configured."""
+        if key in AGENT_NAMES:
+            return getattr(self.agents, key)
+        for j in self.review.cascade:
+            if key == JUDGE_PREFIX + j.name:
+                return j
+        raise KeyError(key)
+
+    @staticmethod
+    def endpoint_table(key: str) -> str:
+        """Where an endpoint's settings are written, for messages: agents.<key>, or review.cascade.<judge name>."""
+        if key.startswith(JUDGE_PREFIX):
+            return f"review.cascade.{key[len(JUDGE_PREFIX) :]}"
+        return f"agents.{key}"
 
     @property
     def data_path(self) -> Path:

@@ -18,9 +18,9 @@ from agents.analyzer import Analysis, AnalyzeItem, AnalyzerAgent, subject_is_plu
 from agents.annotator import AnnotateItem, AnnotatorAgent
 from agents.captioner import CaptionerAgent, CaptionItem
 from agents.refiner import QAItem, QAObject, QAWriter, QAWriterSeeingFrames, RefineItem, RefinerAgent, qa_types
-from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem
+from agents.reviewer import DirectReviewer, Judge, JudgeItem, RegionDescriber, RegionItem, Scored
 from agents.segmentor import SegmentRequest
-from engine.config import Config, ShortConfig
+from engine.config import JUDGE_PREFIX, Config, ShortConfig
 from engine.dataset import records
 from engine.media import masks
 from engine.media.gates import failed_gate, gate_metrics
@@ -57,7 +57,7 @@ def description_record(ctx: StageContext, obj: ObjectRecord, kind: str, text: st
         object_id=obj.id,
         kind=kind,
         text=text,
-        model=getattr(ctx.cfg.agents, agent.endpoint).model,
+        model=ctx.cfg.endpoint(agent.endpoint).model,
         prompt_version=agent.version,
     )
 
@@ -336,7 +336,12 @@ class AnnotateStage(Stage):
 
 @dataclass
 class ReviewStage(Stage):
-    """Keep or discard each annotated object: does the description match the mask?"""
+    """Keep or discard each annotated object: does the description match the mask?
+
+    The judging step is one judge (agents.reviewer, whose verdict decides) or a cascade ([[review.cascade]]), cheap
+    to strong: a judge whose score P(same object) is at or above its band's hi keeps the object, below its lo
+    discards it, and in between hands it to the next judge; the last judge keeps at its hi and discards the rest.
+    The review records which judge decided and every judge's answer."""
 
     name = "review"
     uses = ("media", "model")
@@ -344,24 +349,40 @@ class ReviewStage(Stage):
     region: RegionDescriber = field(default_factory=RegionDescriber)
     judge: Judge = field(default_factory=Judge)
     direct: DirectReviewer = field(default_factory=DirectReviewer)
+    _cascades: dict[tuple, tuple[Judge, ...]] = field(default_factory=dict, repr=False)
+
+    def judges(self, cfg: Config) -> tuple[Judge, ...]:
+        """The judging step's agents, in order: the cascade's judges, or the reviewer alone."""
+        paper = cfg.runtime.reviewer_mode == "paper"
+        if not cfg.review.cascade:
+            return (self.judge if paper else self.direct,)
+        key = (paper, tuple(j.name for j in cfg.review.cascade))
+        if key not in self._cascades:
+            kind = Judge if paper else DirectReviewer
+            self._cascades[key] = tuple(kind(JUDGE_PREFIX + j.name, j.name) for j in cfg.review.cascade)
+        return self._cascades[key]
 
     def agents(self, cfg: Config) -> tuple:
-        return (self.region, self.judge) if cfg.runtime.reviewer_mode == "paper" else (self.direct,)
+        return ((self.region,) if cfg.runtime.reviewer_mode == "paper" else ()) + self.judges(cfg)
 
     def version(self, vc: VersionContext) -> str:
-        return f"{vc.cfg.runtime.reviewer_mode}: " + " ".join(vc.agent_version(a) for a in self.agents(vc.cfg))
+        cfg = vc.cfg
+        text = f"{cfg.runtime.reviewer_mode}: " + " ".join(vc.agent_version(a) for a in self.agents(cfg))
+        if cfg.review.logprobs == "auto":
+            text += " +logprobs"  # another request, and another score
+        if cfg.review.cascade:  # the bands decide: new bands re-decide (the judges' answers come from the cache)
+            text += " bands " + " ".join(f"{lo:g}-{hi:g}" for lo, hi in cfg.review.bands())
+        return text
 
     def estimate(self, cfg: Config) -> list[CallEstimate]:
-        if cfg.runtime.reviewer_mode == "paper":
-            return [
-                CallEstimate(self.region.role, "reviewer", "object", 1, 100, 1, 80),
-                CallEstimate(self.judge.role, "reviewer", "object", 1, 500, 0, 60),
-            ]
-        return [
-            CallEstimate(
-                self.direct.role, "reviewer", "object", 1, 400, min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames), 60
-            )
-        ]
+        paper = cfg.runtime.reviewer_mode == "paper"
+        out = [CallEstimate(self.region.role, "reviewer", "object", 1, 100, 1, 80)] if paper else []
+        images = 0 if paper else min(DIRECT_REVIEW_FRAMES, cfg.sampling.mask_frames)
+        reach = 1.0  # a later judge sees the objects its predecessors could not decide
+        for judge in self.judges(cfg):
+            out.append(CallEstimate(judge.role, judge.endpoint, "object", reach, 500 if paper else 400, images, 60))
+            reach *= cfg.plan.cascade_deferred
+        return out
 
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state = ctx.state
@@ -399,42 +420,58 @@ class ReviewStage(Stage):
     async def _review(
         self, obj: ObjectRecord, ctx: StageContext, images_for: Callable[[ObjectRecord], Awaitable[ImageSet]]
     ) -> None:
-        state = ctx.state
+        state, cfg = ctx.state, ctx.cfg
         appearance, motion = state.description(obj.id, "appearance"), state.description(obj.id, "motion")
         if appearance is None or motion is None:  # run() reviews only objects the Annotator has described
             raise UnitFailure("missing_input", f"object {obj.noun} has no appearance or motion description")
         m = state.masklet_of(obj.id)
         regions: list[DescriptionRecord] = []
         region_id = None
-        if ctx.cfg.runtime.reviewer_mode == "paper":
+        images: ImageSet | None = None
+        if cfg.runtime.reviewer_mode == "paper":
             region = state.description(obj.id, "region")
             if region is None:
-                images = await images_for(obj)
-                text = await ctx.ask(self.region, RegionItem(images.digests[0]), images)
+                shown = await images_for(obj)
+                text = await ctx.ask(self.region, RegionItem(shown.digests[0]), shown)
                 region = description_record(ctx, obj, "region", text, self.region)
                 regions.append(region)
             region_id = region.id
             item = JudgeItem(obj.noun, region.text, appearance.text, motion.text)
-            judge: Judge | DirectReviewer = self.judge
-            verdict = await ctx.ask(judge, item)
         else:
             images = await images_for(obj)
             item = JudgeItem(obj.noun, "", appearance.text, motion.text, images.digests)
-            judge = self.direct
-            verdict = await ctx.ask(judge, item, images)
+        judges = self.judges(cfg)
+        bands = cfg.review.bands() if cfg.review.cascade else [(0.5, 0.5)]
+        asked: list[tuple[Judge, Scored]] = []
+        for judge, (lo, hi) in zip(judges, bands):
+            scored = await ctx.ask(judge, item, images)
+            asked.append((judge, scored))
+            if not cfg.review.cascade:
+                keep = scored.verdict.same_object  # the reviewer alone: its verdict decides, as the paper's
+                break
+            if scored.p_same >= hi or scored.p_same < lo or judge is judges[-1]:
+                keep = scored.p_same >= hi
+                break
+        judge, scored = asked[-1]
+        verdict = scored.verdict
         review = ReviewRecord(
             id=stable_id("review", obj.id, ctx.lineage),
             lineage=ctx.lineage,
             object_id=obj.id,
             mode=judge.mode,
-            verdict=verdict.same_object,
+            verdict=keep,
             confidence=verdict.confidence,
             rationale=verdict.rationale,
             region_description_id=region_id,
-            model=ctx.cfg.agents.reviewer.model,
+            model=cfg.endpoint(judge.endpoint).model,
             prompt_version=judge.version,
             masklet_id=m.id,
             description_ids=[appearance.id, motion.id],
+            p_same=scored.p_same,
+            score_source=scored.source,
+            token_p_same=scored.token_p_same,
+            judge=judge.name,
+            judges=[s.as_row(j.name, cfg.endpoint(j.endpoint).model) for j, s in asked],
         )
         ctx.save(regions, [review])
 

@@ -201,6 +201,32 @@ class _ProgressLines:
             console.print(f"[{self.last - self.t0:6.0f} s] {parts}", highlight=False, markup=False)
 
 
+def _judge_rows(r: dict) -> list[tuple[str, str]]:
+    """Who decided the reviews (each judge of a cascade: share, kept / discarded, review cost per kept object) and
+    where the scores came from."""
+    judges, rows = r.get("judges") or {}, []
+    cascade = r.get("cascade")
+    if cascade:
+        bands = ", ".join(f"{name} {lo:g}-{hi:g}" for name, (lo, hi) in cascade["bands"].items())
+        note = "" if cascade["calibrated"] else " (default: not calibrated from audits)"
+        rows.append(("  cascade bands" + note, bands))
+    if cascade or len(judges) > 1:
+        for name, j in judges.items():
+            rows.append(
+                (
+                    f"    decided by {name} (kept / discarded)",
+                    f"{j['decided']:,} ({j['share']:.0%}): {j['kept']:,} / {j['discarded']:,}",
+                )
+            )
+    review_cost = sum(j.get("cost_usd", 0.0) for j in judges.values())
+    if judges and r["kept"]:
+        rows.append(("  judging cost USD per kept object", f"{review_cost / r['kept']:,.6f}"))
+    sources = r.get("score_sources") or {}
+    if sources:
+        rows.append(("  judge scores from", ", ".join(f"{k} {v:,}" for k, v in sorted(sources.items()))))
+    return rows
+
+
 def _print_run_summary(r: dict) -> None:
     t = Table(title="Run summary", title_justify="left", show_header=False)
     t.add_column()
@@ -220,6 +246,7 @@ def _print_run_summary(r: dict) -> None:
         *((f"    by {gate}", f"{n:,}") for gate, n in sorted(r.get("gated", {}).items())),
         ("  reviewed", f"{r['reviewed']:,}"),
         *kept,
+        *_judge_rows(r),
         *((f"samples: {k}", f"{v:,}") for k, v in sorted(r["samples"].items())),
         ("requests sent", f"{r['requests']:,}"),
         ("  answered from the cache (no request)", f"{sum(r.get('cache_hits', {}).values()):,}"),
@@ -229,6 +256,7 @@ def _print_run_summary(r: dict) -> None:
             + (f" (+{r['tokens_unknown']:,} requests unknown)" if r["tokens_unknown"] else ""),
         ),
         ("cost USD", f"{r['cost_usd']:,.4f}"),
+        *((("  per kept object", f"{r['cost_per_kept_usd']:,.6f}"),) if r.get("cost_per_kept_usd") else ()),
         ("new samples (this run)", f"{r['new_results']:,}"),
         *((f"  left out: {left_out_text(k)}", f"{v:,}") for k, v in sorted(r.get("dropped", {}).items())),
         *(
@@ -485,7 +513,7 @@ def _print_plan(plan: Plan, cfg: Config, pipelines: list[Pipeline], names: list[
         cells = [
             a.role,
             getattr(a, "url", "") or a.endpoint,  # the URL the agent sends to (RoleEstimate.url), else its key
-            getattr(cfg.agents, a.endpoint).model,
+            cfg.endpoint(a.endpoint).model,
             f"{a.calls:,.0f}",
             f"{a.tokens_in:,.0f}",
             f"{a.tokens_out:,.0f}",

@@ -150,6 +150,33 @@ def _clips(store: Store, lineage: str | None) -> list[str]:
     return lines
 
 
+def _judging_lines(judging: dict[str, Any] | None) -> list[str]:
+    """The share of reviews each judge decided, where the scores came from, and the cost per kept object."""
+    if not judging or not judging.get("judges"):
+        return []
+    judges, kept = judging["judges"], judging["kept"]
+    lines = [
+        f"- Decided by {name}: {j['share']:.1%} ({j['decided']:,}: kept {j['kept']:,}, discarded {j['discarded']:,})"
+        + (f", judging cost USD {j['cost_usd']:.4f}" if "cost_usd" in j else "")
+        for name, j in judges.items()
+    ]
+    sources = judging.get("score_sources") or {}
+    if sources:
+        lines.append(
+            "- Judges' scores: "
+            + ", ".join(
+                f"{n:,} from {'token probabilities' if k == 'tokens' else k}" for k, n in sorted(sources.items())
+            )
+        )
+    if kept:
+        review = sum(j.get("cost_usd", 0.0) for j in judges.values())
+        lines.append(
+            f"- Cost per kept object: USD {judging['cost_usd'] / kept:.6f} (all requests in the store), "
+            f"of which judging USD {review / kept:.6f}"
+        )
+    return lines
+
+
 def write_card(
     store: Store,
     result: ExportResult,
@@ -158,10 +185,12 @@ def write_card(
     split_lineage: str | None = None,
     left_out: dict[str, int] | None = None,
     gated: dict[str, int] | None = None,
+    judging: dict[str, Any] | None = None,
 ) -> Path:
     """split_lineage: the configured split's (engine/runtime/split.py), None when sources are not split;
     left_out: what the current results' units left out, by reason (engine/store/summaries.py left_out); gated:
-    objects a masklet quality gate stopped, by gate."""
+    objects a masklet quality gate stopped, by gate; judging: who decided the current reviews and at what cost
+    (`judges` from engine/store/summaries.py judge_shares, `kept`, `cost_usd` of every request in the store)."""
     charts = _plots(result, result.out / "charts")
     review_lines, _ = _review_and_audit(store)
     counts = result.counts
@@ -215,7 +244,7 @@ def write_card(
             f"- `videos/` holds each exported clip as a file of its own ({result.clip_files:,} written) "
             "and links to whole videos: train with it as the video folder."
         )
-    lines += ["", "## Review and audit", "", *review_lines, "", "## Validation", ""]
+    lines += ["", "## Review and audit", "", *review_lines, *_judging_lines(judging), "", "## Validation", ""]
     for r in report:
         verdict = "no defects" if r.ok else ", ".join(f"{k} {v}" for k, v in sorted(r.defects.items()))
         lines.append(f"- `{r.path.name}`: {counted(r.records, 'record')}, {verdict}")

@@ -45,7 +45,7 @@ import aiohttp
 import orjson
 import pydantic
 
-from engine.config import AGENT_NAMES, Config, EndpointConfig
+from engine.config import Config, EndpointConfig
 from engine.llm import backoff
 from engine.llm.breaker import Breaker, EndpointDown
 from engine.llm.limits import EndpointLimiter
@@ -72,6 +72,10 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 PROBE_TRIES = 3
 SNIPPET_CHARS = 500  # of an invalid answer quoted in its unit's failure message
 MESSAGE_CHARS = 800  # a failure message's length at most (`engine status` shows it on one line)
+# Alternatives asked for at each answer token when a caller wants log-probabilities: OpenAI's most. llama.cpp's server
+# reports probabilities before its grammar: at the decision token of a JSON answer, tokens that are no answer ("[",
+# '{"') come first, and with 5 alternatives "false" was missing, with 10 it was 9th (tests/realserver).
+TOP_LOGPROBS = 20
 # Words in an error body that mean "this response_format is not supported", whatever the status code.
 FORMAT_WORDS = ("response_format", "json_schema", "json_object", "grammar", "guided")
 
@@ -97,6 +101,7 @@ class CallResult(Generic[T]):
     cost_usd: float = 0.0
     latency_s: float = 0.0
     mode: str = ""
+    logprobs: list[dict[str, Any]] | None = None  # the answer tokens with their top alternatives (asked and given)
 
     @property
     def ok(self) -> bool:
@@ -317,6 +322,7 @@ class ModelClient:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._breakers: dict[str, Breaker] = {}
         self._image_tokens: dict[tuple[str, str], int] = {}  # per server and model: prompt tokens of the probe image
+        self._logprobs: dict[tuple[str, str], bool] = {}  # per server and model: whether it returns log-probabilities
         self._inflight: dict[str, asyncio.Future] = {}
         self._id_prefix, self._ids = uuid.uuid4().hex[:16], itertools.count()  # request log ids, unique per client
         self.cache_hits: Counter[str] = Counter()  # per role: calls answered from the cache (no request)
@@ -328,16 +334,18 @@ class ModelClient:
     def endpoint(self, key: str) -> _Endpoint:
         if key in self._endpoints:
             return self._endpoints[key]
-        if key not in AGENT_NAMES:
-            raise EndpointError(f"unknown agent {key!r}; agents: {', '.join(AGENT_NAMES)}")
-        ep: EndpointConfig = getattr(self.cfg.agents, key)
+        try:
+            ep: EndpointConfig = self.cfg.endpoint(key)
+        except KeyError:
+            raise EndpointError(f"unknown agent {key!r}; endpoints: {', '.join(self.cfg.endpoint_keys())}") from None
         base_url = self._base_url(ep)
+        table = self.cfg.endpoint_table(key)
         if ep.api_key_env:
             secret = self.environ.get(ep.api_key_env)
             if not secret:
                 raise EndpointError(
-                    f"agent {key}: the environment variable {ep.api_key_env} (agents.{key}.api_key_env) is not "
-                    f'set. Export the API key under that name, or set agents.{key}.api_key_env = "" for a '
+                    f"agent {key}: the environment variable {ep.api_key_env} ({table}.api_key_env) is not "
+                    f'set. Export the API key under that name, or set {table}.api_key_env = "" for a '
                     "server that needs no key."
                 )
         else:
@@ -347,7 +355,7 @@ class ModelClient:
             # Agents on the same base URL and model share one limiter, with the strictest of their limits.
             peers = [
                 p
-                for p in (getattr(self.cfg.agents, a) for a in AGENT_NAMES)
+                for p in (self.cfg.endpoint(k) for k in self.cfg.endpoint_keys())
                 if (self._base_url(p), p.model) == lim_key
             ]
             strictest = lambda vals: min([v for v in vals if v], default=0)  # noqa: E731 (0 = unlimited)
@@ -380,17 +388,32 @@ class ModelClient:
         return self._sessions[base_url]
 
     @staticmethod
-    def _params(ep: EndpointConfig) -> dict[str, Any]:
-        return {"temperature": ep.temperature, "max_tokens": ep.max_tokens}
+    def _params(ep: EndpointConfig, logprobs: bool = False) -> dict[str, Any]:
+        """The sampling parameters of a request; asking for log-probabilities makes another request (and cache key)."""
+        params: dict[str, Any] = {"temperature": ep.temperature, "max_tokens": ep.max_tokens}
+        if logprobs:
+            params.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        return params
 
-    def request_key(self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type) -> str:
+    def _asks_logprobs(self, key: str, wanted: bool) -> bool:
+        """Whether a call that wants log-probabilities asks for them: not of a server preflight found without them."""
+        if not wanted:
+            return False
+        ep = self.cfg.endpoint(key)
+        return self._logprobs.get((self._base_url(ep), ep.model), True)
+
+    def request_key(
+        self, key: str, messages: Sequence[Mapping[str, Any]], response_format: type, logprobs: bool = False
+    ) -> str:
         """The cache key of a call, computable without sending it (images may be 'sha256:' placeholders)."""
-        ep: EndpointConfig = getattr(self.cfg.agents, key)
-        return _request_hash(ep.model, list(messages), self._params(ep), response_format)
+        ep = self.cfg.endpoint(key)
+        return _request_hash(
+            ep.model, list(messages), self._params(ep, self._asks_logprobs(key, logprobs)), response_format
+        )
 
-    def check(self, keys: Sequence[str] = AGENT_NAMES) -> None:
-        """Raise EndpointError now if any agent's endpoint settings are missing (before spending)."""
-        for key in keys:
+    def check(self, keys: Sequence[str] | None = None) -> None:
+        """Raise EndpointError now if any endpoint's settings are missing (before spending)."""
+        for key in keys if keys is not None else self.cfg.endpoint_keys():
             self.endpoint(key)
 
     async def _answers(self, base_url: str, headers: dict[str, str], timeout: float) -> bool:
@@ -415,7 +438,8 @@ class ModelClient:
                 status = r.status
         except (TimeoutError, aiohttp.ClientError) as e:
             raise EndpointError(
-                f"{ep.where} cannot be reached: {type(e).__name__}. Check agents.{key}.base_url or OPENAI_BASE_URL."
+                f"{ep.where} cannot be reached: {type(e).__name__}. Check {self.cfg.endpoint_table(key)}.base_url "
+                "or OPENAI_BASE_URL."
             ) from None
         if status in (401, 403):
             raise EndpointError(f"{ep.where} refused the key in ${ep.cfg.api_key_env}: HTTP {status}")
@@ -429,19 +453,22 @@ class ModelClient:
         self._sessions.clear()
 
     # --- preflight probes ---------------------------------------------------------------------------
-    async def _probe(self, ep: _Endpoint, key: str, messages: list, mode: str) -> tuple[str | None, bool, CallResult]:
+    async def _probe(
+        self, ep: _Endpoint, key: str, messages: list, mode: str, logprobs: bool = False
+    ) -> tuple[str | None, bool, CallResult]:
         """One preflight request in one output mode, tried up to PROBE_TRIES times while it fails without an answer
         (timeout, dropped connection, a 5xx that does not refuse the format) or answers what does not match its
         schema. Each try is one HTTP request (no retries inside _send), so PROBE_TRIES is what the server gets.
         Returns (the last answer, whether it is valid, the last try's counts); raises _Unsupported when the server
         refuses the mode, _Outcome when a try fails for good or the tries end in a failure without an answer."""
-        rhash = self.request_key(key, messages, _Probe)
+        rhash = self.request_key(key, messages, _Probe, logprobs)
+        params = self._params(ep.cfg, logprobs)
         failures: list[str] = []
         for n in range(1, PROBE_TRIES + 1):
             result: CallResult[_Probe] = CallResult("probe", ep.cfg.model, rhash, "error")
             try:
-                content, _ = await self._send(
-                    ep, "probe", rhash, "probe", messages, _Probe, mode, result, tries=1, tried=n - 1
+                content, _, result.logprobs = await self._send(
+                    ep, "probe", rhash, "probe", messages, _Probe, mode, result, tries=1, tried=n - 1, params=params
                 )
             except EndpointDown as down:
                 raise EndpointError(str(down)) from None
@@ -495,7 +522,7 @@ class ModelClient:
         if accepted is None:
             raise EndpointError(
                 f"{ep.where} refuses every output mode ({', '.join(modes)}); set "
-                f"agents.{key}.structured_output to one it takes"
+                f"{self.cfg.endpoint_table(key)}.structured_output to one it takes"
             )
         self._modes[ep.mode_key] = accepted
         return accepted
@@ -553,13 +580,34 @@ class ModelClient:
             )
         return None
 
+    async def check_logprobs(self, key: str) -> bool:
+        """Whether this endpoint's server returns token log-probabilities with a chat completion in its output mode:
+        a probe that asks for them, answered with them. A server that refuses the parameters (a 4xx) or answers
+        without them is remembered, and later calls of this client do not ask it (they use the verbalised score)."""
+        ep = self.endpoint(key)
+        mode = await self.learn_mode(key)
+        messages = [
+            {"role": "system", "content": "You answer in JSON."},
+            {"role": "user", "content": 'Reply with the JSON object {"answer": "yes"}.'},
+        ]
+        try:
+            _, _, result = await self._probe(ep, key, messages, mode, logprobs=True)
+            given = bool(result.logprobs)
+        except (_Outcome, _Unsupported) as o:
+            if isinstance(o, _Outcome) and o.transient:
+                raise EndpointError(f"{ep.where}: the log-probabilities probe failed: {o.message}") from None
+            given = False  # the parameters refused: asked again, every request would fail the same way
+        self._logprobs[ep.mode_key] = given
+        return given
+
     def probed(self) -> dict[str, Any]:
         """What the probes learnt, for the run's own client (adopt())."""
-        return {"modes": dict(self._modes), "image_tokens": dict(self._image_tokens)}
+        return {"modes": dict(self._modes), "image_tokens": dict(self._image_tokens), "logprobs": dict(self._logprobs)}
 
     def adopt(self, probed: Mapping[str, Any]) -> None:
         self._modes.update(probed.get("modes", {}))
         self._image_tokens.update(probed.get("image_tokens", {}))
+        self._logprobs.update(probed.get("logprobs", {}))
 
     # --- the call ----------------------------------------------------------------------------------
     async def query(
@@ -570,10 +618,13 @@ class ModelClient:
         role: str | None = None,
         images: Mapping[str, str] | None = None,
         scope: str | None = None,
+        logprobs: bool = False,
     ) -> CallResult[T]:
         """Ask agent endpoint `key`; `images` maps the messages' 'sha256:' placeholders to data URLs; `scope` is
-        the video the call is for (its cached answers may be preloaded)."""
-        rhash = self.request_key(key, messages, response_format)
+        the video the call is for (its cached answers may be preloaded); `logprobs`: ask for the answer tokens'
+        log-probabilities too (CallResult.logprobs; None where the server gives none)."""
+        logprobs = self._asks_logprobs(key, logprobs)
+        rhash = self.request_key(key, messages, response_format, logprobs)
         shared = self._inflight.get(rhash)
         if shared is not None:  # an identical call is in flight: share its answer
             return await asyncio.shield(shared)
@@ -582,7 +633,7 @@ class ModelClient:
         try:
             try:
                 result = await self._call(
-                    key, role or key, rhash, list(messages), response_format, images or {}, scope
+                    key, role or key, rhash, list(messages), response_format, images or {}, scope, logprobs
                 )
             except EndpointDown as down:
                 raise EndpointError(str(down)) from None
@@ -606,6 +657,7 @@ class ModelClient:
         schema: type[T],
         images: Mapping[str, str],
         scope: str | None,
+        logprobs: bool = False,
     ) -> CallResult[T]:
         ep = self.endpoint(key)
         value: T | None = None
@@ -620,13 +672,22 @@ class ModelClient:
                     self.cache_hits[role] += 1
                     if self.meter is not None:
                         self.meter.cache_hit(role)
-                    return CallResult(role, ep.cfg.model, rhash, "ok", value, cached=True, mode=stored.get("mode", ""))
+                    return CallResult(
+                        role,
+                        ep.cfg.model,
+                        rhash,
+                        "ok",
+                        value,
+                        cached=True,
+                        mode=stored.get("mode", ""),
+                        logprobs=stored.get("logprobs"),
+                    )
         result: CallResult[T] = CallResult(role, ep.cfg.model, rhash, "error")
         started = time.monotonic()
         content: str | None = None
         try:
             value, content, result.mode = await self._ask(
-                ep, role, rhash, _fill_images(messages, images), schema, result
+                ep, role, rhash, _fill_images(messages, images), schema, result, self._params(ep.cfg, logprobs)
             )
             result.value, result.status = value, "ok"
         except _Outcome as o:
@@ -646,7 +707,12 @@ class ModelClient:
                     latency_s=result.latency_s,
                     run_id=self.run_id,
                     video_id=scope,
-                    response={"parsed": value.model_dump(mode="json"), "content": content, "mode": result.mode},
+                    response={
+                        "parsed": value.model_dump(mode="json"),
+                        "content": content,
+                        "mode": result.mode,
+                        **({"logprobs": result.logprobs} if result.logprobs is not None else {}),
+                    },
                 )
             )
         if result.error_code in FATAL_STATUS.values():
@@ -659,16 +725,26 @@ class ModelClient:
             self.cache.invalidate(rhash)
 
     async def _ask(
-        self, ep: _Endpoint, role: str, rhash: str, messages: list, schema: type[T], result: CallResult
+        self,
+        ep: _Endpoint,
+        role: str,
+        rhash: str,
+        messages: list,
+        schema: type[T],
+        result: CallResult,
+        params: dict[str, Any] | None = None,
     ) -> tuple[T, str | None, str]:
-        """Ask, degrade the output mode if the server refuses it, repair once if the output is invalid."""
+        """Ask, degrade the output mode if the server refuses it, repair once if the output is invalid. The answer's
+        log-probabilities (when asked and given) land in result.logprobs, the repaired answer's after a repair."""
         mode_key = (ep.base_url, ep.cfg.model)  # learnt once per server and model
         while True:
             mode = self._modes.get(mode_key) or (
                 ep.cfg.structured_output if ep.cfg.structured_output != "auto" else MODES[0]
             )
             try:
-                content, refusal = await self._send(ep, role, rhash, "call", messages, schema, mode, result)
+                content, refusal, result.logprobs = await self._send(
+                    ep, role, rhash, "call", messages, schema, mode, result, params=params
+                )
                 break
             except _Unsupported:
                 if ep.cfg.structured_output != "auto" or mode == MODES[-1]:
@@ -694,7 +770,9 @@ class ModelClient:
             },
         ]
         try:
-            content2, refusal = await self._send(ep, role, rhash, "repair", repair, schema, mode, result)
+            content2, refusal, result.logprobs = await self._send(
+                ep, role, rhash, "repair", repair, schema, mode, result, params=params
+            )
         except _Unsupported:
             raise _Outcome("error", "unsupported_output_mode", f"{ep.where} rejected response_format {mode}") from None
         if refusal:
@@ -726,9 +804,12 @@ class ModelClient:
             return ValueError("the answer's JSON is nested too deep")
 
     @staticmethod
-    def body(ep: _Endpoint, messages: list, schema, mode: str) -> dict[str, Any]:
-        """The request body for an output mode."""
-        body: dict[str, Any] = {"model": ep.cfg.model, "messages": messages, **ModelClient._params(ep.cfg)}
+    def body(
+        ep: _Endpoint, messages: list, schema, mode: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The request body for an output mode (params: the sampling parameters, ModelClient._params's by default)."""
+        params = ModelClient._params(ep.cfg) if params is None else params
+        body: dict[str, Any] = {"model": ep.cfg.model, "messages": messages, **params}
         if mode == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
@@ -743,12 +824,24 @@ class ModelClient:
         return body
 
     async def _send(
-        self, ep, role, rhash, kind, messages, schema, mode, result, tries: int | None = None, tried: int = 0
-    ) -> tuple[str | None, str | None]:
-        """One logical request with retries, each HTTP attempt logged. Returns (content, refusal). `tries`: HTTP
-        requests at most (max_attempts by default); `tried`: requests already made for it (numbers the log's)."""
+        self,
+        ep,
+        role,
+        rhash,
+        kind,
+        messages,
+        schema,
+        mode,
+        result,
+        tries: int | None = None,
+        tried: int = 0,
+        params=None,
+    ) -> tuple[str | None, str | None, list[dict[str, Any]] | None]:
+        """One logical request with retries, each HTTP attempt logged. Returns (content, refusal, the answer tokens'
+        log-probabilities or None). `tries`: HTTP requests at most (max_attempts by default); `tried`: requests
+        already made for it (numbers the log's)."""
         max_attempts = tries or ep.cfg.max_attempts
-        data = orjson.dumps(self.body(ep, messages, schema, mode))
+        data = orjson.dumps(self.body(ep, messages, schema, mode, params))
         est = len(data) // 4 + ep.cfg.max_tokens
         images = _count_images(messages)
         attempt = tried
@@ -775,8 +868,9 @@ class ModelClient:
             raise _Outcome("error", "answer_too_large", f"{ep.where}: {e}", e) from None
         except _ImagesIgnored as e:
             raise _Outcome("error", "images_ignored", str(e)) from None
-        message = completion["choices"][0].get("message") or {}
-        return message.get("content"), message.get("refusal")
+        choice = completion["choices"][0]
+        message = choice.get("message") or {}
+        return message.get("content"), message.get("refusal"), _token_logprobs(choice.get("logprobs"))
 
     async def _post(self, ep, role, rhash, kind, attempt, mode, data: bytes, result, images: int = 0) -> dict:
         """One HTTP request: logged before it leaves, completed with what came back."""
@@ -913,6 +1007,33 @@ def _count_images(messages: Sequence[Mapping[str, Any]]) -> int:
     return sum(
         1 for m in messages if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == "image_url"
     )
+
+
+def _token_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
+    """A choice's `logprobs.content` (OpenAI's shape, which vLLM, SGLang and llama.cpp's servers follow): the answer's
+    tokens, each {"token", "logprob", "top_logprobs": [{"token", "logprob"}]}, kept to those keys; None if absent
+    or of another shape."""
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content:
+        return None
+    out = []
+    for t in content:
+        if not isinstance(t, Mapping) or not isinstance(t.get("token"), str):
+            return None
+        top = t.get("top_logprobs")
+        top = top if isinstance(top, list) else []
+        out.append(
+            {
+                "token": t["token"],
+                "logprob": t.get("logprob"),
+                "top_logprobs": [
+                    {"token": a["token"], "logprob": a.get("logprob")}
+                    for a in top
+                    if isinstance(a, Mapping) and isinstance(a.get("token"), str)
+                ],
+            }
+        )
+    return out
 
 
 def _known_tokens(completion: Mapping[str, Any]) -> int:

@@ -67,7 +67,7 @@ class VersionContext:
     segmentor_version: str
 
     def model(self, endpoint_key: str) -> str:
-        return getattr(self.cfg.agents, endpoint_key).model
+        return self.cfg.endpoint(endpoint_key).model
 
     def agent_version(self, agent: Any) -> str:
         """An agent's prompt tag and the model its endpoint serves: '<prompt>@<n>|<model>'."""

@@ -96,7 +96,7 @@ def make_plan(
         e = shapes[role]
         per_in, per_out = (m[0], m[1]) if m is not None and is_measured else (
             e.text_in + e.images * cfg.plan.tokens_per_image, e.tokens_out)  # fmt: skip
-        ep = getattr(cfg.agents, endpoint)
+        ep = cfg.endpoint(endpoint)
         tin, tout = n * per_in, n * per_out
         cost = (tin * ep.price_in_per_mtok + tout * ep.price_out_per_mtok) / 1e6
         roles.append(RoleEstimate(role, endpoint, n, tin, tout, cost, is_measured, ep.url(environ or {})))

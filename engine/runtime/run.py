@@ -210,6 +210,9 @@ def preflight(
     agents = agents_of(request.pipelines, cfg)
     keys = sorted({a.endpoint for a in agents})
     vision = sorted({a.endpoint for a in agents if getattr(a, "sees_images", False)})
+    judges = (
+        {a.endpoint: a for a in agents if getattr(a, "reads_logprobs", False)} if cfg.review.logprobs == "auto" else {}
+    )
     probes = MemoryLog()
     try:
         client = ModelClient(cfg, log=probes, environ=dict(environ) if environ is not None else None)
@@ -223,6 +226,14 @@ def preflight(
                     mode = await client.learn_mode(key)
                     ep = client.endpoint(key)
                     obs.note(f"agent {key}: {ep.base_url} (model {ep.cfg.model}): output mode {mode}")
+                for key, judge in sorted(judges.items()):
+                    if await client.check_logprobs(key):
+                        obs.note(f"judge {judge.name}: token log-probabilities returned: its score is P(same object)")
+                    else:
+                        obs.note(
+                            f"judge {judge.name}: {client.endpoint(key).base_url} returns no token log-probabilities: "
+                            "its score is its verbalised confidence"
+                        )
                 for key in vision:
                     tokens = await client.check_vision(key)
                     obs.note(
@@ -319,6 +330,11 @@ def _phases(
             store, run_id, [*split.units, *(v.id for v in report.videos)], current_of(req.pipelines, req.versions)
         )
         done["videos"] = len(split.units)  # the units: whole videos and clips
+        if cfg.review.cascade:
+            done["cascade"] = {
+                "bands": {j.name: list(b) for j, b in zip(cfg.review.cascade, cfg.review.bands())},
+                "calibrated": cfg.review.calibrated,
+            }
         if execution is not None:
             done["cache_hits"] = dict(execution.cache_hits)
         obs.summarized(done)

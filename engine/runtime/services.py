@@ -93,6 +93,7 @@ class Services:
         from engine.llm.client import EndpointError
 
         messages = agent.prompt(item)
+        logprobs = getattr(agent, "reads_logprobs", False) and self.cfg.review.logprobs == "auto"
         try:
             result = await self.client.query(
                 agent.endpoint,
@@ -101,12 +102,15 @@ class Services:
                 role=agent.role,
                 images=images.by_digest if images else None,
                 scope=scope,
+                logprobs=logprobs,
             )
         except EndpointError as e:
             raise RunAborted(str(e)) from None
         if not result.ok:
             raise UnitFailure(result.error_code or result.status, result.error or result.status)
         try:
+            if logprobs:
+                return agent.parse(item, result.value, result.logprobs)
             return agent.parse(item, result.value)
         except ValueError as e:
             # valid JSON the agent cannot use: drop it from the cache, so a retry asks the model again

@@ -14,7 +14,7 @@ from engine.sources.ingest import STAGE as INGEST
 from engine.store.current import Current
 from engine.store.db import Store
 from engine.store.summaries import LEFT_OUT as LEFT_OUT  # re-exported: the summary's readers import it here
-from engine.store.summaries import kept_from_dataset, run_counts
+from engine.store.summaries import judge_shares, kept_from_dataset, run_counts
 from engine.store.summaries import left_out_text as left_out_text
 
 
@@ -34,6 +34,10 @@ def run_summary(store: Store, run_id: str, video_ids: Sequence[str], current: Cu
         "gated": counts.gated,  # by gate: objects a masklet quality gate stopped before any further call
         "reviewed": sum(counts.verdicts.values()),
         "kept": counts.verdicts.get(True, 0),
+        # who decided (the reviewer alone, or each judge of a cascade), with what score, at what cost
+        "judges": judge_shares(counts, {t.role: t.cost_usd for t in roles}),
+        "score_sources": counts.score_sources,
+        "cost_per_kept_usd": total.cost_usd / counts.verdicts[True] if counts.verdicts.get(True) else None,
         "kept_from_dataset": kept_from_dataset(store, ids, current),  # kept without a review
         "samples": counts.samples,
         "requests": total.requests,

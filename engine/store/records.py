@@ -127,6 +127,11 @@ class ReviewRecord(_Record):
     description_ids: list[str] | None = None
     region_description_id: str | None = None
     lineage: str | None = None
+    p_same: float | None = None
+    score_source: str | None = None  # tokens | verbal
+    token_p_same: float | None = None
+    judge: str | None = None
+    judges: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

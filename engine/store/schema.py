@@ -187,7 +187,14 @@ class Review(Base):
     description_ids: Mapped[list[Any] | None]
     mode: Mapped[str] = mapped_column(_enum("review_mode", "paper", "direct"))
     verdict: Mapped[bool]  # True = keep: the description and the mask refer to the same object
-    confidence: Mapped[float]
+    confidence: Mapped[float]  # the deciding judge's verbalised confidence that its same_object answer is right
+    # The deciding judge's score, P(same object), and where it came from: "tokens" (its answer token's probability,
+    # also in token_p_same) or "verbal" (its confidence turned into P(same)). NULL on rows from before 0011.
+    p_same: Mapped[float | None]
+    score_source: Mapped[str | None] = mapped_column(sa.String(8))
+    token_p_same: Mapped[float | None]
+    judge: Mapped[str | None] = mapped_column(sa.String(64))  # which judge decided ("reviewer" without a cascade)
+    judges: Mapped[list[Any] | None]  # every judge asked, in order: {judge, model, p_same, source, ...}
     rationale: Mapped[str] = mapped_column(sa.Text)
     region_description_id: Mapped[str | None] = mapped_column(sa.ForeignKey("descriptions.id"))
     model: Mapped[str] = mapped_column(sa.String(128))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,6 +16,7 @@ from engine.store import schema
 from engine.store.chunks import chunks
 from engine.store.current import Current
 from engine.store.db import Store
+from engine.store.requests import request_totals
 
 # What each reason a run's units left something out for means (the `dropped` counts: "<what>:<reason>", as the
 # stages in pipelines/stages.py save them), so the summary reads as sentences rather than codes.
@@ -53,6 +55,8 @@ class RunCounts:
     grounded: int = 0  # of those, with a current masklet
     gated: dict[str, int] = field(default_factory=dict)  # of those, stopped by a quality gate: by gate
     verdicts: dict[bool, int] = field(default_factory=dict)  # current reviews by verdict (True: keep)
+    judges: dict[str, dict[str, int]] = field(default_factory=dict)  # judge -> {"kept": n, "discarded": n}
+    score_sources: dict[str, int] = field(default_factory=dict)  # tokens | verbal | unknown (rows before 0011)
     samples: dict[str, int] = field(default_factory=dict)  # current samples by data type
     new_samples: int = 0  # samples this run wrote
     units_run: int = 0  # completions this run wrote
@@ -90,12 +94,7 @@ def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Cur
                     .group_by(g.gate)
                 ):
                     out.gated[gate or "?"] = out.gated.get(gate or "?", 0) + n
-            for verdict, n in s.execute(
-                sa.select(r.verdict, sa.func.count())
-                .where(r.object_id.in_(mine), r.lineage.in_(sorted(current.reviews) or [""]))
-                .group_by(r.verdict)
-            ):
-                out.verdicts[bool(verdict)] = out.verdicts.get(bool(verdict), 0) + n
+            _count_reviews(s, out, r.object_id.in_(mine), r.lineage.in_(sorted(current.reviews) or [""]))
             # by video alone (engine/store/current.py load_videos says why), the lineage counted here
             wanted = set(current.sample_lineages)
             for data_type, lineage, n in s.execute(
@@ -125,6 +124,61 @@ def run_counts(store: Store, run_id: str, video_ids: Sequence[str], current: Cur
                 s.scalar(sa.select(sa.func.count()).select_from(f).where(f.video_id.in_(part), f.quarantined)) or 0
             )
     return out
+
+
+def _count_reviews(s: Any, out: RunCounts, *where: Any) -> None:
+    """Reviews by verdict, by the judge that decided and by the source of its score, added to `out`."""
+    r = schema.Review
+    for verdict, judge, source, n in s.execute(
+        sa.select(r.verdict, r.judge, r.score_source, sa.func.count())
+        .where(*where)
+        .group_by(r.verdict, r.judge, r.score_source)
+    ):
+        out.verdicts[bool(verdict)] = out.verdicts.get(bool(verdict), 0) + n
+        by = out.judges.setdefault(judge or "reviewer", {"kept": 0, "discarded": 0})
+        by["kept" if verdict else "discarded"] += n
+        out.score_sources[source or "unknown"] = out.score_sources.get(source or "unknown", 0) + n
+
+
+def review_counts(store: Store, current: Current) -> RunCounts:
+    """The current reviews, store-wide, by verdict, deciding judge and score source (engine status, the card)."""
+    out = RunCounts()
+    with store.session() as s:
+        _count_reviews(s, out, schema.Review.lineage.in_(sorted(current.reviews) or [""]))
+    return out
+
+
+def judge_shares(counts: RunCounts, cost_by_role: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Per judge: objects it decided, kept and discarded, its share of the reviewed, and (given the cost of each
+    request role) its requests' cost. A cascade judge's roles end in its name (reviewer.judge.<name>); the reviewer
+    alone has reviewer.judge or reviewer.direct."""
+    reviewed = sum(counts.verdicts.values())
+    out: dict[str, dict[str, Any]] = {}
+    for judge, by in sorted(counts.judges.items()):
+        decided = by["kept"] + by["discarded"]
+        out[judge] = {**by, "decided": decided, "share": decided / reviewed if reviewed else 0.0}
+    for role, cost in (cost_by_role or {}).items():
+        if role in ("reviewer.judge", "reviewer.direct"):
+            judge = "reviewer"
+        elif role.startswith(("reviewer.judge.", "reviewer.direct.")):
+            judge = role.split(".", 2)[2]
+        else:
+            continue
+        entry = out.setdefault(judge, {"kept": 0, "discarded": 0, "decided": 0, "share": 0.0})
+        entry["cost_usd"] = entry.get("cost_usd", 0.0) + cost
+    return out
+
+
+def judging(store: Store, current: Current) -> dict[str, Any]:
+    """Who decided the current reviews, from what scores, and the store's request cost per kept object (the card)."""
+    counts = review_counts(store, current)
+    roles = request_totals(store)
+    return {
+        "judges": judge_shares(counts, {t.role: t.cost_usd for t in roles}),
+        "score_sources": counts.score_sources,
+        "kept": counts.verdicts.get(True, 0),
+        "cost_usd": sum(t.cost_usd for t in roles),
+    }
 
 
 def kept_from_dataset(store: Store, video_ids: Sequence[str], current: Current) -> int:

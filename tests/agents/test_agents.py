@@ -78,9 +78,18 @@ def test_reviewer_paper_and_direct():
     assert "a brown dog" in judge_text and "a small brown dog" in judge_text and "it runs" in judge_text
     direct = DirectReviewer().prompt(item)
     assert direct[1]["content"][0]["text"].count("dog") >= 1 and len(direct[1]["content"]) == 3
-    v = Judge().parse(item, Verdict(same_object=True, confidence=0.8, rationale="same\nbrown   dog"))
-    assert v.same_object and v.rationale == "same brown dog"
+    scored = Judge().parse(item, Verdict(same_object=True, confidence=0.8, rationale="same\nbrown   dog"))
+    assert scored.verdict.same_object and scored.verdict.rationale == "same brown dog"
+    # no log-probabilities: the verbalised confidence is the score, as P(same object)
+    assert (scored.source, scored.p_same, scored.token_p_same) == ("verbal", 0.8, None)
+    no = Judge().parse(item, Verdict(same_object=False, confidence=0.8, rationale="other"))
+    assert no.p_same == pytest.approx(0.2)
     assert (Judge.mode, DirectReviewer.mode) == ("paper", "direct")
+    # a cascade's judge: its own endpoint and role, the same prompt
+    small = Judge("judge.small", "small")
+    assert (small.endpoint, small.role, small.name) == ("judge.small", "reviewer.judge.small", "small")
+    assert (Judge().endpoint, Judge().role, Judge().name) == ("reviewer", "reviewer.judge", "reviewer")
+    assert DirectReviewer("judge.big", "big").role == "reviewer.direct.big"
 
 
 def test_refiner_detailed_and_qa_parse():

@@ -246,3 +246,93 @@ def test_a_vision_agent_on_the_text_only_server_is_refused(server, tmp_path, bik
     flat = " ".join(r.output.split())
     assert r.exit_code == 2 and "agent annotator" in flat and server in flat and "does not accept images" in flat
     assert not (tmp_path / "d" / "engine.sqlite").exists()
+
+
+VERDICT = {
+    "type": "object",
+    "properties": {
+        "same_object": {"type": "boolean"},
+        "confidence": {"type": "number"},
+        "rationale": {"type": "string"},
+    },
+    "required": ["same_object", "confidence", "rationale"],
+    "additionalProperties": False,
+}
+JUDGING = [
+    {"role": "system", "content": "You check whether two descriptions refer to the same object."},
+    {"role": "user", "content": "Description A: a brown dog. Description B: a small brown dog running. Same object?"},
+]
+
+
+def test_the_replay_of_log_probabilities_matches_the_real_server(server):
+    """llama.cpp's server gives OpenAI's chat shape, but its probabilities come before the grammar: at the decision
+    token, alternatives that are no answer lead. The replay gives the same, and the engine reads the same score."""
+    from engine.llm.client import _token_logprobs
+    from engine.llm.logprobs import yes_probability
+
+    body = {
+        "model": "m",
+        "max_tokens": 64,
+        "temperature": 0,
+        "messages": JUDGING,
+        "response_format": {"type": "json_object", "schema": VERDICT},
+        "logprobs": True,
+        "top_logprobs": 20,
+    }
+    with FakeEndpoint.llama_cpp(p_same=lambda body: 0.8) as replay:
+        answers = {"real": _post(server, body), "replay": _post(replay.base_url, body)}
+        unasked = {
+            k: _post(url, {**body, "logprobs": False}) for k, url in (("real", server), ("replay", replay.base_url))
+        }
+    for name, (status, answer) in answers.items():
+        choice = answer["choices"][0]
+        tokens = _token_logprobs(choice["logprobs"])
+        assert status == 200 and tokens, (name, answer)
+        assert "".join(t["token"] for t in tokens) == choice["message"]["content"]
+        decision = next(t for t in tokens if t["token"].strip() in ("true", "false"))
+        ranked = [a["token"] for a in decision["top_logprobs"]]
+        p = yes_probability(tokens, "same_object")
+        print(f"{name}: decision {decision['token']!r}, alternatives {ranked[:8]}, P(same) {p:.3f}")
+        assert ranked[0].strip() not in ("true", "false")  # before the grammar: a token that is no answer leads
+        assert p is not None and 0 < p < 1
+    for name, (status, answer) in unasked.items():
+        assert status == 200 and answer["choices"][0]["logprobs"] is None, name  # the key there, null
+
+
+@pytest.mark.timeout(600)
+def test_a_judge_on_the_real_server_learns_logprobs_at_preflight_and_scores_by_token(server, tmp_path, bikes_mp4):
+    """A one-judge cascade on the real server (the other agents on the stand-in): preflight says the judge gets
+    log-probabilities, and its reviews carry a token probability between 0 and 1."""
+    import shutil
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    shutil.copy(bikes_mp4, src / "bikes.mp4")
+    (src / "bikes.txt").write_text("A cyclist rides a bike past a car.")
+    data = tmp_path / "data"
+    judge = {"name": "local", "base_url": server, "model": "smollm2-135m", "api_key_env": ""}
+    judge.update(max_tokens=256, max_concurrent=1, price_in_per_mtok=0.0, price_out_per_mtok=0.0)
+    with FakeEndpoint() as stand_in:
+        env = {
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": stand_in.base_url,
+            "RAY_AUTH_MODE": "disabled",
+            "COLUMNS": "160",
+            "ENGINE_REVIEW__CASCADE": json.dumps([judge]),
+        }
+        r = CliRunner().invoke(
+            app, ["run", "--data-dir", str(data), "--source", str(src), "--pipelines", "detailed", *SEGMENTOR], env=env
+        )
+    print("\n" + r.output)
+    assert r.exit_code in (0, 1), r.output
+    flat = " ".join(r.output.split())
+    assert "judge local: token log-probabilities returned" in flat
+    with Store(f"sqlite:///{data / 'engine.sqlite'}").session() as s:
+        reviews = s.query(schema.Review).all()
+    for rv in reviews:
+        print(
+            f"review: judge {rv.judge}, source {rv.score_source}, token P(same) {rv.token_p_same:.3f}, "
+            f"said same_object={rv.judges[0]['same_object']} confidence {rv.confidence}, kept {rv.verdict}"
+        )
+    assert reviews and all(rv.judge == "local" and rv.score_source == "tokens" for rv in reviews)
+    assert all(0 < rv.token_p_same < 1 and rv.p_same == rv.token_p_same for rv in reviews)

@@ -10,6 +10,9 @@
   ``malformed`` (a body that is not JSON), ``schema`` (content violating the schema), ``refusal``,
   ``drop`` (the connection closes without an answer), ``no_json_schema`` (the status in
   ``unsupported_status``, 400 by default, for json_schema), ``no_usage`` (an answer without ``usage``).
+- Token log-probabilities when a request asks for them (``logprobs``: OpenAI's ``choices[0].logprobs.content``),
+  the answer cut into word and punctuation tokens; a yes/no decision token (the value of ``same_object``) carries
+  its alternatives with P(true) from ``p_same(body)`` (a judge's score, e.g. per model), else 0.8 or 0.2.
 - A log of received requests (time, body, auth seen) and the peak number in flight.
 """
 
@@ -17,12 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -111,6 +116,15 @@ class FakeEndpoint:
     fail_matching: dict[str, str] = field(default_factory=dict)  # substring of the last user text -> fault
     rules: list[FaultRule] = field(default_factory=list)  # aimed faults (FaultRule), checked first
     answers: dict[str, Any] = field(default_factory=dict)  # field name -> the value every answer gives it
+    logprobs: bool = True  # return token log-probabilities when asked (False: a server that ignores the request)
+    # llama-cpp-python's server: probabilities before its grammar (at the decision token, tokens that are no answer
+    # lead: "[" .41, '{"' .12 ...; true and false share what is left), given only with top_logprobs, and the choice's
+    # "logprobs" key always there (null unless asked)
+    logprobs_before_grammar: bool = False
+    logprobs_refused: int | None = None  # the status a server that rejects the logprobs parameters answers
+    # A judge's P(same object) for a request (None: the generated answer's): sets same_object, confidence and, when
+    # log-probabilities are asked, the decision token's alternatives.
+    p_same: Callable[[dict[str, Any]], float | None] | None = None
 
     def __post_init__(self) -> None:
         self.received: list[Received] = []
@@ -226,6 +240,7 @@ class FakeEndpoint:
             sees_images=False,
             list_content="error" if chat_format == "gguf" else "drop",
             extra_systems="keep" if chat_format == "gguf" else "drop",
+            logprobs_before_grammar=True,
             **kw,
         )
 
@@ -353,6 +368,8 @@ class FakeEndpoint:
             h.connection.shutdown(socket.SHUT_RDWR)
             h.close_connection = True
             return None
+        if self.logprobs_refused and ("logprobs" in body or "top_logprobs" in body):
+            return err(self.logprobs_refused, "logprobs is not supported by this model", "invalid_request_error")
         if fault == "malformed":
             return h._send(200, None, raw=b'{"id": "x", "choices": [ {"message": ')
         time.sleep(delay)
@@ -361,6 +378,13 @@ class FakeEndpoint:
         answer_value = answer_for(body)
         if isinstance(answer_value, dict):
             answer_value = {**answer_value, **{k: v for k, v in self.answers.items() if k in answer_value}}
+        p_yes = None
+        if isinstance(answer_value, dict) and isinstance(answer_value.get("same_object"), bool):
+            p_yes = self.p_same(body) if self.p_same is not None else None
+            if p_yes is not None:
+                answer_value.update(same_object=p_yes >= 0.5, confidence=round(max(p_yes, 1 - p_yes), 3))
+            else:
+                p_yes = 0.8 if answer_value["same_object"] else 0.2
         if fault == "refusal":
             content, refusal = None, "I can't help with that."
         elif fault == "schema":
@@ -398,6 +422,15 @@ class FakeEndpoint:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if self.logprobs_before_grammar:
+            answer["choices"][0]["logprobs"] = None
+            if body.get("logprobs") and body.get("top_logprobs") is not None and content:
+                answer["choices"][0]["logprobs"] = {
+                    "content": token_logprobs(content, p_yes, body["top_logprobs"], before_grammar=True),
+                    "refusal": None,
+                }
+        elif body.get("logprobs") and self.logprobs and content:
+            answer["choices"][0]["logprobs"] = {"content": token_logprobs(content, p_yes, body.get("top_logprobs"))}
         if fault == "no_usage":
             del answer["usage"]
         entry.usage = answer.get("usage")  # before the answer leaves: the client may look right after
@@ -412,6 +445,40 @@ class FakeEndpoint:
 
 
 # --- deterministic answers derived from the request ------------------------------------------------
+
+
+def token_logprobs(
+    content: str, p_yes: float | None, top: int | None, before_grammar: bool = False
+) -> list[dict[str, Any]]:
+    """OpenAI's logprobs.content for an answer: word and punctuation tokens (a leading space kept, as BPE does),
+    each certain but the value of "same_object", whose alternatives carry P(true) = p_yes (before_grammar: after
+    tokens that are no answer, as llama.cpp's server reports them, the chosen one appended when not in the top)."""
+    tokens = re.findall(r"\s*[A-Za-z]+|\s*\d+|\s*[^\sA-Za-z\d]", content)
+    out, text = [], ""
+    for tok in tokens:
+        entry: dict[str, Any] = {
+            "token": tok,
+            "logprob": -0.0001,
+            "top_logprobs": [{"token": tok, "logprob": -0.0001}],
+        }
+        if p_yes is not None and re.search(r'"same_object"\s*:\s*$', text) and tok.strip() in ("true", "false"):
+            p = min(max(p_yes, 1e-6), 1 - 1e-6)
+            alternatives = [(" true", p * 0.9), ("true", p * 0.1), (" false", (1 - p) * 0.9), (" null", 1e-4)]
+            alternatives.append(("false", (1 - p) * 0.1))
+            if before_grammar:  # measured: "[" .41, '{"' .12, "{" .09, '"' .07, ' "' .065; true + false about .07
+                alternatives = [("[", 0.41), ('{"', 0.12), ("{", 0.086), ('"', 0.072), (' "', 0.065)]
+                alternatives += [("true", 0.07 * p), ("false", 0.07 * (1 - p)), ("null", 0.003), (" true", 0.004 * p)]
+            ranked = sorted(alternatives, key=lambda a: -a[1])[: top or 1]
+            if before_grammar and tok not in dict(ranked):
+                ranked.append((tok, dict(alternatives).get(tok, 1e-6)))
+            entry = {
+                "token": tok,
+                "logprob": math.log(dict(alternatives).get(tok, 1e-6)),
+                "top_logprobs": [{"token": t, "logprob": math.log(q)} for t, q in ranked],
+            }
+        out.append(entry)
+        text += tok
+    return out
 
 
 def _digest(obj: Any) -> str:

@@ -521,3 +521,43 @@ def test_the_breaker_closes_when_the_server_answers_again():
 
     result, served = run(go())
     assert result.ok and served == 1
+
+
+# --- token log-probabilities (engine/llm/logprobs.py reads them; agents/reviewer.py's judges ask) ----------------
+
+
+def test_logprobs_are_asked_with_their_own_cache_key_and_kept_with_the_cached_answer(fake, sqlite_store):
+    async def once(logprobs: bool):
+        async with store_client(fake, sqlite_store) as client:  # a new client each time, the same store
+            return await client.query("analyzer", [user_message("a dog", [])], Nouns, logprobs=logprobs)
+
+    plain, asked = run(once(False)), run(once(True))
+    assert plain.logprobs is None and not asked.cached
+    assert asked.request_hash != plain.request_hash  # another request: stored answers without are not mistaken
+    sent = [r.body for r in fake.chat_requests()]
+    assert "logprobs" not in sent[0] and (sent[1]["logprobs"], sent[1]["top_logprobs"]) == (True, 20)
+    assert asked.logprobs and "".join(t["token"] for t in asked.logprobs) == json.dumps(asked.value.model_dump())
+    again = run(once(True))
+    assert again.cached and again.logprobs == asked.logprobs and len(fake.chat_requests()) == 2
+
+
+@pytest.mark.parametrize("server", ["returns them", "ignores them", "refuses them"])
+def test_preflight_learns_whether_a_server_returns_logprobs_and_later_calls_follow(server):
+    kw = {"ignores them": {"logprobs": False}, "refuses them": {"logprobs_refused": 400}}.get(server, {})
+    with FakeEndpoint(**kw) as fe:
+        client = make_client(fe)
+
+        async def go():
+            try:
+                given = await client.check_logprobs("analyzer")
+                result = await client.query("analyzer", [user_message("a cat", [])], Nouns, logprobs=True)
+                return given, result
+            finally:
+                await client.aclose()
+
+        given, result = run(go())
+        assert given is (server == "returns them")
+        assert result.ok and (result.logprobs is not None) is given
+        last = fe.work_requests()[-1].body
+        assert ("logprobs" in last) is given  # not asked again of a server found without them
+        assert client.probed()["logprobs"] == {(fe.base_url, "fake-model"): given}
