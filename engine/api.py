@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from engine.audit.calibrate import Calibration
+from engine.audit.cascade import CascadeCalibration
 from engine.audit.gates import GatesSuggestion
 from engine.audit.sampling import AuditStats, label_rule, verdict_populations
 from engine.config import Config, load_config
@@ -39,7 +40,7 @@ from engine.sources.ingest import scan
 from engine.store.current import Current, StageCount, stage_counts
 from engine.store.db import Store, safe_url
 from engine.store.runs import RUNNING, FailureRow, LiveRun, RunRow, live_run, recent_failures, recent_runs
-from engine.store.summaries import gated_counts, gates_in_force, left_out
+from engine.store.summaries import gated_counts, gates_in_force, judging, left_out
 from engine.store.views import ResultView, RunNotFound, StoredRun, latest_view, one_run_view, plugin_roots
 
 __all__ = [
@@ -357,6 +358,7 @@ class Engine:
             seed,
             cast(EmptyFrames, empty_frames),  # checked above
             calibration["threshold"] if calibration else None,
+            calibration["score"] if calibration else "verbal",
         )
         cfg = self.config
         result = write_files(
@@ -377,7 +379,14 @@ class Engine:
         reports = [validate_file(p, fmt=record_format, sizes_of=result.sizes.get, unipixel=True) for p in result.files]
         lineage = None if cfg.split.detector == "none" else split_lineage(cfg)
         card = write_card(
-            store, result, reports, fmt, lineage, left_out=left_out(store, current), gated=gated_counts(store, current)
+            store,
+            result,
+            reports,
+            fmt,
+            lineage,
+            left_out=left_out(store, current),
+            gated=gated_counts(store, current),
+            judging=judging(store, current),
         )
         report = ExportReport(result, reports, card, 0 if all(r.ok for r in reports) else 1)
         if report.exit_code == 0 and not sum(result.counts.values()):  # an empty export says why
@@ -406,6 +415,7 @@ class Engine:
             "threshold": cal.threshold,
             "target_precision": cal.target,
             "rule": cal.rule,
+            "score": cal.estimates.get("score", "verbal"),  # calibrations before token scores were verbal
             "estimated_precision": cal.estimates["precision"],
             "created_at": cal.created_at.isoformat(),
         }
@@ -453,21 +463,66 @@ class Engine:
 
         return draw_near_threshold(self.store, self.view().current, n, seed)
 
-    def calibrate(self, target: float = 0.95, rule: str = "majority") -> Calibration:
-        """The Reviewer's keep threshold reaching `target` precision on the audited items, recorded for
-        `export(calibrated=True)`. Raises ValueError for an unknown rule or too few audits of both kinds."""
+    def calibrate(self, target: float = 0.95, rule: str = "majority", score: str = "auto") -> Calibration:
+        """The Reviewer's keep threshold reaching `target` precision on the audited items, on `score` (tokens, verbal,
+        or auto: tokens where every current review has one), recorded for `export(calibrated=True)`. Raises
+        ValueError for an unknown rule or score, or too few audits of both kinds."""
         from engine.audit.calibrate import calibrate
         from engine.audit.sampling import calibration_pool, save_calibration
 
-        pool, _ = calibration_pool(self.store, self.view().current, rule)
+        pool, _, source = calibration_pool(self.store, self.view().current, rule, score)
         if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
             raise TooFewAudits(
                 f"{len(pool.audited)} audited items, with labels of one kind only or too few: audit more "
                 "(engine audit sample, then engine review)"
             )
         cal = calibrate(pool, target)
+        cal.score = source
         save_calibration(self.store, cal, rule)
         return cal
+
+    def calibrate_cascade(
+        self, target: float = 0.95, rule: str = "majority", seed: int = 0, min_yield: float = 0.0
+    ) -> CascadeCalibration:
+        """Bands for the configured cascade ([[review.cascade]]) that reach `target` precision on the audited items
+        at the least expected cost per kept object, keeping at least `min_yield` of the reviewed objects
+        (engine/audit/cascade.py). Raises ValueError without a cascade or for an unknown rule, TooFewAudits with too
+        few audits of both kinds."""
+        from engine.audit.cascade import calibrate_cascade
+        from engine.audit.sampling import cascade_pool
+
+        pool = cascade_pool(self.store, self.view().current, self.config, rule)
+        if len(pool.audited) < 20 or pool.labels.all() or not pool.labels.any():
+            raise TooFewAudits(
+                f"{len(pool.audited)} audited items of the verdict strata, with labels of one kind only or too few: "
+                "audit more (engine audit sample, then engine review)"
+            )
+        return calibrate_cascade(pool, target, seed=seed, min_yield=min_yield)
+
+    def apply_bands(self, bands: Sequence[tuple[float, float]]) -> Path:
+        """Write a band per cascade judge into the configuration file's [[review.cascade]] tables, in order (the
+        last judge's as [t, t]); returns the file. Raises ValueError where the configuration came from no file or
+        its cascade is not the configured one."""
+        import tomlkit
+
+        path = self._config_file()
+        doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
+        judges = doc.get("review", {}).get("cascade", [])
+        if [j.get("name") for j in judges] != [j.name for j in self.config.review.cascade]:
+            raise ValueError(f"{path} does not list the cascade in force: set its bands by hand")
+        for table, (lo, hi) in zip(judges, bands):
+            table["band"] = [round(float(lo), 6), round(float(hi), 6)]
+        Path(path).write_text(tomlkit.dumps(doc), encoding="utf-8")
+        return Path(path)
+
+    def _config_file(self) -> str:
+        path = self.config.origin.get("config_file")
+        if not path:
+            raise ValueError(
+                "the configuration comes from no file: write one with `engine init`, then pass --config or run "
+                "where its engine.toml is"
+            )
+        return path
 
     def audit_gates(
         self, min_removal: float = 0.5, max_loss: float = 0.05, rule: str = "majority", seed: int = 0
@@ -491,12 +546,7 @@ class Engine:
         returns the file. Raises ValueError where the configuration came from no file."""
         import tomlkit
 
-        path = self.config.origin.get("config_file")
-        if not path:
-            raise ValueError(
-                "the configuration comes from no file: write one with `engine init`, then pass --config or run "
-                "where its engine.toml is"
-            )
+        path = self._config_file()
         doc = tomlkit.parse(Path(path).read_text(encoding="utf-8"))
         gates = doc.setdefault("gates", tomlkit.table())
         for key, value in sorted(thresholds.items()):

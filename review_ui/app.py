@@ -37,6 +37,7 @@ from engine.audit.sampling import (
     check_auditor,
     hash_token,
     latest_calibration,
+    score_sources,
 )
 from engine.media import masks
 from engine.media.overlay import color_for
@@ -327,24 +328,39 @@ def create_app(store: Store, reveal: str = "after", current: Any = None) -> Fast
         except ValueError:
             raise HTTPException(400, "rule is majority, first or adjudicator:<name>") from None
         cal = latest_calibration(store) if current is not None else None
+        scores = score_sources(store, current) if cal is not None and current is not None else []
         return TEMPLATES.TemplateResponse(
             request,
             "dashboard.html",
-            {"sess": sess, "st": st, "progress": _progress(store, sess), "kappa_min": KAPPA_MIN_ITEMS, "cal": cal},
+            {
+                "sess": sess,
+                "st": st,
+                "progress": _progress(store, sess),
+                "kappa_min": KAPPA_MIN_ITEMS,
+                "cal": cal,
+                "cal_score": cal.estimates.get("score", "verbal") if cal is not None else None,
+                "scores": scores,
+            },
         )
 
     @app.get("/calibration.png")
-    def calibration_png(request: Request):
-        """The newest calibration's precision-yield curve, recomputed from the audits as they are now."""
+    def calibration_png(request: Request, score: str = ""):
+        """The newest calibration's precision-yield curve, recomputed from the audits as they are now, on its own
+        score or on `score` (tokens or verbal: the dashboard shows both where every review has both)."""
         require(request)
         from engine.audit.calibrate import calibrate, plot
 
         cal = latest_calibration(store) if current is not None else None
         if cal is None:
             raise HTTPException(404, "no calibration yet: engine audit calibrate")
-        pool, _ = calibration_pool(store, current, cal.rule)
+        try:
+            pool, _, source = calibration_pool(store, current, cal.rule, score or cal.estimates.get("score", "verbal"))
+        except ValueError as e:
+            raise HTTPException(404, str(e)) from None
         buf = io.BytesIO()
-        plot(calibrate(pool, cal.target), buf)
+        curve = calibrate(pool, cal.target)
+        curve.score = source
+        plot(curve, buf)
         return Response(buf.getvalue(), media_type="image/png")
 
     @app.get("/runs", response_class=HTMLResponse)

@@ -1,7 +1,9 @@
 """Calibrate the Reviewer's keep threshold from people's audits, for a target precision.
 
-The Reviewer's `confidence` is the probability that its own verdict is right, so the score for "same object" is
-c for a keep and 1 - c for a discard. Keeping every object whose score is at least t gives, over the whole pool:
+The score is P(same object): the judge's answer-token probability where its server returned log-probabilities
+("tokens"), else its verbalised confidence c in its own same_object answer, c for a yes and 1 - c for a no
+("verbal"). Both are stored with every review; a calibration uses one and says which. Keeping every object whose
+score is at least t gives, over the whole pool:
 
 - yield(t): the share of reviewed objects kept, known exactly (every score is in the store);
 - precision(t): the share of those that are the same object, and recall(t): the share of same-object pairs kept,
@@ -23,6 +25,8 @@ from os import PathLike
 from typing import BinaryIO
 
 import numpy as np
+
+from engine.store.audits import ScoredReview
 
 BANDS = 10
 BOOTSTRAP = 1000
@@ -100,6 +104,7 @@ class Calibration:
     readmitted: int  # of those, objects the Reviewer discarded (they have no detailed description yet)
     audited: int
     curve: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, precision, yield)
+    score: str = "verbal"  # which score it was computed on: tokens | verbal
 
 
 def _estimates(scores_a: np.ndarray, labels: np.ndarray, w: np.ndarray, t: float) -> tuple[float, float]:
@@ -189,17 +194,37 @@ def plot(cal: Calibration, path: str | PathLike[str] | BinaryIO) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_xlim(0, 1.02)
     ax.legend(loc="lower left")
-    ax.set_title("Reviewer keep threshold: precision against yield")
+    name = "token probability" if cal.score == "tokens" else "verbalised confidence"
+    ax.set_title(f"Reviewer keep threshold on the {name}: precision against yield", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
-def pool_from(rows: Sequence[tuple[str, bool, float]], labels: dict[str, bool]) -> tuple[Pool, list[str]]:
-    """rows: (review id, verdict, confidence) of every current review; labels: review id -> same object."""
-    ids = [r[0] for r in rows]
-    scores = np.array([same_score(k, c) for _, k, c in rows], float)
-    keep = np.array([bool(k) for _, k, _ in rows], bool)
+SOURCES = ("tokens", "verbal")
+
+
+def score_source(rows: Sequence[ScoredReview], score: str = "auto") -> str:
+    """Which score a calibration uses: "tokens" (the answer token's probability) or "verbal" (the verbalised
+    confidence); "auto" takes tokens when every current review has one. ValueError for tokens that some lack."""
+    if score not in ("auto", *SOURCES):
+        raise ValueError(f"the score is auto, tokens or verbal, not {score!r}")
+    have = sum(r.token_p_same is not None for r in rows)
+    if score == "auto":
+        return "tokens" if rows and have == len(rows) else "verbal"
+    if score == "tokens" and have < len(rows):
+        raise ValueError(
+            f"{len(rows) - have:,} of {len(rows):,} current reviews have no token probability (their judge's server "
+            "returned no log-probabilities, or they predate them): calibrate on the verbal score"
+        )
+    return score
+
+
+def pool_from(rows: Sequence[ScoredReview], labels: dict[str, bool], score: str = "verbal") -> tuple[Pool, list[str]]:
+    """rows: every current review; labels: review id -> same object; score: tokens or verbal (score_source)."""
+    ids = [r.review_id for r in rows]
+    scores = np.array([r.token_p_same if score == "tokens" else r.verbal_p_same for r in rows], float)
+    keep = np.array([bool(r.verdict) for r in rows], bool)
     index = {rid: i for i, rid in enumerate(ids)}
     audited = np.array([index[r] for r in labels if r in index], int)
     return Pool(scores, keep, audited, np.array([labels[ids[i]] for i in audited], bool)), ids

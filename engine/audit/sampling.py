@@ -26,6 +26,8 @@ from engine.store.current import Current
 
 if TYPE_CHECKING:
     from engine.audit.calibrate import Calibration, Pool
+    from engine.audit.cascade import CascadePool
+    from engine.config import Config
 
 BOOTSTRAP_REPLICATES = 2000
 BOOTSTRAP_SEED = 12345
@@ -66,6 +68,11 @@ def _size_bucket(area_fraction: float) -> str:
     return "small" if area_fraction < 0.01 else "medium" if area_fraction < 0.1 else "large"
 
 
+def _verdict_of(stratum: str) -> str:
+    """'kept', 'kept@small' or 'kept@small:dog' -> 'kept'."""
+    return stratum.split(":")[0].split("@")[0]
+
+
 def draw_sample(
     store: Store, current: Current, kept: int = 100, discarded: int = 100, seed: int = 0, extra: str | None = None
 ) -> dict[str, tuple[int, int]]:
@@ -78,8 +85,10 @@ def draw_sample(
     rows = audits.current_review_rows(store, current)
     already = audits.audit_item_strata(store)
     pools: dict[str, list[str]] = defaultdict(list)
-    for rid, keep, _, noun, frames, h, w in rows:
+    for rid, keep, _, noun, frames, h, w, _, judge, _ in rows:
         key = "kept" if keep else "discarded"
+        if judge not in (None, "reviewer"):  # a cascade's: each judge's decisions apart, so each one's get audited
+            key += f"@{judge}"
         if extra == "category":
             key += f":{noun}"
         elif extra == "size":
@@ -89,13 +98,13 @@ def draw_sample(
             key += f":{_size_bucket(max(areas, default=0) / max(1, (h or 1) * (w or 1)))}"
         pools[key].append(rid)
     quota = {"kept": kept, "discarded": discarded}
-    totals = {v: sum(len(ids) for k, ids in pools.items() if k.split(":")[0] == v) for v in quota}
+    totals = {v: sum(len(ids) for k, ids in pools.items() if _verdict_of(k) == v) for v in quota}
     rng = random.Random(seed)
     new_rows: list[audits.NewAuditItem] = []
     report: dict[str, tuple[int, int]] = {}
     for key in sorted(pools):
         ids = pools[key]
-        verdict = key.split(":")[0]
+        verdict = _verdict_of(key)
         share = math.ceil(quota[verdict] * len(ids) / totals[verdict]) if totals[verdict] else 0
         taken = [i for i in ids if already.get(i) == key]  # near-threshold draws are not this stratum's uniform draw
         candidates = [i for i in ids if i not in already]
@@ -309,17 +318,80 @@ def _confusion(pairs: list[tuple[bool, bool]]) -> Confusion:
 # --- calibration ---------------------------------------------------------------------------------
 
 
-def calibration_pool(store: Store, current: Current, rule: str = "majority") -> tuple[Pool, list[str]]:
+def calibration_pool(
+    store: Store, current: Current, rule: str = "majority", score: str = "auto"
+) -> tuple[Pool, list[str], str]:
     """Every current review's score and verdict, and each audited item's label by `rule`
-    (engine/audit/calibrate.py); with the review ids in pool order."""
-    from engine.audit.calibrate import pool_from
+    (engine/audit/calibrate.py); with the review ids in pool order and the score used (tokens or verbal)."""
+    from engine.audit.calibrate import pool_from, score_source
 
     choose = label_rule(rule)
     inputs = audits.calibration_inputs(store, current)
     labels: dict[str, Labels] = defaultdict(list)
     for rid, who, human, at in inputs.labels:
         labels[rid].append((at, who, human))
-    return pool_from(inputs.reviews, {rid: choose(v) for rid, v in labels.items()})
+    source = score_source(inputs.reviews, score)
+    pool, ids = pool_from(inputs.reviews, {rid: choose(v) for rid, v in labels.items()}, source)
+    return pool, ids, source
+
+
+def cascade_pool(store: Store, current: Current, cfg: Config, rule: str = "majority") -> CascadePool:
+    """The current reviews as a cascade calibration sees them (engine/audit/cascade.py): each judge's score (NaN where
+    it was not asked), each review's audit stratum (verdict x deciding judge, as `draw_sample` draws), the labels of
+    items drawn from those strata (near-threshold draws are not uniform within them: left out), and each judge's
+    expected cost per call: its requests' mean cost in the store, else its prices at the plan's token counts."""
+    import numpy as np
+
+    from engine.audit.cascade import CascadePool
+    from engine.store.requests import request_totals
+
+    names = [j.name for j in cfg.review.cascade]
+    if not names:
+        raise ValueError(
+            "no cascade is configured: [[review.cascade]] lists the judges (engine init writes an example)"
+        )
+    choose = label_rule(rule)
+    inputs = audits.calibration_inputs(store, current)
+    column = {name: j for j, name in enumerate(names)}
+    scores = np.full((len(inputs.reviews), len(names)), np.nan)
+    strata: dict[tuple[bool, str | None], int] = {}
+    stratum = np.zeros(len(inputs.reviews), int)
+    index = {}
+    for i, r in enumerate(inputs.reviews):
+        index[r.review_id] = i
+        for entry in r.judges or ():
+            if entry.get("judge") in column:
+                scores[i, column[entry["judge"]]] = entry["p_same"]
+        stratum[i] = strata.setdefault((r.verdict, r.judge), len(strata))
+    drawn = {rid for rid, st in audits.audit_item_strata(store).items() if not st.startswith("near:")}
+    labels: dict[str, Labels] = defaultdict(list)
+    for rid, who, human, at in inputs.labels:
+        if rid in drawn and rid in index:
+            labels[rid].append((at, who, human))
+    audited = sorted(labels, key=index.__getitem__)
+    roles = {t.role: t for t in request_totals(store)}
+    cost = []
+    for j in cfg.review.cascade:
+        t = roles.get(f"reviewer.judge.{j.name}") or roles.get(f"reviewer.direct.{j.name}")
+        if t is not None and t.ok and t.cost_usd:
+            cost.append(t.cost_usd / t.ok)
+        else:  # no priced request yet: the judge's prices at the plan's tokens per judging call
+            cost.append((500 * j.price_in_per_mtok + 60 * j.price_out_per_mtok) / 1e6)
+    return CascadePool(
+        scores,
+        stratum,
+        np.array([index[r] for r in audited], int),
+        np.array([choose(labels[r]) for r in audited], bool),
+        np.array(cost, float),
+        names,
+    )
+
+
+def score_sources(store: Store, current: Current) -> list[str]:
+    """The scores every current review has: verbal always, tokens too where each one's judge gave a token
+    probability (the dashboard draws a curve for each)."""
+    rows = audits.calibration_inputs(store, current).reviews
+    return ["verbal"] + (["tokens"] if rows and all(r.token_p_same is not None for r in rows) else [])
 
 
 def save_calibration(store: Store, cal: Calibration, rule: str) -> str:
@@ -332,6 +404,7 @@ def save_calibration(store: Store, cal: Calibration, rule: str) -> str:
         "readmitted": cal.readmitted,
         "audited": cal.audited,
         "kept_by_reviewer": cal.kept_by_reviewer,
+        "score": cal.score,
     }
     return audits.add_calibration(store, cal.target, cal.threshold, rule, est)
 
@@ -349,7 +422,7 @@ def draw_near_threshold(store: Store, current: Current, n: int, seed: int = 0) -
     cal = latest_calibration(store)
     if cal is None or cal.threshold is None:
         raise ValueError("no calibration with a threshold yet: run `engine audit calibrate` first")
-    pool, ids = calibration_pool(store, current)
+    pool, ids, _ = calibration_pool(store, current, score=cal.estimates.get("score", "verbal"))
     cell = pool.cells()
     already = set(audits.audit_item_strata(store))
     # the cells whose score range holds the threshold, or is next to it, for each verdict

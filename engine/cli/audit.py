@@ -165,26 +165,66 @@ def audit_calibrate(
     target: Annotated[float, typer.Option("--target-precision", min=0.5, max=1.0)] = 0.95,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="write the precision-yield curve (PNG)")] = None,
     rule: Annotated[str, typer.Option("--rule", help="majority, first or adjudicator:NAME")] = "majority",
+    score: Annotated[
+        str,
+        typer.Option(
+            "--score",
+            help="tokens (the answer token's probability), verbal (the verbalised confidence), or auto: tokens "
+            "where every current review has one",
+        ),
+    ] = "auto",
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="choose the bands of the [[review.cascade]] judges instead")
+    ] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="--cascade: write the bands into the config file's [[review.cascade]]")
+    ] = False,
+    min_yield: Annotated[
+        float,
+        typer.Option(
+            "--min-yield",
+            min=0.0,
+            max=1.0,
+            help="--cascade: keep at least this share of the reviewed objects (the cheapest bands per kept object "
+            "may keep fewer than the strong judge alone)",
+        ),
+    ] = 0.0,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DbOpt = None,
     set_: SetOpt = None,
     run: RunOpt = None,
 ) -> None:
-    """Choose the keep threshold on the Reviewer's same-object score (its confidence for a keep, 1 - it for a
-    discard) that reaches the target precision; print its precision, recall and yield with intervals weighted by
-    stratum, and record it for `engine export --calibrated`."""
+    """Choose the keep threshold on the Reviewer's same-object score P(same object) that reaches the target
+    precision; print its precision, recall and yield with intervals weighted by stratum, and record it for
+    `engine export --calibrated`. With --cascade: the band of each cascade judge that reaches the target at the
+    least expected cost per kept object, with the share each judge decides."""
     from engine.audit.calibrate import plot
 
     eng = _reader(config, set_, run, data_dir, database_url)
+    if cascade:
+        _calibrate_cascade(eng, target, rule, apply, min_yield)
+        return
+    if apply:
+        err.print("error: --apply writes a cascade's bands: give it with --cascade", highlight=False)
+        raise typer.Exit(2)
     try:
-        cal = eng.calibrate(target, rule)
+        cal = eng.calibrate(target, rule, score)
     except TooFewAudits as e:
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(1) from None
     except ValueError as e:
-        err.print(f"error: --rule: {e}", highlight=False)
+        err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
+    console.print(
+        "score: "
+        + (
+            "the judges' answer-token probability (log-probabilities)"
+            if cal.score == "tokens"
+            else "the judges' verbalised confidence"
+        ),
+        highlight=False,
+    )
     if cal.threshold is None:
         best = max((p for _, p, _ in cal.curve if p == p), default=0.0)
         err.print(
@@ -215,6 +255,41 @@ def audit_calibrate(
         console.print(f"curve: {plot_path}", highlight=False)
     if cal.threshold is None:  # recorded, but there is nothing to apply
         raise typer.Exit(1)
+
+
+def _calibrate_cascade(eng, target: float, rule: str, apply: bool, min_yield: float) -> None:
+    from engine.audit.cascade import describe
+
+    try:
+        cal = eng.calibrate_cascade(target, rule, min_yield=min_yield)
+    except TooFewAudits as e:
+        err.print(f"error: {e}", highlight=False)
+        raise typer.Exit(1) from None
+    except ValueError as e:
+        err.print(f"error: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"cascade bands for precision {target:.2f}, from {cal.audited:,} audited items (label rule: {rule}):",
+        highlight=False,
+    )
+    for line in describe(cal):
+        console.print(f"  {line}", highlight=False, markup=False)
+    if cal.bands is None:
+        if apply:
+            err.print("--apply: nothing written, since no bands reach the target", highlight=False)
+        raise typer.Exit(1)
+    if apply:
+        try:
+            path = eng.apply_bands(cal.bands)
+        except ValueError as e:
+            err.print(f"error: --apply: {e}", highlight=False)
+            raise typer.Exit(2) from None
+        console.print(
+            f"written to [[review.cascade]] in {path}: the next run re-decides the reviews from the judges' cached "
+            "answers",
+            highlight=False,
+            markup=False,
+        )
 
 
 @audit_app.command("gates", short_help="Masklet quality-gate thresholds learnt from audits (mask wrong vs correct).")

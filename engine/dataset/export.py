@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,7 @@ class Filters:
     # the newest calibrated keep threshold on the Reviewer's same-object score (engine/audit/calibrate.py): records
     # with an object below it are left out; objects it would re-admit have no samples to export
     calibrated_threshold: float | None = None
+    calibrated_score: str = "verbal"  # the score the threshold is on: tokens | verbal
 
 
 @dataclass
@@ -160,6 +162,16 @@ class _Writer:
         return [self.path(k) for k in self.files]
 
 
+def same_object_score(review: Mapping[str, Any], source: str) -> float | None:
+    """A review's P(same object) on the calibration's score: its token probability (None where it has none), or the
+    deciding judge's verbalised confidence in its own same_object answer (the last judge asked said it)."""
+    if source == "tokens":
+        return review.get("token_p_same")
+    judges = review.get("judges")
+    said = judges[-1]["same_object"] if judges else review["verdict"]
+    return review["confidence"] if said else 1 - review["confidence"]
+
+
 def _skip_reason(smp: schema.Sample, ctx: ExportContext, f: Filters) -> str | None:
     if f.max_objects is not None and len(smp.object_ids) > f.max_objects:
         return "max_objects"
@@ -171,8 +183,8 @@ def _skip_reason(smp: schema.Sample, ctx: ExportContext, f: Filters) -> str | No
         if f.accepted_only and (view is None or view.review is None or not view.kept):
             return "not_accepted"
         if f.calibrated_threshold is not None and view is not None and view.review is not None:
-            r = view.review
-            if (r["confidence"] if r["verdict"] else 1 - r["confidence"]) < f.calibrated_threshold:
+            score = same_object_score(view.review, f.calibrated_score)
+            if score is None or score < f.calibrated_threshold:
                 return "below_calibrated_threshold"
         if f.audited_only:
             audits = ctx.audits.get(view.review["id"], []) if view and view.review else []
@@ -299,6 +311,9 @@ def _provenance(smp: schema.Sample, ctx: ExportContext) -> dict[str, Any]:
                     "prompt": r["prompt_version"],
                     "keep": r["verdict"],
                     "confidence": r["confidence"],
+                    "p_same": r.get("p_same"),
+                    "score_source": r.get("score_source"),
+                    "judge": r.get("judge"),
                     "audits": [
                         {"auditor": a.auditor, "correct": a.human_verdict} for a in ctx.audits.get(r["id"], [])
                     ],

@@ -75,6 +75,9 @@ class CurrentReview(NamedTuple):
     frames: dict[str, Any] | None
     height: int | None
     width: int | None
+    token_p_same: float | None = None
+    judge: str | None = None  # the judge that decided (None: before the cascade's columns, 0011)
+    judges: list[dict[str, Any]] | None = None
 
 
 class NewAuditItem(NamedTuple):
@@ -172,11 +175,22 @@ def verdict_strata_decisions(store: Store) -> StrataDecisions:
 
 
 class ScoredReview(NamedTuple):
-    """A current review's verdict and the confidence it gave it."""
+    """A current review's verdict, the deciding judge's verbalised P(same object) and its token P(same object)
+    (None where its server gave no log-probabilities), which judge decided and every judge's answer."""
 
     review_id: str
     verdict: bool
-    confidence: float
+    verbal_p_same: float
+    token_p_same: float | None = None
+    judge: str | None = None
+    judges: list[dict[str, Any]] | None = None
+
+
+def _verbal_p_same(verdict: bool, confidence: float, judges: list[dict[str, Any]] | None) -> float:
+    """The verbalised confidence as P(same object): the deciding judge's (the last asked) confidence in its own
+    same_object answer; rows from before 0011 have only the verdict, which was that answer."""
+    said = judges[-1]["same_object"] if judges else verdict
+    return float(confidence) if said else 1.0 - float(confidence)
 
 
 @dataclass(frozen=True)
@@ -191,7 +205,10 @@ def calibration_inputs(store: Store, current: Current) -> CalibrationInputs:
     """Every current review's verdict and confidence, and every decision (read together)."""
     a = schema.Audit
     with store.session() as s:
-        reviews = [ScoredReview(row[0], bool(row[1]), float(row[2])) for row in s.execute(current_reviews(current))]
+        reviews = [
+            ScoredReview(rid, bool(keep), _verbal_p_same(bool(keep), c, judges), token_p, judge, judges)
+            for rid, keep, c, _, _, _, _, token_p, judge, judges in s.execute(current_reviews(current))
+        ]
         labels = [
             Label(rid, who, bool(human), at)
             for rid, who, human, at in s.execute(sa.select(a.review_id, a.auditor, a.human_verdict, a.created_at))

@@ -225,11 +225,14 @@ def object_views(s: Session, current: Current, object_ids: Sequence[str]) -> dic
 
 def current_reviews(current: Current):
     """SELECT of every current review with its object's noun and its current masklet (at most one per object),
-    for the audit population: (review id, verdict, confidence, noun, frames, height, width)."""
+    for the audit population: (review id, verdict, confidence, noun, frames, height, width, token P(same), deciding
+    judge, every judge's answer)."""
     r, o, m = schema.Review, schema.VideoObject, schema.Masklet
     masklet = sa.and_(m.object_id == o.id, m.lineage.in_(sorted(current.masklets) or [""]))
     return (
-        sa.select(r.id, r.verdict, r.confidence, o.noun, m.frames, m.height, m.width)
+        sa.select(
+            r.id, r.verdict, r.confidence, o.noun, m.frames, m.height, m.width, r.token_p_same, r.judge, r.judges
+        )
         .join(o, o.id == r.object_id)
         .outerjoin(m, masklet)
         .where(r.lineage.in_(sorted(current.reviews) or [""]))
