@@ -11,8 +11,10 @@ alternative is mapped to a side by its first word, case and any leading space or
 normalised over the two sides (a server may report probabilities before its grammar constrained the answer, so
 alternatives that are not answers at all are left out rather than counted against either: llama.cpp's server does,
 and its alternatives at the decision token start with "[" and '{"'). A side with no spelling among the alternatives
-is not impossible, only less likely than the least likely one listed: its mass is taken as that one's (a bound),
-so a missing "false" gives a score below 1, not 1.
+is not impossible, only less likely than the least likely one listed: its mass is taken as just under that one's
+(a bound), so a missing "false" gives a score below 1, not 1. When the answer's own token is that least likely one
+(llama.cpp's server appends the chosen token below its top alternatives), the score is a hair on the answer's side
+of 0.5: the tokens say no more than that.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+UNLISTED = 0.999  # of the least likely listed alternative's probability: a side that is not listed at all
 YES = ("true", "yes")
 NO = ("false", "no")
 _WORD = re.compile(r"[A-Za-z]+")
@@ -81,6 +84,6 @@ def yes_probability(tokens: Sequence[Mapping[str, Any]] | None, key: str) -> flo
     if not mass[True] and not mass[False]:
         return None
     for s in (True, False):
-        if not mass[s]:
-            mass[s] = min(listed)  # not listed: at most as likely as the least likely alternative listed
+        if not mass[s]:  # not listed: at most as likely as the least likely alternative listed, and below the side
+            mass[s] = min(listed) * UNLISTED  # that was: the answer is on that side, so a tie must not flip it
     return mass[True] / (mass[True] + mass[False])

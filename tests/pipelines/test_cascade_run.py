@@ -10,7 +10,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from engine_runs import open_store, run_engine
-from fake_endpoint import FakeEndpoint
+from fake_endpoint import FakeEndpoint, FaultRule
 from synthetic import render, write_mp4
 from typer.testing import CliRunner
 
@@ -134,3 +134,31 @@ def test_a_server_without_logprobs_gives_verbal_scores_and_says_so_at_preflight(
     for keep, confidence, p in verdicts:  # the verbalised confidence is in the verdict: P(same) is c or 1 - c
         assert p == pytest.approx(confidence if keep else 1 - confidence)
     assert re.search(r"judge scores from[\s│]+verbal 6", r.output)
+
+
+def test_a_judge_that_keeps_failing_costs_its_object_only_and_a_rerun_finishes_it(tmp_path, two_clips):
+    with FakeEndpoint(model_ids=("fake-model", "judge-small", "judge-large"), p_same=judge_score) as fe:
+        config = tmp_path / "engine.toml"
+        config.write_text(
+            CONFIG.format(url=fe.base_url).replace('api_key_env = ""', 'api_key_env = ""\nbackoff_max_s = 0.1')
+        )
+        fe.rules.append(FaultRule("500", schema="Verdict", text="Object noun: tree"))  # both judges, one object
+        data = tmp_path / "data"
+        args = ("--config", str(config), "--source", str(two_clips), "--pipelines", "detailed")
+        r = run_engine(fe, data, *args, "--set", "runtime.max_unit_attempts=2")
+        assert r.exit_code == 1, r.output  # finished with failures
+        assert "Traceback" not in r.output
+        with open_store(data).session() as s:
+            failures = s.execute(sa.select(schema.Failure.stage, schema.Failure.quarantined)).all()
+            reviewed = s.scalar(sa.select(sa.func.count()).select_from(schema.Review))
+        assert failures == [("review", True)] and reviewed == 5
+        fe.rules.clear()
+        r = run_engine(fe, data, *args, "--retry-failed")
+        assert r.exit_code == 0, r.output
+    with open_store(data).session() as s:
+        tree = s.execute(
+            sa.select(schema.Review)
+            .join(schema.VideoObject, schema.VideoObject.id == schema.Review.object_id)
+            .where(schema.VideoObject.noun == "tree")
+        ).scalar_one()
+    assert tree.judge == "large" and tree.verdict and [j["judge"] for j in tree.judges] == ["small", "large"]

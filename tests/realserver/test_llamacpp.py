@@ -329,9 +329,12 @@ def test_a_judge_on_the_real_server_learns_logprobs_at_preflight_and_scores_by_t
     assert "judge local: token log-probabilities returned" in flat
     with Store(f"sqlite:///{data / 'engine.sqlite'}").session() as s:
         reviews = s.query(schema.Review).all()
+        failures = s.query(schema.Failure).all()
+    for f in failures:  # what the small model's answers cost (quarantined units, each with its reason)
+        print(f"failure: {f.stage} {f.error_code}: {(f.message or '')[:160]}")
     for rv in reviews:
         print(
-            f"review: judge {rv.judge}, source {rv.score_source}, token P(same) {rv.token_p_same:.3f}, "
+            f"review: judge {rv.judge}, source {rv.score_source}, token P(same) {rv.token_p_same:.4f}, "
             f"said same_object={rv.judges[0]['same_object']} confidence {rv.confidence}, kept {rv.verdict}"
         )
     assert reviews and all(rv.judge == "local" and rv.score_source == "tokens" for rv in reviews)
