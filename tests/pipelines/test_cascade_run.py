@@ -10,7 +10,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from engine_runs import open_store, run_engine
-from fake_endpoint import FakeEndpoint, FaultRule
+from fake_endpoint import FakeEndpoint, FaultRule, image_urls, last_user_text
 from synthetic import render, write_mp4
 from typer.testing import CliRunner
 
@@ -44,8 +44,7 @@ price_out_per_mtok = 10.0
 
 def judge_score(body: dict) -> float | None:
     """The judges' P(same object), by model and by the noun the judging prompt names."""
-    text = " ".join(m["content"] for m in body["messages"] if isinstance(m.get("content"), str))
-    noun = re.search(r"Object noun: (\w+)", text)
+    noun = re.search(r"Object noun: (\w+)", last_user_text(body))  # the text part too, where frames come with it
     table = {"judge-small": CHEAP, "judge-large": STRONG}.get(body.get("model"))
     return table.get(noun.group(1)) if noun and table else None
 
@@ -162,3 +161,29 @@ def test_a_judge_that_keeps_failing_costs_its_object_only_and_a_rerun_finishes_i
             .where(schema.VideoObject.noun == "tree")
         ).scalar_one()
     assert tree.judge == "large" and tree.verdict and [j["judge"] for j in tree.judges] == ["small", "large"]
+
+
+def test_in_direct_mode_the_cascade_judges_on_the_overlay_frames(tmp_path, two_clips):
+    """The cascade replaces the judging call whichever review mode: in direct mode each judge sees the frames."""
+    with FakeEndpoint(model_ids=("fake-model", "judge-small", "judge-large"), p_same=judge_score) as fe:
+        config = tmp_path / "engine.toml"
+        config.write_text(CONFIG.format(url=fe.base_url))
+        data = tmp_path / "data"
+        r = run_engine(
+            fe, data, "--config", str(config), "--source", str(two_clips), "--pipelines", "detailed",
+            "--set", "runtime.reviewer_mode=direct",
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        judged = [x.body for x in fe.work_requests() if x.body.get("model") in ("judge-small", "judge-large")]
+    assert judged and all(image_urls(b) for b in judged)  # each judge call carries the overlay frames
+    with open_store(data).session() as s:
+        rows = s.execute(
+            sa.select(schema.VideoObject.noun, schema.Review.judge, schema.Review.mode).join(
+                schema.Review, schema.Review.object_id == schema.VideoObject.id
+            )
+        ).all()
+        regions = s.scalar(sa.select(sa.func.count()).where(schema.Description.kind == "region"))
+    assert regions == 0 and {m for _, _, m in rows} == {"direct"}
+    assert {noun: judge for noun, judge, _ in rows} == {
+        n: "small" if CHEAP[n] >= 0.98 or CHEAP[n] < 0.02 else "large" for n in CHEAP
+    }
