@@ -10,6 +10,7 @@ agent pointed at it is refused before anything is run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -330,6 +331,13 @@ def test_a_judge_on_the_real_server_learns_logprobs_at_preflight_and_scores_by_t
     with Store(f"sqlite:///{data / 'engine.sqlite'}").session() as s:
         reviews = s.query(schema.Review).all()
         failures = s.query(schema.Failure).all()
+        answers = [c.response for c in s.query(schema.ModelCall).filter_by(agent="reviewer.judge.local")]
+    for response in answers[:3]:  # what the server said at the decision token
+        tokens = response.get("logprobs") or []
+        at = next((t for t in tokens if t["token"].strip(' "') in ("true", "false")), None)
+        if at is not None:
+            top = [(a["token"], round(math.exp(a["logprob"]), 4)) for a in at["top_logprobs"]]
+            print(f"decision {at['token']!r} p={math.exp(at['logprob']):.5f}; alternatives {top}")
     for f in failures:  # what the small model's answers cost (quarantined units, each with its reason)
         print(f"failure: {f.stage} {f.error_code}: {(f.message or '')[:160]}")
     for rv in reviews:
