@@ -107,6 +107,7 @@ class StoreStatus:
     failure_count: int = 0
     left_out: dict[str, int] = field(default_factory=dict)  # what the current results left out, by reason
     gated: dict[str, int] = field(default_factory=dict)  # current objects a masklet quality gate stopped, by gate
+    judging: dict[str, Any] = field(default_factory=dict)  # who decided the current reviews (summaries.judging)
 
 
 @dataclass
@@ -290,6 +291,7 @@ class Engine:
                 out.stages = stage_counts(s, view.current)
             out.left_out = left_out(store, view.current)
             out.gated = gated_counts(store, view.current)
+            out.judging = judging(store, view.current)
         out.runs = recent_runs(store, runs)
         out.failures, out.failure_count = recent_failures(store, failures)
         out.requests = request_totals(store)

@@ -139,6 +139,17 @@ def print_status(st: StoreStatus) -> None:
             for gate, n in sorted(st.gated.items()):
                 gt.add_row(gate, f"{n:,}")
             console.print(gt)
+        judges = st.judging.get("judges") or {}
+        if len(judges) > 1 or set(judges) - {"reviewer"}:  # a cascade: who decided, and at what cost
+            jt = Table(title="Reviews by deciding judge (current results)", title_justify="left")
+            for col in ("judge", "decided", "share", "kept", "discarded", "judging cost USD"):
+                jt.add_column(col, justify="left" if col == "judge" else "right")
+            for name, j in judges.items():
+                cost = f"{j['cost_usd']:,.4f}" if "cost_usd" in j else "-"
+                jt.add_row(
+                    name, f"{j['decided']:,}", f"{j['share']:.0%}", f"{j['kept']:,}", f"{j['discarded']:,}", cost
+                )
+            console.print(jt)
         if st.left_out:
             lt = Table(title="Left out by the current results", title_justify="left")
             lt.add_column("what", overflow="fold")

@@ -111,6 +111,9 @@ def test_a_cascade_run_decides_by_bands_records_every_judge_and_reports_shares_a
     assert large["cost_usd"] > small["cost_usd"]
     assert summary["cost_per_kept_usd"] == pytest.approx(summary["cost_usd"] / 3)
     assert summary["cascade"] == {"bands": {"small": [0.02, 0.98], "large": [0.5, 0.5]}, "calibrated": False}
+    status = CliRunner().invoke(app, ["status", "--data-dir", str(data)], env={"COLUMNS": "200"})
+    assert "Reviews by deciding judge" in status.output, status.output
+    assert re.search(r"small\s*│\s*4\s*│\s*67%\s*│\s*2\s*│\s*2\s*│\s*0\.\d{4}", status.output), status.output
     export = CliRunner().invoke(app, ["export", "--data-dir", str(data), "--out", str(tmp_path / "out")])
     assert export.exit_code == 0, export.output
     card = (tmp_path / "out" / "README.md").read_text()
