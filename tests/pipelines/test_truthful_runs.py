@@ -117,9 +117,13 @@ def test_exit_codes_nothing_left_to_do_and_nothing_produced(endpoint, source, tm
     from synthetic import render, write_mp4
 
     write_mp4(empty / "still.mp4", render(8, 64, 48)[0])
-    (empty / "still.txt").write_text("Nothing at all happens here.")  # no noun for the Analyzer: no object
+    (empty / "still.txt").write_text("Nothing at all happens here.")
+    # the stand-in Analyzer still names an object; the Reviewer discards it, so no sample comes of the work (the
+    # verdict was the stand-in's seeded coin, which any change to the judging request turned over)
+    endpoint.answers["same_object"] = False
     r = run_engine(endpoint, tmp_path / "d2", "--source", str(empty), "--pipelines", "detailed")
     assert r.exit_code == 4 and "produced nothing" in r.output
+    assert re.search(r"reviewed[\s│]+1\b", r.output) and re.search(r"kept \(reviewer keep rate\)[\s│]+0 ", r.output)
 
 
 def test_progress_lines_when_output_is_not_a_terminal_and_plan_against_actual(endpoint, source, tmp_path):
