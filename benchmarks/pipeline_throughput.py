@@ -16,6 +16,9 @@ SegmentorWorker), not counting the stand-in endpoint or Ray's own daemons.
 objects (straight into the tables), and prints both.
 --repeat K repeats every run K times (fresh stores, alternating) and reports the medians: this machine
 is noisy, and single runs of a few seconds vary by a quarter.
+--database-url URL runs on a PostgreSQL server instead of SQLite files: URL names a database to connect to for
+administration; every run gets a database of its own (a pre-filled one copied from a template database, kept
+between invocations as bench_prefilled_N), and the server's CPU per object is printed beside the engine's.
 A naive sequential loop over the same agents (no Ray, no overlap) runs on a few videos for comparison.
 """
 
@@ -92,6 +95,7 @@ class Measure:
     worker_cpu: float
     endpoint_cpu: float
     role_cpu: dict[str, float]
+    server_cpu: float = 0.0  # the database server's processes (PostgreSQL), not the engine's
 
     def per_object_ms(self, seconds: float) -> float:
         return seconds / self.objects * 1000
@@ -132,6 +136,9 @@ class Clock(RunObserver):
             driver=cpu_of([os.getpid()]),
             workers=cpu_of(self.workers),
             endpoint=cpu_of([self.endpoint_pid]),
+            server=cpu_of(
+                p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")
+            ),
             **{f"role:{r}": cpu_of(p) for r, p in self.roles.items()},
         )
 
@@ -169,6 +176,7 @@ def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[
         b["workers"] - a["workers"],
         b["endpoint"] - a["endpoint"],
         {r: b[f"role:{r}"] - a[f"role:{r}"] for r in clock.roles},
+        b["server"] - a["server"],
     )
     ids = list(result.split.units) if result.split else []
     with engine.store.session() as q:
@@ -228,8 +236,8 @@ def naive_loop(cfg, store, video_ids, base_url) -> tuple[float, int]:
             anchor = frames[mask_idx.index(t.anchor_frame)]
             overlay = to_data_url(draw_overlay(anchor, [OverlayObject(mask=masks.decode(t.masks[t.anchor_frame]))]))
             region = ask(RegionDescriber(), RegionItem(overlay))
-            verdict = ask(Judge(), JudgeItem(t.noun, region, texts["static"], texts["dynamic"]))
-            if verdict.same_object:
+            judged = ask(Judge(), JudgeItem(t.noun, region, texts["static"], texts["dynamic"]))
+            if judged.verdict.same_object:
                 ask(RefinerAgent(), RefineItem(t.noun, texts["static"], texts["dynamic"]))
     return time.perf_counter() - t0, objects
 
@@ -250,6 +258,7 @@ def median_measure(ms: list[Measure]) -> Measure:
         med([m.worker_cpu / m.objects * objects for m in ms]),
         med([m.endpoint_cpu / m.objects * objects for m in ms]),
         {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu},
+        med([m.server_cpu / m.objects * objects for m in ms]),
     )
 
 
@@ -280,7 +289,43 @@ def report(label: str, m: Measure, args, cfg) -> None:
         + ", ".join(f"{r} {m.per_object_ms(c):.1f}" for r, c in sorted(m.role_cpu.items()))
         + f"), engine in all {m.per_object_ms(engine_cpu):.1f} ms "
         f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)"
+        + (f"; PostgreSQL server {m.per_object_ms(m.server_cpu):.1f} ms (not counted)" if args.database_url else "")
     )
+
+
+class Server:
+    """A PostgreSQL server the benchmark makes databases on (CREATE DATABASE ... TEMPLATE copies a pre-filled one at
+    the file level, in seconds)."""
+
+    def __init__(self, url: str):
+        import sqlalchemy as sa
+
+        self.url = sa.engine.make_url(url)
+        self.admin = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+
+    def _run(self, sql: str) -> list:
+        import sqlalchemy as sa
+
+        with self.admin.connect() as c:
+            result = c.execute(sa.text(sql))
+            return list(result) if result.returns_rows else []
+
+    def exists(self, name: str) -> bool:
+        return bool(self._run(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+
+    def create(self, name: str, template: str | None = None) -> str:
+        self._run(f'DROP DATABASE IF EXISTS "{name}"')
+        self._run(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return self.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self._run(f'DROP DATABASE IF EXISTS "{sa.engine.make_url(url).database}" WITH (FORCE)')
+
+    def drop_mine(self, pid: int) -> None:
+        for (name,) in self._run(f"SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%\\_{pid}'"):
+            self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -300,6 +345,10 @@ def main() -> None:
         "--metrics",
         action="store_true",
         help="also run with Prometheus metrics served and scraped every second; compare the driver's CPU per object",
+    )
+    p.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (a database to connect to for administration): each run gets its own database",
     )
     p.add_argument(
         "--prefill-dir",
@@ -332,28 +381,45 @@ def main() -> None:
                 + ([("empty store, metrics served and scraped", "metrics")] if args.metrics else [])
             )
             template = Path(args.prefill_dir) if args.prefill_dir else Path(tmp) / "prefilled"
-            if args.prefill and (template / "engine.sqlite").exists():
+            server = Server(args.database_url) if args.database_url else None
+            pg_template = f"bench_prefilled_{args.prefill}"
+            if args.prefill and server is not None and server.exists(pg_template):
+                print(f"store pre-filled before: database {pg_template}")
+            elif args.prefill and server is None and (template / "engine.sqlite").exists():
                 print(f"store pre-filled before: {template}")
             elif args.prefill:  # filled once, copied for each run
-                cfg = load_config(environ={}, overrides={"data_dir": str(template), **overrides})
+                db = server.create(pg_template) if server else ""
+                cfg = load_config(environ={}, overrides={"data_dir": str(template), "database_url": db, **overrides})
                 vc, _ = version_context(cfg)
-                took = prefill(Store(cfg.resolved_database_url), build_pipelines(["detailed"]), vc, args.prefill)
+                filled = Store(cfg.resolved_database_url)
+                took = prefill(filled, build_pipelines(["detailed"]), vc, args.prefill)
+                filled.dispose()
                 print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
             runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}
+            previous: tuple[Store, str] | None = None
             for r in range(args.repeat):
                 # every other repetition in reverse order: the second run in a process costs more (a bigger heap,
                 # warm Ray), and no kind should always take that place
                 for label, kind in kinds if r % 2 == 0 else kinds[::-1]:
                     data = Path(tmp) / f"{kind}{r}"
-                    if kind == "full":
+                    db = ""
+                    if server is not None:  # a database of its own, copied from the template when pre-filled
+                        db = server.create(f"bench_{kind}{r}_{os.getpid()}", pg_template if kind == "full" else None)
+                    elif kind == "full":
                         shutil.copytree(template, data)
                     # The copy's gigabytes are written out now, not by the kernel during the run (whose writeback
                     # and cache churn cost every process CPU, the Ray workers' too, though they never touch the store)
                     os.sync()
                     metrics = {"metrics.port": 0, "metrics.linger_s": 0} if kind == "metrics" else {}
-                    cfg = load_config(environ={}, overrides={"data_dir": str(data), **overrides, **metrics})
+                    cfg = load_config(
+                        environ={}, overrides={"data_dir": str(data), "database_url": db, **overrides, **metrics}
+                    )
+                    if server is not None and previous is not None:  # the last run's stays for the naive loop
+                        previous[0].dispose()
+                        server.drop(previous[1])
                     m, store, ids = run_engine(cfg, src, endpoint.pid)
                     runs[label].append(m)
+                    previous = (store, db)
             print(
                 f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
                 f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"
@@ -394,6 +460,9 @@ def main() -> None:
                 f"naive sequential loop: {naive:.2f} objects/s ({naive_objects} objects in {naive_wall:.1f} s); "
                 f"engine vs naive {m.objects / m.wall / naive:.1f}x"
             )
+            if server is not None:
+                store.dispose()
+                server.drop_mine(os.getpid())
     finally:
         endpoint.terminate()
 
