@@ -96,6 +96,7 @@ class Measure:
     endpoint_cpu: float
     role_cpu: dict[str, float]
     server_cpu: float = 0.0  # the database server's processes (PostgreSQL), not the engine's
+    driver_written: float = 0.0  # bytes the driver caused to be written (its store's pages and WAL, with SQLite)
 
     def per_object_ms(self, seconds: float) -> float:
         return seconds / self.objects * 1000
@@ -134,6 +135,7 @@ class Clock(RunObserver):
         return dict(
             t=time.perf_counter(),
             driver=cpu_of([os.getpid()]),
+            written=float(psutil.Process().io_counters().write_bytes),
             workers=cpu_of(self.workers),
             endpoint=cpu_of([self.endpoint_pid]),
             server=cpu_of(
@@ -177,6 +179,7 @@ def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[
         b["endpoint"] - a["endpoint"],
         {r: b[f"role:{r}"] - a[f"role:{r}"] for r in clock.roles},
         b["server"] - a["server"],
+        b["written"] - a["written"],
     )
     ids = list(result.split.units) if result.split else []
     with engine.store.session() as q:
@@ -259,6 +262,7 @@ def median_measure(ms: list[Measure]) -> Measure:
         med([m.endpoint_cpu / m.objects * objects for m in ms]),
         {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu},
         med([m.server_cpu / m.objects * objects for m in ms]),
+        med([m.driver_written / m.objects * objects for m in ms]),
     )
 
 
@@ -291,6 +295,7 @@ def report(label: str, m: Measure, args, cfg) -> None:
         f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)"
         + (f"; PostgreSQL server {m.per_object_ms(m.server_cpu):.1f} ms (not counted)" if args.database_url else "")
     )
+    print(f"the driver wrote {m.driver_written / m.objects / 1024:.0f} KiB per object (store pages and WAL)")
 
 
 class Server:
@@ -453,6 +458,20 @@ def main() -> None:
                     f"--- engine CPU per object, pre-filled / empty: {ratio:.3f} (driver "
                     f"{f.per_object_ms(f.driver_cpu) / e.per_object_ms(e.driver_cpu):.3f})"
                 )
+                # each repetition's pair ran back to back: their ratios, the Ray workers' as the machine's noise (they
+                # never touch the store), and the database server's where there is one
+                pairs = list(zip(runs[kinds[0][0]], runs[kinds[1][0]]))
+                for name, cost in (
+                    ("driver", lambda m: m.driver_cpu),
+                    ("Ray workers", lambda m: m.worker_cpu),
+                    ("engine", lambda m: m.driver_cpu + m.worker_cpu),
+                    *((("PostgreSQL server", lambda m: m.server_cpu),) if server is not None else ()),
+                ):
+                    each = [(cost(b) / b.objects) / (cost(a) / a.objects) for a, b in pairs]
+                    print(
+                        f"    {name}, per repetition: {', '.join(f'{x:.3f}' for x in each)} "
+                        f"(median {statistics.median(each):.3f})"
+                    )
             label, m, cfg, store, ids = results[0]
             naive_wall, naive_objects = naive_loop(cfg, store, ids[: args.naive_videos], url)
             naive = naive_objects / naive_wall
