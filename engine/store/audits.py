@@ -344,6 +344,9 @@ class AuditItemView:
     frame_indices: list[int]  # the judged masklet's frames, sorted
     captions: dict[str, str]  # the video's captions by source
     detailed: str | None  # the object's newest detailed description (kept objects only)
+    judge: str | None = None  # which judge decided (None: a review from before 0011)
+    p_same: float | None = None  # its score, P(same object) ...
+    score_source: str | None = None  # ... from tokens or its verbalised confidence
 
 
 def audit_item_view(store: Store, review_id: str) -> AuditItemView | None:
@@ -372,6 +375,9 @@ def audit_item_view(store: Store, review_id: str) -> AuditItemView | None:
             sorted(int(f) for f in (masklet.frames if masklet else {})),
             captions,
             detailed,
+            review.judge,
+            review.p_same,
+            review.score_source,
         )
 
 

@@ -172,3 +172,28 @@ def test_calibrate_says_which_score_it_used_and_the_dashboard_draws_both(sqlite_
     r = run.invoke(app, ["audit", "calibrate", "--target-precision", "0.8", *url])
     assert r.exit_code == 0 and "verbalised confidence" in r.output
     assert 'data-score="tokens"' not in c.get("/dashboard").text
+
+
+def test_the_revealed_verdict_names_the_deciding_judge_and_its_score(sqlite_store, tmp_path):
+    import re
+
+    from fastapi.testclient import TestClient
+
+    import review_ui.app as ui
+    from engine.audit.sampling import add_auditor
+
+    config, truth, current = _cascade_store(sqlite_store, tmp_path, n=40)
+    drawn = CliRunner().invoke(app, ["audit", "sample", "--database-url", sqlite_store.url, "--config", str(config)])
+    assert drawn.exit_code == 0, drawn.output
+    with sqlite_store.session() as s:
+        rid = s.query(schema.AuditItem).first().review_id
+        rv = s.get(schema.Review, rid)
+        judge, p = rv.judge, rv.p_same
+    c = TestClient(ui.create_app(sqlite_store, current=current), headers={"origin": "http://testserver"})
+    c.post("/login", data={"name": "ann", "token": add_auditor(sqlite_store, "ann")})
+    before = c.get(f"/item/{rid}").text
+    assert 'id="score"' not in before  # blind until decided
+    csrf = re.search(r'name="csrf" value="([^"]+)"', before).group(1)
+    c.post("/decide", data={"review_id": rid, "verdict": "correct", "csrf": csrf})
+    after = c.get(f"/item/{rid}").text
+    assert f"Decided by <bdi>{judge}</bdi>: P(same object) {p:.3f}, from its answer token&#39;s probability" in after
