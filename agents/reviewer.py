@@ -73,12 +73,6 @@ class Scored:
     source: Literal["tokens", "verbal"]
     token_p_same: float | None  # the answer token's P(same object), where the server gave log-probabilities
 
-    @property
-    def verbal_p_same(self) -> float:
-        """The verbalised confidence as P(same): it is the probability that the verdict is right."""
-        c = self.verdict.confidence
-        return c if self.verdict.same_object else 1.0 - c
-
     def as_row(self, judge: str, model: str) -> dict[str, Any]:
         """This judge's answer as one entry of a review's `judges`."""
         return {
@@ -116,10 +110,11 @@ class Judge(TemplateAgent):
     def parse(self, item: JudgeItem, response: Verdict, logprobs: list[dict[str, Any]] | None = None) -> Scored:
         verdict = response.model_copy(update={"rationale": _one_line(response.rationale)})
         token_p = yes_probability(logprobs, "same_object")
-        scored = Scored(verdict, 0.0, "verbal", token_p)
         if token_p is not None:
             return Scored(verdict, token_p, "tokens", token_p)
-        return Scored(verdict, scored.verbal_p_same, "verbal", None)
+        # the verbalised confidence is the probability that the answer is right: as P(same), c or 1 - c
+        c = verdict.confidence
+        return Scored(verdict, c if verdict.same_object else 1.0 - c, "verbal", None)
 
 
 class DirectReviewer(Judge):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -27,6 +28,8 @@ from engine.cli.common import (
 audit_app = typer.Typer(
     help="Audit the Reviewer: auditors, samples, statistics.", no_args_is_help=True, rich_markup_mode=None
 )
+
+T = TypeVar("T")
 
 
 @audit_app.command("add-auditor", short_help="Create an auditor and print their sign-in token.")
@@ -208,14 +211,7 @@ def audit_calibrate(
     if apply:
         err.print("error: --apply writes a cascade's bands: give it with --cascade", highlight=False)
         raise typer.Exit(2)
-    try:
-        cal = eng.calibrate(target, rule, score)
-    except TooFewAudits as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(1) from None
-    except ValueError as e:
-        err.print(f"error: {e}", highlight=False)
-        raise typer.Exit(2) from None
+    cal = _calibration(lambda: eng.calibrate(target, rule, score))
     console.print(
         "score: "
         + (
@@ -257,17 +253,22 @@ def audit_calibrate(
         raise typer.Exit(1)
 
 
-def _calibrate_cascade(eng, target: float, rule: str, apply: bool, min_yield: float) -> None:
-    from engine.audit.cascade import describe
-
+def _calibration(compute: Callable[[], T]) -> T:
+    """A calibration, or the exit: 1 for too few audits, 2 for a setting it cannot take (rule, score, cascade)."""
     try:
-        cal = eng.calibrate_cascade(target, rule, min_yield=min_yield)
+        return compute()
     except TooFewAudits as e:
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(1) from None
     except ValueError as e:
         err.print(f"error: {e}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def _calibrate_cascade(eng, target: float, rule: str, apply: bool, min_yield: float) -> None:
+    from engine.audit.cascade import describe
+
+    cal = _calibration(lambda: eng.calibrate_cascade(target, rule, min_yield=min_yield))
     console.print(
         f"cascade bands for precision {target:.2f}, from {cal.audited:,} audited items (label rule: {rule}):",
         highlight=False,

@@ -33,6 +33,7 @@ from engine.media import masks
 from engine.store import schema
 from engine.store.current import Current, ObjectView
 from engine.store.db import Store
+from engine.store.records import verbal_p_same
 from engine.store.samples import ExportContext, export_context, samples_for_export, source_roots
 
 EmptyFrames = Literal["keep", "drop"]
@@ -167,9 +168,7 @@ def same_object_score(review: Mapping[str, Any], source: str) -> float | None:
     deciding judge's verbalised confidence in its own same_object answer (the last judge asked said it)."""
     if source == "tokens":
         return review.get("token_p_same")
-    judges = review.get("judges")
-    said = judges[-1]["same_object"] if judges else review["verdict"]
-    return review["confidence"] if said else 1 - review["confidence"]
+    return verbal_p_same(review["verdict"], review["confidence"], review.get("judges"))
 
 
 def _skip_reason(smp: schema.Sample, ctx: ExportContext, f: Filters) -> str | None:

@@ -21,6 +21,7 @@ from engine.store.chunks import rows_in
 from engine.store.current import Current, current_reviews, judged
 from engine.store.db import Store
 from engine.store.ids import stable_id
+from engine.store.records import verbal_p_same
 
 # --- auditors ------------------------------------------------------------------------------------
 
@@ -186,13 +187,6 @@ class ScoredReview(NamedTuple):
     judges: list[dict[str, Any]] | None = None
 
 
-def _verbal_p_same(verdict: bool, confidence: float, judges: list[dict[str, Any]] | None) -> float:
-    """The verbalised confidence as P(same object): the deciding judge's (the last asked) confidence in its own
-    same_object answer; rows from before 0011 have only the verdict, which was that answer."""
-    said = judges[-1]["same_object"] if judges else verdict
-    return float(confidence) if said else 1.0 - float(confidence)
-
-
 @dataclass(frozen=True)
 class CalibrationInputs:
     """What a calibration is computed from (engine/audit/calibrate.py)."""
@@ -206,7 +200,7 @@ def calibration_inputs(store: Store, current: Current) -> CalibrationInputs:
     a = schema.Audit
     with store.session() as s:
         reviews = [
-            ScoredReview(rid, bool(keep), _verbal_p_same(bool(keep), c, judges), token_p, judge, judges)
+            ScoredReview(rid, bool(keep), verbal_p_same(bool(keep), c, judges), token_p, judge, judges)
             for rid, keep, c, _, _, _, _, token_p, judge, judges in s.execute(current_reviews(current))
         ]
         labels = [

@@ -134,6 +134,13 @@ class ReviewRecord(_Record):
     judges: list[dict[str, Any]] | None = None
 
 
+def verbal_p_same(verdict: bool, confidence: float, judges: list[dict[str, Any]] | None) -> float:
+    """A review's verbalised confidence as P(same object): the deciding judge's (the last asked) confidence in its
+    own same_object answer; rows from before 0011 have only the verdict, which was that answer."""
+    said = judges[-1]["same_object"] if judges else verdict
+    return float(confidence) if said else 1.0 - float(confidence)
+
+
 @dataclass(frozen=True, slots=True)
 class SampleRecord(_Record):
     """One training record in the VideoRefer-700K format (docs/record-format.md)."""
