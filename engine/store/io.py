@@ -222,7 +222,15 @@ class StoreIO:
             self._loop_batches()
         finally:
             if self._conn is not None:
+                self._checkpoint(self._conn)
                 self._conn.close()
+
+    def _checkpoint(self, conn: sa.Connection) -> None:
+        if self._error is None:
+            try:
+                self.store.checkpoint(conn)
+            except Exception:  # noqa: BLE001  (the writes are committed; the next connection checkpoints them)
+                log.info("the closing checkpoint did not run", exc_info=True)
 
     def _reconnect(self, old: sa.Connection) -> sa.Connection:
         log.warning("the store's connection was lost: trying once more on a fresh one")

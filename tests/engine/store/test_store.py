@@ -162,6 +162,34 @@ def test_sqlite_uses_wal_and_a_reader_is_not_blocked_by_a_writer(sqlite_store):
     assert sqlite_store.counts()["videos"] == 2
 
 
+def test_the_writer_checkpoints_as_it_closes_so_the_file_alone_holds_the_run(sqlite_store, tmp_path):
+    """A run's writes reach engine.sqlite itself when its writer closes, though other connections stay open (the
+    pool's, a review UI's): a copy of that file alone, without its -wal, has them, and the run paid for the copy."""
+    import asyncio
+    import shutil
+    import sqlite3
+
+    from engine.store.io import Insert, StoreIO
+
+    reader = Store(sqlite_store.url)  # another connection open all along: SQLite checkpoints on its own only at
+    reader.counts()  # the last close
+    db = tmp_path / "engine.sqlite"
+
+    async def write() -> None:
+        io = StoreIO(sqlite_store)
+        io.submit([Insert(schema.Video, [_video(f"{i:032x}", path=f"v{i}.mp4") for i in range(50)])])
+        await io.flush()
+        assert (tmp_path / "engine.sqlite-wal").stat().st_size > 0  # committed, in the log
+        await io.aclose()
+
+    asyncio.run(write())
+    shutil.copyfile(db, tmp_path / "copy.sqlite")
+    with sqlite3.connect(tmp_path / "copy.sqlite") as copy:
+        assert copy.execute("SELECT count(*) FROM videos").fetchone() == (50,)
+    assert reader.counts()["videos"] == 50
+    reader.dispose()
+
+
 def test_sqlite_creates_the_data_folder(tmp_path):
     s = Store(f"sqlite:///{tmp_path / 'deep' / 'er' / 'engine.sqlite'}")
     assert (tmp_path / "deep" / "er" / "engine.sqlite").exists()
