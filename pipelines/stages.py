@@ -252,7 +252,6 @@ class GateStage(Stage):
             gate, value, threshold = failed if failed is not None else (None, None, None)
             verdicts.append(
                 GateRecord(
-                    id=stable_id("gate", obj.id, ctx.lineage),
                     object_id=obj.id,
                     masklet_id=m.id,
                     passed=failed is None,

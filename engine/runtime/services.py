@@ -23,7 +23,6 @@ from engine.runtime.tally import RunTally
 from engine.store import schema
 from engine.store.checks import RowError, check_group
 from engine.store.db import with_defaults
-from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, StoreError, StoreIO, UnitRef, failure_upsert
 from engine.store.records import FailureRecord, StageRecord, VersionedRecord
 
@@ -292,7 +291,6 @@ class StageContext:
             groups.append((model, [with_defaults(model, r.columns()) for r in records]))
         markers = [
             dict(
-                id=stable_id("completion", unit, self.stage, self.key_lineage),
                 video_id=self.video.id,
                 unit_id=unit,
                 stage=self.stage,

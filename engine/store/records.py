@@ -183,7 +183,6 @@ class GateRecord(_Record):
 
     table = schema.Gate
 
-    id: str
     object_id: str
     masklet_id: str
     passed: bool

@@ -1,7 +1,8 @@
 """The SQL store's tables (SQLAlchemy 2.0 typed models). Alembic migrations in engine/store/migrations create them.
 
-Every row's primary key is a stable id derived from content (engine/store/ids.py), and each table has
-the unique constraint that makes repeating an insert harmless. Rows written by the pipeline are
+Most rows' primary key is a stable id derived from content (engine/store/ids.py), and each table has
+the unique constraint that makes repeating an insert harmless; the completion markers and gate verdicts,
+which nothing references, are keyed by that unique key alone. Rows written by the pipeline are
 never deleted by it: rejects, failures and the results of older versions are kept.
 
 Versions: every result a stage writes (masklets, descriptions, reviews, samples, completions)
@@ -207,9 +208,10 @@ class Gate(Base):
     it with the metric's value and the threshold; the metrics and thresholds it was judged by."""
 
     __tablename__ = "gates"
-    __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_gates_object_lineage"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
+    # Keyed by (object, lineage), with no hashed id of its own (0012): nothing references a verdict, and an id
+    # would be one more index page per insert at a random place.
+    __table_args__ = (sa.PrimaryKeyConstraint("object_id", "lineage", name="pk_gates"),)
+    object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))
     lineage: Mapped[str] = mapped_column(LINEAGE)
     masklet_id: Mapped[str] = mapped_column(sa.ForeignKey("masklets.id"))
     passed: Mapped[bool]
@@ -345,9 +347,11 @@ class Completion(Base):
     """A stage that finished one unit (a video, a noun, a group of objects) at a lineage: resume skips it."""
 
     __tablename__ = "completions"
-    __table_args__ = (sa.UniqueConstraint("unit_id", "stage", "lineage", name="uq_completions_unit_stage_lineage"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)
+    # Keyed by what it says, video first (0012): a video's markers share index pages, and no hashed id of their own
+    # puts each one on a page of its own (what grows with the store). A unit belongs to one video, so the key is
+    # unique where (unit, stage, lineage) is.
+    __table_args__ = (sa.PrimaryKeyConstraint("video_id", "unit_id", "stage", "lineage", name="pk_completions"),)
+    video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"))
     unit_id: Mapped[str] = mapped_column(sa.Text)
     stage: Mapped[str] = mapped_column(sa.String(64))
     lineage: Mapped[str] = mapped_column(LINEAGE)

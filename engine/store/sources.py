@@ -110,12 +110,12 @@ def captioned(store: Store, video_ids: Sequence[str], sources: Iterable[str]) ->
         return set(scalars_in(s, stmt, c.video_id, list(video_ids)))
 
 
-def completed(store: Store, stage: str, lineage: str, unit_ids: Sequence[str]) -> set[str]:
-    """The units among these that completed `stage` at this lineage."""
+def completed(store: Store, stage: str, lineage: str, video_ids: Sequence[str]) -> set[str]:
+    """The videos among these that completed `stage` at this lineage as units of their own (a source's split)."""
     cp = schema.Completion
     with store.session() as s:
-        stmt = sa.select(cp.unit_id).where(cp.stage == stage, cp.lineage == lineage)
-        return set(scalars_in(s, stmt, cp.unit_id, list(unit_ids)))
+        stmt = sa.select(cp.video_id).where(cp.unit_id == cp.video_id, cp.stage == stage, cp.lineage == lineage)
+        return set(scalars_in(s, stmt, cp.video_id, list(video_ids)))
 
 
 def quarantined(store: Store, stage: str, lineage: str, unit_ids: Sequence[str]) -> set[str]:
@@ -252,7 +252,6 @@ def record_clips(
             schema.Completion,
             [
                 dict(
-                    id=stable_id("completion", source_id, stage, lineage),
                     video_id=source_id,
                     unit_id=source_id,
                     stage=stage,

@@ -110,7 +110,6 @@ def prefill(
                 if "gate" in lineage and version.get("gate") is not None:  # gates on: every masklet passed
                     rows[schema.Gate].append(
                         dict(
-                            id=stable_id("gate", oid, lineage["gate"]),
                             object_id=oid,
                             lineage=lineage["gate"],
                             masklet_id=mid,
@@ -185,6 +184,4 @@ def prefill(
 
 
 def _done(video_id: str, unit: str, stage: str, lineage: str) -> dict:
-    return dict(
-        id=stable_id("completion", unit, stage, lineage), video_id=video_id, unit_id=unit, stage=stage, lineage=lineage
-    )
+    return dict(video_id=video_id, unit_id=unit, stage=stage, lineage=lineage)

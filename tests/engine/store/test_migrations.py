@@ -249,3 +249,77 @@ def test_upgrade_from_0002_keeps_every_row_on_postgresql(pg_database):
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def _natural_keys_both_ways(url: str) -> None:
+    """0012 keys completions and gates by their unique keys and drops their hashed ids; its downgrade computes the
+    ids again, equal to what the engine wrote before."""
+    from engine.store.ids import stable_id
+
+    v, o, m = "v" * 32, "o" * 32, "m" * 32
+    gates = [
+        dict(object_id=o, lineage=lin, masklet_id=m, passed=lin == "g1" * 16, gate=None if lin == "g1" * 16 else "iou",
+             value=0.2, threshold=0.5, metrics=json.dumps({"iou": 0.2}), thresholds=json.dumps({"iou": 0.5}),
+             run_id=None, created_at=NOW)
+        for lin in ("g1" * 16, "g2" * 16)
+    ]  # fmt: skip
+    completions = [
+        dict(video_id=v, unit_id=unit, stage=stage, lineage="l" * 32, run_id=None, created_at=NOW, dropped=None)
+        for unit, stage in ((v, "analyze"), (o, "segment"), (o, "gate"))
+    ]
+    ids = {
+        "gates": {stable_id("gate", g["object_id"], g["lineage"]) for g in gates},
+        "completions": {stable_id("completion", c["unit_id"], c["stage"], c["lineage"]) for c in completions},
+    }
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002")
+        for name, batch in _rows().items():
+            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+        command.upgrade(alembic_config(conn), "0011")
+        for name, batch in (("gates", gates), ("completions", completions)):
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            conn.execute(table.insert(), [dict(r, id=i) for r, i in zip(batch, sorted(ids[name]))])
+    columns = {"gates": list(gates[0]), "completions": list(completions[0])}
+
+    def snapshot(conn) -> dict[str, list[dict]]:  # in an order that does not depend on the key
+        return {k: sorted(rows, key=repr) for k, rows in _snapshot(conn, columns).items()}
+
+    with engine.connect() as conn:
+        before = snapshot(conn)
+    Store(url).dispose()  # opening the store applies 0012
+    with engine.begin() as conn:
+        after = snapshot(conn)
+        for name in columns:
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            assert "id" not in table.c
+            assert [c.name for c in table.primary_key.columns] == (
+                ["object_id", "lineage"] if name == "gates" else ["video_id", "unit_id", "stage", "lineage"]
+            )
+        assert after == before  # every row, every other column
+        command.downgrade(alembic_config(conn), "0011")
+        for name in columns:
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            assert set(conn.execute(sa.select(table.c.id)).scalars()) == ids[name]
+            assert [c.name for c in table.primary_key.columns] == ["id"]
+        assert snapshot(conn) == before
+    Store(url).dispose()  # and up again
+    engine.dispose()
+
+
+def test_natural_keys_of_completions_and_gates_both_ways_on_sqlite(tmp_path):
+    _natural_keys_both_ways(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+@pytest.mark.postgres
+def test_natural_keys_of_completions_and_gates_both_ways_on_postgresql(pg_database):
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    name = f"engine_migrate_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        _natural_keys_both_ways(sa.make_url(pg_database).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
