@@ -328,7 +328,9 @@ class Request(Base):
     endpoint_key: Mapped[str] = mapped_column(sa.String(32))  # the [agents.<key>] table whose endpoint it used
     model: Mapped[str] = mapped_column(sa.String(128))
     endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
-    request_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # Not indexed (0012): nothing looks requests up by hash, and an index on it is a page at a random place per
+    # request. The answer of a hash is model_calls' row.
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
     kind: Mapped[str] = mapped_column(sa.String(16))  # call | repair | probe
     attempt: Mapped[int] = mapped_column(default=1)  # 1 for the first try of a call or repair, then 2, 3 ...
     output_mode: Mapped[str] = mapped_column(sa.String(32), default="")

@@ -297,7 +297,9 @@ def _natural_keys_both_ways(url: str) -> None:
                 ["object_id", "lineage"] if name == "gates" else ["video_id", "unit_id", "stage", "lineage"]
             )
         assert after == before  # every row, every other column
+        assert "ix_requests_request_hash" not in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
         command.downgrade(alembic_config(conn), "0011")
+        assert "ix_requests_request_hash" in {i["name"] for i in sa.inspect(conn).get_indexes("requests")}
         for name in columns:
             table = sa.Table(name, sa.MetaData(), autoload_with=conn)
             assert set(conn.execute(sa.select(table.c.id)).scalars()) == ids[name]
