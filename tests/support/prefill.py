@@ -1,16 +1,22 @@
 """Fill a store with many objects fast, straight into the tables (not through the pipeline).
 
 Each filler video has three objects, each with a current masklet, descriptions, a review (every other
-one kept), a detailed description and sample for the kept, and completion markers: what a run of
-the detailed pipeline leaves, at the lineages the given pipelines make current. Tests and benchmarks
+one kept), a detailed description and sample for the kept, and completion markers, and the model calls
+that made them (a cached answer and a request-log row each: the Analyzer's per video; per object two
+annotations, a region description and a judgement, and the Refiner's for the kept): what a run of the
+detailed pipeline leaves, at the lineages the given pipelines make current. Tests and benchmarks
 use it to check that the engine's cost per object does not grow with the store.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import time
+import uuid
 from collections.abc import Sequence
 
+from engine.llm.request_log import cache_row_id
 from engine.runtime.pipeline import Pipeline, VersionContext
 from engine.store import Store, schema
 from engine.store.db import with_defaults
@@ -45,6 +51,8 @@ def prefill(
                 schema.Review,
                 schema.Sample,
                 schema.Completion,
+                schema.ModelCall,
+                schema.Request,
             )
         }
         for v in range(start, min(n_videos, start + chunk_videos)):
@@ -71,6 +79,7 @@ def prefill(
                 )
             )
             rows[schema.Completion].append(_done(vid, vid, "analyze", lineage["analyze"]))
+            _call(rows, vid, "analyzer", v)
             for k, noun in enumerate(("dog", "ball", "tree")):
                 if v * 3 + k >= objects:
                     break
@@ -132,6 +141,8 @@ def prefill(
                             prompt_version="p@1",
                         )
                     )
+                for role in ("annotator.dynamic", "annotator.static", "reviewer.region", "reviewer.judge"):
+                    _call(rows, vid, role, oid)
                 kept = (v + k) % 2 == 0
                 rows[schema.Review].append(
                     dict(
@@ -150,6 +161,7 @@ def prefill(
                     )
                 )
                 if kept:
+                    _call(rows, vid, "refiner.detailed", oid)
                     rows[schema.Description].append(
                         dict(
                             id=stable_id("description", oid, "detailed", lineage["refine"]),
@@ -185,3 +197,42 @@ def prefill(
 
 def _done(video_id: str, unit: str, stage: str, lineage: str) -> dict:
     return dict(video_id=video_id, unit_id=unit, stage=stage, lineage=lineage)
+
+
+_REQUEST_PREFIX, _REQUEST_IDS = uuid.uuid4().hex[:16], itertools.count()  # as a client numbers its requests
+
+
+def _call(rows: dict[type, list[dict]], video_id: str, role: str, unit: object) -> None:
+    """A model call's cached answer and its request-log row, keyed as the client keys them."""
+    request_hash = hashlib.sha256(f"prefill|{role}|{unit}".encode()).hexdigest()
+    agent = role.split(".")[0]
+    rows[schema.ModelCall].append(
+        dict(
+            id=cache_row_id(request_hash),
+            request_hash=request_hash,
+            agent=agent,
+            model="m",
+            endpoint="http://prefill/v1",
+            status="ok",
+            tokens_in=400,
+            tokens_out=60,
+            response={"parsed": {"text": f"filler answer of {role}"}},
+            video_id=video_id,
+        )
+    )
+    rows[schema.Request].append(
+        dict(
+            id=f"{_REQUEST_PREFIX}{next(_REQUEST_IDS):016x}",
+            role=role,
+            endpoint_key=agent,
+            model="m",
+            endpoint="http://prefill/v1",
+            request_hash=request_hash,
+            kind="call",
+            output_mode="json_schema",
+            status="ok",
+            http_status=200,
+            tokens_in=400,
+            tokens_out=60,
+        )
+    )
