@@ -34,7 +34,7 @@ from pipeline_throughput import AGENTS, make_source, start_endpoint  # noqa: E40
 from engine.api import Engine, RunObserver  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.store import Store, schema  # noqa: E402
-from engine.store.io import StoreIO  # noqa: E402
+from engine.store.io import StoreIO, _Group  # noqa: E402
 
 OVERRIDES = {
     "segmentor.backend": "fake_segmentor:HashSegmentor",
@@ -118,7 +118,7 @@ class _Writer:
 def replay_once(db: Path, data: dict) -> dict[str, float]:
     store = Store(f"sqlite:///{db}")
     writer = _Writer(store)
-    groups = [[type("G", (), {"ops": ops, "unit": None})() for ops in batch] for batch in data["batches"]]
+    groups = [[_Group(ops, None) for ops in batch] for batch in data["batches"]]
     proc = psutil.Process()
     with store.engine.connect() as conn:
         w0, t0, c0 = proc.io_counters().write_bytes, time.perf_counter(), time.thread_time()

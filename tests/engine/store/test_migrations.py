@@ -237,18 +237,23 @@ def test_upgrade_from_0002_keeps_every_row_on_sqlite(tmp_path):
     _upgrade_with_data(f"sqlite:///{tmp_path / 'old.sqlite'}")
 
 
-@pytest.mark.postgres
-def test_upgrade_from_0002_keeps_every_row_on_postgresql(pg_database):
+def _in_a_fresh_database(pg_database: str, check) -> None:
+    """check(url) on a PostgreSQL database of its own, dropped afterwards (migrations start from nothing)."""
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
     name = f"engine_migrate_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        _upgrade_with_data(sa.make_url(pg_database).set(database=name).render_as_string(hide_password=False))
+        check(sa.make_url(pg_database).set(database=name).render_as_string(hide_password=False))
     finally:
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_upgrade_from_0002_keeps_every_row_on_postgresql(pg_database):
+    _in_a_fresh_database(pg_database, _upgrade_with_data)
 
 
 def _natural_keys_both_ways(url: str) -> None:
@@ -315,13 +320,4 @@ def test_natural_keys_of_completions_and_gates_both_ways_on_sqlite(tmp_path):
 
 @pytest.mark.postgres
 def test_natural_keys_of_completions_and_gates_both_ways_on_postgresql(pg_database):
-    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
-    name = f"engine_migrate_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        _natural_keys_both_ways(sa.make_url(pg_database).set(database=name).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as c:
-            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    _in_a_fresh_database(pg_database, _natural_keys_both_ways)
