@@ -397,7 +397,7 @@ def main() -> None:
                 cfg = load_config(environ={}, overrides={"data_dir": str(template), "database_url": db, **overrides})
                 vc, _ = version_context(cfg)
                 filled = Store(cfg.resolved_database_url)
-                took = prefill(filled, build_pipelines(["detailed"]), vc, args.prefill, calls=True)
+                took = prefill(filled, build_pipelines(["detailed"]), vc, args.prefill)
                 filled.dispose()
                 print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
             runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}

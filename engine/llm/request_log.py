@@ -17,7 +17,6 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from engine.store import schema
-from engine.store.ids import stable_id
 from engine.store.io import Delete, Insert, StoreIO, Upsert
 from engine.store.requests import REQUEST_COLUMNS
 from engine.store.requests import RoleTotals as RoleTotals  # re-exported: callers import the totals from here
@@ -30,7 +29,7 @@ class Cache(Protocol):
         call comes from: a cache that preloaded that video's answers needs no query."""
 
     def put(self, row: dict[str, Any]) -> None:
-        """Keep a successful call's answer (a model_calls row without id)."""
+        """Keep a successful call's answer (a model_calls row)."""
 
     def invalidate(self, request_hash: str) -> None:
         """An answer the agent could not use: never serve it again."""
@@ -55,10 +54,6 @@ class Meter(Protocol):
 
     def cache_hit(self, role: str) -> None:
         """A call answered from the cache, with no request."""
-
-
-def cache_row_id(request_hash: str) -> str:
-    return stable_id("model_call", request_hash)
 
 
 class StoreCache:
@@ -90,11 +85,10 @@ class StoreCache:
         return await self.io.cached(request_hash)
 
     def put(self, row: dict[str, Any]) -> None:
-        full = {"id": cache_row_id(row["request_hash"]), **row}
         self._recent[row["request_hash"]] = row["response"]
         while len(self._recent) > self.RECENT:
             self._recent.popitem(last=False)
-        self.io.submit([Insert(schema.ModelCall, [full])])  # an answer already stored stays
+        self.io.submit([Insert(schema.ModelCall, [row])])  # an answer already stored stays
 
     def invalidate(self, request_hash: str) -> None:
         self._recent.pop(request_hash, None)

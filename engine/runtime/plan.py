@@ -59,9 +59,10 @@ class Plan:
         return sum(a.cost_usd for a in self.roles)
 
 
-def measured_tokens(store: Store) -> dict[str, tuple[float, float, int]]:
-    """{role: (mean tokens in, mean tokens out, number of requests)} over answered requests of kind call."""
-    return measured_call_tokens(store)
+def measured_tokens(store: Store, cfg: Config, pipelines: Sequence[Pipeline]) -> dict[str, tuple[float, float, int]]:
+    """{role: (mean tokens in, mean tokens out, number of requests)} over the recent answered calls of each role the
+    pipelines call."""
+    return measured_call_tokens(store, {e.role for p in pipelines for st in p.stages for e in st.estimate(cfg)})
 
 
 RowsOf = Callable[[Current, list[str]], Mapping[str, VideoRows]]

@@ -294,7 +294,7 @@ def _phases(
             req.versions,
             tasks,
             uncaptioned(store, [t.id for t in tasks]),
-            measured_tokens(store),
+            measured_tokens(store, cfg, req.pipelines),
             rows_of=partial(current_rows, store),
             environ=os.environ if environ is None else environ,
         )

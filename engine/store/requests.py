@@ -3,6 +3,7 @@ a run's summary and `engine status`, and the measured tokens per call that the d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -68,14 +69,32 @@ def request_totals(store: Store, run_id: str | None = None) -> list[RoleTotals]:
     ]
 
 
-def measured_call_tokens(store: Store) -> dict[str, tuple[float, float, int]]:
+NEWEST_MEASURED = 1000  # requests per role the plan's measured tokens look at: the newest, a bounded read
+
+
+def measured_call_tokens(
+    store: Store, roles: Iterable[str], newest: int = NEWEST_MEASURED
+) -> dict[str, tuple[float, float, int]]:
     """{role: (mean tokens in, mean tokens out, number of requests)} over the answered requests of kind call whose
-    tokens are known (repairs and probes are not what a planned call costs)."""
+    tokens are known (repairs and probes are not what a planned call costs), among each role's `newest` newest
+    requests: what the endpoint and prompts cost lately, read in the same few pages however large the store
+    (ix_requests_role_sent_at). Roles with no such request are left out."""
     r = schema.Request
+    out: dict[str, tuple[float, float, int]] = {}
     with store.session() as s:
-        rows = s.execute(
-            sa.select(r.role, sa.func.avg(r.tokens_in), sa.func.avg(r.tokens_out), sa.func.count())
-            .where(r.status == "ok", r.kind == "call", r.tokens_in.is_not(None))
-            .group_by(r.role)
-        ).all()
-    return {role: (float(i), float(o), int(n)) for role, i, o, n in rows}
+        for role in sorted(set(roles)):
+            last = (
+                sa.select(r.status, r.kind, r.tokens_in, r.tokens_out)
+                .where(r.role == role)
+                .order_by(r.sent_at.desc())
+                .limit(newest)
+                .subquery()
+            )
+            tin, tout, n = s.execute(
+                sa.select(sa.func.avg(last.c.tokens_in), sa.func.avg(last.c.tokens_out), sa.func.count()).where(
+                    last.c.status == "ok", last.c.kind == "call", last.c.tokens_in.is_not(None)
+                )
+            ).one()
+            if n:
+                out[role] = (float(tin), float(tout), int(n))
+    return out

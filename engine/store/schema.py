@@ -173,7 +173,6 @@ class Description(Base):
     text: Mapped[str] = mapped_column(sa.Text)
     model: Mapped[str] = mapped_column(sa.String(128))
     prompt_version: Mapped[str] = mapped_column(sa.String(64))
-    model_call_id: Mapped[str | None] = mapped_column(sa.ForeignKey("model_calls.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -291,8 +290,8 @@ class ModelCall(Base):
     """
 
     __tablename__ = "model_calls"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    request_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # Keyed by the hash alone (0013): a hashed id beside it was a second index page at a random place per answer.
+    request_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     agent: Mapped[str] = mapped_column(sa.String(32), index=True)
     model: Mapped[str] = mapped_column(sa.String(128))
     endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
@@ -319,7 +318,12 @@ class Request(Base):
     """
 
     __tablename__ = "requests"
-    __table_args__ = (sa.Index("ix_requests_run_role", "run_id", "role"),)
+    __table_args__ = (
+        sa.Index("ix_requests_run_role", "run_id", "role"),
+        # The plan's measured tokens read each role's newest requests (engine/store/requests.py): a bounded read.
+        # New rows land at the end of their role's range, so the index costs a write on a page already in hand.
+        sa.Index("ix_requests_role_sent_at", "role", "sent_at"),
+    )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"))
     role: Mapped[str] = mapped_column(

@@ -1,13 +1,11 @@
 """Fill a store with many objects fast, straight into the tables (not through the pipeline).
 
 Each filler video has three objects, each with a current masklet, descriptions, a review (every other
-one kept), a detailed description and sample for the kept, and completion markers; with `calls`, also the
-model calls that made them (a cached answer and a request-log row each: the Analyzer's per video; per object
-two annotations, a region description and a judgement, and the Refiner's for the kept): what a run of the
-detailed pipeline leaves, at the lineages the given pipelines make current. Tests and benchmarks use it to
-check that the engine's cost per object does not grow with the store. The benchmarks fill with calls;
-tests/pipelines/test_store_scale.py without, for the planner's token estimate still reads every answered
-request in the store (engine/store/requests.py measured_call_tokens): a read that grows with it, once a run.
+one kept), a detailed description and sample for the kept, and completion markers, and the model calls that
+made them (a cached answer and a request-log row each: the Analyzer's per video; per object two annotations, a
+region description and a judgement, and the Refiner's for the kept): what a run of the detailed pipeline leaves,
+at the lineages the given pipelines make current. Tests and benchmarks use it to check that the engine's cost per
+object does not grow with the store.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from engine.llm.request_log import cache_row_id
 from engine.runtime.pipeline import Pipeline, VersionContext
 from engine.store import Store, schema
 from engine.store.db import with_defaults
@@ -33,7 +30,6 @@ def prefill(
     vc: VersionContext,
     objects: int,
     chunk_videos: int = 2000,
-    calls: bool = False,
 ) -> float:
     """Add `objects` objects (three per video) at the pipelines' current lineages; returns seconds taken."""
     t0 = time.perf_counter()
@@ -86,8 +82,7 @@ def prefill(
                 )
             )
             rows[schema.Completion].append(_done(vid, vid, "analyze", lineage["analyze"]))
-            if calls:
-                _call(rows, vid, "analyzer", v)
+            _call(rows, vid, "analyzer", v)
             for k, noun in enumerate(("dog", "ball", "tree")):
                 if v * 3 + k >= objects:
                     break
@@ -150,8 +145,7 @@ def prefill(
                         )
                     )
                 for role in ("annotator.dynamic", "annotator.static", "reviewer.region", "reviewer.judge"):
-                    if calls:
-                        _call(rows, vid, role, oid)
+                    _call(rows, vid, role, oid)
                 kept = (v + k) % 2 == 0
                 rows[schema.Review].append(
                     dict(
@@ -170,8 +164,7 @@ def prefill(
                     )
                 )
                 if kept:
-                    if calls:
-                        _call(rows, vid, "refiner.detailed", oid)
+                    _call(rows, vid, "refiner.detailed", oid)
                     rows[schema.Description].append(
                         dict(
                             id=stable_id("description", oid, "detailed", lineage["refine"]),
@@ -218,7 +211,6 @@ def _call(rows: dict[type, list[dict]], video_id: str, role: str, unit: object) 
     agent = role.split(".")[0]
     rows[schema.ModelCall].append(
         dict(
-            id=cache_row_id(request_hash),
             request_hash=request_hash,
             agent=agent,
             model="m",

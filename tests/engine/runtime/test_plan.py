@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from engine.config import load_config
@@ -6,6 +8,7 @@ from engine.registry import build_pipelines, version_context
 from engine.runtime.pipeline import VideoTask
 from engine.runtime.plan import MIN_MEASURED_CALLS, make_plan, measured_tokens
 from engine.store import schema
+from engine.store.requests import measured_call_tokens
 
 
 def videos(*frames: int) -> list[VideoTask]:
@@ -64,8 +67,9 @@ def test_prices_and_modes_from_config_change_the_plan():
 def test_measured_tokens_replace_estimates_once_there_are_enough(store):
     cfg = load_config(environ={})
 
-    def request(i, role, status="ok", tin=1000, tout=10):
+    def request(i, role, status="ok", tin=1000, tout=10, **kw):
         return schema.Request(
+            **kw,
             id=f"{i:032d}",
             role=role,
             endpoint_key=role.split(".")[0],
@@ -85,8 +89,33 @@ def test_measured_tokens_replace_estimates_once_there_are_enough(store):
         s.add(request(100, "analyzer", status="http_500", tin=99999))
         s.add(request(101, "analyzer", tin=None, tout=None))  # no usage: not a measurement
         s.add(request(102, "refiner.detailed", tin=5, tout=5))
-    measured = measured_tokens(store)
+    measured = measured_tokens(store, cfg, build_pipelines(["detailed"]))
+    assert set(measured) == {"analyzer", "refiner.detailed"}  # the roles the pipeline calls that have requests
     assert measured["analyzer"] == (1000.0, 10.0, MIN_MEASURED_CALLS)  # failed and unknown excluded
     roles = {a.role: a for a in plan_for(cfg, ["detailed"], videos(50, 50), measured=measured).roles}
     assert roles["analyzer"].measured and roles["analyzer"].tokens_in == 2000
     assert not roles["refiner.detailed"].measured  # one call is too few to trust
+
+
+def test_measured_tokens_read_each_roles_newest_requests_only(store):
+    """A bounded read: the newest requests of a role speak for it (what the prompts cost lately), and a failure
+    among them takes its place in the window without counting in the mean."""
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def request(i, tin, minutes, status="ok", kind="call"):
+        return schema.Request(
+            id=f"{i:032d}", role="analyzer", endpoint_key="analyzer", model="m", endpoint="",
+            request_hash=f"{i:064d}", kind=kind, attempt=1, status=status, tokens_in=tin, tokens_out=1,
+            sent_at=t0 + timedelta(minutes=minutes),
+        )  # fmt: skip
+
+    with store.session() as s:
+        s.add_all(request(i, 500, i) for i in range(40))  # older, cheaper prompts
+        s.add_all(request(100 + i, 900, 100 + i) for i in range(8))  # the newest
+        s.add(request(200, 99999, 150, status="http_500"))
+        s.add(request(201, 99999, 151, kind="repair"))
+    assert measured_call_tokens(store, ["analyzer", "refiner.qa"], newest=10) == {"analyzer": (900.0, 1.0, 8)}
+    assert measured_call_tokens(store, ["analyzer"], newest=20)["analyzer"] == (
+        (8 * 900 + 10 * 500) / 18, 1.0, 18,
+    )  # fmt: skip
+    assert measured_call_tokens(store, ["analyzer"])["analyzer"][2] == 48

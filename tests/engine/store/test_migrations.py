@@ -180,6 +180,11 @@ def _rows() -> dict[str, list[dict]]:
     }
 
 
+# Columns a later migration drops on purpose: 0013 keys model_calls by request_hash, and with the hashed id goes the
+# one reference to it, which no engine ever filled.
+DROPPED = {("model_calls", "id"), ("descriptions", "model_call_id")}
+
+
 def _snapshot(conn, tables) -> dict[str, list[dict]]:
     out = {}
     for name, columns in tables.items():
@@ -196,7 +201,7 @@ def _upgrade_with_data(url: str) -> None:
         rows = _rows()
         for name, batch in rows.items():
             conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
-        tables = {name: list(batch[0]) for name, batch in rows.items()}
+        tables = {name: [c for c in batch[0] if (name, c) not in DROPPED] for name, batch in rows.items()}
         before = _snapshot(conn, tables)
     Store(url).dispose()  # opening the store applies the new migrations
     with engine.connect() as conn:
@@ -321,3 +326,76 @@ def test_natural_keys_of_completions_and_gates_both_ways_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_natural_keys_of_completions_and_gates_both_ways_on_postgresql(pg_database):
     _in_a_fresh_database(pg_database, _natural_keys_both_ways)
+
+
+def _answers_by_hash_both_ways(url: str) -> None:
+    """0013 keys model_calls by request_hash, dropping the hashed id and the never-filled reference to it, and adds
+    requests' (role, sent_at) index; its downgrade computes the ids again, equal to what the engine wrote."""
+    from sqlalchemy.exc import IntegrityError
+
+    from engine.store.ids import stable_id
+
+    calls = [
+        dict(request_hash=f"{i}" * 64, agent="annotator", model="m", endpoint="http://x", status="ok", tokens_in=9,
+             tokens_out=3, cost_usd=0.0, latency_s=0.1, response=json.dumps({"parsed": {"n": i}}), error=None,
+             run_id=None, video_id="v" * 32, created_at=NOW)
+        for i in range(3)
+    ]  # fmt: skip
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002")
+        for name, batch in _rows().items():
+            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+        command.upgrade(alembic_config(conn), "0012")
+        table = sa.Table("model_calls", sa.MetaData(), autoload_with=conn)
+        conn.execute(table.insert(), [dict(c, id=stable_id("model_call", c["request_hash"])) for c in calls])
+    columns = {
+        "model_calls": [c for c in calls[0] if c != "response"],  # JSON: not comparable on PostgreSQL
+        "descriptions": ["id", "object_id", "kind", "text", "model", "prompt_version"],
+    }
+
+    def snapshot(conn) -> dict[str, list[dict]]:
+        return {k: sorted(rows, key=repr) for k, rows in _snapshot(conn, columns).items()}
+
+    def ids(conn) -> dict[str, str]:
+        return dict(conn.execute(sa.text("SELECT request_hash, id FROM model_calls")).all())
+
+    with engine.connect() as conn:
+        before, old_ids = snapshot(conn), ids(conn)
+    Store(url).dispose()  # opening the store applies 0013
+    with engine.begin() as conn:
+        inspect = sa.inspect(conn)
+        assert [c["name"] for c in inspect.get_columns("model_calls")].count("id") == 0
+        assert inspect.get_pk_constraint("model_calls")["constrained_columns"] == ["request_hash"]
+        assert "model_call_id" not in {c["name"] for c in inspect.get_columns("descriptions")}
+        assert inspect.get_foreign_keys("descriptions") == [
+            fk for fk in inspect.get_foreign_keys("descriptions") if fk["referred_table"] != "model_calls"
+        ]
+        assert {"name": "ix_requests_role_sent_at", "column_names": ["role", "sent_at"]} in [
+            {k: i[k] for k in ("name", "column_names")} for i in inspect.get_indexes("requests")
+        ]
+        assert snapshot(conn) == before  # every row, every other column
+        command.downgrade(alembic_config(conn), "0012")
+        inspect = sa.inspect(conn)
+        assert inspect.get_pk_constraint("model_calls")["constrained_columns"] == ["id"]
+        assert "ix_requests_role_sent_at" not in {i["name"] for i in inspect.get_indexes("requests")}
+        assert any(fk["referred_table"] == "model_calls" for fk in inspect.get_foreign_keys("descriptions"))
+        recomputed = ids(conn)
+        assert snapshot(conn) == before
+    # the engine's rows get back the ids it gave them; rows from before 0003 get the engine's ids too
+    assert recomputed == {h: stable_id("model_call", h) for h in old_ids}
+    assert all(recomputed[c["request_hash"]] == old_ids[c["request_hash"]] for c in calls)
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # the hash is unique again
+        table = sa.Table("model_calls", sa.MetaData(), autoload_with=conn)
+        conn.execute(table.insert(), [dict(calls[0], id="x" * 32)])
+    Store(url).dispose()  # and up again
+    engine.dispose()
+
+
+def test_answers_keyed_by_their_hash_both_ways_on_sqlite(tmp_path):
+    _answers_by_hash_both_ways(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+@pytest.mark.postgres
+def test_answers_keyed_by_their_hash_both_ways_on_postgresql(pg_database):
+    _in_a_fresh_database(pg_database, _answers_by_hash_both_ways)

@@ -202,7 +202,6 @@ def test_runs_and_model_calls_keep_json(store):
         s.flush()
         s.add(
             schema.ModelCall(
-                id="k" * 32,
                 request_hash="h" * 64,
                 agent="analyzer",
                 model="m",
@@ -216,7 +215,7 @@ def test_runs_and_model_calls_keep_json(store):
         )
     with store.session() as s:
         assert s.get(schema.Run, "r" * 32).config == {"a": {"b": [1, 2]}}
-        assert s.get(schema.ModelCall, "k" * 32).response == {"nouns": ["man"]}
+        assert s.get(schema.ModelCall, "h" * 64).response == {"nouns": ["man"]}
     with pytest.raises(IntegrityError), store.session() as s:  # one row per request hash: the cache key
-        s.add(schema.ModelCall(id="j" * 32, request_hash="h" * 64, agent="a", model="m", status="ok"))
+        s.add(schema.ModelCall(request_hash="h" * 64, agent="a", model="m", status="ok"))
     assert sa.inspect(store.engine).has_table("audits")
