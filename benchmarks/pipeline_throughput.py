@@ -323,6 +323,17 @@ class Server:
         self._run(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.url.set(database=name).render_as_string(hide_password=False)
 
+    def analyze(self, name: str) -> None:
+        """VACUUM ANALYZE a database, as autovacuum does to a store as it grows. A template filled in one go and never
+        analyzed (a server with autovacuum off) has no statistics: the planner then guesses, and the server spent
+        5.5 ms per object in a copy of it against 1.7 ms once analyzed (1.2 in an empty store)."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.url.set(database=name), isolation_level="AUTOCOMMIT")
+        with engine.connect() as c:
+            c.execute(sa.text("VACUUM ANALYZE"))
+        engine.dispose()
+
     def drop(self, url: str) -> None:
         import sqlalchemy as sa
 
@@ -400,6 +411,8 @@ def main() -> None:
                 took = prefill(filled, build_pipelines(["detailed"]), vc, args.prefill)
                 filled.dispose()
                 print(f"pre-filled {args.prefill:,} objects in {took:.0f} s")
+            if args.prefill and server is not None:  # a template filled before this was written, too
+                server.analyze(pg_template)
             runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}
             previous: tuple[Store, str] | None = None
             for r in range(args.repeat):
