@@ -10,11 +10,12 @@ and delete goes by the hash; the id served only descriptions.model_call_id, a re
 ever filled (`git log -S model_call_id`: only the first schema and a test's rows). Both go, and the hash is the
 primary key.
 
-The plan's measured tokens per call read every answered request of the store, once a run (4.7 million rows at a
+The plan's measured tokens per call read every answered request of the store, once a run (4.8 million rows at a
 million objects). They now read each role's newest requests, which this index finds; a new request lands at the
 end of its role's range, a page the writer already holds.
 
-SQLite copies model_calls and descriptions to change them: a store of a million objects takes a minute, once.
+SQLite copies model_calls and descriptions to change them: a store of a million objects and 4.8 million answers took
+235 s, once. The file grew from 7.2 to 8.8 GB: the difference is free pages, which later writes reuse.
 """
 
 from typing import Literal
