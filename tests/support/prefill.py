@@ -25,11 +25,7 @@ RLE = {"size": [48, 64], "counts": "0"}  # tiny: the filler's masks are never de
 
 
 def prefill(
-    store: Store,
-    pipelines: Sequence[Pipeline],
-    vc: VersionContext,
-    objects: int,
-    chunk_videos: int = 2000,
+    store: Store, pipelines: Sequence[Pipeline], vc: VersionContext, objects: int, chunk_videos: int = 2000
 ) -> float:
     """Add `objects` objects (three per video) at the pipelines' current lineages; returns seconds taken."""
     t0 = time.perf_counter()

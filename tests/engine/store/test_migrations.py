@@ -194,13 +194,23 @@ def _snapshot(conn, tables) -> dict[str, list[dict]]:
     return out
 
 
+def _insert(conn, name: str, batch: list[dict]) -> None:
+    conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+
+
+def _release_store(conn) -> dict[str, list[dict]]:
+    """The schema the previous release created (0002), with `_rows()` in it; returns those rows."""
+    command.upgrade(alembic_config(conn), "0002")
+    rows = _rows()
+    for name, batch in rows.items():
+        _insert(conn, name, batch)
+    return rows
+
+
 def _upgrade_with_data(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0002")  # the schema the previous release created
-        rows = _rows()
-        for name, batch in rows.items():
-            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+        rows = _release_store(conn)
         tables = {name: [c for c in batch[0] if (name, c) not in DROPPED] for name, batch in rows.items()}
         before = _snapshot(conn, tables)
     Store(url).dispose()  # opening the store applies the new migrations
@@ -283,13 +293,10 @@ def _natural_keys_both_ways(url: str) -> None:
     }
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0002")
-        for name, batch in _rows().items():
-            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+        _release_store(conn)
         command.upgrade(alembic_config(conn), "0011")
         for name, batch in (("gates", gates), ("completions", completions)):
-            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-            conn.execute(table.insert(), [dict(r, id=i) for r, i in zip(batch, sorted(ids[name]))])
+            _insert(conn, name, [dict(r, id=i) for r, i in zip(batch, sorted(ids[name]))])
     columns = {"gates": list(gates[0]), "completions": list(completions[0])}
 
     def snapshot(conn) -> dict[str, list[dict]]:  # in an order that does not depend on the key
@@ -343,12 +350,9 @@ def _answers_by_hash_both_ways(url: str) -> None:
     ]  # fmt: skip
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0002")
-        for name, batch in _rows().items():
-            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), batch)
+        _release_store(conn)
         command.upgrade(alembic_config(conn), "0012")
-        table = sa.Table("model_calls", sa.MetaData(), autoload_with=conn)
-        conn.execute(table.insert(), [dict(c, id=stable_id("model_call", c["request_hash"])) for c in calls])
+        _insert(conn, "model_calls", [dict(c, id=stable_id("model_call", c["request_hash"])) for c in calls])
     columns = {
         "model_calls": [c for c in calls[0] if c != "response"],  # JSON: not comparable on PostgreSQL
         "descriptions": ["id", "object_id", "kind", "text", "model", "prompt_version"],
@@ -386,8 +390,7 @@ def _answers_by_hash_both_ways(url: str) -> None:
     assert recomputed == {h: stable_id("model_call", h) for h in old_ids}
     assert all(recomputed[c["request_hash"]] == old_ids[c["request_hash"]] for c in calls)
     with pytest.raises(IntegrityError), engine.begin() as conn:  # the hash is unique again
-        table = sa.Table("model_calls", sa.MetaData(), autoload_with=conn)
-        conn.execute(table.insert(), [dict(calls[0], id="x" * 32)])
+        _insert(conn, "model_calls", [dict(calls[0], id="x" * 32)])
     Store(url).dispose()  # and up again
     engine.dispose()
 
