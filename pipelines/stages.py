@@ -30,7 +30,7 @@ from engine.runtime.services import ImageSet, StageContext, gather_units
 from engine.runtime.state import VideoState
 from engine.sources.datasets import dataset_of
 from engine.store import schema
-from engine.store.ids import stable_id
+from engine.store.ids import derived_id, hash_part, stable_id
 from engine.store.records import (
     CaptionRecord,
     DescriptionRecord,
@@ -52,7 +52,7 @@ def mask_indices(cfg: Config, video: VideoTask) -> list[int]:
 
 def description_record(ctx: StageContext, obj: ObjectRecord, kind: str, text: str, agent: Any) -> DescriptionRecord:
     return DescriptionRecord(
-        id=stable_id("description", obj.id, kind, ctx.lineage),
+        id=derived_id(obj.id, "description", hash_part(obj.id), kind, ctx.lineage),
         lineage=ctx.lineage,
         object_id=obj.id,
         kind=kind,
@@ -141,7 +141,7 @@ class AnalyzeStage(Stage):
         version = ctx.own_version
         objects = [
             ObjectRecord(
-                id=stable_id("object", video.id, noun, 0, version),
+                id=derived_id(video.id, "object", video.id, noun, 0, version),
                 video_id=video.id,
                 noun=noun,
                 instance=0,
@@ -190,7 +190,7 @@ class SegmentStage(Stage):
             for t, quality in (tq for tq in tracks if tq[0].noun == obj.noun):
                 object_id = obj.id
                 if t.instance:  # each further instance is an object of its own
-                    object_id = stable_id("object", video.id, obj.noun, t.instance, obj.stage_version)
+                    object_id = derived_id(video.id, "object", video.id, obj.noun, t.instance, obj.stage_version)
                     new_objects.append(
                         ObjectRecord(
                             id=object_id,
@@ -204,7 +204,7 @@ class SegmentStage(Stage):
                 frames = {str(f): m for f, m in t.masks.items()}
                 masklets.append(
                     MaskletRecord(
-                        id=stable_id("masklet", object_id, ctx.lineage),
+                        id=derived_id(object_id, "masklet", hash_part(object_id), ctx.lineage),
                         lineage=ctx.lineage,
                         object_id=object_id,
                         backend_version=ctx.own_version,
@@ -454,7 +454,7 @@ class ReviewStage(Stage):
         judge, scored = asked[-1]
         verdict = scored.verdict
         review = ReviewRecord(
-            id=stable_id("review", obj.id, ctx.lineage),
+            id=derived_id(obj.id, "review", hash_part(obj.id), ctx.lineage),
             lineage=ctx.lineage,
             object_id=obj.id,
             mode=judge.mode,
@@ -560,15 +560,15 @@ class DetailedSamples(_SamplesStage):
     async def run(self, video: VideoTask, ctx: StageContext) -> None:
         state, samples = ctx.state, []
         for obj in state.grounded(ctx.objects_version):
-            sample_id = stable_id("sample", "detailed", obj.id, ctx.lineage)
+            sample_id = derived_id(obj.id, "sample", "detailed", hash_part(obj.id), ctx.lineage)
             text, m = state.description(obj.id, "detailed"), state.masklet_of(obj.id)
             if state.has_sample(sample_id) or not state.kept(obj) or text is None:
                 continue
-            mode = records.frame_mode(obj.id, ctx.cfg.runtime.multi_frame_ratio)
+            mode = records.frame_mode(hash_part(obj.id), ctx.cfg.runtime.multi_frame_ratio)
             annotation = [records.region(m.frames, m.anchor_frame, mode)]
             if not _usable(annotation):
                 continue
-            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, obj.id))
+            human = records.single_object_turn(records.pick(records.DETAILED_PROMPTS, hash_part(obj.id)))
             samples.append(
                 sample_record(
                     ctx, sample_id, "detailed", video, [obj.id], human, records.neutralise(text.text), annotation, mode
@@ -634,9 +634,9 @@ class ShortSamples(_SamplesStage):
             if not _usable(annotation):
                 reason = "subject_mask_empty"
             else:
-                human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, obj.id))
+                human = records.single_object_turn(records.pick(records.SHORT_PROMPTS, hash_part(obj.id)))
                 answer = records.neutralise(state.caption)
-                sample_id = stable_id("sample", "short", obj.id, ctx.lineage)
+                sample_id = derived_id(obj.id, "sample", "short", hash_part(obj.id), ctx.lineage)
                 samples.append(
                     sample_record(ctx, sample_id, "short", video, [obj.id], human, answer, annotation, "single")
                 )
@@ -739,7 +739,7 @@ class QAStage(Stage):
         self, ctx: StageContext, video: VideoTask, group: list[ObjectRecord], index: int, pair: Any
     ) -> SampleRecord | None:
         ids = [o.id for o in group]
-        mode = records.frame_mode("+".join(ids), ctx.cfg.runtime.multi_frame_ratio)
+        mode = records.frame_mode("+".join(map(hash_part, ids)), ctx.cfg.runtime.multi_frame_ratio)
         annotation = []
         for o in group:
             m = ctx.state.masklet_of(o.id)
@@ -749,7 +749,7 @@ class QAStage(Stage):
         human = records.multi_object_turn(len(group), pair.question)
         return sample_record(
             ctx,
-            stable_id("sample", "qa", ids, index, ctx.lineage),
+            derived_id(video.id, "sample", "qa", [hash_part(i) for i in ids], index, ctx.lineage),
             "qa",
             video,
             ids,
@@ -846,7 +846,7 @@ class DatasetObjectsStage(Stage):
                 raise UnitFailure("segmentor_output", f"{dv.dataset} masks of object {obj.obj_id} are all empty")
             # the id hashes the stage's version as the unique key holds it: without it, a new mask_frames gave the
             # old version's id, its rows were skipped, and the store had no object of the version in use
-            object_id = stable_id("object", video.id, f"{dv.dataset}:{obj.obj_id}", version)
+            object_id = derived_id(video.id, "object", video.id, f"{dv.dataset}:{obj.obj_id}", version)
             noun = clip_noun(expressions[0]) if expressions else "object"  # no usable text: still people's mask
             objects.append(
                 ObjectRecord(
@@ -860,7 +860,7 @@ class DatasetObjectsStage(Stage):
             quality: dict[str, Any] = masks.quality(by_frame)
             masklets.append(
                 MaskletRecord(
-                    id=stable_id("masklet", object_id, ctx.lineage),
+                    id=derived_id(object_id, "masklet", hash_part(object_id), ctx.lineage),
                     lineage=ctx.lineage,
                     object_id=object_id,
                     backend_version=DATASET_VERSION,
@@ -877,7 +877,7 @@ class DatasetObjectsStage(Stage):
             if expressions:
                 descriptions.append(
                     DescriptionRecord(
-                        id=stable_id("description", object_id, "short", ctx.lineage),
+                        id=derived_id(object_id, "description", hash_part(object_id), "short", ctx.lineage),
                         lineage=ctx.lineage,
                         object_id=object_id,
                         kind="short",

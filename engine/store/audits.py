@@ -20,7 +20,7 @@ from engine.store import schema
 from engine.store.chunks import rows_in
 from engine.store.current import Current, current_reviews, judged
 from engine.store.db import Store
-from engine.store.ids import stable_id
+from engine.store.ids import hash_part, stable_id
 from engine.store.records import verbal_p_same
 
 # --- auditors ------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def calibration_inputs(store: Store, current: Current) -> CalibrationInputs:
 
 def decide_audit(store: Store, review_id: str, auditor: str, same_object: bool, note: str, reason: str | None) -> None:
     """Record the auditor's decision on an item (replacing theirs, if any) and add it to the history."""
-    audit_id = stable_id("audit", review_id, auditor)  # one row per (item, auditor)
+    audit_id = stable_id("audit", hash_part(review_id), auditor)  # one row per (item, auditor)
     with store.session() as s:
         store.upsert(
             s,

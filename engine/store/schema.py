@@ -20,7 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.store.ids import DERIVED_ID_LEN
+
 ID = sa.String(32)
+DERIVED_ID = sa.String(DERIVED_ID_LEN)  # a unit derived from a video: the video's prefix, then its hash (0014)
 
 
 def utcnow() -> datetime:
@@ -126,7 +129,7 @@ class VideoObject(Base):
 
     __tablename__ = "objects"
     __table_args__ = (sa.UniqueConstraint("video_id", "noun", "instance", "stage_version"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(DERIVED_ID, primary_key=True)
     video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"))  # its unique index serves it (0010)
     noun: Mapped[str] = mapped_column(sa.String(128))
     instance: Mapped[int] = mapped_column(default=0)
@@ -144,7 +147,7 @@ class Masklet(Base):
 
     __tablename__ = "masklets"
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_masklets_object_lineage"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(DERIVED_ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     backend_version: Mapped[str] = mapped_column(sa.String(200))
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
@@ -166,7 +169,7 @@ class Masklet(Base):
 class Description(Base):
     __tablename__ = "descriptions"
     __table_args__ = (sa.UniqueConstraint("object_id", "kind", "lineage", name="uq_descriptions_object_kind_lineage"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(DERIVED_ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     kind: Mapped[str] = mapped_column(_enum("description_kind", *DESCRIPTION_KINDS))
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
@@ -179,7 +182,7 @@ class Description(Base):
 class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (sa.UniqueConstraint("object_id", "lineage", name="uq_reviews_object_lineage"),)
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(DERIVED_ID, primary_key=True)
     object_id: Mapped[str] = mapped_column(sa.ForeignKey("objects.id"))  # its unique index serves it (0010)
     lineage: Mapped[str | None] = mapped_column(LINEAGE, index=True)
     # What was judged, so an audit shows exactly that (NULL on rows from before lineages).
@@ -268,7 +271,7 @@ class Sample(Base):
     """One training record in the VideoRefer-700K format (docs/record-format.md), before export filters."""
 
     __tablename__ = "samples"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    id: Mapped[str] = mapped_column(DERIVED_ID, primary_key=True)
     data_type: Mapped[str] = mapped_column(_enum("data_type", *DATA_TYPES), index=True)
     qa_type: Mapped[str | None] = mapped_column(sa.String(32))
     video_id: Mapped[str] = mapped_column(sa.ForeignKey("videos.id"), index=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from engine.runtime.pipeline import Pipeline, VersionContext
 from engine.store import Store, schema
 from engine.store.db import with_defaults
-from engine.store.ids import stable_id
+from engine.store.ids import derived_id, hash_part, stable_id
 
 RLE = {"size": [48, 64], "counts": "0"}  # tiny: the filler's masks are never decoded
 
@@ -82,7 +82,7 @@ def prefill(
             for k, noun in enumerate(("dog", "ball", "tree")):
                 if v * 3 + k >= objects:
                     break
-                oid = stable_id("prefill-object", v, k)
+                oid = derived_id(vid, "prefill-object", v, k)
                 rows[schema.VideoObject].append(
                     dict(
                         id=oid,
@@ -93,7 +93,7 @@ def prefill(
                         stage_version=version["analyze"],
                     )
                 )
-                mid = stable_id("masklet", oid, lineage["segment"])
+                mid = derived_id(oid, "masklet", hash_part(oid), lineage["segment"])
                 rows[schema.Masklet].append(
                     dict(
                         id=mid,
@@ -128,7 +128,7 @@ def prefill(
                     )
                 desc = {}
                 for kind, stage in (("appearance", "annotate"), ("motion", "annotate"), ("region", "review")):
-                    desc[kind] = stable_id("description", oid, kind, lineage[stage])
+                    desc[kind] = derived_id(oid, "description", hash_part(oid), kind, lineage[stage])
                     rows[schema.Description].append(
                         dict(
                             id=desc[kind],
@@ -145,7 +145,7 @@ def prefill(
                 kept = (v + k) % 2 == 0
                 rows[schema.Review].append(
                     dict(
-                        id=stable_id("review", oid, lineage["review"]),
+                        id=derived_id(oid, "review", hash_part(oid), lineage["review"]),
                         object_id=oid,
                         mode="paper",
                         verdict=kept,
@@ -163,7 +163,7 @@ def prefill(
                     _call(rows, vid, "refiner.detailed", oid)
                     rows[schema.Description].append(
                         dict(
-                            id=stable_id("description", oid, "detailed", lineage["refine"]),
+                            id=derived_id(oid, "description", hash_part(oid), "detailed", lineage["refine"]),
                             object_id=oid,
                             kind="detailed",
                             lineage=lineage["refine"],
@@ -174,7 +174,7 @@ def prefill(
                     )
                     rows[schema.Sample].append(
                         dict(
-                            id=stable_id("sample", "detailed", oid, lineage["detailed_samples"]),
+                            id=derived_id(oid, "sample", "detailed", hash_part(oid), lineage["detailed_samples"]),
                             data_type="detailed",
                             video_id=vid,
                             object_ids=[oid],

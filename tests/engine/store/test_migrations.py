@@ -183,6 +183,34 @@ def _rows() -> dict[str, list[dict]]:
 # Columns a later migration drops on purpose: 0013 keys model_calls by request_hash, and with the hashed id goes the
 # one reference to it, which no engine ever filled.
 DROPPED = {("model_calls", "id"), ("descriptions", "model_call_id")}
+# 0014: the ids of a video's units, and every reference to them, begin with the video's prefix (all rows here are
+# of video v)
+PREFIXED = {
+    ("objects", "id"),
+    ("masklets", "id"),
+    ("masklets", "object_id"),
+    ("descriptions", "id"),
+    ("descriptions", "object_id"),
+    ("reviews", "id"),
+    ("reviews", "object_id"),
+    ("reviews", "masklet_id"),
+    ("reviews", "region_description_id"),
+    ("samples", "id"),
+    ("audits", "review_id"),
+    ("audit_items", "review_id"),
+}
+PREFIXED_LISTS = {("samples", "object_ids"), ("reviews", "description_ids")}
+
+
+def _ids_by_video(name: str, row: dict, prefix: str = "v" * 8) -> dict:
+    """A row as 0014 leaves it: with its video's prefix on each id of a video's unit."""
+    out = dict(row)
+    for column, value in row.items():
+        if (name, column) in PREFIXED and value is not None:
+            out[column] = prefix + value
+        elif (name, column) in PREFIXED_LISTS and isinstance(value, list):  # (these rows hold the lists as text)
+            out[column] = [prefix + x for x in value]
+    return out
 
 
 def _snapshot(conn, tables) -> dict[str, list[dict]]:
@@ -207,6 +235,19 @@ def _release_store(conn) -> dict[str, list[dict]]:
     return rows
 
 
+def _migrate_to(url: str, revision: str) -> None:
+    """Upgrade to `revision` as Store does to the head (SQLite's foreign keys off while tables are copied)."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # outside SQLite's transaction: pysqlite begins one before DML only
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            command.upgrade(alembic_config(conn), revision)
+    engine.dispose()
+
+
 def _upgrade_with_data(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -225,8 +266,8 @@ def _upgrade_with_data(url: str) -> None:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
     engine.dispose()
     assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
-    for name in tables:
-        assert after[name] == before[name], name  # every row, every old column, the same value
+    for name in tables:  # every row, every old column, the same value (its ids with their video's prefix)
+        assert after[name] == [_ids_by_video(name, row) for row in before[name]], name
     # the old ledger's calls now count in the request log, so totals over old runs are unchanged
     assert requests == [
         {
@@ -304,7 +345,7 @@ def _natural_keys_both_ways(url: str) -> None:
 
     with engine.connect() as conn:
         before = snapshot(conn)
-    Store(url).dispose()  # opening the store applies 0012
+    _migrate_to(url, "0012")
     with engine.begin() as conn:
         after = snapshot(conn)
         for name in columns:
@@ -366,7 +407,7 @@ def _answers_by_hash_both_ways(url: str) -> None:
 
     with engine.connect() as conn:
         before, old_ids = snapshot(conn), ids(conn)
-    Store(url).dispose()  # opening the store applies 0013
+    _migrate_to(url, "0013")
     with engine.begin() as conn:
         inspect = sa.inspect(conn)
         assert [c["name"] for c in inspect.get_columns("model_calls")].count("id") == 0
@@ -402,3 +443,120 @@ def test_answers_keyed_by_their_hash_both_ways_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_answers_keyed_by_their_hash_both_ways_on_postgresql(pg_database):
     _in_a_fresh_database(pg_database, _answers_by_hash_both_ways)
+
+
+def _ids_by_video_both_ways(url: str) -> None:
+    """0014 puts the video's prefix on the ids of its units and on every reference to them: the ids the engine
+    computes now (derived_id); its downgrade gives every row back as it was."""
+    from engine.store.ids import derived_id, hash_part, stable_id
+
+    w, version, lin = "w" * 32, "analyzer@1|gpt", "l" * 32
+    p, q = stable_id("object", w, "dog", 0, version), stable_id("object", w, "dog", 1, version)  # as before 0014
+    mp, mq = stable_id("masklet", p, lin), stable_id("masklet", q, lin)
+    dp = {k: stable_id("description", p, k, lin) for k in ("appearance", "region")}
+    rp, sp, sq = (
+        stable_id("review", p, lin),
+        stable_id("sample", "detailed", p, lin),
+        stable_id("sample", "qa", [p, q], 0, lin),
+    )
+    clip = stable_id("clip", w, 0.0, 2.0, lin)
+    rows = {
+        "videos": [dict(id=w, path="w.mp4", source_root="/src", kind="file", num_frames=10, fps=25.0, width=64,
+                        height=48, size_bytes=9, created_at=NOW)],
+        "objects": [dict(id=o, video_id=w, noun="dog", instance=i, is_subject=i == 0, stage_version=version,
+                         status="pending", created_at=NOW) for i, o in enumerate((p, q))],
+        "masklets": [dict(id=m, object_id=o, backend_version="b", lineage=lin, anchor_frame=0, box=[0, 0, 1, 1],
+                          grounding_score=1.0, mask_score=1.0, height=48, width=64, frames={"0": RLE}, coverage=1.0,
+                          area_variation=0.0, mean_consecutive_iou=1.0, empty_frames=0, border_contact=0.0,
+                          created_at=NOW) for o, m in ((p, mp), (q, mq))],
+        "descriptions": [dict(id=d, object_id=p, kind=k, lineage=lin, text="a dog", model="m", prompt_version="v",
+                              created_at=NOW) for k, d in dp.items()],
+        "gates": [dict(object_id=p, lineage=lin, masklet_id=mp, passed=True, metrics={}, thresholds={},
+                       created_at=NOW)],
+        "reviews": [dict(id=rp, object_id=p, lineage=lin, masklet_id=mp, description_ids=list(dp.values()),
+                         mode="paper", verdict=True, confidence=0.9, rationale="same", model="m",
+                         region_description_id=dp["region"], prompt_version="v", created_at=NOW)],
+        "samples": [dict(id=s, data_type=t, video_id=w, object_ids=ids, conversations=[], annotation=[],
+                         mode="single", lineage=lin, created_at=NOW)
+                    for s, t, ids in ((sp, "detailed", [p]), (sq, "qa", [p, q]))],
+        "completions": [dict(video_id=w, unit_id=u, stage=st, lineage=lin, created_at=NOW)
+                        for u, st in ((w, "analyze"), (p, "segment"), (f"{p}+{q}", "qa"), (clip, "split"))],
+        "failures": [dict(id=stable_id("failure", u, "review", lin), unit_kind=k, unit_id=u, video_id=w, lineage=lin,
+                          stage="review", attempts=1, error_code="x", message="m", quarantined=False, created_at=NOW,
+                          updated_at=NOW) for k, u in (("object", q), ("video", w))],
+        "audits": [dict(id=stable_id("audit", rp, "bob"), review_id=rp, auditor="bob", human_verdict=True, note="",
+                        created_at=NOW)],
+        "audit_events": [dict(id="e" * 32, review_id=rp, auditor="bob", action="decide", human_verdict=True, note="",
+                              created_at=NOW)],
+        "audit_items": [dict(review_id=rp, stratum="kept", population=1, seed=0, drawn_at=NOW)],
+    }  # fmt: skip
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _release_store(conn)
+        command.upgrade(alembic_config(conn), "0013")
+        for name, batch in rows.items():
+            _insert(conn, name, batch)
+    columns = {name: [c for c in batch[0] if c != "frames"] for name, batch in rows.items()}
+    columns["objects"] = ["id", "video_id", "noun", "instance"]  # the release's object (video v) too
+
+    def snapshot(conn) -> dict[str, list[dict]]:
+        return {k: sorted(rows, key=repr) for k, rows in _snapshot(conn, columns).items()}
+
+    def widths(conn) -> set[int]:
+        inspect = sa.inspect(conn)
+        return {
+            c["type"].length
+            for table, names in (("objects", {"id"}), ("reviews", {"id", "masklet_id"}), ("audits", {"review_id"}))
+            for c in inspect.get_columns(table)
+            if c["name"] in names
+        }
+
+    with engine.connect() as conn:
+        before = snapshot(conn)
+        assert widths(conn) == {32}
+    Store(url).dispose()  # opening the store applies 0014 (and on SQLite checks every foreign key)
+    pw, qw = "w" * 8 + p, "w" * 8 + q
+    with engine.begin() as conn:
+        after = snapshot(conn)
+        assert widths(conn) == {40}
+        # the ids the engine computes now, from each unit's parts (the release's rows, of video v, are checked by
+        # test_upgrade_from_0002_keeps_every_row_*)
+        of_w = {k: [r for r in v if w[:8] in repr(r)] for k, v in after.items()}
+        assert {r["id"] for r in of_w["objects"]} == {derived_id(w, "object", w, "dog", i, version) for i in (0, 1)}
+        assert {r["id"] for r in of_w["objects"]} == {pw, qw}
+        assert [r["id"] for r in of_w["masklets"]] == sorted(
+            derived_id(o, "masklet", hash_part(o), lin) for o in (pw, qw)
+        )
+        ds = {derived_id(pw, "description", hash_part(pw), k, lin) for k in dp}
+        assert {r["id"] for r in of_w["descriptions"]} == ds
+        assert {r["object_id"] for r in of_w["descriptions"]} == {pw}
+        (review,) = of_w["reviews"]
+        assert review["id"] == derived_id(pw, "review", hash_part(pw), lin)
+        assert review["object_id"] == pw and review["masklet_id"] == "w" * 8 + mp
+        assert review["description_ids"] == ["w" * 8 + d for d in dp.values()]  # in their order
+        assert review["region_description_id"] == "w" * 8 + dp["region"]
+        assert after["gates"] == [dict(before["gates"][0], object_id=pw, masklet_id="w" * 8 + mp)]
+        samples = {r["data_type"]: r for r in of_w["samples"]}
+        assert samples["detailed"]["id"] == derived_id(pw, "sample", "detailed", hash_part(pw), lin)
+        assert samples["qa"]["id"] == derived_id(w, "sample", "qa", [p, q], 0, lin)
+        assert samples["qa"]["object_ids"] == [pw, qw]
+        assert {r["unit_id"] for r in after["completions"]} == {w, pw, f"{pw}+{qw}", clip}  # a video's, a clip's kept
+        assert {r["unit_id"] for r in of_w["failures"]} == {qw, w}
+        assert {r["id"] for r in of_w["failures"]} == {r["id"] for r in rows["failures"]}  # their ids as before
+        for table in ("audits", "audit_events", "audit_items"):
+            assert [r["review_id"] for r in of_w[table]] == [review["id"]]
+        assert of_w["audits"][0]["id"] == stable_id("audit", hash_part(review["id"]), "bob")  # its id as before
+        command.downgrade(alembic_config(conn), "0013")
+        assert snapshot(conn) == before  # every row as it was
+        assert widths(conn) == {32}
+    Store(url).dispose()  # and up again
+    engine.dispose()
+
+
+def test_ids_by_video_both_ways_on_sqlite(tmp_path):
+    _ids_by_video_both_ways(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+@pytest.mark.postgres
+def test_ids_by_video_both_ways_on_postgresql(pg_database):
+    _in_a_fresh_database(pg_database, _ids_by_video_both_ways)
