@@ -31,6 +31,8 @@ down_revision = "0013"
 branch_labels = None
 depends_on = None
 
+# engine/store/ids.py's VIDEO_PREFIX and ID_HEX as this revision wrote them: written out, not imported, so
+# that what the migration does cannot move with the engine's code
 PREFIX, HASH = 8, 32
 # the id columns that hold a derived unit's id, by table
 WIDENED = {
