@@ -627,7 +627,10 @@ class ModelClient:
         rhash = self.request_key(key, messages, response_format, logprobs)
         shared = self._inflight.get(rhash)
         if shared is not None:  # an identical call is in flight: share its answer
-            return await asyncio.shield(shared)
+            result = await asyncio.shield(shared)
+            if result.ok and self.use_cache and self.cache is not None:
+                await self.cache.get(rhash, scope)  # asked from another video: the cache keeps this video's copy
+            return result
         # The first caller makes the call in its own task (no task per call); later identical callers wait on it.
         shared = self._inflight[rhash] = asyncio.get_running_loop().create_future()
         try:
@@ -719,10 +722,10 @@ class ModelClient:
             raise EndpointError(result.error)
         return result
 
-    def forget(self, rhash: str) -> None:
-        """A cached answer the agent could not use: the next identical call asks the model again."""
+    def forget(self, rhash: str, scope: str | None = None) -> None:
+        """A cached answer the agent could not use: the next identical call from this scope asks the model again."""
         if self.cache is not None:
-            self.cache.invalidate(rhash)
+            self.cache.invalidate(rhash, scope)
 
     async def _ask(
         self,

@@ -25,13 +25,13 @@ from engine.store.requests import request_totals as request_totals
 
 class Cache(Protocol):
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
-        """The stored response of a successful call with this hash, or None. `scope` (a video id) is where the
-        call comes from: a cache that preloaded that video's answers needs no query."""
+        """The stored response of a successful call with this hash from this scope (a video id; None: a call
+        outside any video), or None."""
 
     def put(self, row: dict[str, Any]) -> None:
-        """Keep a successful call's answer (a model_calls row)."""
+        """Keep a successful call's answer (a model_calls row; its video_id is the scope)."""
 
-    def invalidate(self, request_hash: str) -> None:
+    def invalidate(self, request_hash: str, scope: str | None = None) -> None:
         """An answer the agent could not use: never serve it again."""
 
 
@@ -59,17 +59,18 @@ class Meter(Protocol):
 class StoreCache:
     """The store's cache through the StoreIO thread.
 
-    The runtime preloads each in-flight video's answers with the video's state (`preload`), so a call from
-    a preloaded video is answered, or known to be new, without a query; answers stored in this run are
-    kept too, for a while (identical calls from other videos). Calls from elsewhere are looked up.
+    The runtime preloads each in-flight video's answers with the video's state (`preload`): answers are kept per
+    video (schema.ModelCall), so a call from a preloaded video is answered, or known to be new, without a query.
+    Answers stored in this run are kept too, for a while: an identical call from another video is answered from
+    them and stored under that video as well, so its own answers stay complete. Calls from elsewhere are looked up.
     """
 
-    RECENT = 20_000  # answers of this run kept in memory, newest last
+    RECENT = 20_000  # answers of this run kept in memory (model_calls rows), newest last
 
     def __init__(self, io: StoreIO):
         self.io = io
         self._preloaded: dict[str, dict[str, Any]] = {}
-        self._recent: OrderedDict[str, Any] = OrderedDict()
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def preload(self, scope: str, answers: dict[str, Any]) -> None:
         self._preloaded[scope] = answers
@@ -78,23 +79,35 @@ class StoreCache:
         self._preloaded.pop(scope, None)
 
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
-        if request_hash in self._recent:
-            return self._recent[request_hash]
-        if scope is not None and scope in self._preloaded and request_hash in self._preloaded[scope]:
-            return self._preloaded[scope][request_hash]
-        return await self.io.cached(request_hash)
+        video = scope or schema.NO_VIDEO
+        answers = self._preloaded.get(video)
+        if answers is not None and request_hash in answers:
+            return answers[request_hash]
+        row = self._recent.get(request_hash)
+        if row is not None:
+            if row["video_id"] != video:  # another video asked first: this video keeps its own copy
+                self.put({**row, "video_id": video})
+            return row["response"]
+        if answers is not None:  # the video's answers are all here: a new call
+            return None
+        return await self.io.cached(request_hash, video)
 
     def put(self, row: dict[str, Any]) -> None:
-        self._recent[row["request_hash"]] = row["response"]
+        video = row.get("video_id") or schema.NO_VIDEO
+        row = {**row, "video_id": video}
+        self._recent[row["request_hash"]] = row
+        self._recent.move_to_end(row["request_hash"])
         while len(self._recent) > self.RECENT:
             self._recent.popitem(last=False)
+        if video in self._preloaded:
+            self._preloaded[video][row["request_hash"]] = row["response"]
         self.io.submit([Insert(schema.ModelCall, [row])])  # an answer already stored stays
 
-    def invalidate(self, request_hash: str) -> None:
+    def invalidate(self, request_hash: str, scope: str | None = None) -> None:
+        video = scope or schema.NO_VIDEO
         self._recent.pop(request_hash, None)
-        for answers in self._preloaded.values():
-            answers.pop(request_hash, None)
-        self.io.submit([Delete(schema.ModelCall, {"request_hash": request_hash})])
+        self._preloaded.get(video, {}).pop(request_hash, None)
+        self.io.submit([Delete(schema.ModelCall, {"video_id": video, "request_hash": request_hash})])
 
 
 class StoreRequestLog:
@@ -113,18 +126,20 @@ class StoreRequestLog:
 
 
 class MemoryCache:
+    """Answers kept in memory, per scope as the store keeps them (tests, benchmarks)."""
+
     def __init__(self) -> None:
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
-        row = self.rows.get(request_hash)
+        row = self.rows.get((scope or schema.NO_VIDEO, request_hash))
         return row["response"] if row else None
 
     def put(self, row: dict[str, Any]) -> None:
-        self.rows[row["request_hash"]] = dict(row)
+        self.rows[(row.get("video_id") or schema.NO_VIDEO, row["request_hash"])] = dict(row)
 
-    def invalidate(self, request_hash: str) -> None:
-        self.rows.pop(request_hash, None)
+    def invalidate(self, request_hash: str, scope: str | None = None) -> None:
+        self.rows.pop((scope or schema.NO_VIDEO, request_hash), None)
 
 
 class MemoryLog:

@@ -113,7 +113,7 @@ class Services:
             return agent.parse(item, result.value)
         except ValueError as e:
             # valid JSON the agent cannot use: drop it from the cache, so a retry asks the model again
-            self.client.forget(result.request_hash)
+            self.client.forget(result.request_hash, scope)
             raise UnitFailure("unusable_output", f"{agent.role}: {e}") from None
 
     # --- media and segmentation ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ The driver's event loop never runs SQL. Work is queued here and done in this thr
 - `flush()`: waits until everything queued before it is committed (the request log writes a
   request's row before the request leaves).
 - `read(fn)`: runs `fn(session)` here, after the writes queued before it, so it sees them.
-- `cached(key)`: the stored answer for a request hash; lookups waiting together share one query.
+- `cached(hash, video)`: the stored answer of a video's request; lookups waiting together share one query.
 
 Within a batch, insert-ignores run first, table by table in foreign-key order, one executemany each;
 upserts and deletes follow in the order they were queued. Insert-ignore commutes with them for every
@@ -132,7 +132,7 @@ class _Read:
 
 @dataclass
 class _Lookup:
-    key: str
+    key: tuple[str, str]  # (video_id, request_hash)
     future: asyncio.Future
 
 
@@ -193,11 +193,11 @@ class StoreIO:
         self._queue.put(_Read(fn, fut))
         return await fut
 
-    async def cached(self, request_hash: str) -> dict[str, Any] | None:
-        """The stored response of a successful call with this hash, or None."""
+    async def cached(self, request_hash: str, video_id: str) -> dict[str, Any] | None:
+        """The stored response of a successful call with this hash from this video (schema.ModelCall), or None."""
         self._check()
         fut = self._loop.create_future()
-        self._queue.put(_Lookup(request_hash, fut))
+        self._queue.put(_Lookup((video_id, request_hash), fut))
         return await fut
 
     async def aclose(self) -> None:
@@ -395,11 +395,14 @@ class StoreIO:
         mc = schema.ModelCall
         try:
             with s.begin_nested():
-                found: dict[str, Any] = dict(
-                    s.execute(
-                        sa.select(mc.request_hash, mc.response).where(mc.request_hash.in_(keys), mc.status == "ok")
-                    ).all()
-                )
+                found: dict[tuple[str, str], Any] = {
+                    (video, rhash): response
+                    for video, rhash, response in s.execute(
+                        sa.select(mc.video_id, mc.request_hash, mc.response).where(
+                            sa.tuple_(mc.video_id, mc.request_hash).in_(keys), mc.status == "ok"
+                        )
+                    )
+                }
         except Exception as e:  # noqa: BLE001
             return [(x.future, None, e) for x in lookups]
         return [(x.future, found.get(x.key), None) for x in lookups]

@@ -24,6 +24,7 @@ from engine.store.ids import DERIVED_ID_LEN
 
 ID = sa.String(32)
 DERIVED_ID = sa.String(DERIVED_ID_LEN)  # a unit derived from a video: the video's prefix, then its hash (0014)
+NO_VIDEO = ""  # model_calls.video_id of a call made outside any video (a probe)
 
 
 def utcnow() -> datetime:
@@ -286,16 +287,23 @@ class Sample(Base):
 
 
 class ModelCall(Base):
-    """The cache of answers, one row per canonical request hash: a stored success answers a repeated call.
+    """The cache of answers: a stored success answers a repeated call from the same video.
+
+    Keyed by the video whose unit asked, then the canonical request's hash (0015), so a video's answers share
+    index pages: keyed by the hash alone, each answer was a page at a random place in a store of a million
+    objects. A run preloads each video's answers and looks nothing up per call; an identical request from another
+    video is answered from the run's memory and stored under that video too. Calls outside any video (probes)
+    are kept under NO_VIDEO.
 
     Accounting is the request log's (`requests`), not this table's: rows written before the request log
     existed were copied there by migration 0003.
     """
 
     __tablename__ = "model_calls"
-    # Keyed by the hash alone (0013): a hashed id beside it was a second index page at a random place per answer.
+    # No foreign key to videos: a call made outside any video has none.
+    video_id: Mapped[str] = mapped_column(ID, primary_key=True)
     request_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    agent: Mapped[str] = mapped_column(sa.String(32), index=True)
+    agent: Mapped[str] = mapped_column(sa.String(32))
     model: Mapped[str] = mapped_column(sa.String(128))
     endpoint: Mapped[str] = mapped_column(sa.Text, default="")  # base URL only, never a key
     status: Mapped[str] = mapped_column(_enum("call_status", "ok", "error", "refused", "invalid"))
@@ -306,9 +314,6 @@ class ModelCall(Base):
     response: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(sa.Text)
     run_id: Mapped[str | None] = mapped_column(sa.ForeignKey("runs.id"), index=True)
-    # The video whose unit asked: its answers load with the video's state (no query per call). No foreign key:
-    # a call made outside any video (a probe) has none.
-    video_id: Mapped[str | None] = mapped_column(ID, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

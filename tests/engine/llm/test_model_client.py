@@ -131,7 +131,7 @@ def test_retries_are_bounded_and_every_request_is_logged(fake):
     assert not cache.rows  # a failure is never cached
     r2 = run(ask(make_client(fake, cache, log), "always down"))  # asked again, and now it works
     assert r2.ok and not r2.cached and len(fake.chat_requests()) == 4 and len(log.rows) == 4
-    assert r.request_hash in cache.rows
+    assert (schema.NO_VIDEO, r.request_hash) in cache.rows
 
 
 def test_400_is_not_retried(fake):
@@ -256,6 +256,51 @@ def test_cache_answers_without_http_and_no_cache_bypasses_it(fake, sqlite_store)
         requests = s.query(schema.Request).count()
     assert len(rows) == 2 and all(r.status == "ok" for r in rows) and requests == 3
     assert all(json.dumps(r.response).find("base64") == -1 for r in rows)  # images are not stored in responses
+
+
+def test_answers_are_kept_per_video_and_shared_within_a_run(fake, sqlite_store):
+    """schema.ModelCall: a video's answers are its own (a run preloads them and looks nothing up per call); an
+    identical call from another video in the same run is answered from memory, in flight or after, and stored
+    under that video too."""
+    a, b, c, d = ("a" * 32, "b" * 32, "c" * 32, "d" * 32)
+    msgs = [user_message("the same question")]
+
+    def stored() -> set[tuple[str, str]]:
+        with sqlite_store.session() as s:
+            return {(r.video_id, r.request_hash) for r in s.query(schema.ModelCall)}
+
+    async def first_run():
+        async with store_client(fake, sqlite_store) as client:
+            fake.latency_s = 0.2
+            one, two = await asyncio.gather(  # in flight at once: one request
+                client.query("analyzer", msgs, Nouns, scope=a), client.query("analyzer", msgs, Nouns, scope=b)
+            )
+            fake.latency_s = 0.0
+            three = await client.query("analyzer", msgs, Nouns, scope=c)  # later: from the run's memory
+            return one, two, three
+
+    one, two, three = run(first_run())
+    assert one.ok and two.ok and three.cached and len(fake.chat_requests()) == 1
+    h = one.request_hash
+    assert stored() == {(a, h), (b, h), (c, h)}
+
+    async def second_run():
+        async with store_client(fake, sqlite_store) as client:
+            from_a = await client.query("analyzer", msgs, Nouns, scope=a)  # not preloaded: looked up, found
+            from_d = await client.query("analyzer", msgs, Nouns, scope=d)  # another video's answer is not its own
+            return from_a, from_d
+
+    async def third_run():
+        async with store_client(fake, sqlite_store) as client:
+            client.cache.preload(b, {})  # b's answers as a run loads them, here none: no lookup, so asked again
+            from_b = await client.query("analyzer", msgs, Nouns, scope=b)
+            client.forget(h, c)  # c could not use it
+            return from_b
+
+    from_a, from_d = run(second_run())
+    assert from_a.cached and not from_d.cached and len(fake.chat_requests()) == 2
+    assert not run(third_run()).cached and len(fake.chat_requests()) == 3
+    assert stored() == {(a, h), (b, h), (d, h)}  # c's answer forgotten, a's and b's kept
 
 
 def test_identical_calls_in_flight_share_one_request(fake):

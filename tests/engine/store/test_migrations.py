@@ -560,3 +560,58 @@ def test_ids_by_video_both_ways_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_ids_by_video_both_ways_on_postgresql(pg_database):
     _in_a_fresh_database(pg_database, _ids_by_video_both_ways)
+
+
+def _answers_by_video_both_ways(url: str) -> None:
+    """0015 keys model_calls by (video_id, request_hash), a call outside any video under '', and drops the indexes
+    on video_id and agent; its downgrade keeps one answer per hash."""
+    from sqlalchemy.exc import IntegrityError
+
+    w, x = "w" * 32, "x" * 32
+    calls = [
+        dict(request_hash=f"{i}" * 64, agent="annotator", model="m", endpoint="http://x", status="ok", tokens_in=9,
+             tokens_out=3, cost_usd=0.0, latency_s=0.1, response=json.dumps({"parsed": {"n": i}}), error=None,
+             run_id=None, video_id=video, created_at=NOW)
+        for i, video in enumerate((w, w, x, None))
+    ]  # fmt: skip
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _release_store(conn)
+        command.upgrade(alembic_config(conn), "0014")
+        _insert(conn, "model_calls", calls)
+    columns = {"model_calls": [c for c in calls[0] if c != "response"]}  # JSON: not comparable on PostgreSQL
+
+    def snapshot(conn) -> list[dict]:
+        return sorted(_snapshot(conn, columns)["model_calls"], key=repr)
+
+    def indexes(conn) -> set[str]:
+        return {i["name"] for i in sa.inspect(conn).get_indexes("model_calls")}
+
+    with engine.connect() as conn:
+        before = snapshot(conn)
+        assert {"ix_model_calls_video_id", "ix_model_calls_agent"} <= indexes(conn)
+    _migrate_to(url, "0015")
+    with engine.begin() as conn:
+        assert sa.inspect(conn).get_pk_constraint("model_calls")["constrained_columns"] == ["video_id", "request_hash"]
+        assert indexes(conn) == {"ix_model_calls_run_id"}
+        # every row and column kept; the release's call and the probe's, made outside any video, are under ''
+        assert snapshot(conn) == sorted([dict(r, video_id=r["video_id"] or "") for r in before], key=repr)
+        _insert(conn, "model_calls", [dict(calls[0], video_id=x)])  # the same request from another video: its own
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        _insert(conn, "model_calls", [dict(calls[0])])  # but once per video
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0014")
+        assert sa.inspect(conn).get_pk_constraint("model_calls")["constrained_columns"] == ["request_hash"]
+        assert {"ix_model_calls_video_id", "ix_model_calls_agent"} <= indexes(conn)
+        assert snapshot(conn) == before  # one answer per hash again: the first video's, (w, "0"*64)
+    Store(url).dispose()  # and up again
+    engine.dispose()
+
+
+def test_answers_by_video_both_ways_on_sqlite(tmp_path):
+    _answers_by_video_both_ways(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+@pytest.mark.postgres
+def test_answers_by_video_both_ways_on_postgresql(pg_database):
+    _in_a_fresh_database(pg_database, _answers_by_video_both_ways)

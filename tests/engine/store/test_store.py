@@ -202,6 +202,7 @@ def test_runs_and_model_calls_keep_json(store):
         s.flush()
         s.add(
             schema.ModelCall(
+                video_id=schema.NO_VIDEO,
                 request_hash="h" * 64,
                 agent="analyzer",
                 model="m",
@@ -215,7 +216,9 @@ def test_runs_and_model_calls_keep_json(store):
         )
     with store.session() as s:
         assert s.get(schema.Run, "r" * 32).config == {"a": {"b": [1, 2]}}
-        assert s.get(schema.ModelCall, "h" * 64).response == {"nouns": ["man"]}
-    with pytest.raises(IntegrityError), store.session() as s:  # one row per request hash: the cache key
-        s.add(schema.ModelCall(request_hash="h" * 64, agent="a", model="m", status="ok"))
+        assert s.get(schema.ModelCall, (schema.NO_VIDEO, "h" * 64)).response == {"nouns": ["man"]}
+    with store.session() as s:  # the same request from a video: an answer of its own
+        s.add(schema.ModelCall(video_id="v" * 32, request_hash="h" * 64, agent="a", model="m", status="ok"))
+    with pytest.raises(IntegrityError), store.session() as s:  # one row per video and request hash: the cache key
+        s.add(schema.ModelCall(video_id="v" * 32, request_hash="h" * 64, agent="a", model="m", status="ok"))
     assert sa.inspect(store.engine).has_table("audits")
