@@ -97,6 +97,7 @@ class Measure:
     role_cpu: dict[str, float]
     server_cpu: float = 0.0  # the database server's processes (PostgreSQL), not the engine's
     driver_written: float = 0.0  # bytes the driver caused to be written (its store's pages and WAL, with SQLite)
+    driver_kernel: float = 0.0  # the driver's CPU in the kernel (system calls: the store's reads, writes, fsyncs)
 
     def per_object_ms(self, seconds: float) -> float:
         return seconds / self.objects * 1000
@@ -135,6 +136,7 @@ class Clock(RunObserver):
         return dict(
             t=time.perf_counter(),
             driver=cpu_of([os.getpid()]),
+            driver_kernel=psutil.Process().cpu_times().system,
             written=float(psutil.Process().io_counters().write_bytes),
             workers=cpu_of(self.workers),
             endpoint=cpu_of([self.endpoint_pid]),
@@ -180,6 +182,7 @@ def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[
         {r: b[f"role:{r}"] - a[f"role:{r}"] for r in clock.roles},
         b["server"] - a["server"],
         b["written"] - a["written"],
+        b["driver_kernel"] - a["driver_kernel"],
     )
     ids = list(result.split.units) if result.split else []
     with engine.store.session() as q:
@@ -263,6 +266,7 @@ def median_measure(ms: list[Measure]) -> Measure:
         {r: med([m.role_cpu[r] / m.objects * objects for m in ms]) for r in ms[0].role_cpu},
         med([m.server_cpu / m.objects * objects for m in ms]),
         med([m.driver_written / m.objects * objects for m in ms]),
+        med([m.driver_kernel / m.objects * objects for m in ms]),
     )
 
 
@@ -295,7 +299,10 @@ def report(label: str, m: Measure, args, cfg) -> None:
         f"(stand-in endpoint {m.per_object_ms(m.endpoint_cpu):.1f} ms, not counted)"
         + (f"; PostgreSQL server {m.per_object_ms(m.server_cpu):.1f} ms (not counted)" if args.database_url else "")
     )
-    print(f"the driver wrote {m.driver_written / m.objects / 1024:.0f} KiB per object (store pages and WAL)")
+    print(
+        f"the driver wrote {m.driver_written / m.objects / 1024:.0f} KiB per object (store pages and WAL); its CPU in "
+        f"the kernel {m.per_object_ms(m.driver_kernel):.2f} ms per object"
+    )
 
 
 class Server:
@@ -476,6 +483,7 @@ def main() -> None:
                 pairs = list(zip(runs[kinds[0][0]], runs[kinds[1][0]]))
                 for name, cost in (
                     ("driver", lambda m: m.driver_cpu),
+                    ("driver in the kernel", lambda m: m.driver_kernel),
                     ("Ray workers", lambda m: m.worker_cpu),
                     ("engine", lambda m: m.driver_cpu + m.worker_cpu),
                     *((("PostgreSQL server", lambda m: m.server_cpu),) if server is not None else ()),
