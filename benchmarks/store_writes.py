@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/store_writes.py record --out /tmp/writes [--videos 96]
     .venv/bin/python benchmarks/store_writes.py replay --writes /tmp/writes --prefill-dir /tmp/prefill1m [--repeat 3]
+    .venv/bin/python benchmarks/store_writes.py pages --writes /tmp/writes --prefill-dir /tmp/prefill1m
 
 `record` runs the detailed pipeline once (the stand-in endpoint and segmentor of pipeline_throughput.py) and
 keeps what the driver's store thread wrote, transaction by transaction, with a snapshot of the store taken when
@@ -9,6 +10,8 @@ the workers were ready (the run row, the videos). `replay` applies those transac
 to a copy of an empty store and to a copy of a pre-filled one (pipeline_throughput.py --prefill-dir makes it),
 alternating, and prints the store thread's CPU, bytes written and WAL frames per object for both. The runs of
 pipeline_throughput.py vary by a quarter with the machine; this isolates the part the store's size can change.
+`pages` replays them once into each store with automatic checkpoints off, and maps every WAL frame to the table or
+index whose page it holds (SQLite's dbstat): which b-trees the store's size makes the writes touch.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -170,6 +174,57 @@ def replay(args: argparse.Namespace) -> None:
     )
 
 
+def _wal_pages(wal: Path, page_size: int) -> list[int]:
+    """The page number of each frame of a WAL file (a 32-byte header, then frames of a 24-byte header and a page)."""
+    data, out = wal.read_bytes(), []
+    for off in range(32, len(data) - 24 - page_size + 1, 24 + page_size):
+        out.append(int.from_bytes(data[off : off + 4], "big"))
+    return out
+
+
+def pages_once(db: Path, data: dict) -> tuple[Counter[str], Counter[str]]:
+    """Replay into `db` with the WAL kept whole; (frames, distinct pages) per b-tree."""
+    store = Store(f"sqlite:///{db}")
+    writer = _Writer(store)
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")  # every frame stays in the WAL
+        conn.commit()
+        for batch in data["batches"]:
+            with conn.begin():
+                writer.write(conn, [_Group(ops, None) for ops in batch])
+        con = sqlite3.connect(db)  # a reader sees the WAL's pages; dbstat names each page's b-tree
+        frames = _wal_pages(Path(f"{db}-wal"), con.execute("PRAGMA page_size").fetchone()[0])
+        wanted = set(frames)
+        owner = {pageno: name for name, pageno in con.execute("SELECT name, pageno FROM dbstat") if pageno in wanted}
+        con.close()
+    store.dispose()
+    return Counter(owner.get(p, "?") for p in frames), Counter(owner.get(p, "?") for p in wanted)
+
+
+def pages(args: argparse.Namespace) -> None:
+    writes = Path(args.writes)
+    data = pickle.loads((writes / "writes.pickle").read_bytes())
+    n = data["objects"]
+    counts = {}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for kind in ("empty", "full"):
+            db = Path(tmp) / f"{kind}.sqlite"
+            if kind == "full":
+                shutil.copyfile(Path(args.prefill_dir) / "engine.sqlite", db)
+            else:
+                Store(f"sqlite:///{db}").dispose()
+            _merge(db, writes / "before.sqlite")
+            counts[kind] = pages_once(db, data)
+            for p in Path(tmp).glob(f"{kind}.sqlite*"):
+                p.unlink()
+    (ef, ep), (ff, fp) = counts["empty"], counts["full"]
+    print(f"per object ({n} objects), in the empty and the pre-filled store:")
+    print(f"{'b-tree':40}{'WAL frames':>16}{'distinct pages':>18}")
+    print(f"{'all b-trees':40}{ef.total() / n:8.2f}{ff.total() / n:8.2f}{ep.total() / n:10.2f}{fp.total() / n:8.2f}")
+    for name in sorted(set(fp) | set(ep), key=lambda k: ep[k] - fp[k]):
+        print(f"{name:40}{ef[name] / n:8.2f}{ff[name] / n:8.2f}{ep[name] / n:10.2f}{fp[name] / n:8.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -181,8 +236,12 @@ def main() -> None:
     q.add_argument("--prefill-dir", required=True)
     q.add_argument("--repeat", type=int, default=3)
     q.add_argument("--tmp", default=None, help="where the stores' copies go (default: the system's temp folder)")
+    g = sub.add_parser("pages")
+    g.add_argument("--writes", required=True)
+    g.add_argument("--prefill-dir", required=True)
+    g.add_argument("--tmp", default=None, help="where the stores' copies go (default: the system's temp folder)")
     args = p.parse_args()
-    record(args) if args.cmd == "record" else replay(args)
+    {"record": record, "replay": replay, "pages": pages}[args.cmd](args)
 
 
 if __name__ == "__main__":
