@@ -23,6 +23,11 @@ from engine.store.requests import RoleTotals as RoleTotals  # re-exported: calle
 from engine.store.requests import request_totals as request_totals
 
 
+def _video(scope: str | None) -> str:
+    """The model_calls.video_id of a call from `scope` (None: outside any video)."""
+    return scope or schema.NO_VIDEO
+
+
 class Cache(Protocol):
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
         """The stored response of a successful call with this hash from this scope (a video id; None: a call
@@ -79,7 +84,7 @@ class StoreCache:
         self._preloaded.pop(scope, None)
 
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
-        video = scope or schema.NO_VIDEO
+        video = _video(scope)
         answers = self._preloaded.get(video)
         if answers is not None and request_hash in answers:
             return answers[request_hash]
@@ -93,7 +98,7 @@ class StoreCache:
         return await self.io.cached(request_hash, video)
 
     def put(self, row: dict[str, Any]) -> None:
-        video = row.get("video_id") or schema.NO_VIDEO
+        video = _video(row.get("video_id"))
         row = {**row, "video_id": video}
         self._recent[row["request_hash"]] = row
         self._recent.move_to_end(row["request_hash"])
@@ -104,7 +109,7 @@ class StoreCache:
         self.io.submit([Insert(schema.ModelCall, [row])])  # an answer already stored stays
 
     def invalidate(self, request_hash: str, scope: str | None = None) -> None:
-        video = scope or schema.NO_VIDEO
+        video = _video(scope)
         self._recent.pop(request_hash, None)
         self._preloaded.get(video, {}).pop(request_hash, None)
         self.io.submit([Delete(schema.ModelCall, {"video_id": video, "request_hash": request_hash})])
@@ -132,14 +137,14 @@ class MemoryCache:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def get(self, request_hash: str, scope: str | None = None) -> dict[str, Any] | None:
-        row = self.rows.get((scope or schema.NO_VIDEO, request_hash))
+        row = self.rows.get((_video(scope), request_hash))
         return row["response"] if row else None
 
     def put(self, row: dict[str, Any]) -> None:
-        self.rows[(row.get("video_id") or schema.NO_VIDEO, row["request_hash"])] = dict(row)
+        self.rows[(_video(row.get("video_id")), row["request_hash"])] = dict(row)
 
     def invalidate(self, request_hash: str, scope: str | None = None) -> None:
-        self.rows.pop((scope or schema.NO_VIDEO, request_hash), None)
+        self.rows.pop((_video(scope), request_hash), None)
 
 
 class MemoryLog:
