@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -74,6 +75,20 @@ def start_endpoint(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
+def copy_as_written(src: str, dst: str) -> None:
+    """Copy a file a page at a time, so that it sits in the OS's cache as the store SQLite wrote page by page would.
+
+    shutil's copy (copy_file_range) leaves the copy cached in large folios (Linux 6.x, ext4): then each 4 KiB page
+    the run writes dirties, and has written back, a whole folio. At a million objects that tripled the bytes the
+    run wrote (500 against 195 KiB per object, benchmarks/store_writes.py's replay) and slowed every process,
+    the Ray workers too, though they never touch the store."""
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        while chunk := fin.read(1 << 20):
+            for at in range(0, len(chunk), 4096):
+                fout.write(chunk[at : at + 4096])
+    shutil.copystat(src, dst)
+
+
 def cpu_of(pids) -> float:
     total = 0.0
     for pid in pids:
@@ -98,6 +113,11 @@ class Measure:
     server_cpu: float = 0.0  # the database server's processes (PostgreSQL), not the engine's
     driver_written: float = 0.0  # bytes the driver caused to be written (its store's pages and WAL, with SQLite)
     driver_kernel: float = 0.0  # the driver's CPU in the kernel (system calls: the store's reads, writes, fsyncs)
+    # The driver's read and write system calls, and its minor page faults: with SQLite, its page reads beyond the
+    # mapped first 2 GiB of the file (each a pread) and its first touches of mapped pages
+    driver_reads: float = 0.0
+    driver_writes: float = 0.0
+    driver_faults: float = 0.0
 
     def per_object_ms(self, seconds: float) -> float:
         return seconds / self.objects * 1000
@@ -138,6 +158,9 @@ class Clock(RunObserver):
             driver=cpu_of([os.getpid()]),
             driver_kernel=psutil.Process().cpu_times().system,
             written=float(psutil.Process().io_counters().write_bytes),
+            reads=float(psutil.Process().io_counters().read_count),
+            writes=float(psutil.Process().io_counters().write_count),
+            faults=float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt),
             workers=cpu_of(self.workers),
             endpoint=cpu_of([self.endpoint_pid]),
             server=cpu_of(
@@ -183,6 +206,9 @@ def run_engine(cfg, src: Path, endpoint_pid: int) -> tuple[Measure, Store, list[
         b["server"] - a["server"],
         b["written"] - a["written"],
         b["driver_kernel"] - a["driver_kernel"],
+        b["reads"] - a["reads"],
+        b["writes"] - a["writes"],
+        b["faults"] - a["faults"],
     )
     ids = list(result.split.units) if result.split else []
     with engine.store.session() as q:
@@ -267,6 +293,9 @@ def median_measure(ms: list[Measure]) -> Measure:
         med([m.server_cpu / m.objects * objects for m in ms]),
         med([m.driver_written / m.objects * objects for m in ms]),
         med([m.driver_kernel / m.objects * objects for m in ms]),
+        med([m.driver_reads / m.objects * objects for m in ms]),
+        med([m.driver_writes / m.objects * objects for m in ms]),
+        med([m.driver_faults / m.objects * objects for m in ms]),
     )
 
 
@@ -301,7 +330,9 @@ def report(label: str, m: Measure, args, cfg) -> None:
     )
     print(
         f"the driver wrote {m.driver_written / m.objects / 1024:.0f} KiB per object (store pages and WAL); its CPU in "
-        f"the kernel {m.per_object_ms(m.driver_kernel):.2f} ms per object"
+        f"the kernel {m.per_object_ms(m.driver_kernel):.2f} ms per object; per object, its read system calls "
+        f"{m.driver_reads / m.objects:.0f}, write system calls {m.driver_writes / m.objects:.0f}, minor page faults "
+        f"{m.driver_faults / m.objects:.0f}"
     )
 
 
@@ -421,7 +452,7 @@ def main() -> None:
             if args.prefill and server is not None:  # a template filled before this was written, too
                 server.analyze(pg_template)
             runs: dict[str, list[Measure]] = {label: [] for label, _ in kinds}
-            previous: tuple[Store, str] | None = None
+            previous: tuple[Store, str, Path] | None = None
             for r in range(args.repeat):
                 # every other repetition in reverse order: the second run in a process costs more (a bigger heap,
                 # warm Ray), and no kind should always take that place
@@ -431,7 +462,7 @@ def main() -> None:
                     if server is not None:  # a database of its own, copied from the template when pre-filled
                         db = server.create(f"bench_{kind}{r}_{os.getpid()}", pg_template if kind == "full" else None)
                     elif kind == "full":
-                        shutil.copytree(template, data)
+                        shutil.copytree(template, data, copy_function=copy_as_written)
                     # The copy's gigabytes are written out now, not by the kernel during the run (whose writeback
                     # and cache churn cost every process CPU, the Ray workers' too, though they never touch the store)
                     os.sync()
@@ -439,12 +470,15 @@ def main() -> None:
                     cfg = load_config(
                         environ={}, overrides={"data_dir": str(data), "database_url": db, **overrides, **metrics}
                     )
-                    if server is not None and previous is not None:  # the last run's stays for the naive loop
-                        previous[0].dispose()
-                        server.drop(previous[1])
+                    if previous is not None:  # the last run's store stays for the naive loop; the others go
+                        previous[0].dispose()  # (a million objects' copy is 7 GB: a dozen would fill the disk)
+                        if server is not None:
+                            server.drop(previous[1])
+                        else:
+                            shutil.rmtree(previous[2], ignore_errors=True)
                     m, store, ids = run_engine(cfg, src, endpoint.pid)
                     runs[label].append(m)
-                    previous = (store, db)
+                    previous = (store, db, data)
             print(
                 f"endpoint latency {args.latency * 1000:.0f} ms, {args.concurrency} concurrent; segmentor "
                 f"{args.seg_s_per_frame * 1000:.1f} ms/frame x {cfg.sampling.mask_frames} frames/video"

@@ -20,7 +20,6 @@ import argparse
 import os
 import pickle
 import resource
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -34,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline_throughput import AGENTS, make_source, start_endpoint  # noqa: E402
+from pipeline_throughput import AGENTS, copy_as_written, make_source, start_endpoint  # noqa: E402
 
 from engine.api import Engine, RunObserver  # noqa: E402
 from engine.config import load_config  # noqa: E402
@@ -149,7 +148,7 @@ def replay(args: argparse.Namespace) -> None:
             for kind in ("empty", "full") if r % 2 == 0 else ("full", "empty"):
                 db = Path(tmp) / f"{kind}{r}.sqlite"
                 if kind == "full":
-                    shutil.copyfile(prefilled, db)
+                    copy_as_written(str(prefilled), str(db))
                 else:
                     Store(f"sqlite:///{db}").dispose()  # migrated, empty
                 _merge(db, writes / "before.sqlite")
@@ -210,7 +209,7 @@ def pages(args: argparse.Namespace) -> None:
         for kind in ("empty", "full"):
             db = Path(tmp) / f"{kind}.sqlite"
             if kind == "full":
-                shutil.copyfile(Path(args.prefill_dir) / "engine.sqlite", db)
+                copy_as_written(str(Path(args.prefill_dir) / "engine.sqlite"), str(db))
             else:
                 Store(f"sqlite:///{db}").dispose()
             _merge(db, writes / "before.sqlite")
