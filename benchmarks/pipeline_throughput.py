@@ -79,9 +79,9 @@ def copy_as_written(src: str, dst: str) -> None:
     """Copy a file a page at a time, so that it sits in the OS's cache as the store SQLite wrote page by page would.
 
     shutil's copy (copy_file_range) leaves the copy cached in large folios (Linux 6.x, ext4): then each 4 KiB page
-    the run writes dirties, and has written back, a whole folio. At a million objects that tripled the bytes the
-    run wrote (500 against 195 KiB per object, benchmarks/store_writes.py's replay) and slowed every process,
-    the Ray workers too, though they never touch the store."""
+    the run writes dirties, and has written back, a whole folio. At a million objects that wrote 2.5 times the
+    bytes (497 against 195 KiB per object, benchmarks/store_writes.py's replay), and in one set of 12 repetitions
+    slowed every process, the Ray workers by 5% too, though they never touch the store."""
     with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
         while chunk := fin.read(1 << 20):
             for at in range(0, len(chunk), 4096):
@@ -153,13 +153,14 @@ class Clock(RunObserver):
             )
 
     def _read(self) -> dict[str, float]:
+        io = psutil.Process().io_counters()
         return dict(
             t=time.perf_counter(),
             driver=cpu_of([os.getpid()]),
             driver_kernel=psutil.Process().cpu_times().system,
-            written=float(psutil.Process().io_counters().write_bytes),
-            reads=float(psutil.Process().io_counters().read_count),
-            writes=float(psutil.Process().io_counters().write_count),
+            written=float(io.write_bytes),
+            reads=float(io.read_count),
+            writes=float(io.write_count),
             faults=float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt),
             workers=cpu_of(self.workers),
             endpoint=cpu_of([self.endpoint_pid]),
